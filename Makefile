@@ -1,0 +1,44 @@
+# The README's two commands: `make run` (set up and run on the embedded Temporal dev server)
+# and `make test` (set up and pass the tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+WEB_PORT ?= 8000
+TEMPORAL_PORT ?= 7233
+TEMPORAL_UI_PORT ?= 8233
+export WEB_PORT TEMPORAL_PORT TEMPORAL_UI_PORT
+export TEMPORAL_ADDRESS ?= 127.0.0.1:$(TEMPORAL_PORT)
+export TEMPORAL_UI_URL ?= http://127.0.0.1:$(TEMPORAL_UI_PORT)
+
+.PHONY: run setup test lint chromium bench clean-data
+
+$(VENV)/.installed: requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	touch $@
+
+setup: $(VENV)/.installed
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py demo_users
+
+run: setup
+	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker and the web app on http://127.0.0.1:$(WEB_PORT)"
+	PATH="$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
+
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+test: $(VENV)/.installed chromium lint
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/pages.py
+
+clean-data:
+	rm -rf var/

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+
+from workers import rules
+from workers.model import (
+    PRIORITY_LABELS,
+    AddComment,
+    AddTag,
+    Assign,
+    Claim,
+    Close,
+    Command,
+    NewCase,
+    RemoveTag,
+    Reopen,
+    Resolve,
+    SetDue,
+    SetPriority,
+    SetStatus,
+)
+
+from .ids import is_case_id, new_case_id
+
+PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]
+SETTABLE_STATUSES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting")]
+
+
+def queue_choices() -> list[tuple[str, str]]:
+    return [(q, q.capitalize()) for q in settings.CASE_QUEUES]
+
+
+class NewCaseForm(forms.Form):
+    # Pre-generated so a double submit or a retried POST opens one case, not two.
+    case_id = forms.CharField(widget=forms.HiddenInput, initial=new_case_id)
+    title = forms.CharField(max_length=rules.MAX_TITLE)
+    queue = forms.ChoiceField(choices=queue_choices)
+    priority = forms.TypedChoiceField(choices=PRIORITY_CHOICES, coerce=int, initial=3)
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}), max_length=rules.MAX_DESCRIPTION, required=False
+    )
+    requester_name = forms.CharField(max_length=rules.MAX_NAME, required=False, label="Requester")
+    requester_email = forms.EmailField(max_length=rules.MAX_NAME, required=False, label="Email")
+    tags = forms.CharField(
+        required=False, help_text="Comma-separated, e.g. vip, refund", max_length=1000
+    )
+
+    def clean_case_id(self) -> str:
+        value: str = self.cleaned_data["case_id"]
+        if not is_case_id(value):
+            raise forms.ValidationError("This form has expired; reload the page.")
+        return value
+
+    def clean_tags(self) -> list[str]:
+        raw = self.cleaned_data.get("tags") or ""
+        tags: list[str] = []
+        for part in raw.split(","):
+            if part.strip():
+                try:
+                    tag = rules.clean_tag(part)
+                except rules.RuleError as err:
+                    raise forms.ValidationError(err.message) from err
+                if tag not in tags:
+                    tags.append(tag)
+        if len(tags) > rules.MAX_TAGS:
+            raise forms.ValidationError(f"A case has at most {rules.MAX_TAGS} tags.")
+        return tags
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            try:
+                rules.validate_new_case(self.new_case())
+            except rules.RuleError as err:
+                self.add_error(err.field if err.field in self.fields else None, err.message)
+        return data
+
+    def new_case(self) -> NewCase:
+        d = self.cleaned_data
+        return NewCase(
+            title=d["title"].strip(),
+            queue=d["queue"],
+            priority=d["priority"],
+            description=d.get("description", ""),
+            requester_name=d.get("requester_name", ""),
+            requester_email=d.get("requester_email", ""),
+            tags=d.get("tags", []),
+        )
+
+
+# --- actions on a case ---------------------------------------------------------------------
+
+
+class ActionForm(forms.Form):
+    """Base of every action: the version the user saw and an idempotency key."""
+
+    label = ""
+    command_class: type[Command]
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    key = forms.CharField(widget=forms.HiddenInput, max_length=64, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {}).setdefault("key", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {}
+
+    def command(self, actor: str) -> Command:
+        return self.command_class(
+            actor=actor,
+            expected_version=self.cleaned_data.get("version"),
+            **self.fields_for_command(),
+        )
+
+    def update_id(self, action: str) -> str | None:
+        key = self.cleaned_data.get("key")
+        return f"{action}-{key}" if key else None
+
+
+class ClaimForm(ActionForm):
+    label = "Claim"
+    command_class = Claim
+
+
+class AssignForm(ActionForm):
+    label = "Assign"
+    command_class = Assign
+    assignee = forms.CharField(max_length=150)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"assignee": self.cleaned_data["assignee"]}
+
+
+class UnassignForm(ActionForm):
+    label = "Unassign"
+    command_class = Assign
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"assignee": None}
+
+
+class PriorityForm(ActionForm):
+    label = "Set priority"
+    command_class = SetPriority
+    priority = forms.TypedChoiceField(choices=PRIORITY_CHOICES, coerce=int)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"priority": self.cleaned_data["priority"]}
+
+
+class StatusForm(ActionForm):
+    label = "Set status"
+    command_class = SetStatus
+    status = forms.ChoiceField(choices=SETTABLE_STATUSES)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"status": self.cleaned_data["status"]}
+
+
+class CommentForm(ActionForm):
+    label = "Comment"
+    command_class = AddComment
+    body = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Write a comment…"}),
+        max_length=rules.MAX_COMMENT,
+        label="Comment",
+    )
+    internal = forms.BooleanField(required=False, label="Internal note (agents only)")
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"body": self.cleaned_data["body"], "internal": self.cleaned_data["internal"]}
+
+
+class AddTagForm(ActionForm):
+    label = "Add tag"
+    command_class = AddTag
+    tag = forms.CharField(max_length=rules.MAX_TAG)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"tag": self.cleaned_data["tag"]}
+
+
+class RemoveTagForm(AddTagForm):
+    label = "Remove tag"
+    command_class = RemoveTag
+
+
+class DueForm(ActionForm):
+    label = "Set due time"
+    command_class = SetDue
+    due_at = forms.DateTimeField(
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        label="Due",
+    )
+
+    def fields_for_command(self) -> dict[str, Any]:
+        due = self.cleaned_data["due_at"]
+        if timezone.is_naive(due):
+            due = timezone.make_aware(due)
+        return {"due_at": due}
+
+
+class ResolveForm(ActionForm):
+    label = "Resolve"
+    command_class = Resolve
+    resolution = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=rules.MAX_RESOLUTION
+    )
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"resolution": self.cleaned_data["resolution"]}
+
+
+class ReopenForm(ActionForm):
+    label = "Reopen"
+    command_class = Reopen
+    reason = forms.CharField(max_length=500, required=False)
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"reason": self.cleaned_data["reason"]}
+
+
+class CloseForm(ActionForm):
+    label = "Close"
+    command_class = Close
+
+
+ACTION_FORMS: dict[str, type[ActionForm]] = {
+    "claim": ClaimForm,
+    "assign": AssignForm,
+    "unassign": UnassignForm,
+    "priority": PriorityForm,
+    "status": StatusForm,
+    "comment": CommentForm,
+    "add_tag": AddTagForm,
+    "remove_tag": RemoveTagForm,
+    "due": DueForm,
+    "resolve": ResolveForm,
+    "reopen": ReopenForm,
+    "close": CloseForm,
+}
+
+
+class StatusFilterForm(forms.Form):
+    status = forms.MultipleChoiceField(
+        choices=[(s, s.replace("_", " ").capitalize()) for s in
+                 ("new", "in_progress", "waiting", "resolved", "closed")],
+        required=False,
+    )

@@ -1,0 +1,493 @@
+"""The single door to Temporal.
+
+Owns one Client per process (created on first use, recreated after a fork), bounds every call
+with a timeout, maps Temporal errors onto a few exceptions the views understand, and hands out
+plain dataclasses. Nothing else in the web tier imports temporalio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import (
+    CountWorkflowExecutionsRequest,
+    DescribeNamespaceRequest,
+    DescribeWorkflowExecutionRequest,
+    GetSystemInfoRequest,
+    ListWorkflowExecutionsRequest,
+    UpdateNamespaceRequest,
+)
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.envconfig import ClientConfig
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
+
+from workers.model import (
+    AddComment,
+    AddTag,
+    Assign,
+    CaseInput,
+    CaseState,
+    Claim,
+    Close,
+    Command,
+    NewCase,
+    RemoveTag,
+    Reopen,
+    Resolve,
+    SetDue,
+    SetPriority,
+    SetStatus,
+    SlaPolicy,
+)
+from workers.search_attributes import CORE_KEYS, ROW_MEMO_KEY
+
+WORKFLOW_TYPE = "Case"
+
+UPDATE_NAMES: dict[type[Command], str] = {
+    Claim: "claim",
+    Assign: "assign",
+    SetPriority: "set_priority",
+    SetStatus: "set_status",
+    AddComment: "comment",
+    AddTag: "add_tag",
+    RemoveTag: "remove_tag",
+    SetDue: "set_due",
+    Resolve: "resolve",
+    Reopen: "reopen",
+    Close: "close",
+}
+
+
+# --- what the views get ----------------------------------------------------------------------
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TemporalUnavailable(GatewayError):
+    """The cluster did not answer in time: pages say so with a 503."""
+
+
+class WorkerUnavailable(GatewayError):
+    """Temporal answered but no worker did: live details and actions are unavailable."""
+
+
+class CaseNotFound(GatewayError):
+    pass
+
+
+class CaseExists(GatewayError):
+    pass
+
+
+class ActionRefused(GatewayError):
+    """The workflow's validator (or its handler) refused the command; nothing was applied."""
+
+    def __init__(self, message: str, field: str = "", stale: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.stale = stale
+
+
+@dataclass
+class CaseRow:
+    """A case as Visibility knows it: enough for a list row or a degraded header."""
+
+    case_id: str
+    title: str
+    status: str
+    priority: int | None
+    queue: str
+    assignee: str | None
+    tags: list[str]
+    due_at: datetime | None
+    updated_at: datetime | None
+    sla_breached: bool
+    started_at: datetime | None
+    execution_status: str
+    requester: str = ""
+    version: int | None = None
+    comments: int = 0
+
+
+@dataclass
+class CasePage:
+    rows: list[CaseRow]
+    next_page_token: str | None = None
+
+
+@dataclass
+class SetupReport:
+    added: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    retention_days: int = 0
+
+
+# --- the client --------------------------------------------------------------------------------
+
+_client: Client | None = None
+_client_pid: int | None = None
+
+
+def _timeout(seconds: float | None = None) -> timedelta:
+    return timedelta(seconds=seconds if seconds is not None else settings.TEMPORAL_RPC_TIMEOUT)
+
+
+async def get_client() -> Client:
+    """The process's client. Never created at import time: a client made before a fork
+    (gunicorn --preload) would share a connection across processes."""
+    global _client, _client_pid
+    if _client is not None and _client_pid == os.getpid():
+        return _client
+    config = ClientConfig.load_client_connect_config()
+    config["target_host"] = settings.TEMPORAL_ADDRESS
+    config["namespace"] = settings.TEMPORAL_NAMESPACE
+    try:
+        client = await Client.connect(
+            **config,
+            connect_timeout=_timeout(2.0),
+            # Fail fast: a page should say "Temporal is down" in seconds, not retry for ten.
+            retry_config=RetryConfig(
+                initial_interval_millis=50, max_retries=3, max_elapsed_time_millis=1500
+            ),
+        )
+    except Exception as err:  # the SDK raises RuntimeError for connect failures
+        raise TemporalUnavailable(
+            f"Cannot reach Temporal at {settings.TEMPORAL_ADDRESS}: {err}"
+        ) from err
+    _client, _client_pid = client, os.getpid()
+    return client
+
+
+def reset_client() -> None:
+    global _client, _client_pid
+    _client, _client_pid = None, None
+
+
+def _unavailable(err: RPCError) -> TemporalUnavailable:
+    return TemporalUnavailable(f"Temporal did not answer ({err.status.name}): {err.message}")
+
+
+def _is_unreachable(err: RPCError) -> bool:
+    return err.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.UNKNOWN,
+    )
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+
+def sla_policy() -> SlaPolicy:
+    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS))
+
+
+async def start_case(case_id: str, new: NewCase, actor: str) -> str:
+    """Start the case's workflow. The id doubles as an idempotency key: starting the same id
+    twice raises CaseExists rather than opening a second case."""
+    client = await get_client()
+    try:
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            CaseInput(
+                case_id=case_id,
+                actor=actor,
+                new=new,
+                sla=sla_policy(),
+                auto_close_seconds=settings.CASE_AUTO_CLOSE_SECONDS,
+            ),
+            id=case_id,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=new.title[:200],
+            rpc_timeout=_timeout(),
+        )
+    except WorkflowAlreadyStartedError as err:
+        raise CaseExists(f"{case_id} already exists.") from err
+    except RPCError as err:
+        raise _unavailable(err) from err
+    return case_id
+
+
+async def act(case_id: str, command: Command, update_id: str | None = None) -> CaseState:
+    """Send one command as a workflow Update and return the state it produced.
+
+    `update_id` makes retries idempotent: Temporal returns the first outcome for a repeated id.
+    """
+    client = await get_client()
+    handle = client.get_workflow_handle(case_id)
+    try:
+        result: CaseState = await handle.execute_update(
+            UPDATE_NAMES[type(command)],
+            command,
+            id=update_id,
+            result_type=CaseState,
+            rpc_timeout=_timeout(settings.TEMPORAL_UPDATE_TIMEOUT),
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            details = cause.details
+            fld = details[0] if details and isinstance(details[0], str) else ""
+            raise ActionRefused(cause.message, fld, stale=cause.type == "Stale") from err
+        raise ActionRefused(str(cause or err)) from err
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        raise WorkerUnavailable(
+            "The case did not answer in time; the action may still be applied when its "
+            "worker is back. Reload the case before trying again."
+        ) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            # Either no such case or its workflow has completed (closed cases take no actions).
+            if await _exists(client, case_id):
+                raise ActionRefused("This case is closed.") from err
+            raise CaseNotFound(f"No case {case_id}.") from err
+        raise _unavailable(err) from err
+    return result
+
+
+# --- reads ---------------------------------------------------------------------------------
+
+
+async def get_case(case_id: str) -> CaseState:
+    """The live case, answered by its workflow (a Query). Raises WorkerUnavailable when
+    Temporal knows the case but no worker answers within the query timeout."""
+    client = await get_client()
+    handle = client.get_workflow_handle(case_id)
+    try:
+        state: CaseState = await handle.query(
+            "get_case",
+            result_type=CaseState,
+            rpc_timeout=_timeout(settings.TEMPORAL_QUERY_TIMEOUT),
+        )
+        return state
+    except WorkflowQueryFailedError as err:
+        raise WorkerUnavailable(f"The case could not answer: {err.message}") from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise CaseNotFound(f"No case {case_id}.") from err
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            # A query waits for a worker; tell "no worker" apart from "no Temporal".
+            await describe_case(case_id)
+            raise WorkerUnavailable(
+                "No worker answered for this case; live details and actions are unavailable."
+            ) from err
+        raise _unavailable(err) from err
+
+
+async def describe_case(case_id: str) -> CaseRow:
+    """What Temporal itself knows about a case; needs no worker."""
+    client = await get_client()
+    try:
+        resp = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=case_id)
+            ),
+            timeout=_timeout(),
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise CaseNotFound(f"No case {case_id}.") from err
+        raise _unavailable(err) from err
+    return _row(resp.workflow_execution_info)
+
+
+async def _exists(client: Client, case_id: str) -> bool:
+    try:
+        await describe_case(case_id)
+    except CaseNotFound:
+        return False
+    return True
+
+
+async def list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+    """One page of cases from Visibility.
+
+    Uses the raw RPC and decodes only the fields a row needs: the SDK's list_workflows builds
+    a rich object per row, which costs more than the RPC itself at 50 rows.
+    """
+    client = await get_client()
+    try:
+        resp = await client.workflow_service.list_workflow_executions(
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace,
+                page_size=page_size,
+                next_page_token=_decode_token(page_token),
+                query=query,
+            ),
+            timeout=_timeout(),
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ValueError(f"Visibility refused the query {query!r}: {err.message}") from err
+        raise _unavailable(err) from err
+    token = resp.next_page_token
+    return CasePage(
+        rows=[_row(info) for info in resp.executions],
+        next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
+    )
+
+
+async def count_cases(query: str) -> int:
+    client = await get_client()
+    try:
+        resp = await client.workflow_service.count_workflow_executions(
+            CountWorkflowExecutionsRequest(namespace=client.namespace, query=query),
+            timeout=_timeout(),
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ValueError(f"Visibility refused the query {query!r}: {err.message}") from err
+        raise _unavailable(err) from err
+    return int(resp.count)
+
+
+async def count_many(queries: dict[str, str]) -> dict[str, int]:
+    """Several Count calls at once (SQL visibility has no GROUP BY on custom attributes)."""
+    values = await asyncio.gather(*(count_cases(q) for q in queries.values()))
+    return dict(zip(queries.keys(), values, strict=True))
+
+
+def _decode_token(token: str | None) -> bytes:
+    if not token:
+        return b""
+    try:
+        return base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _json(payload: Any) -> Any:
+    try:
+        return json.loads(payload.data) if payload.data else None
+    except ValueError:
+        return None
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _row(info: WorkflowExecutionInfo) -> CaseRow:
+    sa = {k: _json(v) for k, v in info.search_attributes.indexed_fields.items()}
+    memo_payload = info.memo.fields.get(ROW_MEMO_KEY)
+    memo = (_json(memo_payload) if memo_payload is not None else None) or {}
+    priority = sa.get("CasePriority")
+    return CaseRow(
+        case_id=info.execution.workflow_id,
+        title=str(sa.get("CaseTitle") or ""),
+        status=str(sa.get("CaseStatus") or "new"),
+        priority=int(priority) if isinstance(priority, int | float) else None,
+        queue=str(sa.get("CaseQueue") or ""),
+        assignee=sa.get("CaseAssignee") or None,
+        tags=list(sa.get("CaseTags") or []),
+        due_at=_datetime(sa.get("CaseDueAt")),
+        updated_at=_datetime(sa.get("CaseUpdatedAt")),
+        sla_breached=bool(sa.get("CaseSlaBreached")),
+        started_at=info.start_time.ToDatetime(tzinfo=UTC) if info.HasField("start_time") else None,
+        execution_status=WorkflowExecutionStatus.Name(info.status)
+        .removeprefix("WORKFLOW_EXECUTION_STATUS_")
+        .lower(),
+        requester=str(memo.get("requester") or ""),
+        version=memo.get("version"),
+        comments=int(memo.get("comments") or 0),
+    )
+
+
+# --- namespace setup ---------------------------------------------------------------------------
+
+async def setup_namespace(retention_days: int) -> SetupReport:
+    """Register the core case search attributes and set retention. Safe to run repeatedly."""
+    client = await get_client()
+    report = SetupReport(retention_days=retention_days)
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace), timeout=_timeout(10)
+    )
+    wanted: dict[str, IndexedValueType.ValueType] = {}
+    for key in CORE_KEYS:
+        if key.name in existing.custom_attributes:
+            report.present.append(key.name)
+        else:
+            wanted[key.name] = IndexedValueType.ValueType(int(key.indexed_value_type))
+    if wanted:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=wanted),
+            timeout=_timeout(30),
+        )
+        report.added.extend(wanted)
+    desc = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace), timeout=_timeout(10)
+    )
+    current = desc.config.workflow_execution_retention_ttl.seconds
+    if current != retention_days * 86400:
+        await client.workflow_service.update_namespace(
+            UpdateNamespaceRequest(
+                namespace=client.namespace,
+                config=NamespaceConfig(
+                    workflow_execution_retention_ttl=Duration(seconds=retention_days * 86400)
+                ),
+            ),
+            timeout=_timeout(10),
+        )
+    return report
+
+
+async def wait_until_reachable(timeout_seconds: float, *, need_core_attributes: bool = False) -> None:
+    """Poll until the cluster answers (and, if asked, the core attributes are registered);
+    used by commands that start next to a booting server."""
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    while True:
+        try:
+            client = await get_client()
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=_timeout(2)
+            )
+            if need_core_attributes:
+                found = await client.operator_service.list_search_attributes(
+                    ListSearchAttributesRequest(namespace=client.namespace), timeout=_timeout(2)
+                )
+                missing = [k.name for k in CORE_KEYS if k.name not in found.custom_attributes]
+                if missing:
+                    raise TemporalUnavailable(f"Search attributes not registered: {missing}")
+            return
+        except (TemporalUnavailable, RPCError):
+            reset_client()
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from cases import gateway
+from workers.worker import build_worker, run_worker
+
+
+class Command(BaseCommand):
+    help = "Run the Temporal worker that hosts the Case workflow until SIGINT/SIGTERM."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--task-queue", default=settings.TEMPORAL_TASK_QUEUE)
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            help="Seconds to wait for Temporal to come up before giving up.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        code = asyncio.run(self._main(options["task_queue"], options["wait"]))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The SDK can abort in interpreter teardown after a worker stops (sdk-python#300);
+        # everything is flushed and shut down by now, so leave without teardown.
+        os._exit(code)
+
+    async def _main(self, task_queue: str, wait: float) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if wait:
+                await gateway.wait_until_reachable(wait)
+            client = await gateway.get_client()
+        except Exception as err:  # noqa: BLE001 - any failure here means "cannot start"
+            self.stderr.write(f"run_worker: cannot reach Temporal: {err}")
+            return 1
+        worker = build_worker(
+            client,
+            task_queue,
+            max_concurrent_workflow_tasks=settings.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+            max_concurrent_activities=settings.WORKER_MAX_CONCURRENT_ACTIVITIES,
+        )
+        self.stdout.write(
+            f"run_worker: polling {task_queue!r} on {settings.TEMPORAL_ADDRESS} "
+            f"namespace {client.namespace!r}; Ctrl-C stops"
+        )
+        self.stdout.flush()
+        await run_worker(worker, stop)
+        self.stdout.write("run_worker: stopped cleanly")
+        return 0

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
+
+from . import gateway
+
+
+@sync_and_async_middleware
+def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]):
+    """Load the user before an async view runs.
+
+    Templates read `request.user` synchronously; in an async view that lazy lookup would hit
+    the database from the event loop and raise SynchronousOnlyOperation.
+    """
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            request.user = await request.auser()
+            return await get_response(request)  # type: ignore[misc]
+
+        return middleware
+    return get_response
+
+
+class TemporalErrors(MiddlewareMixin):
+    """Any page whose Temporal call failed says so in words, with a 503, never a traceback."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, gateway.TemporalUnavailable | gateway.WorkerUnavailable):
+            response = render(
+                request, "503.html", {"reason": exception.message}, status=503
+            )
+            response["Retry-After"] = "5"
+            return response
+        return None
+
+
+temporal_errors = TemporalErrors

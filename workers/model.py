@@ -1,0 +1,182 @@
+"""Dataclasses exchanged with the Case workflow.
+
+Plain dataclasses with no Temporal or Django imports, so the web tier can render them and the
+workflow sandbox can load them without pulling in anything non-deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+STATUSES = ("new", "in_progress", "waiting", "resolved", "closed")
+OPEN_STATUSES = ("new", "in_progress", "waiting")
+PRIORITIES = (1, 2, 3, 4)
+PRIORITY_LABELS = {1: "Urgent", 2: "High", 3: "Normal", 4: "Low"}
+SYSTEM_ACTOR = "system"
+
+
+@dataclass
+class SlaPolicy:
+    """Seconds from creation (or re-prioritisation) to due, indexed by priority - 1."""
+
+    seconds_by_priority: list[int] = field(
+        default_factory=lambda: [4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600]
+    )
+
+    def seconds_for(self, priority: int) -> int:
+        return self.seconds_by_priority[priority - 1]
+
+
+@dataclass
+class Requester:
+    name: str
+    email: str
+
+
+@dataclass
+class Comment:
+    author: str
+    body: str
+    internal: bool
+    at: datetime
+
+
+@dataclass
+class TimelineEvent:
+    at: datetime
+    actor: str
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class CaseState:
+    case_id: str
+    title: str
+    description: str
+    requester: Requester
+    queue: str
+    priority: int
+    status: str
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    assignee: str | None = None
+    tags: list[str] = field(default_factory=list)
+    due_at: datetime | None = None
+    sla_breached: bool = False
+    comments: list[Comment] = field(default_factory=list)
+    resolution: str = ""
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    version: int = 1
+    timeline: list[TimelineEvent] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass
+class NewCase:
+    """What a person (or the intake API) supplies to open a case."""
+
+    title: str
+    queue: str
+    priority: int = 3
+    description: str = ""
+    requester_name: str = ""
+    requester_email: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CaseInput:
+    """Workflow input. `state` is set only when the workflow continues as new."""
+
+    case_id: str
+    actor: str
+    new: NewCase | None = None
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
+    auto_close_seconds: int = 7 * 24 * 3600
+    state: CaseState | None = None
+    # Continue-as-new once history passes this many events even if the server has not
+    # suggested it yet; lets tests exercise the hand-over without 10k events.
+    history_event_limit: int | None = None
+
+
+# --- Update inputs: one dataclass per command, each carrying the acting user. -----------------
+
+
+@dataclass(kw_only=True)
+class Command:
+    actor: str
+    # The version the user saw; None skips the staleness check (API clients, bulk work).
+    expected_version: int | None = None
+
+
+@dataclass(kw_only=True)
+class Claim(Command):
+    pass
+
+
+@dataclass(kw_only=True)
+class Assign(Command):
+    assignee: str | None  # None unassigns
+
+
+@dataclass(kw_only=True)
+class SetPriority(Command):
+    priority: int
+
+
+@dataclass(kw_only=True)
+class SetStatus(Command):
+    status: str
+
+
+@dataclass(kw_only=True)
+class AddComment(Command):
+    body: str
+    internal: bool = False
+
+
+@dataclass(kw_only=True)
+class AddTag(Command):
+    tag: str
+
+
+@dataclass(kw_only=True)
+class RemoveTag(Command):
+    tag: str
+
+
+@dataclass(kw_only=True)
+class SetDue(Command):
+    due_at: datetime
+
+
+@dataclass(kw_only=True)
+class Resolve(Command):
+    resolution: str
+
+
+@dataclass(kw_only=True)
+class Reopen(Command):
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class Close(Command):
+    pass
+
+
+@dataclass
+class SlaBreachNotice:
+    case_id: str
+    title: str
+    queue: str
+    assignee: str | None
+    due_at: datetime

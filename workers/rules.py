@@ -1,0 +1,362 @@
+"""The Case's business rules as pure functions.
+
+The workflow's validators and handlers both call `decide`, so what a validator accepts is
+exactly what a handler applies, and the same code can rebuild a case from history.
+Nothing here reads a clock: callers pass `now` (workflow.now() inside the workflow).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from .model import (
+    AddComment,
+    AddTag,
+    Assign,
+    CaseState,
+    Claim,
+    Close,
+    Command,
+    Comment,
+    NewCase,
+    RemoveTag,
+    Reopen,
+    Requester,
+    Resolve,
+    SetDue,
+    SetPriority,
+    SetStatus,
+    SlaPolicy,
+    TimelineEvent,
+)
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 10_000
+MAX_COMMENT = 10_000
+MAX_RESOLUTION = 10_000
+MAX_TAGS = 20
+MAX_TAG = 40
+MAX_NAME = 200
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+QUEUE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
+USERNAME_RE = re.compile(r"^[\w.@+\-]{1,150}$")
+
+# Statuses a person may pick directly; resolved and closed have their own commands.
+STATUS_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("in_progress", "waiting"),
+    "in_progress": ("waiting", "new"),
+    "waiting": ("in_progress",),
+    "resolved": (),
+    "closed": (),
+}
+
+
+class RuleError(Exception):
+    """A command that the case refuses; the message is shown to people as is."""
+
+    kind = "Rejected"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class StaleError(RuleError):
+    kind = "Stale"
+
+
+@dataclass
+class Effect:
+    """What an accepted command changes, and the line it adds to the timeline."""
+
+    kind: str
+    detail: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+# --- field validation shared by the workflow, the forms and the intake API ------------------
+
+
+def clean_tag(tag: str) -> str:
+    tag = tag.strip()
+    if not tag:
+        raise RuleError("A tag cannot be empty.", "tag")
+    if len(tag) > MAX_TAG:
+        raise RuleError(f"A tag has at most {MAX_TAG} characters.", "tag")
+    if not TAG_RE.match(tag):
+        raise RuleError(
+            "A tag uses letters, digits, '-', '_' and '.', starting with a letter or digit.",
+            "tag",
+        )
+    return tag
+
+
+def validate_new_case(new: NewCase) -> None:
+    if not new.title.strip():
+        raise RuleError("A title is required.", "title")
+    if len(new.title) > MAX_TITLE:
+        raise RuleError(f"The title has at most {MAX_TITLE} characters.", "title")
+    if len(new.description) > MAX_DESCRIPTION:
+        raise RuleError(
+            f"The description has at most {MAX_DESCRIPTION:,} characters.", "description"
+        )
+    if not QUEUE_RE.match(new.queue):
+        raise RuleError("Choose a queue.", "queue")
+    if new.priority not in (1, 2, 3, 4):
+        raise RuleError("Priority is 1 (urgent) to 4 (low).", "priority")
+    if len(new.requester_name) > MAX_NAME:
+        raise RuleError(f"The name has at most {MAX_NAME} characters.", "requester_name")
+    if new.requester_email and (
+        len(new.requester_email) > MAX_NAME or not EMAIL_RE.match(new.requester_email)
+    ):
+        raise RuleError("Enter a valid email address.", "requester_email")
+    if len(new.tags) > MAX_TAGS:
+        raise RuleError(f"A case has at most {MAX_TAGS} tags.", "tags")
+    if len(set(new.tags)) != len(new.tags):
+        raise RuleError("Tags must be distinct.", "tags")
+    for tag in new.tags:
+        if clean_tag(tag) != tag:
+            raise RuleError("Tags cannot have surrounding spaces.", "tags")
+
+
+def open_case(
+    case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
+) -> CaseState:
+    validate_new_case(new)
+    return CaseState(
+        case_id=case_id,
+        title=new.title.strip(),
+        description=new.description,
+        requester=Requester(name=new.requester_name.strip(), email=new.requester_email.strip()),
+        queue=new.queue,
+        priority=new.priority,
+        status="new",
+        created_at=now,
+        created_by=actor,
+        updated_at=now,
+        updated_by=actor,
+        tags=list(new.tags),
+        due_at=now + timedelta(seconds=sla.seconds_for(new.priority)),
+        timeline=[TimelineEvent(at=now, actor=actor, kind="opened", detail=new.title.strip())],
+    )
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _require_not_closed(s: CaseState) -> None:
+    if s.status == "closed":
+        raise RuleError("This case is closed.")
+
+
+def _require_open(s: CaseState, doing: str) -> None:
+    _require_not_closed(s)
+    if s.status == "resolved":
+        raise RuleError(f"This case is resolved; reopen it before you {doing}.")
+
+
+def _claim(s: CaseState, c: Claim, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_open(s, "claim it")
+    if s.assignee == c.actor:
+        raise RuleError("You already hold this case.")
+    if s.assignee:
+        raise RuleError(f"Already claimed by {s.assignee}.")
+    changes: dict[str, Any] = {"assignee": c.actor}
+    if s.status == "new":
+        changes["status"] = "in_progress"
+    return Effect("claimed", changes=changes)
+
+
+def _assign(s: CaseState, c: Assign, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_open(s, "assign it")
+    if c.assignee is None:
+        if s.assignee is None:
+            raise RuleError("This case is not assigned to anyone.")
+        return Effect("unassigned", f"was {s.assignee}", {"assignee": None})
+    if not USERNAME_RE.match(c.assignee):
+        raise RuleError("That is not a valid username.", "assignee")
+    if c.assignee == s.assignee:
+        raise RuleError(f"Already assigned to {s.assignee}.", "assignee")
+    changes: dict[str, Any] = {"assignee": c.assignee}
+    if s.status == "new":
+        changes["status"] = "in_progress"
+    return Effect("assigned", c.assignee, changes)
+
+
+def _set_priority(s: CaseState, c: SetPriority, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_open(s, "change its priority")
+    if c.priority not in (1, 2, 3, 4):
+        raise RuleError("Priority is 1 (urgent) to 4 (low).", "priority")
+    if c.priority == s.priority:
+        raise RuleError(f"Priority is already {c.priority}.", "priority")
+    changes: dict[str, Any] = {"priority": c.priority}
+    # A new priority brings the policy's due time, counted from creation, unless already breached.
+    if not s.sla_breached:
+        changes["due_at"] = s.created_at + timedelta(seconds=sla.seconds_for(c.priority))
+    return Effect("priority", f"{s.priority} → {c.priority}", changes)
+
+
+def _set_status(s: CaseState, c: SetStatus, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if c.status == s.status:
+        raise RuleError(f"The case is already {c.status.replace('_', ' ')}.", "status")
+    if c.status == "resolved":
+        raise RuleError("Use Resolve, which records a resolution.", "status")
+    if c.status == "closed":
+        raise RuleError("Use Close to close the case.", "status")
+    if s.status == "resolved":
+        raise RuleError("This case is resolved; reopen it first.", "status")
+    if c.status not in STATUS_TRANSITIONS.get(s.status, ()):
+        raise RuleError(
+            f"A case cannot go from {s.status.replace('_', ' ')} to "
+            f"{c.status.replace('_', ' ')}.",
+            "status",
+        )
+    return Effect("status", f"{s.status} → {c.status}", {"status": c.status})
+
+
+def _comment(s: CaseState, c: AddComment, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    body = c.body.strip()
+    if not body:
+        raise RuleError("A comment cannot be empty.", "body")
+    if len(body) > MAX_COMMENT:
+        raise RuleError(f"A comment has at most {MAX_COMMENT:,} characters.", "body")
+    comment = Comment(author=c.actor, body=body, internal=c.internal, at=now)
+    return Effect(
+        "internal note" if c.internal else "comment",
+        changes={"comments": [*s.comments, comment]},
+    )
+
+
+def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    tag = clean_tag(c.tag)
+    if tag in s.tags:
+        raise RuleError(f"Already tagged {tag}.", "tag")
+    if len(s.tags) >= MAX_TAGS:
+        raise RuleError(f"A case has at most {MAX_TAGS} tags.", "tag")
+    return Effect("tagged", tag, {"tags": [*s.tags, tag]})
+
+
+def _remove_tag(s: CaseState, c: RemoveTag, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if c.tag not in s.tags:
+        raise RuleError(f"The case is not tagged {c.tag}.", "tag")
+    return Effect("untagged", c.tag, {"tags": [t for t in s.tags if t != c.tag]})
+
+
+def _set_due(s: CaseState, c: SetDue, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_open(s, "change its due time")
+    if c.due_at.tzinfo is None:
+        raise RuleError("A due time needs a time zone.", "due_at")
+    if c.due_at <= now:
+        raise RuleError("The due time must be in the future.", "due_at")
+    return Effect(
+        "due",
+        c.due_at.isoformat(timespec="minutes"),
+        {"due_at": c.due_at, "sla_breached": False},
+    )
+
+
+def _resolve(s: CaseState, c: Resolve, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_open(s, "resolve it again")
+    text = c.resolution.strip()
+    if not text:
+        raise RuleError("A resolution is required.", "resolution")
+    if len(text) > MAX_RESOLUTION:
+        raise RuleError(f"A resolution has at most {MAX_RESOLUTION:,} characters.", "resolution")
+    return Effect(
+        "resolved",
+        text[:200],
+        {"status": "resolved", "resolution": text, "resolved_at": now},
+    )
+
+
+def _reopen(s: CaseState, c: Reopen, now: datetime, sla: SlaPolicy) -> Effect:
+    if s.status != "resolved":
+        raise RuleError("Only a resolved case can be reopened.")
+    return Effect(
+        "reopened",
+        c.reason.strip()[:200],
+        {"status": "in_progress" if s.assignee else "new", "resolved_at": None},
+    )
+
+
+def _close(s: CaseState, c: Close, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    return Effect("closed", changes={"status": "closed", "closed_at": now})
+
+
+_RULES: dict[type[Command], Callable[[CaseState, Any, datetime, SlaPolicy], Effect]] = {
+    Claim: _claim,
+    Assign: _assign,
+    SetPriority: _set_priority,
+    SetStatus: _set_status,
+    AddComment: _comment,
+    AddTag: _add_tag,
+    RemoveTag: _remove_tag,
+    SetDue: _set_due,
+    Resolve: _resolve,
+    Reopen: _reopen,
+    Close: _close,
+}
+
+
+def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) -> Effect:
+    """Accept or refuse `command` against `state`; raises RuleError, never mutates."""
+    if not command.actor or not USERNAME_RE.match(command.actor):
+        raise RuleError("Every action needs the acting user.")
+    if command.expected_version is not None and command.expected_version != state.version:
+        raise StaleError(
+            f"Changed by {state.updated_by} since you opened it "
+            f"(version {command.expected_version} → {state.version}); nothing was applied."
+        )
+    return _RULES[type(command)](state, command, now, sla)
+
+
+def apply(state: CaseState, effect: Effect, actor: str, now: datetime) -> CaseState:
+    """Return the state after `effect`: bumps the version and records the timeline line."""
+    return replace(
+        state,
+        **effect.changes,
+        version=state.version + 1,
+        updated_at=now,
+        updated_by=actor,
+        timeline=[
+            *state.timeline,
+            TimelineEvent(at=now, actor=actor, kind=effect.kind, detail=effect.detail),
+        ],
+    )
+
+
+def sla_breach(state: CaseState, now: datetime) -> Effect | None:
+    """The breach to record if the due time has passed on an unresolved case."""
+    if state.sla_breached or state.due_at is None or not state.is_open or now < state.due_at:
+        return None
+    return Effect("sla breached", f"due {state.due_at.isoformat(timespec='minutes')}",
+                  {"sla_breached": True})
+
+
+def auto_close(state: CaseState, now: datetime, quiet_seconds: int) -> Effect | None:
+    if state.status != "resolved" or state.resolved_at is None:
+        return None
+    if now < state.resolved_at + timedelta(seconds=quiet_seconds):
+        return None
+    return Effect("closed", "automatically after the quiet period",
+                  {"status": "closed", "closed_at": now})
+
+
+def next_deadline(state: CaseState, quiet_seconds: int) -> datetime | None:
+    """When the workflow must next wake up by itself (SLA due or auto-close)."""
+    if state.status == "resolved" and state.resolved_at is not None:
+        return state.resolved_at + timedelta(seconds=quiet_seconds)
+    if state.is_open and not state.sla_breached and state.due_at is not None:
+        return state.due_at
+    return None

@@ -1,0 +1,61 @@
+"""The core case search attributes, and the row memo the list page renders from.
+
+SQL visibility allows 10 Keyword and 3 of each other custom type per namespace; the core set
+takes 3 Keyword, 1 Int, 2 Datetime, 1 Text, 1 Bool, 1 KeywordList and leaves the rest to admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+
+from .model import CaseState
+
+CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
+CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
+CASE_QUEUE = SearchAttributeKey.for_keyword("CaseQueue")
+CASE_PRIORITY = SearchAttributeKey.for_int("CasePriority")
+CASE_TITLE = SearchAttributeKey.for_text("CaseTitle")
+CASE_TAGS = SearchAttributeKey.for_keyword_list("CaseTags")
+CASE_DUE_AT = SearchAttributeKey.for_datetime("CaseDueAt")
+CASE_UPDATED_AT = SearchAttributeKey.for_datetime("CaseUpdatedAt")
+CASE_SLA_BREACHED = SearchAttributeKey.for_bool("CaseSlaBreached")
+
+CORE_KEYS: tuple[SearchAttributeKey[Any], ...] = (
+    CASE_STATUS,
+    CASE_ASSIGNEE,
+    CASE_QUEUE,
+    CASE_PRIORITY,
+    CASE_TITLE,
+    CASE_TAGS,
+    CASE_DUE_AT,
+    CASE_UPDATED_AT,
+    CASE_SLA_BREACHED,
+)
+
+ROW_MEMO_KEY = "row"
+
+
+def updates_for(state: CaseState) -> list[SearchAttributeUpdate[Any]]:
+    """Every core attribute, set or unset, so a list query never sees a half-written case."""
+    return [
+        CASE_STATUS.value_set(state.status),
+        CASE_ASSIGNEE.value_set(state.assignee) if state.assignee else CASE_ASSIGNEE.value_unset(),
+        CASE_QUEUE.value_set(state.queue),
+        CASE_PRIORITY.value_set(state.priority),
+        CASE_TITLE.value_set(state.title),
+        CASE_TAGS.value_set(list(state.tags)),
+        CASE_DUE_AT.value_set(state.due_at) if state.due_at else CASE_DUE_AT.value_unset(),
+        CASE_UPDATED_AT.value_set(state.updated_at),
+        CASE_SLA_BREACHED.value_set(state.sla_breached),
+    ]
+
+
+def row_memo(state: CaseState) -> dict[str, Any]:
+    """Only what a list row shows that search attributes do not carry, kept small."""
+    return {
+        "requester": state.requester.name or state.requester.email,
+        "version": state.version,
+        "comments": len(state.comments),
+    }

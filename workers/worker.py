@@ -1,0 +1,42 @@
+"""Builds and runs the worker that hosts the Case workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from .activities import notify_sla_breach
+from .workflows import CaseWorkflow
+
+logger = logging.getLogger("tracerail.worker")
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    *,
+    max_concurrent_workflow_tasks: int | None = None,
+    max_concurrent_activities: int | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CaseWorkflow],
+        activities=[notify_sla_breach],
+        # Sync activities (ORM work) would need this pool; async ones ignore it.
+        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 10),
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_concurrent_activities=max_concurrent_activities,
+    )
+
+
+async def run_worker(worker: Worker, stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then drain in-flight tasks and shut down cleanly."""
+    async with worker:
+        logger.info("worker polling task queue %s", worker.task_queue)
+        await stop.wait()
+        logger.info("worker shutting down")

@@ -1,0 +1,258 @@
+"""The Case workflow: one execution per case, the system of record while the case lives.
+
+Sandbox-safe: imports only the pure model and rules (never Django). Every command is an
+Update whose validator and handler both run `rules.decide`, so a refusal writes no history
+and concurrent commands that all passed validation are still re-checked when applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from . import rules
+    from .activities import notify_sla_breach
+    from .model import (
+        AddComment,
+        AddTag,
+        Assign,
+        CaseInput,
+        CaseState,
+        Claim,
+        Close,
+        Command,
+        RemoveTag,
+        Reopen,
+        Resolve,
+        SetDue,
+        SetPriority,
+        SetStatus,
+        SlaBreachNotice,
+        SYSTEM_ACTOR,
+    )
+    from .search_attributes import ROW_MEMO_KEY, row_memo, updates_for
+
+
+def _refusal(err: rules.RuleError) -> ApplicationError:
+    # The type lets the gateway tell "stale" from other refusals; details carry the field.
+    return ApplicationError(err.message, err.field or "", type=err.kind, non_retryable=True)
+
+
+@workflow.defn(name="Case")
+class CaseWorkflow:
+    @workflow.init
+    def __init__(self, inp: CaseInput) -> None:
+        self._input = inp
+        # Bad input fails the run (below) rather than __init__, which would only retry the task.
+        self._invalid: rules.RuleError | None = None
+        if inp.state is not None:
+            self._state = inp.state
+        else:
+            try:
+                if inp.new is None:
+                    raise rules.RuleError("A case needs its fields.")
+                self._state = rules.open_case(
+                    inp.case_id, inp.new, inp.actor, inp.sla, workflow.now()
+                )
+            except rules.RuleError as err:
+                self._invalid = err
+
+    @workflow.run
+    async def run(self, inp: CaseInput) -> CaseState:
+        if self._invalid is not None:
+            raise _refusal(self._invalid)
+        self._publish()
+        while self._state.status != "closed":
+            seen = self._state.version
+            deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
+            if deadline is not None:
+                wait = (deadline - workflow.now()).total_seconds()
+                if wait <= 0:
+                    await self._on_deadline()
+                    continue
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._state.version != seen or self._should_continue_as_new(),
+                        timeout=timedelta(seconds=wait),
+                    )
+                except asyncio.TimeoutError:
+                    await self._on_deadline()
+            else:
+                await workflow.wait_condition(
+                    lambda: self._state.version != seen or self._should_continue_as_new()
+                )
+            if self._state.status != "closed" and self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    CaseInput(
+                        case_id=inp.case_id,
+                        actor=inp.actor,
+                        sla=inp.sla,
+                        auto_close_seconds=inp.auto_close_seconds,
+                        state=self._state,
+                        history_event_limit=inp.history_event_limit,
+                    )
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    # --- reads ---------------------------------------------------------------------------
+
+    @workflow.query
+    def get_case(self) -> CaseState:
+        return self._state
+
+    # --- commands ------------------------------------------------------------------------
+
+    @workflow.update
+    def claim(self, cmd: Claim) -> CaseState:
+        return self._execute(cmd)
+
+    @claim.validator
+    def _check_claim(self, cmd: Claim) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def assign(self, cmd: Assign) -> CaseState:
+        return self._execute(cmd)
+
+    @assign.validator
+    def _check_assign(self, cmd: Assign) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def set_priority(self, cmd: SetPriority) -> CaseState:
+        return self._execute(cmd)
+
+    @set_priority.validator
+    def _check_set_priority(self, cmd: SetPriority) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def set_status(self, cmd: SetStatus) -> CaseState:
+        return self._execute(cmd)
+
+    @set_status.validator
+    def _check_set_status(self, cmd: SetStatus) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def comment(self, cmd: AddComment) -> CaseState:
+        return self._execute(cmd)
+
+    @comment.validator
+    def _check_comment(self, cmd: AddComment) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def add_tag(self, cmd: AddTag) -> CaseState:
+        return self._execute(cmd)
+
+    @add_tag.validator
+    def _check_add_tag(self, cmd: AddTag) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def remove_tag(self, cmd: RemoveTag) -> CaseState:
+        return self._execute(cmd)
+
+    @remove_tag.validator
+    def _check_remove_tag(self, cmd: RemoveTag) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def set_due(self, cmd: SetDue) -> CaseState:
+        return self._execute(cmd)
+
+    @set_due.validator
+    def _check_set_due(self, cmd: SetDue) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def resolve(self, cmd: Resolve) -> CaseState:
+        return self._execute(cmd)
+
+    @resolve.validator
+    def _check_resolve(self, cmd: Resolve) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def reopen(self, cmd: Reopen) -> CaseState:
+        return self._execute(cmd)
+
+    @reopen.validator
+    def _check_reopen(self, cmd: Reopen) -> None:
+        self._check(cmd)
+
+    @workflow.update
+    def close(self, cmd: Close) -> CaseState:
+        return self._execute(cmd)
+
+    @close.validator
+    def _check_close(self, cmd: Close) -> None:
+        self._check(cmd)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _check(self, cmd: Command) -> None:
+        if self._invalid is not None:
+            raise _refusal(self._invalid)
+        try:
+            rules.decide(self._state, cmd, workflow.now(), self._input.sla)
+        except rules.RuleError as err:
+            raise _refusal(err) from err
+
+    def _execute(self, cmd: Command) -> CaseState:
+        now = workflow.now()
+        try:
+            # Decided again: updates validated in the same activation see the earlier ones now.
+            effect = rules.decide(self._state, cmd, now, self._input.sla)
+        except rules.RuleError as err:
+            raise _refusal(err) from err
+        self._state = rules.apply(self._state, effect, cmd.actor, now)
+        self._publish()
+        return self._state
+
+    async def _on_deadline(self) -> None:
+        now = workflow.now()
+        breach = rules.sla_breach(self._state, now)
+        if breach is not None:
+            self._state = rules.apply(self._state, breach, SYSTEM_ACTOR, now)
+            self._publish()
+            assert self._state.due_at is not None
+            await workflow.execute_activity(
+                notify_sla_breach,
+                SlaBreachNotice(
+                    case_id=self._state.case_id,
+                    title=self._state.title,
+                    queue=self._state.queue,
+                    assignee=self._state.assignee,
+                    due_at=self._state.due_at,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            return
+        closing = rules.auto_close(self._state, now, self._input.auto_close_seconds)
+        if closing is not None:
+            self._state = rules.apply(self._state, closing, SYSTEM_ACTOR, now)
+            self._publish()
+            return
+        # A timer can fire a hair before the deadline by the workflow clock; wait again.
+        await workflow.sleep(0.05)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        limit = self._input.history_event_limit
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes(updates_for(self._state))
+        workflow.upsert_memo({ROW_MEMO_KEY: row_memo(self._state)})
