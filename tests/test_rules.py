@@ -1,0 +1,164 @@
+"""The pure case rules, without a server: what the workflow's validators decide."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from workers import rules
+from workers.model import (
+    AddComment,
+    AddTag,
+    Assign,
+    Claim,
+    Close,
+    NewCase,
+    RemoveTag,
+    Reopen,
+    Resolve,
+    SetDue,
+    SetPriority,
+    SetStatus,
+    SlaPolicy,
+)
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+SLA = SlaPolicy([3600, 7200, 10800, 14400])
+
+
+def new_state(**overrides):
+    state = rules.open_case("case-AAAAAAAA", NewCase(title="Broken", queue="billing"), "intake",
+                            SLA, NOW)
+    for key, value in overrides.items():
+        setattr(state, key, value)
+    return state
+
+
+def step(state, command, now=NOW):
+    effect = rules.decide(state, command, now, SLA)
+    return rules.apply(state, effect, command.actor, now)
+
+
+def test_open_case_sets_due_from_policy_and_records_timeline():
+    state = new_state()
+    assert state.status == "new"
+    assert state.due_at == NOW + timedelta(seconds=10800)
+    assert state.version == 1
+    assert [e.kind for e in state.timeline] == ["opened"]
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        (NewCase(title=" ", queue="billing"), "title is required"),
+        (NewCase(title="x" * 201, queue="billing"), "at most 200"),
+        (NewCase(title="ok", queue="billing", description="x" * 10_001), "at most 10,000"),
+        (NewCase(title="ok", queue="Bad Queue"), "Choose a queue"),
+        (NewCase(title="ok", queue="billing", priority=5), "Priority is 1"),
+        (NewCase(title="ok", queue="billing", requester_email="nope"), "valid email"),
+        (NewCase(title="ok", queue="billing", tags=[f"t{i}" for i in range(21)]), "at most 20"),
+        (NewCase(title="ok", queue="billing", tags=["a b"]), "A tag uses"),
+    ],
+)
+def test_new_case_validation(new, message):
+    with pytest.raises(rules.RuleError, match=message):
+        rules.validate_new_case(new)
+
+
+def test_claim_then_second_claim_names_holder():
+    state = step(new_state(), Claim(actor="alice"))
+    assert state.assignee == "alice"
+    assert state.status == "in_progress"
+    assert state.version == 2
+    with pytest.raises(rules.RuleError, match="Already claimed by alice"):
+        rules.decide(state, Claim(actor="bob"), NOW, SLA)
+    with pytest.raises(rules.RuleError, match="already hold"):
+        rules.decide(state, Claim(actor="alice"), NOW, SLA)
+
+
+def test_stale_version_is_refused_with_who_changed_it():
+    state = step(new_state(), Claim(actor="alice"))
+    with pytest.raises(rules.StaleError, match="Changed by alice since you opened it"):
+        rules.decide(state, AddComment(actor="bob", body="hi", expected_version=1), NOW, SLA)
+    # The current version passes.
+    rules.decide(state, AddComment(actor="bob", body="hi", expected_version=2), NOW, SLA)
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "ok"),
+    [
+        ("new", "in_progress", True),
+        ("new", "waiting", True),
+        ("in_progress", "waiting", True),
+        ("waiting", "in_progress", True),
+        ("waiting", "new", False),
+        ("new", "resolved", False),
+        ("new", "closed", False),
+        ("resolved", "in_progress", False),
+        ("closed", "new", False),
+        ("in_progress", "in_progress", False),
+    ],
+)
+def test_status_transitions(start, target, ok):
+    state = new_state(status=start)
+    if ok:
+        assert step(state, SetStatus(actor="alice", status=target)).status == target
+    else:
+        with pytest.raises(rules.RuleError):
+            rules.decide(state, SetStatus(actor="alice", status=target), NOW, SLA)
+
+
+def test_resolve_requires_resolution_and_reopen_only_when_resolved():
+    state = new_state()
+    with pytest.raises(rules.RuleError, match="resolution is required"):
+        rules.decide(state, Resolve(actor="alice", resolution="  "), NOW, SLA)
+    with pytest.raises(rules.RuleError, match="Only a resolved case"):
+        rules.decide(state, Reopen(actor="alice"), NOW, SLA)
+    state = step(state, Resolve(actor="alice", resolution="Done"))
+    assert (state.status, state.resolution, state.resolved_at) == ("resolved", "Done", NOW)
+    state = step(state, Reopen(actor="alice", reason="not done"))
+    assert state.status == "new" and state.resolved_at is None
+
+
+def test_tags_comments_priority_due_and_close():
+    state = step(new_state(), AddTag(actor="a", tag="vip"))
+    assert state.tags == ["vip"]
+    with pytest.raises(rules.RuleError, match="Already tagged"):
+        rules.decide(state, AddTag(actor="a", tag="vip"), NOW, SLA)
+    state = step(state, RemoveTag(actor="a", tag="vip"))
+    assert state.tags == []
+    with pytest.raises(rules.RuleError, match="not tagged"):
+        rules.decide(state, RemoveTag(actor="a", tag="vip"), NOW, SLA)
+    state = step(state, AddComment(actor="a", body="psst", internal=True))
+    assert state.comments[0].internal and state.comments[0].body == "psst"
+    with pytest.raises(rules.RuleError, match="cannot be empty"):
+        rules.decide(state, AddComment(actor="a", body=""), NOW, SLA)
+    state = step(state, SetPriority(actor="a", priority=1))
+    assert state.priority == 1 and state.due_at == NOW + timedelta(seconds=3600)
+    with pytest.raises(rules.RuleError, match="must be in the future"):
+        rules.decide(state, SetDue(actor="a", due_at=NOW - timedelta(minutes=1)), NOW, SLA)
+    state = step(state, Assign(actor="sup", assignee="bob"))
+    assert state.assignee == "bob"
+    state = step(state, Assign(actor="sup", assignee=None))
+    assert state.assignee is None
+    state = step(state, Close(actor="sup"))
+    assert state.status == "closed"
+    with pytest.raises(rules.RuleError, match="closed"):
+        rules.decide(state, AddComment(actor="a", body="late"), NOW, SLA)
+
+
+def test_sla_breach_and_auto_close_deadlines():
+    state = new_state()
+    assert rules.next_deadline(state, 60) == state.due_at
+    assert rules.sla_breach(state, NOW) is None
+    breach = rules.sla_breach(state, state.due_at)
+    assert breach is not None
+    state = rules.apply(state, breach, "system", state.due_at)
+    assert state.sla_breached
+    assert rules.next_deadline(state, 60) is None
+    state = step(state, Resolve(actor="a", resolution="ok"), now=state.due_at)
+    assert rules.next_deadline(state, 60) == state.resolved_at + timedelta(seconds=60)
+    assert rules.auto_close(state, state.resolved_at, 60) is None
+    closing = rules.auto_close(state, state.resolved_at + timedelta(seconds=60), 60)
+    assert closing is not None and closing.changes["status"] == "closed"
