@@ -63,7 +63,13 @@ from workers.model import (
     SetStatus,
     SlaPolicy,
 )
-from workers.search_attributes import CORE_KEYS, ROW_MEMO_KEY
+from workers import rules
+from workers.search_attributes import (
+    CORE_KEYS,
+    ROW_MEMO_KEY,
+    initial_search_attributes,
+    row_memo,
+)
 
 WORKFLOW_TYPE = "Case"
 
@@ -216,6 +222,8 @@ async def start_case(case_id: str, new: NewCase, actor: str) -> str:
     """Start the case's workflow. The id doubles as an idempotency key: starting the same id
     twice raises CaseExists rather than opening a second case."""
     client = await get_client()
+    # The workflow computes the authoritative state; this preview only seeds Visibility.
+    preview = rules.open_case(case_id, new, actor, sla_policy(), datetime.now(UTC))
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
@@ -230,6 +238,8 @@ async def start_case(case_id: str, new: NewCase, actor: str) -> str:
             task_queue=settings.TEMPORAL_TASK_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=initial_search_attributes(preview),
+            memo={ROW_MEMO_KEY: row_memo(preview)},
             static_summary=new.title[:200],
             rpc_timeout=_timeout(),
         )

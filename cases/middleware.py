@@ -25,7 +25,14 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
             return await get_response(request)  # type: ignore[misc]
 
         return middleware
-    return get_response
+
+    def sync_middleware(request: HttpRequest) -> HttpResponse:
+        # Sync chain (WSGI, the test client): evaluate the lazy user here, on the request
+        # thread, before an async view runs on another thread.
+        request.user.is_authenticated  # noqa: B018
+        return get_response(request)  # type: ignore[return-value]
+
+    return sync_middleware
 
 
 class TemporalErrors(MiddlewareMixin):

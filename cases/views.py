@@ -103,6 +103,9 @@ def _detail_context(state: CaseState, **extra: Any) -> dict[str, Any]:
     action: str | None = extra.get("action")
     if bound is not None and action in forms:
         forms[action] = bound
+    elif bound is not None:
+        # The action no longer applies to the case as it is now: say why at the top.
+        extra["refusal"] = " ".join(str(e) for errs in bound.errors.values() for e in errs)
     return {
         "case": state,
         "forms": forms,

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 from .model import CaseState
 
@@ -50,6 +55,14 @@ def updates_for(state: CaseState) -> list[SearchAttributeUpdate[Any]]:
         CASE_UPDATED_AT.value_set(state.updated_at),
         CASE_SLA_BREACHED.value_set(state.sla_breached),
     ]
+
+
+def initial_search_attributes(state: CaseState) -> TypedSearchAttributes:
+    """Attributes to start the workflow with, so a new case lists complete at once rather
+    than as a bare row until its first workflow task runs."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(u.key, u.value) for u in updates_for(state) if u.value is not None]
+    )
 
 
 def row_memo(state: CaseState) -> dict[str, Any]:
