@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from google.protobuf.duration_pb2 import Duration
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.operatorservice.v1 import (
@@ -33,7 +34,6 @@ from temporalio.api.workflowservice.v1 import (
     ListWorkflowExecutionsRequest,
     UpdateNamespaceRequest,
 )
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
@@ -45,6 +45,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
+from workers import rules
 from workers.model import (
     AddComment,
     AddTag,
@@ -63,7 +64,6 @@ from workers.model import (
     SetStatus,
     SlaPolicy,
 )
-from workers import rules
 from workers.search_attributes import (
     CORE_KEYS,
     ROW_MEMO_KEY,
@@ -478,7 +478,9 @@ async def setup_namespace(retention_days: int) -> SetupReport:
     return report
 
 
-async def wait_until_reachable(timeout_seconds: float, *, need_core_attributes: bool = False) -> None:
+async def wait_until_reachable(
+    timeout_seconds: float, *, need_core_attributes: bool = False
+) -> None:
     """Poll until the cluster answers (and, if asked, the core attributes are registered);
     used by commands that start next to a booting server."""
     deadline = asyncio.get_running_loop().time() + timeout_seconds

@@ -146,7 +146,8 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
     # The Update returned the new state: render from it, no second read.
-    return render(request, "cases/detail.html#case", _detail_context(state, flash=f"{form.label}: done."))
+    context = _detail_context(state, flash=f"{form.label}: done.")
+    return render(request, "cases/detail.html#case", context)
 
 
 async def _rerender(

@@ -56,7 +56,9 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
     from cases import gateway
     from workers.worker import build_worker, run_worker
 
+    global _harness_loop
     loop = LoopThread()
+    _harness_loop = loop
     env = loop.run(
         WorkflowEnvironment.start_local(
             dev_server_existing_path=TEMPORAL_BIN,
@@ -84,6 +86,7 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
         running.result(30)
         loop.run(env.shutdown())
         gateway.reset_client()
+        _harness_loop = None
 
 
 @pytest.fixture
@@ -91,9 +94,15 @@ def tclient(temporal: TemporalHarness) -> Any:
     return temporal.client
 
 
+_harness_loop: LoopThread | None = None
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a gateway coroutine from a synchronous test."""
-    return asyncio.run(coro)
+    """Run a gateway coroutine from a synchronous test, on the harness loop (Playwright's
+    sync API keeps a loop running in the main thread, so asyncio.run is not an option)."""
+    if _harness_loop is None:
+        return asyncio.run(coro)
+    return _harness_loop.run(coro)
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
@@ -117,7 +126,8 @@ def _persona(username: str, role: str, *, staff: bool = False) -> User:
     user = User.objects.create_user(
         username, password=PASSWORD, is_staff=staff, is_superuser=staff
     )
-    user.groups.add(Group.objects.get(name=role))
+    # get_or_create: transactional tests (live_server) flush the migration's groups.
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
@@ -173,3 +183,33 @@ def open_case(temporal: TemporalHarness) -> Callable[..., str]:
         return case_id
 
     return _open
+
+
+# --- browser ------------------------------------------------------------------------------
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    # Debian's Chromium: `playwright install` cannot download browsers on this network.
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
+            "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def screenshots_dir() -> Any:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Playwright's session keeps an event loop running in the main thread once started,
+    # which breaks asyncio.run in later tests (management commands): run browsers last.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -16,7 +16,7 @@ def test_detail_renders_live_state(agent_client, open_case):
     assert "Webhook &lt;script&gt;alert(1)&lt;/script&gt;" in content
     assert "<script>alert(1)" not in content
     assert "Line one" in content
-    assert f'data-version="1"' in content
+    assert 'data-version="1"' in content
     assert 'name="claim-version" value="1"' in content
 
 

@@ -7,7 +7,6 @@ and concurrent commands that all passed validation are still re-checked when app
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from . import rules
     from .activities import notify_sla_breach
     from .model import (
+        SYSTEM_ACTOR,
         AddComment,
         AddTag,
         Assign,
@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         SetPriority,
         SetStatus,
         SlaBreachNotice,
-        SYSTEM_ACTOR,
     )
     from .search_attributes import ROW_MEMO_KEY, row_memo, updates_for
 
@@ -68,24 +67,12 @@ class CaseWorkflow:
             raise _refusal(self._invalid)
         self._publish()
         while self._state.status != "closed":
-            seen = self._state.version
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
-            if deadline is not None:
-                wait = (deadline - workflow.now()).total_seconds()
-                if wait <= 0:
-                    await self._on_deadline()
-                    continue
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._state.version != seen or self._should_continue_as_new(),
-                        timeout=timedelta(seconds=wait),
-                    )
-                except asyncio.TimeoutError:
-                    await self._on_deadline()
-            else:
-                await workflow.wait_condition(
-                    lambda: self._state.version != seen or self._should_continue_as_new()
-                )
+            wait = None if deadline is None else (deadline - workflow.now()).total_seconds()
+            if wait is not None and wait <= 0:
+                await self._on_deadline()
+            elif not await self._changed_within(wait):
+                await self._on_deadline()
             if self._state.status != "closed" and self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
@@ -245,6 +232,19 @@ class CaseWorkflow:
             return
         # A timer can fire a hair before the deadline by the workflow clock; wait again.
         await workflow.sleep(0.05)
+
+    async def _changed_within(self, seconds: float | None) -> bool:
+        """Wait for a command to change the case (or for continue-as-new to be due);
+        False when `seconds` passed first. A new version re-evaluates every timer."""
+        seen = self._state.version
+        try:
+            await workflow.wait_condition(
+                lambda: self._state.version != seen or self._should_continue_as_new(),
+                timeout=None if seconds is None else timedelta(seconds=seconds),
+            )
+        except TimeoutError:
+            return False
+        return True
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()

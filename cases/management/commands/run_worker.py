@@ -42,7 +42,7 @@ class Command(BaseCommand):
             if wait:
                 await gateway.wait_until_reachable(wait)
             client = await gateway.get_client()
-        except Exception as err:  # noqa: BLE001 - any failure here means "cannot start"
+        except Exception as err:
             self.stderr.write(f"run_worker: cannot reach Temporal: {err}")
             return 1
         worker = build_worker(

@@ -1,0 +1,13 @@
+"""Settings for the test run: the product's settings with test-only conveniences."""
+
+from __future__ import annotations
+
+from tracerail.settings import *  # noqa: F403
+from tracerail.settings import STORAGES
+
+# Tests do not run collectstatic: serve static files from the finders.
+STORAGES = {**STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
