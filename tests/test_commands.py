@@ -95,3 +95,19 @@ def test_demo_users_prints_once_and_keeps_a_private_file(db, settings, tmp_path,
     again = capsys.readouterr().out
     assert "exist" in again and password not in again
     assert len(path.read_text().splitlines()) == 4
+
+
+def test_setup_and_seed_from_the_command_line_exit_zero(temporal, tmp_path):
+    """From the CLI, commands that used the Temporal client must exit 0, not abort (134)."""
+    env = {"TEMPORAL_ADDRESS": temporal.address, "TRACERAIL_VAR_DIR": str(tmp_path),
+           "TEMPORAL_TASK_QUEUE": temporal.task_queue}
+    setup = _manage("temporal_setup", "--wait", "5", env=env)
+    out, _ = setup.communicate(timeout=60)
+    assert setup.returncode == 0, out
+    assert "retention" in out
+    before = run(gateway.count_cases("WorkflowType = 'Case'"))
+    seed = _manage("seed_demo", "--count", "4", "--seed", "7", env=env)
+    out, _ = seed.communicate(timeout=120)
+    assert seed.returncode == 0, out
+    assert "opened 4 cases" in out
+    assert run(gateway.count_cases("WorkflowType = 'Case'")) == before + 4

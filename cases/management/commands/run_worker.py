@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import CommandError
 
 from cases import gateway
+from cases.management.temporal_command import TemporalCommand
 from workers.worker import build_worker, run_worker
 
 
-class Command(BaseCommand):
+class Command(TemporalCommand):
     help = "Run the Temporal worker that hosts the Case workflow until SIGINT/SIGTERM."
 
     def add_arguments(self, parser: Any) -> None:
@@ -26,12 +25,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        code = asyncio.run(self._main(options["task_queue"], options["wait"]))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # The SDK can abort in interpreter teardown after a worker stops (sdk-python#300);
-        # everything is flushed and shut down by now, so leave without teardown.
-        os._exit(code)
+        if asyncio.run(self._main(options["task_queue"], options["wait"])):
+            raise CommandError("run_worker: cannot reach Temporal", returncode=1)
 
     async def _main(self, task_queue: str, wait: float) -> int:
         stop = asyncio.Event()

@@ -5,11 +5,12 @@ import random
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from cases import gateway
 from cases.ids import new_case_id
+from cases.management.temporal_command import TemporalCommand
 from cases.visibility import CaseFilter
 from workers.model import AddComment, Claim, NewCase, Resolve
 
@@ -26,7 +27,7 @@ NAMES = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Li
 TAGS = ["vip", "refund", "bug", "how-to", "outage", "billing-error", "security"]
 
 
-class Command(BaseCommand):
+class Command(TemporalCommand):
     help = "Open demo cases (with claims, comments and resolutions) through the workflow."
 
     def add_arguments(self, parser: Any) -> None:

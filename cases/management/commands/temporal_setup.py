@@ -4,12 +4,13 @@ import asyncio
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from cases import gateway
+from cases.management.temporal_command import TemporalCommand
 
 
-class Command(BaseCommand):
+class Command(TemporalCommand):
     help = "Register the core case search attributes and set namespace retention (idempotent)."
 
     def add_arguments(self, parser: Any) -> None:
