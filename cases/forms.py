@@ -4,7 +4,6 @@ import uuid
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.utils import timezone
 
 from workers import rules
@@ -26,20 +25,17 @@ from workers.model import (
 )
 
 from .ids import is_case_id, new_case_id
+from .visibility import ANYONE, ME, UNASSIGNED, CaseFilter, InvalidFilter, title_words
 
 PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]
 SETTABLE_STATUSES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting")]
-
-
-def queue_choices() -> list[tuple[str, str]]:
-    return [(q, q.capitalize()) for q in settings.CASE_QUEUES]
 
 
 class NewCaseForm(forms.Form):
     # Pre-generated so a double submit or a retried POST opens one case, not two.
     case_id = forms.CharField(widget=forms.HiddenInput, initial=new_case_id)
     title = forms.CharField(max_length=rules.MAX_TITLE)
-    queue = forms.ChoiceField(choices=queue_choices)
+    queue = forms.ChoiceField()
     priority = forms.TypedChoiceField(choices=PRIORITY_CHOICES, coerce=int, initial=3)
     description = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6}), max_length=rules.MAX_DESCRIPTION, required=False
@@ -49,6 +45,10 @@ class NewCaseForm(forms.Form):
     tags = forms.CharField(
         required=False, help_text="Comma-separated, e.g. vip, refund", max_length=1000
     )
+
+    def __init__(self, *args: Any, queues: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].choices = [("", "Choose a queue…"), *queues]
 
     def clean_case_id(self) -> str:
         value: str = self.cleaned_data["case_id"]
@@ -131,7 +131,8 @@ class ClaimForm(ActionForm):
 class AssignForm(ActionForm):
     label = "Assign"
     command_class = Assign
-    assignee = forms.CharField(max_length=150)
+    assignee = forms.CharField(max_length=150, widget=forms.TextInput(
+        attrs={"list": "assignee-options", "autocomplete": "off"}))
 
     def fields_for_command(self) -> dict[str, Any]:
         return {"assignee": self.cleaned_data["assignee"]}
@@ -247,9 +248,75 @@ ACTION_FORMS: dict[str, type[ActionForm]] = {
 }
 
 
-class StatusFilterForm(forms.Form):
-    status = forms.MultipleChoiceField(
-        choices=[(s, s.replace("_", " ").capitalize()) for s in
-                 ("new", "in_progress", "waiting", "resolved", "closed")],
-        required=False,
-    )
+STATUS_CHOICES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting"),
+                  ("resolved", "Resolved"), ("closed", "Closed")]
+ASSIGNEE_CHOICES = [(ANYONE, "Anyone"), (ME, "Me"), (UNASSIGNED, "Unassigned")]
+
+
+class CaseFilterForm(forms.Form):
+    """The case list's filters, all in the URL. Invalid values are form errors, never query
+    syntax: the form only yields a CaseFilter, which visibility.py turns into a query."""
+
+    q = forms.CharField(required=False, max_length=200, label="Title words",
+                        widget=forms.TextInput(attrs={"type": "search", "data-search": "",
+                                                      "placeholder": "Search titles  ( / )"}))
+    status = forms.MultipleChoiceField(choices=STATUS_CHOICES, required=False,
+                                       widget=forms.CheckboxSelectMultiple)
+    priority = forms.TypedMultipleChoiceField(choices=PRIORITY_CHOICES, coerce=int,
+                                              required=False,
+                                              widget=forms.CheckboxSelectMultiple)
+    queue = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    assignee = forms.CharField(required=False, max_length=150,
+                               widget=forms.TextInput(attrs={"list": "assignee-options",
+                                                             "placeholder": "anyone"}),
+                               help_text="me, none (unassigned) or a username")
+    tag = forms.CharField(required=False, max_length=rules.MAX_TAG)
+    breached = forms.TypedChoiceField(
+        choices=[("", "Any SLA"), ("yes", "SLA breached"), ("no", "Within SLA")],
+        coerce=lambda v: {"yes": True, "no": False}.get(v), empty_value=None, required=False,
+        label="SLA")
+    due_before = forms.DateField(required=False, label="Due before",
+                                 widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, queues: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].choices = queues
+
+    def clean_assignee(self) -> str:
+        value = (self.cleaned_data.get("assignee") or "").strip()
+        if value.lower() in ("", "anyone", "any"):
+            return ANYONE
+        if value.lower() in ("none", "unassigned"):
+            return UNASSIGNED
+        if value.lower() == "me":
+            return ME
+        if not rules.USERNAME_RE.match(value):
+            raise forms.ValidationError("That is not a username.")
+        return value
+
+    def clean_tag(self) -> str:
+        value = (self.cleaned_data.get("tag") or "").strip()
+        if value and not rules.TAG_RE.match(value):
+            raise forms.ValidationError("A tag uses letters, digits, '-', '_' and '.'.")
+        return value
+
+    def clean_q(self) -> str:
+        value = self.cleaned_data.get("q") or ""
+        try:
+            title_words(value)
+        except InvalidFilter as err:
+            raise forms.ValidationError(str(err)) from err
+        return value
+
+    def case_filter(self) -> CaseFilter:
+        d = self.cleaned_data
+        return CaseFilter(
+            statuses=d.get("status") or [],
+            priorities=d.get("priority") or [],
+            queues=d.get("queue") or [],
+            assignee=d.get("assignee") or ANYONE,
+            tag=d.get("tag") or "",
+            breached=d.get("breached"),
+            due_before=d.get("due_before"),
+            words=d.get("q") or "",
+        )

@@ -143,6 +143,20 @@ class CaseRow:
     comments: int = 0
 
 
+    @classmethod
+    def from_state(cls, state: CaseState) -> CaseRow:
+        """The row an Update's result implies, to refresh a list without re-reading it."""
+        return cls(
+            case_id=state.case_id, title=state.title, status=state.status,
+            priority=state.priority, queue=state.queue, assignee=state.assignee,
+            tags=list(state.tags), due_at=state.due_at, updated_at=state.updated_at,
+            sla_breached=state.sla_breached, started_at=state.created_at,
+            execution_status="completed" if state.status == "closed" else "running",
+            requester=state.requester.name or state.requester.email,
+            version=state.version, comments=len(state.comments),
+        )
+
+
 @dataclass
 class CasePage:
     rows: list[CaseRow]
@@ -270,6 +284,8 @@ async def act(case_id: str, command: Command, update_id: str | None = None) -> C
         if isinstance(cause, ApplicationError):
             details = cause.details
             fld = details[0] if details and isinstance(details[0], str) else ""
+            if cause.type == "NotFound":
+                raise CaseNotFound(f"No case {case_id}.") from err
             raise ActionRefused(cause.message, fld, stale=cause.type == "Stale") from err
         raise ActionRefused(str(cause or err)) from err
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
@@ -341,7 +357,64 @@ async def _exists(client: Client, case_id: str) -> bool:
     return True
 
 
+# --- shared Visibility answers -------------------------------------------------------------
+# Visibility is rate-limited per frontend (10 RPS by default on real clusters). Identical List
+# and Count calls within a few seconds share one answer across users in this process, and
+# concurrent identical calls share one RPC. The key is the full query text, which already
+# carries each user's access clause.
+
+_shared: dict[tuple[Any, ...], tuple[float, Any]] = {}
+_inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+
+async def _visibility(key: tuple[Any, ...], call: Any) -> Any:
+    ttl = settings.VISIBILITY_CACHE_SECONDS
+    if ttl <= 0:
+        return await call()
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    hit = _shared.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    flight_key = (id(loop), *key)
+    pending = _inflight.get(flight_key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[Any] = loop.create_future()
+    _inflight[flight_key] = future
+    try:
+        value = await call()
+    except BaseException as err:
+        future.set_exception(err)
+        future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+        raise
+    else:
+        future.set_result(value)
+        if len(_shared) > 2000:
+            for k in [k for k, (exp, _) in _shared.items() if exp <= now]:
+                del _shared[k]
+        _shared[key] = (now + ttl, value)
+        return value
+    finally:
+        del _inflight[flight_key]
+
+
+def forget_shared() -> None:
+    _shared.clear()
+
+
 async def list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+    return await _visibility(
+        ("list", query, page_size, page_token or ""),
+        lambda: _list_cases(query, page_size, page_token),
+    )
+
+
+async def count_cases(query: str) -> int:
+    return await _visibility(("count", query), lambda: _count_cases(query))
+
+
+async def _list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
     """One page of cases from Visibility.
 
     Uses the raw RPC and decodes only the fields a row needs: the SDK's list_workflows builds
@@ -369,7 +442,7 @@ async def list_cases(query: str, page_size: int, page_token: str | None = None) 
     )
 
 
-async def count_cases(query: str) -> int:
+async def _count_cases(query: str) -> int:
     client = await get_client()
     try:
         resp = await client.workflow_service.count_workflow_executions(

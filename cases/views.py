@@ -1,21 +1,24 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from workers.model import PRIORITY_LABELS, CaseState
+from workers.model import PRIORITY_LABELS, STATUSES, CaseState
 
 from . import gateway
-from .forms import ACTION_FORMS, ActionForm, NewCaseForm, StatusFilterForm
+from .access import Access, access_for, queue_choices
+from .forms import ACTION_FORMS, ActionForm, AssignForm, CaseFilterForm, NewCaseForm
 from .ids import is_case_id
-from .visibility import CaseFilter
+from .visibility import CaseFilter, InvalidFilter
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -26,18 +29,23 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return render(request, "404.html", status=404)
 
 
-def _actor(request: HttpRequest) -> str:
-    return request.user.get_username()
-
-
-async def _get_case_for_user(request: HttpRequest, case_id: str) -> CaseState:
-    """The live case, or 404 for ids that are malformed or unknown."""
+async def _get_case_for_user(access: Access, case_id: str) -> CaseState:
+    """The live case, or 404 for ids that are malformed, unknown or outside the user's queues."""
     if not is_case_id(case_id):
         raise Http404("No such case.")
     try:
-        return await gateway.get_case(case_id)
+        state = await gateway.get_case(case_id)
     except gateway.CaseNotFound as err:
         raise Http404("No such case.") from err
+    if not access.can_see(state.queue):
+        raise Http404("No such case.")
+    return state
+
+
+async def _usernames() -> list[str]:
+    User = get_user_model()
+    return [u async for u in User.objects.filter(is_active=True)
+            .order_by("username").values_list("username", flat=True)]
 
 
 # --- list --------------------------------------------------------------------------------------
@@ -46,14 +54,45 @@ async def _get_case_for_user(request: HttpRequest, case_id: str) -> CaseState:
 @require_GET
 @login_required
 async def case_list(request: HtmxHttpRequest) -> HttpResponse:
-    form = StatusFilterForm(request.GET)
-    statuses = form.cleaned_data["status"] if form.is_valid() else []
-    query = CaseFilter(statuses=statuses).query()
-    page = await gateway.list_cases(query, settings.CASE_PAGE_SIZE, request.GET.get("page"))
-    context = {"form": form, "page": page, "statuses": statuses, "query": query,
-               "priority_labels": PRIORITY_LABELS}
+    access = await access_for(request)
+    queues = await queue_choices(access)
+    form = CaseFilterForm(request.GET, queues=queues)
+    context: dict[str, Any] = {
+        "form": form,
+        "priority_labels": PRIORITY_LABELS,
+        "refresh_seconds": settings.LIST_REFRESH_SECONDS,
+        "assignee_options": await _usernames() if access.is_supervisor else [access.username],
+        "counts": {},
+        "page": None,
+    }
+    if form.is_valid():
+        case_filter = form.case_filter()
+        try:
+            page, counts = await _list_and_counts(
+                case_filter, access, request.GET.get("page") or None
+            )
+        except InvalidFilter as err:
+            form.add_error(None, str(err))
+        else:
+            context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")))
     template = "cases/list.html#results" if request.htmx else "cases/list.html"
     return render(request, template, context)
+
+
+async def _list_and_counts(
+    case_filter: CaseFilter, access: Access, page_token: str | None
+) -> tuple[gateway.CasePage, dict[str, int]]:
+    """One List and one Count per status, concurrently (SQL visibility cannot GROUP BY a
+    custom attribute). Counts ignore the status filter so every chip shows its number."""
+    me, visible = access.username, access.visible_queues
+    query = case_filter.query(me, visible)
+    base = case_filter.without_statuses()
+    count_queries = {s: base.status_query(s, me, visible) for s in STATUSES}
+    page, counts = await asyncio.gather(
+        gateway.list_cases(query, settings.CASE_PAGE_SIZE, page_token),
+        gateway.count_many(count_queries),
+    )
+    return page, counts
 
 
 # --- create ------------------------------------------------------------------------------------
@@ -62,11 +101,12 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 async def case_new(request: HtmxHttpRequest) -> HttpResponse:
-    form = NewCaseForm(request.POST or None)
+    access = await access_for(request)
+    form = NewCaseForm(request.POST or None, queues=await queue_choices(access))
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
-            await gateway.start_case(case_id, form.new_case(), _actor(request))
+            await gateway.start_case(case_id, form.new_case(), access.username)
             messages.success(request, f"Opened {case_id}.")
         except gateway.CaseExists:
             # The same form posted twice: the first POST already opened this case.
@@ -79,13 +119,13 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
 # --- detail and actions ------------------------------------------------------------------------
 
 
-def _action_forms(state: CaseState) -> dict[str, ActionForm]:
-    """Unbound forms for the actions that make sense in the case's current state."""
+def _action_forms(state: CaseState, access: Access) -> dict[str, ActionForm]:
+    """Unbound forms for the actions this user may take on the case as it is now."""
     names: list[str] = []
-    if state.status in ("new", "in_progress", "waiting"):
+    if state.is_open:
         if not state.assignee:
             names.append("claim")
-        names += ["assign"]
+        names.append("assign")
         if state.assignee:
             names.append("unassign")
         names += ["status", "priority", "due", "add_tag", "resolve"]
@@ -94,13 +134,22 @@ def _action_forms(state: CaseState) -> dict[str, ActionForm]:
     if state.status != "closed":
         names += ["comment", "close"]
     initial = {"version": state.version, "priority": state.priority, "status": state.status}
-    return {name: ACTION_FORMS[name](initial=initial, prefix=name) for name in names}
+    forms: dict[str, ActionForm] = {}
+    for name in names:
+        form_class = ACTION_FORMS[name]
+        target: object = ...
+        if name == "unassign":
+            target = None
+        if access.may(state, form_class.command_class, target):
+            forms[name] = form_class(initial=initial, prefix=name)
+    return forms
 
 
-def _detail_context(state: CaseState, **extra: Any) -> dict[str, Any]:
-    forms = _action_forms(state)
-    bound: ActionForm | None = extra.pop("bound", None)
-    action: str | None = extra.get("action")
+async def _detail_context(
+    state: CaseState, access: Access, *, bound: ActionForm | None = None,
+    action: str | None = None, **extra: Any,
+) -> dict[str, Any]:
+    forms = _action_forms(state, access)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None:
@@ -109,7 +158,11 @@ def _detail_context(state: CaseState, **extra: Any) -> dict[str, Any]:
     return {
         "case": state,
         "forms": forms,
+        "row": gateway.CaseRow.from_state(state),
         "priority_labels": PRIORITY_LABELS,
+        "refresh_seconds": settings.CASE_REFRESH_SECONDS,
+        "assignee_options": await _usernames() if "assign" in forms else [],
+        "can_remove_tags": access.may(state, ACTION_FORMS["remove_tag"].command_class),
         **extra,
     }
 
@@ -117,13 +170,21 @@ def _detail_context(state: CaseState, **extra: Any) -> dict[str, Any]:
 @require_GET
 @login_required
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
+    access = await access_for(request)
     try:
-        state = await _get_case_for_user(request, case_id)
+        state = await _get_case_for_user(access, case_id)
     except gateway.WorkerUnavailable as err:
         row = await gateway.describe_case(case_id)
+        if not access.can_see(row.queue):
+            raise Http404("No such case.") from err
         return render(request, "cases/degraded.html", {"row": row, "reason": err.message})
-    template = "cases/detail.html#case" if request.htmx else "cases/detail.html"
-    return render(request, template, _detail_context(state))
+    if request.htmx:
+        since = request.GET.get("since")
+        if since and since == str(state.version):
+            # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
+            return HttpResponse(status=204)
+        return render(request, "cases/detail.html#case", await _detail_context(state, access))
+    return render(request, "cases/detail.html", await _detail_context(state, access))
 
 
 @require_POST
@@ -132,26 +193,34 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     form_class = ACTION_FORMS.get(action)
     if form_class is None or not is_case_id(case_id):
         raise Http404("No such action.")
+    access = await access_for(request)
     form = form_class(request.POST, prefix=action)
+    if form.is_valid() and isinstance(form, AssignForm):
+        if form.cleaned_data["assignee"] not in await _usernames():
+            form.add_error("assignee", "No such user.")
     if not form.is_valid():
-        return await _rerender(request, case_id, action, form, status=400)
+        return await _rerender(request, access, case_id, action, form, status=400)
+    command = form.command(access.username)
+    command.authority = access.authority
     try:
-        state = await gateway.act(case_id, form.command(_actor(request)), form.update_id(action))
+        state = await gateway.act(case_id, command, form.update_id(action))
     except gateway.CaseNotFound as err:
         raise Http404("No such case.") from err
     except gateway.ActionRefused as err:
         form.add_error(err.field if err.field in form.fields else None, err.message)
-        return await _rerender(request, case_id, action, form, status=409, stale=err.stale)
+        return await _rerender(request, access, case_id, action, form, status=409,
+                               stale=err.stale)
     if not request.htmx:
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
     # The Update returned the new state: render from it, no second read.
-    context = _detail_context(state, flash=f"{form.label}: done.")
+    context = await _detail_context(state, access, flash=f"{form.label}: done.", oob_row=True)
     return render(request, "cases/detail.html#case", context)
 
 
 async def _rerender(
     request: HtmxHttpRequest,
+    access: Access,
     case_id: str,
     action: str,
     form: ActionForm,
@@ -159,20 +228,14 @@ async def _rerender(
     stale: bool = False,
 ) -> HttpResponse:
     """Show the case as it is now with the refused form, its input and its error kept."""
-    state = await _get_case_for_user(request, case_id)
+    state = await _get_case_for_user(access, case_id)
     if stale:
         # The user's form was built on an old version; give it the new one so a retry can work.
         data = form.data.copy()
         data[f"{action}-version"] = str(state.version)
         form.data = data
-    context = _detail_context(state, action=action, bound=form, stale=stale)
+    context = await _detail_context(state, access, action=action, bound=form, stale=stale)
     if request.htmx:
         # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
         return render(request, "cases/detail.html#case", context)
     return render(request, "cases/detail.html", context, status=status)
-
-
-@require_GET
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok", content_type="text/plain")
-

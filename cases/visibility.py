@@ -1,17 +1,30 @@
 """Filters → Visibility query text. The only place query syntax is written.
 
-Every value is validated by type and quoted here; user text is never spliced into a query.
+Every value is validated by type and quoted here; user text never becomes query syntax.
+What the server was measured to choke on decides the rules below: a double quote inside a
+KeywordList or Text literal and control characters anywhere give "SQL logic error" (reported as
+UNAVAILABLE, which clients retry), so those never reach it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time
 
 from workers.model import STATUSES
+from workers.rules import QUEUE_RE, TAG_RE, USERNAME_RE
 
 # A case that continued as new leaves its earlier runs in Visibility; only the latest counts.
 BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"
+# Matches no case (queues are never empty): for people who may see no queue at all.
+NOTHING = "CaseQueue = ''"
+MAX_WORDS = 8
+MAX_WORD = 64
+WORD_RE = re.compile(r"\w+")
+
+ANYONE, ME, UNASSIGNED = "", "me", "none"
 
 
 class InvalidFilter(ValueError):
@@ -19,13 +32,28 @@ class InvalidFilter(ValueError):
 
 
 def quote(value: str) -> str:
-    """A Keyword/Text literal. Quotes and backslashes are escaped; control characters,
-    which the parser cannot take inside a literal, are refused."""
+    """A Keyword literal: backslashes and single quotes escaped, control characters refused."""
     if not isinstance(value, str):
         raise InvalidFilter("Expected text.")
-    if any(ord(ch) < 32 for ch in value):
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise InvalidFilter("Control characters are not allowed in a filter.")
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise InvalidFilter("A time needs a time zone.")
+    return quote(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def title_words(text: str) -> list[str]:
+    """The whole words of a title search; punctuation separates words, as the index does."""
+    words = list(dict.fromkeys(w.lower() for w in WORD_RE.findall(text)))
+    if len(words) > MAX_WORDS:
+        raise InvalidFilter(f"Search at most {MAX_WORDS} words.")
+    if any(len(w) > MAX_WORD for w in words):
+        raise InvalidFilter(f"A search word has at most {MAX_WORD} characters.")
+    return words
 
 
 def _in(attribute: str, values: Sequence[str]) -> str:
@@ -34,25 +62,70 @@ def _in(attribute: str, values: Sequence[str]) -> str:
     return f"{attribute} IN ({', '.join(quote(v) for v in values)})"
 
 
-def _all(clauses: Iterable[str]) -> str:
-    return " AND ".join(f"({c})" if " OR " in c else c for c in clauses)
-
-
 @dataclass
 class CaseFilter:
-    statuses: list[str] = field(default_factory=list)
-    queues: list[str] = field(default_factory=list)
+    """What a person can filter the case list by. Empty means "any"."""
 
-    def clauses(self) -> list[str]:
+    statuses: list[str] = field(default_factory=list)
+    priorities: list[int] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    assignee: str = ANYONE  # ANYONE, ME, UNASSIGNED or a username
+    tag: str = ""
+    breached: bool | None = None
+    due_before: date | None = None
+    words: str = ""
+
+    def without_statuses(self) -> CaseFilter:
+        return replace(self, statuses=[])
+
+    def clauses(self, me: str = "", visible_queues: Sequence[str] | None = None) -> list[str]:
+        """Query clauses; `visible_queues` (None = all) is the access rule, always applied."""
         out = [BASE]
+        if visible_queues is not None:
+            allowed = [q for q in visible_queues if QUEUE_RE.match(q)]
+            out.append(_in("CaseQueue", allowed) if allowed else NOTHING)
         if self.statuses:
-            bad = [s for s in self.statuses if s not in STATUSES]
-            if bad:
-                raise InvalidFilter(f"Unknown status {bad[0]!r}.")
-            out.append(_in("CaseStatus", self.statuses))
+            if not set(self.statuses) <= set(STATUSES):
+                raise InvalidFilter("Unknown status.")
+            out.append(_in("CaseStatus", sorted(set(self.statuses), key=STATUSES.index)))
+        if self.priorities:
+            if not set(self.priorities) <= {1, 2, 3, 4}:
+                raise InvalidFilter("Priority is 1 to 4.")
+            values = sorted(set(self.priorities))
+            out.append(
+                f"CasePriority = {values[0]}" if len(values) == 1
+                else f"CasePriority IN ({', '.join(str(int(p)) for p in values)})"
+            )
         if self.queues:
-            out.append(_in("CaseQueue", self.queues))
+            if not all(QUEUE_RE.match(q) for q in self.queues):
+                raise InvalidFilter("Unknown queue.")
+            out.append(_in("CaseQueue", sorted(set(self.queues))))
+        if self.assignee == UNASSIGNED:
+            out.append("CaseAssignee IS NULL")
+        elif self.assignee == ME:
+            if not USERNAME_RE.match(me):
+                raise InvalidFilter("Log in to filter by your own cases.")
+            out.append(f"CaseAssignee = {quote(me)}")
+        elif self.assignee:
+            if not USERNAME_RE.match(self.assignee):
+                raise InvalidFilter("That is not a username.")
+            out.append(f"CaseAssignee = {quote(self.assignee)}")
+        if self.tag:
+            if len(self.tag) > 40 or not TAG_RE.match(self.tag):
+                raise InvalidFilter("A tag uses letters, digits, '-', '_' and '.'.")
+            out.append(f"CaseTags = {quote(self.tag)}")
+        if self.breached is not None:
+            out.append(f"CaseSlaBreached = {'true' if self.breached else 'false'}")
+        if self.due_before is not None:
+            moment = datetime.combine(self.due_before, time.min, tzinfo=UTC)
+            out.append(f"CaseDueAt < {quote_time(moment)}")
+        # Each word its own clause: a Text match is "any word", a person means "all words".
+        out.extend(f"CaseTitle = {quote(word)}" for word in title_words(self.words))
         return out
 
-    def query(self) -> str:
-        return _all(self.clauses())
+    def query(self, me: str = "", visible_queues: Sequence[str] | None = None) -> str:
+        return " AND ".join(self.clauses(me, visible_queues))
+
+    def status_query(self, status: str, me: str = "",
+                     visible_queues: Sequence[str] | None = None) -> str:
+        return replace(self, statuses=[status]).query(me, visible_queues)

@@ -122,23 +122,31 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 PASSWORD = "correct-horse-battery-staple"
 
 
-def _persona(username: str, role: str, *, staff: bool = False) -> User:
+def _persona(username: str, role: str, *, staff: bool = False,
+             queues: tuple[str, ...] = ()) -> User:
+    from cases.models import Queue
+
     user = User.objects.create_user(
         username, password=PASSWORD, is_staff=staff, is_superuser=staff
     )
-    # get_or_create: transactional tests (live_server) flush the migration's groups.
+    # get_or_create: transactional tests (live_server) flush the migrations' rows.
     user.groups.add(Group.objects.get_or_create(name=role)[0])
+    for slug in ("billing", "technical", "general"):
+        queue = Queue.objects.get_or_create(slug=slug, defaults={"name": slug.title()})[0]
+        if slug in queues:
+            queue.agents.add(user)
     return user
 
 
 @pytest.fixture
 def agent(db: Any) -> User:
-    return _persona("alice", "Agent")
+    """Alice works the technical and general queues, not billing."""
+    return _persona("alice", "Agent", queues=("technical", "general"))
 
 
 @pytest.fixture
 def other_agent(db: Any) -> User:
-    return _persona("bob", "Agent")
+    return _persona("bob", "Agent", queues=("technical",))
 
 
 @pytest.fixture

@@ -11,3 +11,5 @@ STORAGES = {**STORAGES, "staticfiles": {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests poll Visibility for fresh writes; the sharing cache has its own test.
+VISIBILITY_CACHE_SECONDS = 0.0

@@ -106,7 +106,7 @@ def test_setup_and_seed_from_the_command_line_exit_zero(temporal, tmp_path):
     assert setup.returncode == 0, out
     assert "retention" in out
     before = run(gateway.count_cases("WorkflowType = 'Case'"))
-    seed = _manage("seed_demo", "--count", "4", "--seed", "7", env=env)
+    seed = _manage("seed_demo", "--count", "4", "--seed", "7", "--queues", "general", env=env)
     out, _ = seed.communicate(timeout=120)
     assert seed.returncode == 0, out
     assert "opened 4 cases" in out

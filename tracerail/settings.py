@@ -135,11 +135,15 @@ WORKER_MAX_CONCURRENT_WORKFLOW_TASKS = envint("WORKER_MAX_CONCURRENT_WORKFLOW_TA
 WORKER_MAX_CONCURRENT_ACTIVITIES = envint("WORKER_MAX_CONCURRENT_ACTIVITIES", 20)
 
 # --- Cases --------------------------------------------------------------------------------
-CASE_QUEUES = envlist("CASE_QUEUES", "billing,technical,general")
 # Seconds to due per priority 1 (urgent) .. 4 (low).
 CASE_SLA_SECONDS = [int(v) for v in envlist("CASE_SLA_SECONDS", "14400,28800,86400,259200")]
 CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
+# Seconds identical Visibility List/Count answers are shared across users (per process).
+VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
+# Seconds between live refreshes of the list and the case page while they are visible.
+LIST_REFRESH_SECONDS = envint("LIST_REFRESH_SECONDS", 10)
+CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 
 LOGGING = {
     "version": 1,

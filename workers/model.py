@@ -110,11 +110,22 @@ class CaseInput:
 # --- Update inputs: one dataclass per command, each carrying the acting user. -----------------
 
 
+@dataclass
+class Authority:
+    """What the acting user may do, sent with each command so the workflow decides it
+    against the case as it is at that moment (not as the web tier last saw it)."""
+
+    role: str  # "agent" is restricted; "supervisor" and "admin" may do everything
+    queues: list[str] | None = None  # the agent's queues; None means every queue
+
+
 @dataclass(kw_only=True)
 class Command:
     actor: str
     # The version the user saw; None skips the staleness check (API clients, bulk work).
     expected_version: int | None = None
+    # None: a trusted caller (system, intake, seeding); no role restrictions.
+    authority: Authority | None = None
 
 
 @dataclass(kw_only=True)

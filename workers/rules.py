@@ -17,6 +17,7 @@ from .model import (
     AddComment,
     AddTag,
     Assign,
+    Authority,
     CaseState,
     Claim,
     Close,
@@ -69,6 +70,12 @@ class RuleError(Exception):
 
 class StaleError(RuleError):
     kind = "Stale"
+
+
+class NotVisibleError(RuleError):
+    """The actor may not see this case at all; shown to people as "not found"."""
+
+    kind = "NotFound"
 
 
 @dataclass
@@ -309,15 +316,60 @@ _RULES: dict[type[Command], Callable[[CaseState, Any, datetime, SlaPolicy], Effe
 }
 
 
+# Commands an agent may send on any case in their queues; everything else needs the case
+# to be theirs.
+AGENT_ON_ANY_CASE: tuple[type[Command], ...] = (Claim, AddComment)
+
+
+def can_see(state_queue: str, authority: Authority | None) -> bool:
+    return (
+        authority is None
+        or authority.role != "agent"
+        or authority.queues is None
+        or state_queue in authority.queues
+    )
+
+
+def refusal_for(
+    state: CaseState, kind: type[Command], actor: str, authority: Authority | None,
+    assignee: str | object | None = ...,
+) -> str | None:
+    """Why `actor` may not send `kind` to this case, or None if they may. `assignee` is the
+    target of an Assign when known (the web tier asks before the user has chosen one)."""
+    if authority is None or authority.role != "agent":
+        return None
+    if kind in AGENT_ON_ANY_CASE:
+        return None
+    if kind is Assign:
+        if assignee == actor and state.assignee is None:
+            return None  # assigning an unassigned case to oneself is claiming it
+        if assignee is None and state.assignee == actor:
+            return None  # releasing one's own case
+        return "Only supervisors can assign cases to others."
+    if state.assignee != actor:
+        if state.assignee is None:
+            return "Claim this case before you work on it."
+        return f"This case is held by {state.assignee}; only they or a supervisor can do that."
+    return None
+
+
 def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) -> Effect:
     """Accept or refuse `command` against `state`; raises RuleError, never mutates."""
     if not command.actor or not USERNAME_RE.match(command.actor):
         raise RuleError("Every action needs the acting user.")
+    if not can_see(state.queue, command.authority):
+        raise NotVisibleError("No such case.")
     if command.expected_version is not None and command.expected_version != state.version:
         raise StaleError(
             f"Changed by {state.updated_by} since you opened it "
             f"(version {command.expected_version} → {state.version}); nothing was applied."
         )
+    reason = refusal_for(
+        state, type(command), command.actor, command.authority,
+        command.assignee if isinstance(command, Assign) else ...,
+    )
+    if reason:
+        raise RuleError(reason)
     return _RULES[type(command)](state, command, now, sla)
 
 

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 register = template.Library()
 
@@ -16,3 +21,36 @@ STATUS_LABELS = {
 @register.filter
 def status_label(value: str) -> str:
     return STATUS_LABELS.get(value, value)
+
+
+@register.filter
+def get_item(mapping: dict[Any, Any] | None, key: Any) -> Any:
+    return (mapping or {}).get(key, "")
+
+
+@register.filter
+def due_in(value: datetime | None) -> str:
+    """Time left until due, or how long ago it fell due."""
+    if value is None:
+        return ""
+    now = timezone.now()
+    if value <= now:
+        return f"overdue {timeuntil(now, value)}"
+    return f"in {timeuntil(value, now)}"
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context: template.Context, **changes: Any) -> str:
+    """The current query string with some parameters replaced (filters survive paging)."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        params[key] = value
+    return params.urlencode()
+
+
+@register.simple_tag(takes_context=True)
+def query_without(context: template.Context, *keys: str) -> str:
+    params = context["request"].GET.copy()
+    for key in keys:
+        params.pop(key, None)
+    return params.urlencode()

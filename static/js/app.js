@@ -1,17 +1,47 @@
 // Progressive touches only: every page works without this file.
 (function () {
   "use strict";
+  const tracerail = (window.tracerail = window.tracerail || {});
+
+  // A live refresh must never wipe what someone is typing: the case page only polls
+  // while no field of its forms differs from what the server rendered.
+  tracerail.dirty = function () {
+    const fields = document.querySelectorAll("#case textarea, #case input[type=text], #case input[type=datetime-local], #case select");
+    for (const field of fields) {
+      if (field instanceof HTMLSelectElement) {
+        for (const option of field.options) if (option.selected !== option.defaultSelected) return true;
+      } else if (field.value !== field.defaultValue) return true;
+    }
+    return document.activeElement instanceof HTMLElement && !!document.activeElement.closest("#case form");
+  };
+
+  // Polling stops while the tab is hidden (hx-trigger filters on visibilityState);
+  // coming back refreshes at once.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") document.dispatchEvent(new Event("visible-again"));
+  });
+
   // Keyboard: j/k move the selection in the case list, Enter opens it, "/" focuses search.
+  let selectedId = null;
   function rows() { return Array.from(document.querySelectorAll("tr.case-row")); }
-  function selected() { return document.querySelector("tr.case-row.selected"); }
+  function selected() { return selectedId ? document.getElementById(selectedId) : null; }
   function select(row) {
     const current = selected();
     if (current) current.classList.remove("selected");
+    selectedId = row ? row.id : null;
     if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "nearest" }); }
   }
+  // Keep the selection across live refreshes of the results.
+  document.addEventListener("htmx:afterSettle", function () {
+    const row = selected();
+    if (row) row.classList.add("selected");
+  });
   document.addEventListener("keydown", function (event) {
     const target = event.target;
-    if (target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]")) return;
+    if (target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]")) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
     if (event.metaKey || event.ctrlKey || event.altKey) return;
     const all = rows();
     const index = all.indexOf(selected());

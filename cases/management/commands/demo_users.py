@@ -9,12 +9,14 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
+from cases.models import Queue
+
 DEMO_USERS = (
-    # username, role group, staff/superuser
-    ("agent", "Agent", False),
-    ("agent2", "Agent", False),
-    ("supervisor", "Supervisor", False),
-    ("admin", "Admin", True),
+    # username, role group, staff/superuser, queues worked (agents only)
+    ("agent", "Agent", False, ("billing", "general")),
+    ("agent2", "Agent", False, ("technical", "general")),
+    ("supervisor", "Supervisor", False, ()),
+    ("admin", "Admin", True, ()),
 )
 
 
@@ -24,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(settings.VAR_DIR) / "demo-credentials.txt"
         created: list[tuple[str, str, str]] = []
-        for username, role, is_admin in DEMO_USERS:
+        for username, role, is_admin, queues in DEMO_USERS:
             if User.objects.filter(username=username).exists():
                 continue
             password = secrets.token_urlsafe(12)
@@ -32,6 +34,8 @@ class Command(BaseCommand):
                 username, password=password, is_staff=is_admin, is_superuser=is_admin
             )
             user.groups.add(Group.objects.get(name=role))
+            for queue in Queue.objects.filter(slug__in=queues):
+                queue.agents.add(user)
             created.append((username, role, password))
         if not created:
             self.stdout.write(f"demo_users: demo users exist; their passwords are in {path}")

@@ -4,13 +4,13 @@ import asyncio
 import random
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from cases import gateway
 from cases.ids import new_case_id
 from cases.management.temporal_command import TemporalCommand
+from cases.models import Queue
 from cases.visibility import CaseFilter
 from workers.model import AddComment, Claim, NewCase, Resolve
 
@@ -35,19 +35,25 @@ class Command(TemporalCommand):
         parser.add_argument("--if-empty", action="store_true", help="Only seed an empty namespace.")
         parser.add_argument("--concurrency", type=int, default=16)
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--queues", default="",
+                            help="Comma-separated queue slugs (default: the configured queues).")
         parser.add_argument(
             "--wait", type=float, default=0,
             help="Seconds to wait for Temporal and its case search attributes.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        queues = [q for q in options.pop("queues").split(",") if q]
+        options["queues"] = queues or list(Queue.objects.values_list("slug", flat=True))
+        if not options["queues"]:
+            raise CommandError("No queues configured: add one in the admin first.")
         try:
             asyncio.run(self._main(**options))
         except gateway.TemporalUnavailable as err:
             raise CommandError(err.message) from err
 
     async def _main(self, count: int, if_empty: bool, concurrency: int, seed: int | None,
-                    wait: float, **_: Any) -> None:
+                    wait: float, queues: list[str], **_: Any) -> None:
         if wait:
             await gateway.wait_until_reachable(wait, need_core_attributes=True)
         if if_empty and await gateway.count_cases(CaseFilter().query()):
@@ -59,7 +65,7 @@ class Command(TemporalCommand):
 
         async def one() -> None:
             async with gate:
-                await _open_demo_case(rnd)
+                await _open_demo_case(rnd, queues)
                 bar.update()
 
         await asyncio.gather(*(one() for _ in range(count)))
@@ -67,14 +73,14 @@ class Command(TemporalCommand):
         self.stdout.write(f"seed_demo: opened {count} cases")
 
 
-async def _open_demo_case(rnd: random.Random) -> None:
+async def _open_demo_case(rnd: random.Random, queues: list[str]) -> None:
     name = rnd.choice(NAMES)
     case_id = new_case_id()
     await gateway.start_case(
         case_id,
         NewCase(
             title=rnd.choice(SUBJECTS),
-            queue=rnd.choice(settings.CASE_QUEUES),
+            queue=rnd.choice(queues),
             priority=rnd.choice([1, 2, 2, 3, 3, 3, 4]),
             description=f"{name} wrote in about this.\n\nPlease look into it.",
             requester_name=name,
