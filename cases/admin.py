@@ -9,7 +9,7 @@ from .models import ApiToken, Queue
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin[Queue]):
+class QueueAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "agent_names")
     filter_horizontal = ("agents",)
     search_fields = ("slug", "name")
@@ -20,7 +20,7 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("name", "user", "created", "last_used")
     readonly_fields = ("created", "last_used")
     fields = ("name", "user", "created", "last_used")
