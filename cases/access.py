@@ -55,12 +55,12 @@ async def access_for(request: HttpRequest) -> Access:
     if cached is not None:
         return cached
     user: AbstractBaseUser | AnonymousUser = await request.auser()
-    access = await _compute(user)
+    access = await access_for_user(user)
     request._tracerail_access = access  # type: ignore[attr-defined]
     return access
 
 
-async def _compute(user: AbstractBaseUser | AnonymousUser) -> Access:
+async def access_for_user(user: AbstractBaseUser | AnonymousUser) -> Access:
     if not user.is_authenticated:
         return Access("", NONE, ())
     username = user.get_username()

@@ -212,6 +212,10 @@ def reset_client() -> None:
 
 
 def _unavailable(err: RPCError) -> TemporalUnavailable:
+    if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return TemporalUnavailable(
+            "Temporal is rate-limiting requests right now; try again in a few seconds."
+        )
     return TemporalUnavailable(f"Temporal did not answer ({err.status.name}): {err.message}")
 
 

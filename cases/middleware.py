@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
@@ -40,6 +40,10 @@ class TemporalErrors(MiddlewareMixin):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, gateway.TemporalUnavailable | gateway.WorkerUnavailable):
+            if request.path.startswith("/api/"):
+                response = JsonResponse({"error": exception.message}, status=503)
+                response["Retry-After"] = "5"
+                return response
             response = render(
                 request, "503.html", {"reason": exception.message}, status=503
             )

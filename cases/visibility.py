@@ -22,7 +22,8 @@ BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"
 NOTHING = "CaseQueue = ''"
 MAX_WORDS = 8
 MAX_WORD = 64
-WORD_RE = re.compile(r"\w+")
+# Letters and digits; everything else (underscore included) separates words, as the index does.
+WORD_RE = re.compile(r"[^\W_]+")
 
 ANYONE, ME, UNASSIGNED = "", "me", "none"
 

@@ -64,6 +64,12 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
             dev_server_existing_path=TEMPORAL_BIN,
             dev_server_log_level="error",
             ui=False,
+            # Property tests fire hundreds of List/Count calls a second; production keeps
+            # the default limit (and the web tier shares answers to stay under it).
+            dev_server_extra_args=[
+                "--dynamic-config-value", "frontend.namespaceRPS.visibility=100000",
+                "--dynamic-config-value", "frontend.namespaceBurstRatio.visibility=10",
+            ],
         )
     )
     address = env.client.service_client.config.target_host

@@ -1,0 +1,152 @@
+"""The intake API: other systems open cases and read them back, as JSON with a bearer token."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from workers.model import CaseState
+
+from . import gateway
+from .access import Access, access_for_user, queue_choices
+from .forms import NewCaseForm
+from .ids import case_id_for_key, is_case_id, new_case_id
+from .models import ApiToken
+
+MAX_BODY = 64 * 1024
+
+
+def _error(status: int, message: str, **fields: list[str]) -> JsonResponse:
+    body: dict[str, Any] = {"error": message}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse(body, status=status)
+
+
+async def _authenticate(request: HttpRequest) -> AbstractBaseUser | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    token = await ApiToken.objects.select_related("user").filter(
+        key_hash=ApiToken.hash(key.strip()), user__is_active=True
+    ).afirst()
+    if token is None:
+        return None
+    await ApiToken.objects.filter(pk=token.pk).aupdate(last_used=timezone.now())
+    return token.user
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def case_json(state: CaseState) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(state), default=_json_value))
+
+
+def _unauthorized() -> JsonResponse:
+    response = _error(401, "Send a valid API token: 'Authorization: Bearer <token>'.")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
+@require_POST
+async def create_case(request: HttpRequest) -> JsonResponse:
+    user = await _authenticate(request)
+    if user is None:
+        return _unauthorized()
+    access = await access_for_user(user)
+    if len(request.body) > MAX_BODY:
+        return _error(413, f"The body has at most {MAX_BODY // 1024} KiB.")
+    try:
+        payload = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "The body must be JSON.")
+    if not isinstance(payload, dict):
+        return _error(400, "The body must be a JSON object.")
+    data, problems = _form_data(payload)
+    if problems:
+        return _error(400, "Some fields are invalid.", **problems)
+    key = request.headers.get("Idempotency-Key") or payload.get("idempotency_key") or ""
+    if not isinstance(key, str) or len(key) > 200:
+        return _error(400, "Some fields are invalid.",
+                      idempotency_key=["Use a string of at most 200 characters."])
+    case_id = case_id_for_key(str(user.pk), key) if key else new_case_id()
+    form = NewCaseForm(data={**data, "case_id": case_id}, queues=await queue_choices(access))
+    if not form.is_valid():
+        errors = {f: [str(e) for e in errs] for f, errs in form.errors.items()}
+        return _error(400, "Some fields are invalid.", **errors)
+    created = True
+    try:
+        await gateway.start_case(case_id, form.new_case(), user.get_username())
+    except gateway.CaseExists:
+        created = False  # a retry with the same key: the case it opened the first time
+    return JsonResponse(
+        {"id": case_id, "created": created, "url": reverse("api:case", args=[case_id])},
+        status=201 if created else 200,
+    )
+
+
+def _form_data(payload: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """JSON → the new-case form's fields, so the API validates exactly like the form."""
+    problems: dict[str, list[str]] = {}
+    data: dict[str, str] = {}
+    for name in ("title", "queue", "description"):
+        value = payload.get(name, "")
+        if not isinstance(value, str):
+            problems[name] = ["Must be a string."]
+        data[name] = value if isinstance(value, str) else ""
+    priority = payload.get("priority", 3)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        problems["priority"] = ["Must be an integer from 1 (urgent) to 4 (low)."]
+    data["priority"] = str(priority)
+    requester = payload.get("requester", {})
+    if not isinstance(requester, dict):
+        problems["requester"] = ["Must be an object with name and email."]
+        requester = {}
+    for part in ("name", "email"):
+        value = requester.get(part, "")
+        if not isinstance(value, str):
+            problems[f"requester_{part}"] = ["Must be a string."]
+        data[f"requester_{part}"] = value if isinstance(value, str) else ""
+    tags = payload.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems["tags"] = ["Must be a list of strings."]
+        tags = []
+    if any("," in t for t in tags):
+        problems["tags"] = ["A tag cannot contain a comma."]
+    data["tags"] = ",".join(tags)
+    return data, problems
+
+
+@require_GET
+async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
+    user = await _authenticate(request)
+    if user is None:
+        return _unauthorized()
+    access: Access = await access_for_user(user)
+    if not is_case_id(case_id):
+        return _error(404, "No such case.")
+    try:
+        state = await gateway.get_case(case_id)
+    except gateway.CaseNotFound:
+        return _error(404, "No such case.")
+    except gateway.WorkerUnavailable as err:
+        return _error(503, err.message)
+    if not access.can_see(state.queue):
+        return _error(404, "No such case.")
+    return JsonResponse(case_json(state))
+

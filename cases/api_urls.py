@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
+
+app_name = "api"
+
+urlpatterns = [
+    path("cases/", api.create_case, name="cases"),
+    path("cases/<str:case_id>/", api.get_case, name="case"),
+]
