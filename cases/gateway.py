@@ -219,14 +219,15 @@ def _unavailable(err: RPCError) -> TemporalUnavailable:
     return TemporalUnavailable(f"Temporal did not answer ({err.status.name}): {err.message}")
 
 
-def _is_unreachable(err: RPCError) -> bool:
-    return err.status in (
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.UNKNOWN,
-    )
+def _visibility_error(err: RPCError, query: str) -> GatewayError:
+    if err.status == RPCStatusCode.INVALID_ARGUMENT:
+        # The builder only writes valid syntax, so this means the namespace is not set up
+        # (e.g. a fresh cluster without the case search attributes).
+        return TemporalUnavailable(
+            "Temporal refused the case list query; are the case search attributes "
+            f"registered (python manage.py temporal_setup)? Temporal said: {err.message}"
+        )
+    return _unavailable(err)
 
 
 # --- writes ------------------------------------------------------------------------------------
@@ -436,9 +437,7 @@ async def _list_cases(query: str, page_size: int, page_token: str | None = None)
             timeout=_timeout(),
         )
     except RPCError as err:
-        if err.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise ValueError(f"Visibility refused the query {query!r}: {err.message}") from err
-        raise _unavailable(err) from err
+        raise _visibility_error(err, query) from err
     token = resp.next_page_token
     return CasePage(
         rows=[_row(info) for info in resp.executions],
@@ -454,9 +453,7 @@ async def _count_cases(query: str) -> int:
             timeout=_timeout(),
         )
     except RPCError as err:
-        if err.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise ValueError(f"Visibility refused the query {query!r}: {err.message}") from err
-        raise _unavailable(err) from err
+        raise _visibility_error(err, query) from err
     return int(resp.count)
 
 

@@ -53,3 +53,48 @@ def test_claimed_case_shows_assignee_and_no_claim_button(agent_client, open_case
     content = agent_client.get(f"/cases/{case_id}/").content.decode()
     assert '<dd class="assignee">bob</dd>' in content
     assert "/claim/" not in content
+
+
+def test_live_refresh_is_204_when_nothing_changed(agent_client, open_case):
+    case_id = open_case()
+    unchanged = agent_client.get(f"/cases/{case_id}/?since=1", HTTP_HX_REQUEST="true")
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    run(gateway.act(case_id, Claim(actor="bob")))
+    changed = agent_client.get(f"/cases/{case_id}/?since=1", HTTP_HX_REQUEST="true")
+    assert changed.status_code == 200
+    content = changed.content.decode()
+    assert '<dd class="assignee">bob</dd>' in content
+    assert f'hx-get="/cases/{case_id}/?since=2"' in content
+
+
+def test_closed_case_stops_polling(supervisor_client, open_case):
+    from workers.model import Close
+
+    case_id = open_case()
+    content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
+    assert "?since=1" in content and "every 5s" in content
+    run(gateway.act(case_id, Close(actor="sam")))
+    content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
+    assert "every 5s" not in content and "?since=" not in content
+    assert "This case is closed; it takes no more actions." in content
+
+
+def test_action_response_also_updates_the_list_row(agent_client, open_case):
+    case_id = open_case(title="Row follows")
+    response = agent_client.post(f"/cases/{case_id}/claim/", {"claim-version": "1"},
+                                 HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    row = content.split("<template>")[1].split("</template>")[0]
+    assert f'id="row-{case_id}"' in row and 'hx-swap-oob="true"' in row
+    assert "alice" in row and "In progress" in row
+
+
+def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings, temporal):
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+
+    settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
+    settings.TEMPORAL_QUERY_TIMEOUT = 0.5
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="Billing orphan", queue="billing"), "intake"))
+    assert agent_client.get(f"/cases/{case_id}/").status_code == 404

@@ -82,3 +82,151 @@ def test_temporal_down_is_a_503_page(agent_client, settings, temporal):
         gateway.reset_client()
     # And it recovers by itself.
     assert agent_client.get("/cases/").status_code == 200
+
+
+def _ids(content: bytes) -> set[str]:
+    import re
+
+    return {m.decode() for m in re.findall(rb'id="row-(case-\w+)"', content)}
+
+
+def test_every_filter_narrows_exactly(supervisor_client, open_case):
+    from datetime import UTC, datetime, timedelta
+
+    from workers.model import AddTag, SetDue
+
+    urgent = open_case(title="Urgent zanzibar outage", priority=1, queue="billing")
+    low = open_case(title="Low zanzibar question", priority=4, queue="general")
+    tagged = open_case(title="Tagged zanzibar thing", priority=3, queue="technical")
+    run(gateway.act(tagged, AddTag(actor="sam", tag="zanzitag")))
+    run(gateway.act(urgent, Claim(actor="sam")))
+    run(gateway.act(low, SetDue(actor="sam", due_at=datetime.now(UTC) + timedelta(days=400))))
+    everyone = {urgent, low, tagged}
+
+    cases = {
+        "q=zanzibar": everyone,
+        "q=zanzibar+outage": {urgent},
+        "q=zanzibar&priority=1&priority=4": {urgent, low},
+        "q=zanzibar&queue=general": {low},
+        "q=zanzibar&assignee=me": {urgent},
+        "q=zanzibar&assignee=sam": {urgent},
+        "q=zanzibar&assignee=none": {low, tagged},
+        "q=zanzibar&tag=zanzitag": {tagged},
+        "q=zanzibar&status=in_progress": {urgent},
+        "q=zanzibar&breached=no": everyone,
+        "q=zanzibar&breached=yes": set(),
+        f"q=zanzibar&due_before={(datetime.now(UTC) + timedelta(days=30)).date()}":
+            {urgent, tagged},
+    }
+
+    def all_filters_exact() -> None:
+        for params, expected in cases.items():
+            got = _ids(supervisor_client.get(f"/cases/?{params}").content)
+            assert got == expected, (params, got, expected)
+
+    eventually(all_filters_exact)
+
+
+def test_invalid_filter_values_are_inline_errors_not_queries(agent_client, temporal):
+    response = agent_client.get("/cases/?assignee=a+b&tag=no%27pe&due_before=yesterday")
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "That is not a username." in content
+    assert "A tag uses letters" in content
+    assert "Enter a valid date." in content
+    assert "Fix the filter to see cases." in content
+
+
+def test_status_counts_ignore_the_status_filter(supervisor_client, open_case):
+    import re
+
+    a = open_case(title="Countme quokka one")
+    b = open_case(title="Countme quokka two")
+    run(gateway.act(b, Claim(actor="sam")))
+
+    def counts() -> None:
+        content = supervisor_client.get("/cases/?q=quokka&status=new").content.decode()
+        found = dict(re.findall(r'id="count-(\w+)">(\d+)<', content))
+        assert found["new"] == "1" and found["in_progress"] == "1" and found["closed"] == "0"
+        assert _ids(content.encode()) == {a}
+
+    eventually(counts)
+
+
+def test_htmx_refresh_carries_counts_out_of_band(supervisor_client, open_case):
+    open_case(title="Oob wombat")
+    response = supervisor_client.get("/cases/?q=wombat", HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    assert 'id="count-new" hx-swap-oob="true"' in content
+    # The results element re-polls its own URL, filters included, while visible.
+    assert 'hx-get="/cases/?q=wombat"' in content
+    assert "every 10s[document.visibilityState === 'visible']" in content
+
+
+def test_paging_keeps_filters(supervisor_client, open_case, settings):
+    import re
+
+    settings.CASE_PAGE_SIZE = 2
+    made = {open_case(title=f"Pager numbat {i}") for i in range(5)}
+    eventually(lambda: _count_is(supervisor_client, "numbat", 5))
+    seen: set[str] = set()
+    url = "/cases/?q=numbat"
+    for _ in range(3):
+        content = supervisor_client.get(url).content
+        page_ids = _ids(content)
+        assert page_ids and page_ids.isdisjoint(seen)
+        seen |= page_ids
+        nxt = re.search(rb'href="\?([^"]+)" class="next-page"', content)
+        if nxt is None:
+            break
+        query = nxt.group(1).decode().replace("&amp;", "&")
+        assert "q=numbat" in query
+        url = f"/cases/?{query}"
+    assert seen == made
+
+
+def _count_is(client, word: str, n: int) -> None:
+    assert run(gateway.count_cases(f"WorkflowType = 'Case' AND CaseTitle = '{word}'")) == n
+
+
+def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_case):
+    import asyncio
+
+    settings.VISIBILITY_CACHE_SECONDS = 30
+    gateway.forget_shared()
+    query = "WorkflowType = 'Case' AND CaseTitle = 'sharedcachetest'"
+    try:
+        assert run(gateway.count_cases(query)) == 0
+        open_case(title="sharedcachetest")
+        import time
+
+        time.sleep(0.5)  # well past Visibility's lag: a fresh call would see the case
+        assert run(gateway.count_cases(query)) == 0  # the shared answer
+        gateway.forget_shared()
+        eventually(lambda: _assert_eq(run(gateway.count_cases(query)), 1))
+
+        # Concurrent identical calls share one RPC.
+        calls = 0
+        real = gateway._count_cases
+
+        async def counting(q: str) -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)
+            return await real(q)
+
+        gateway.forget_shared()
+        gateway._count_cases = counting  # type: ignore[assignment]
+
+        async def many() -> list[int]:
+            return await asyncio.gather(*(gateway.count_cases(query) for _ in range(20)))
+
+        assert run(many()) == [1] * 20
+        assert calls == 1
+    finally:
+        gateway._count_cases = real  # type: ignore[assignment]
+        gateway.forget_shared()
+
+
+def _assert_eq(a: object, b: object) -> None:
+    assert a == b

@@ -1,0 +1,107 @@
+"""The intake API on the real server: token auth, form-equal validation, idempotency."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from cases import gateway
+from cases.models import ApiToken
+
+from .conftest import _persona, run
+
+
+@pytest.fixture
+def token(db) -> str:
+    user = _persona("intake-bot", "Agent", queues=("billing", "general"))
+    return ApiToken.issue(user, "tests")[1]
+
+
+def _post(payload: object, token: str | None, **headers: str):
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    extra.update({f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()})
+    return Client(enforce_csrf_checks=True).post(
+        "/api/cases/", json.dumps(payload), content_type="application/json", **extra)
+
+
+GOOD = {"title": "Invoice 1042 is wrong", "queue": "billing", "priority": 2,
+        "description": "VAT doubled", "requester": {"name": "Ada", "email": "ada@example.com"},
+        "tags": ["vip"]}
+
+
+def test_create_then_read_back(token, temporal):
+    response = _post(GOOD, token)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["created"] is True and body["url"] == f"/api/cases/{body['id']}/"
+    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert read.status_code == 200
+    case = read.json()
+    assert (case["title"], case["queue"], case["priority"], case["status"]) == (
+        "Invoice 1042 is wrong", "billing", 2, "new")
+    assert case["requester"] == {"name": "Ada", "email": "ada@example.com"}
+    assert case["tags"] == ["vip"] and case["created_by"] == "intake-bot"
+    assert case["timeline"][0]["kind"] == "opened"
+
+
+def test_same_idempotency_key_opens_one_case(token, temporal):
+    first = _post(GOOD, token, **{"Idempotency-Key": "order-1042"})
+    second = _post(GOOD, token, **{"Idempotency-Key": "order-1042"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert second.json()["created"] is False
+    third = _post(GOOD | {"idempotency_key": "order-1043"}, token)
+    assert third.status_code == 201 and third.json()["id"] != first.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        (GOOD | {"title": ""}, "title", "This field is required."),
+        (GOOD | {"title": "x" * 201}, "title", "at most 200"),
+        (GOOD | {"queue": "technical"}, "queue", "Select a valid choice"),
+        (GOOD | {"priority": 9}, "priority", "Select a valid choice"),
+        (GOOD | {"priority": "1"}, "priority", "Must be an integer"),
+        (GOOD | {"requester": {"email": "nope"}}, "requester_email", "valid email"),
+        (GOOD | {"tags": "vip"}, "tags", "list of strings"),
+        (GOOD | {"tags": ["bad tag"]}, "tags", "A tag uses"),
+    ],
+)
+def test_validation_errors_are_json_field_messages(token, temporal, payload, field, message):
+    response = _post(payload, token)
+    assert response.status_code == 400
+    body = response.json()
+    assert field in body["fields"], body
+    assert any(message in m for m in body["fields"][field]), body
+
+
+def test_bad_json_and_auth(token, temporal):
+    assert _post(GOOD, None).status_code == 401
+    assert _post(GOOD, "trl_wrong").status_code == 401
+    bad = Client().post("/api/cases/", "{not json", content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert bad.status_code == 400 and bad.json()["error"] == "The body must be JSON."
+    assert _post([1, 2], token).status_code == 400
+
+
+def test_read_respects_the_access_rule(token, open_case, temporal):
+    hidden = open_case(queue="technical")
+    response = Client().get(f"/api/cases/{hidden}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 404 and response.json() == {"error": "No such case."}
+    assert Client().get("/api/cases/nope/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code \
+        == 404
+
+
+def test_api_says_503_in_json_when_temporal_is_down(token, settings, temporal):
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    gateway.reset_client()
+    try:
+        response = _post(GOOD, token)
+        assert response.status_code == 503
+        assert "Cannot reach Temporal" in response.json()["error"]
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()
+    assert run(gateway.count_cases("WorkflowType = 'Case'")) >= 0
