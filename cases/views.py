@@ -152,7 +152,7 @@ async def _detail_context(
     forms = _action_forms(state, access)
     if bound is not None and action in forms:
         forms[action] = bound
-    elif bound is not None:
+    elif bound is not None and bound.errors:
         # The action no longer applies to the case as it is now: say why at the top.
         extra["refusal"] = " ".join(str(e) for errs in bound.errors.values() for e in errs)
     return {
@@ -207,9 +207,12 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     except gateway.CaseNotFound as err:
         raise Http404("No such case.") from err
     except gateway.ActionRefused as err:
+        if err.stale:
+            # Said once, at the top, above the fresh state; the form keeps the user's input.
+            return await _rerender(request, access, case_id, action, form, status=409,
+                                   stale=err.message)
         form.add_error(err.field if err.field in form.fields else None, err.message)
-        return await _rerender(request, access, case_id, action, form, status=409,
-                               stale=err.stale)
+        return await _rerender(request, access, case_id, action, form, status=409)
     if not request.htmx:
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
@@ -225,7 +228,7 @@ async def _rerender(
     action: str,
     form: ActionForm,
     status: int,
-    stale: bool = False,
+    stale: str = "",
 ) -> HttpResponse:
     """Show the case as it is now with the refused form, its input and its error kept."""
     state = await _get_case_for_user(access, case_id)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.timesince import timeuntil
+from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -35,8 +35,15 @@ def due_in(value: datetime | None) -> str:
         return ""
     now = timezone.now()
     if value <= now:
-        return f"overdue {timeuntil(now, value)}"
-    return f"in {timeuntil(value, now)}"
+        return f"overdue {timeuntil(now, value, depth=1)}"
+    return f"in {timeuntil(value, now, depth=1)}"
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return f"{timesince(value, timezone.now(), depth=1)} ago"
 
 
 @register.simple_tag(takes_context=True)

@@ -21,6 +21,16 @@
     if (document.visibilityState === "visible") document.dispatchEvent(new Event("visible-again"));
   });
 
+  // Shareable filter URLs: leave out the filters that are empty.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.verb !== "get" || !(event.detail.elt instanceof HTMLElement) || event.detail.elt.id !== "filters") return;
+    const params = event.detail.parameters;
+    for (const key of Object.keys(params)) {
+      const value = params[key];
+      if (value === "" || (Array.isArray(value) && value.length === 0)) delete params[key];
+    }
+  });
+
   // Keyboard: j/k move the selection in the case list, Enter opens it, "/" focuses search.
   let selectedId = null;
   function rows() { return Array.from(document.querySelectorAll("tr.case-row")); }
