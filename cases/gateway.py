@@ -24,6 +24,7 @@ from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
+    RemoveSearchAttributesRequest,
 )
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
@@ -372,9 +373,38 @@ _shared: dict[tuple[Any, ...], tuple[float, Any]] = {}
 _inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
 
+class _RateLimiter:
+    """A token bucket for Visibility RPCs from this process: bursts of `rate` calls, then
+    `rate` per second. Callers wait briefly instead of being refused by the cluster."""
+
+    def __init__(self) -> None:
+        self.tokens = 0.0
+        self.stamp: float | None = None
+
+    async def acquire(self) -> None:
+        rate = settings.VISIBILITY_RPS
+        if rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self.stamp is None:
+                self.stamp, self.tokens = now, float(rate)
+            self.tokens = min(float(rate), self.tokens + (now - self.stamp) * rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / rate)
+
+
+_limiter = _RateLimiter()
+
+
 async def _visibility(key: tuple[Any, ...], call: Any) -> Any:
     ttl = settings.VISIBILITY_CACHE_SECONDS
     if ttl <= 0:
+        await _limiter.acquire()
         return await call()
     loop = asyncio.get_running_loop()
     now = loop.time()
@@ -388,6 +418,7 @@ async def _visibility(key: tuple[Any, ...], call: Any) -> Any:
     future: asyncio.Future[Any] = loop.create_future()
     _inflight[flight_key] = future
     try:
+        await _limiter.acquire()
         value = await call()
     except BaseException as err:
         future.set_exception(err)
@@ -550,6 +581,77 @@ async def setup_namespace(retention_days: int) -> SetupReport:
             timeout=_timeout(10),
         )
     return report
+
+
+# --- the search-attribute registry ------------------------------------------------------------
+
+ATTRIBUTE_TYPES: dict[str, IndexedValueType.ValueType] = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+}
+_TYPE_NAMES = {v: k for k, v in ATTRIBUTE_TYPES.items()}
+
+
+@dataclass
+class NamespaceAttributes:
+    custom: dict[str, str]  # name -> type name ("Keyword", ...)
+    system: dict[str, str]
+
+
+async def namespace_attributes() -> NamespaceAttributes:
+    """The namespace's search attributes, as Temporal reports them."""
+    client = await get_client()
+    try:
+        resp = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace), timeout=_timeout(5)
+        )
+    except RPCError as err:
+        raise _unavailable(err) from err
+    return NamespaceAttributes(
+        custom={k: _TYPE_NAMES.get(v, str(v)) for k, v in resp.custom_attributes.items()},
+        system={k: _TYPE_NAMES.get(v, str(v)) for k, v in resp.system_attributes.items()},
+    )
+
+
+class AttributeRegistrationError(GatewayError):
+    pass
+
+
+async def register_attributes(attributes: dict[str, str]) -> None:
+    """AddSearchAttributes for {name: type name}; Temporal's refusals become readable text."""
+    client = await get_client()
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={n: ATTRIBUTE_TYPES[t] for n, t in attributes.items()},
+            ),
+            timeout=_timeout(30),
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.ALREADY_EXISTS,
+                          RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.PERMISSION_DENIED):
+            raise AttributeRegistrationError(f"Temporal refused: {err.message}") from err
+        raise _unavailable(err) from err
+
+
+async def remove_attributes(names: list[str]) -> None:
+    client = await get_client()
+    try:
+        await client.operator_service.remove_search_attributes(
+            RemoveSearchAttributesRequest(namespace=client.namespace, search_attributes=names),
+            timeout=_timeout(30),
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.NOT_FOUND,
+                          RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.PERMISSION_DENIED):
+            raise AttributeRegistrationError(f"Temporal refused: {err.message}") from err
+        raise _unavailable(err) from err
 
 
 async def wait_until_reachable(

@@ -13,3 +13,4 @@ WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests poll Visibility for fresh writes; the sharing cache has its own test.
 VISIBILITY_CACHE_SECONDS = 0.0
+VISIBILITY_RPS = 0.0

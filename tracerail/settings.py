@@ -141,6 +141,9 @@ CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
 # Seconds identical Visibility List/Count answers are shared across users (per process).
 VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
+# Visibility calls per second this process allows itself (clusters default to 10 per frontend
+# per namespace); 0 disables the limiter.
+VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
 LIST_REFRESH_SECONDS = envint("LIST_REFRESH_SECONDS", 10)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
