@@ -277,6 +277,18 @@ class CaseFilterForm(forms.Form):
         label="SLA")
     due_before = forms.DateField(required=False, label="Due before",
                                  widget=forms.DateInput(attrs={"type": "date"}))
+    due_within = forms.IntegerField(required=False, min_value=1, max_value=24 * 365,
+                                    label="Due within (hours)")
+    older_than = forms.IntegerField(required=False, min_value=1, max_value=3650,
+                                    label="Open longer than (days)")
+    opened_from = forms.DateField(required=False, label="Opened from",
+                                  widget=forms.DateInput(attrs={"type": "date"}))
+    opened_to = forms.DateField(required=False, label="Opened to",
+                                widget=forms.DateInput(attrs={"type": "date"}))
+
+    # Filter parameters, as they appear in URLs and saved views.
+    PARAMS = ("q", "status", "priority", "queue", "assignee", "tag", "breached", "due_before",
+              "due_within", "older_than", "opened_from", "opened_to")
 
     def __init__(self, *args: Any, queues: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -319,4 +331,8 @@ class CaseFilterForm(forms.Form):
             breached=d.get("breached"),
             due_before=d.get("due_before"),
             words=d.get("q") or "",
+            opened_from=d.get("opened_from"),
+            opened_to=d.get("opened_to"),
+            due_within_hours=d.get("due_within"),
+            older_than_days=d.get("older_than"),
         )

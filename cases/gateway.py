@@ -401,8 +401,8 @@ class _RateLimiter:
 _limiter = _RateLimiter()
 
 
-async def _visibility(key: tuple[Any, ...], call: Any) -> Any:
-    ttl = settings.VISIBILITY_CACHE_SECONDS
+async def _visibility(key: tuple[Any, ...], call: Any, ttl: float | None = None) -> Any:
+    ttl = settings.VISIBILITY_CACHE_SECONDS if ttl is None else ttl
     if ttl <= 0:
         await _limiter.acquire()
         return await call()
@@ -446,8 +446,8 @@ async def list_cases(query: str, page_size: int, page_token: str | None = None) 
     )
 
 
-async def count_cases(query: str) -> int:
-    return await _visibility(("count", query), lambda: _count_cases(query))
+async def count_cases(query: str, ttl: float | None = None) -> int:
+    return await _visibility(("count", query), lambda: _count_cases(query), ttl)
 
 
 async def _list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
@@ -488,9 +488,9 @@ async def _count_cases(query: str) -> int:
     return int(resp.count)
 
 
-async def count_many(queries: dict[str, str]) -> dict[str, int]:
+async def count_many(queries: dict[str, str], ttl: float | None = None) -> dict[str, int]:
     """Several Count calls at once (SQL visibility has no GROUP BY on custom attributes)."""
-    values = await asyncio.gather(*(count_cases(q) for q in queries.values()))
+    values = await asyncio.gather(*(count_cases(q, ttl) for q in queries.values()))
     return dict(zip(queries.keys(), values, strict=True))
 
 

@@ -29,6 +29,10 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return render(request, "404.html", status=404)
 
 
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "403.html", {"reason": str(exception or "")}, status=403)
+
+
 async def _get_case_for_user(access: Access, case_id: str) -> CaseState:
     """The live case, or 404 for ids that are malformed, unknown or outside the user's queues."""
     if not is_case_id(case_id):

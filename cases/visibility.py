@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from workers.model import STATUSES
 from workers.rules import QUEUE_RE, TAG_RE, USERNAME_RE
@@ -75,12 +76,23 @@ class CaseFilter:
     breached: bool | None = None
     due_before: date | None = None
     words: str = ""
+    opened_from: date | None = None
+    opened_to: date | None = None  # inclusive
+    due_within_hours: int | None = None  # due between now and now + N hours
+    older_than_days: int | None = None  # opened more than N days ago
+    # Registered custom attributes: name -> (type name, value). Built by the form from the
+    # registry, so names and types are known ones.
+    attributes: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     def without_statuses(self) -> CaseFilter:
         return replace(self, statuses=[])
 
-    def clauses(self, me: str = "", visible_queues: Sequence[str] | None = None) -> list[str]:
-        """Query clauses; `visible_queues` (None = all) is the access rule, always applied."""
+    def clauses(self, me: str = "", visible_queues: Sequence[str] | None = None,
+                now: datetime | None = None) -> list[str]:
+        """Query clauses; `visible_queues` (None = all) is the access rule, always applied.
+        Relative filters count from `now`, floored to the minute so that identical filters
+        give identical query text (and share one cached answer) for a minute."""
+        now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
         out = [BASE]
         if visible_queues is not None:
             allowed = [q for q in visible_queues if QUEUE_RE.match(q)]
@@ -122,11 +134,70 @@ class CaseFilter:
             out.append(f"CaseDueAt < {quote_time(moment)}")
         # Each word its own clause: a Text match is "any word", a person means "all words".
         out.extend(f"CaseTitle = {quote(word)}" for word in title_words(self.words))
+        if self.opened_from is not None:
+            moment = datetime.combine(self.opened_from, time.min, tzinfo=UTC)
+            out.append(f"StartTime >= {quote_time(moment)}")
+        if self.opened_to is not None:
+            moment = datetime.combine(self.opened_to + timedelta(days=1), time.min, tzinfo=UTC)
+            out.append(f"StartTime < {quote_time(moment)}")
+        if self.due_within_hours is not None:
+            hours = _bounded(self.due_within_hours, 1, 24 * 365, "Hours")
+            out.append(f"CaseDueAt BETWEEN {quote_time(now)} AND "
+                       f"{quote_time(now + timedelta(hours=hours))}")
+        if self.older_than_days is not None:
+            days = _bounded(self.older_than_days, 1, 3650, "Days")
+            out.append(f"StartTime < {quote_time(now - timedelta(days=days))}")
+        for name, (kind, value) in sorted(self.attributes.items()):
+            out.extend(attribute_clauses(name, kind, value))
         return out
 
-    def query(self, me: str = "", visible_queues: Sequence[str] | None = None) -> str:
-        return " AND ".join(self.clauses(me, visible_queues))
+    def query(self, me: str = "", visible_queues: Sequence[str] | None = None,
+              now: datetime | None = None) -> str:
+        return " AND ".join(self.clauses(me, visible_queues, now))
 
     def status_query(self, status: str, me: str = "",
                      visible_queues: Sequence[str] | None = None) -> str:
         return replace(self, statuses=[status]).query(me, visible_queues)
+
+
+def _bounded(value: int, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidFilter(f"{what} must be a whole number from {low} to {high}.")
+    return value
+
+
+ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def attribute_clauses(name: str, kind: str, value: Any) -> list[str]:
+    """Clauses for one custom attribute, by its registered type."""
+    if not ATTRIBUTE_NAME_RE.match(name):
+        raise InvalidFilter("Unknown attribute.")
+    if kind == "Text":
+        return [f"{name} = {quote(word)}" for word in title_words(str(value))]
+    if kind == "Keyword":
+        return [f"{name} = {quote(str(value))}"]
+    if kind == "KeywordList":
+        text = str(value)
+        if '"' in text:  # the server cannot take a double quote in a KeywordList literal
+            raise InvalidFilter('A value cannot contain ".')
+        return [f"{name} = {quote(text)}"]
+    if kind == "Int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidFilter("Expected a whole number.")
+        return [f"{name} = {int(value)}"]
+    if kind == "Double":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise InvalidFilter("Expected a number.")
+        return [f"{name} = {float(value)!r}"]
+    if kind == "Bool":
+        if not isinstance(value, bool):
+            raise InvalidFilter("Expected yes or no.")
+        return [f"{name} = {'true' if value else 'false'}"]
+    if kind == "Datetime":
+        if not isinstance(value, date):
+            raise InvalidFilter("Expected a date.")
+        moment = datetime.combine(value, time.min, tzinfo=UTC) if not isinstance(
+            value, datetime) else value
+        return [f"{name} < {quote_time(moment)}"]
+    raise InvalidFilter("Unknown attribute type.")

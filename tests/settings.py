@@ -14,3 +14,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests poll Visibility for fresh writes; the sharing cache has its own test.
 VISIBILITY_CACHE_SECONDS = 0.0
 VISIBILITY_RPS = 0.0
+DASHBOARD_CACHE_SECONDS = 0.0

@@ -146,6 +146,12 @@ VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
 LIST_REFRESH_SECONDS = envint("LIST_REFRESH_SECONDS", 10)
+DASHBOARD_REFRESH_SECONDS = envint("DASHBOARD_REFRESH_SECONDS", 30)
+# Dashboard counts are shared this long: a dashboard is ~20 Count calls.
+DASHBOARD_CACHE_SECONDS = envfloat("DASHBOARD_CACHE_SECONDS", 15.0)
+DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 4)
+DASHBOARD_AGING_DAYS = [int(v) for v in envlist("DASHBOARD_AGING_DAYS", "1,3,7")]
+DASHBOARD_TOP_ASSIGNEES = envint("DASHBOARD_TOP_ASSIGNEES", 8)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 
 LOGGING = {

@@ -61,3 +61,23 @@ def query_without(context: template.Context, *keys: str) -> str:
     for key in keys:
         params.pop(key, None)
     return params.urlencode()
+
+
+@register.filter
+def split(value: str) -> list[str]:
+    return value.split()
+
+
+@register.filter
+def field(form: Any, name: str) -> Any:
+    return form[name]
+
+
+@register.filter
+def mul(value: float, factor: float) -> float:
+    return round(float(value) * float(factor), 1)
+
+
+@register.filter
+def percent_of(value: float, whole: float) -> float:
+    return round(100.0 * float(value) / float(whole), 1) if whole else 0.0

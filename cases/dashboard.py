@@ -1,0 +1,164 @@
+"""The supervisors' dashboard: counts from the Count API, drawn as server-side SVG bars."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from workers.model import OPEN_STATUSES, PRIORITY_LABELS, STATUSES
+
+from . import gateway
+from .access import Access, access_for, queue_choices
+from .forms import STATUS_CHOICES, CaseFilterForm
+from .visibility import UNASSIGNED, CaseFilter, InvalidFilter
+
+
+@dataclass
+class Bar:
+    label: str
+    count: int
+    href: str
+    css: str = ""
+
+
+@dataclass
+class Chart:
+    title: str
+    bars: list[Bar] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def peak(self) -> int:
+        return max([b.count for b in self.bars] + [1])
+
+    @property
+    def height(self) -> int:
+        return 28 * len(self.bars) + 4
+
+
+def _href(base: QueryDict, **changes: object) -> str:
+    """The case list URL for the dashboard's filter plus one bar's slice."""
+    params = base.copy()
+    params.pop("page", None)
+    for key, value in changes.items():
+        values = value if isinstance(value, list) else [value]
+        params.setlist(key, [str(v) for v in values])
+    return f"{reverse('cases:list')}?{params.urlencode()}"
+
+
+@require_GET
+@login_required
+async def dashboard(request: HttpRequest) -> HttpResponse:
+    access = await access_for(request)
+    if not access.is_supervisor:
+        raise PermissionDenied("The dashboard is for supervisors and admins.")
+    queues = await queue_choices(access)
+    form = CaseFilterForm(request.GET, queues=queues)
+    charts: list[Chart] = []
+    totals: dict[str, int] = {}
+    if form.is_valid():
+        try:
+            charts, totals = await _charts(form.case_filter(), access, request.GET, queues)
+        except InvalidFilter as err:
+            form.add_error(None, str(err))
+    context = {"form": form, "charts": charts, "totals": totals,
+               "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
+               "list_url": f"{reverse('cases:list')}?{urlencode(_filter_params(request.GET))}"}
+    template = "cases/dashboard.html#panels" if getattr(request, "htmx", False) \
+        else "cases/dashboard.html"
+    return render(request, template, context)
+
+
+def _filter_params(query: QueryDict) -> list[tuple[str, str]]:
+    return [(k, v) for k in CaseFilterForm.PARAMS for v in query.getlist(k) if v]
+
+
+async def _charts(
+    f: CaseFilter, access: Access, query: QueryDict, queues: list[tuple[str, str]]
+) -> tuple[list[Chart], dict[str, int]]:
+    me, visible = access.username, access.visible_queues
+    # "Open" slices honour a status filter: open statuses that the filter also allows.
+    open_statuses = [s for s in OPEN_STATUSES if not f.statuses or s in f.statuses]
+    open_f = replace(f, statuses=open_statuses)
+    base = f.without_statuses()
+    assignees = await _assignee_candidates()
+    q: dict[str, str] = {}
+    for status in STATUSES:
+        q[f"status:{status}"] = base.status_query(status, me, visible)
+    for p in PRIORITY_LABELS:
+        q[f"priority:{p}"] = replace(open_f, priorities=[p]).query(me, visible)
+    for slug, _ in queues:
+        q[f"queue:{slug}"] = replace(open_f, queues=[slug]).query(me, visible)
+    for name in assignees:
+        q[f"assignee:{name}"] = replace(open_f, assignee=name).query(me, visible)
+    q["assignee:"] = replace(open_f, assignee=UNASSIGNED).query(me, visible)
+    q["breached"] = replace(open_f, breached=True).query(me, visible)
+    q["at_risk"] = replace(open_f, breached=False,
+                           due_within_hours=settings.DASHBOARD_AT_RISK_HOURS).query(me, visible)
+    for days in settings.DASHBOARD_AGING_DAYS:
+        q[f"aging:{days}"] = replace(open_f, older_than_days=days).query(me, visible)
+    if not open_statuses:
+        # The filter asks for closed or resolved cases only: every "open" slice is empty.
+        q = {k: v for k, v in q.items() if k.startswith("status:")}
+    counts = await gateway.count_many(q, ttl=settings.DASHBOARD_CACHE_SECONDS)
+    counts = defaultdict(int, counts)
+    charts = [
+        Chart("By status", [Bar(label, counts[f"status:{value}"], _href(query, status=value),
+                                f"status-{value}") for value, label in STATUS_CHOICES]),
+        Chart("Open by priority", [
+            Bar(f"{p} · {label}", counts[f"priority:{p}"],
+                _href(query, priority=p, status=open_statuses), f"p{p}")
+            for p, label in PRIORITY_LABELS.items()]),
+        Chart("Open by queue", [Bar(name, counts[f"queue:{slug}"],
+                                    _href(query, queue=slug, status=open_statuses))
+                                for slug, name in queues]),
+    ]
+    top = sorted(assignees, key=lambda n: -counts[f"assignee:{n}"])
+    top = [n for n in top if counts[f"assignee:{n}"]][: settings.DASHBOARD_TOP_ASSIGNEES]
+    charts.append(Chart(
+        "Open by assignee",
+        [Bar(n, counts[f"assignee:{n}"], _href(query, assignee=n, status=open_statuses))
+         for n in top]
+        + [Bar("Unassigned", counts["assignee:"],
+               _href(query, assignee="none", status=open_statuses), "unassigned")],
+        note=(f"The {settings.DASHBOARD_TOP_ASSIGNEES} busiest of {len(assignees)} people."
+              if len(assignees) > settings.DASHBOARD_TOP_ASSIGNEES else ""),
+    ))
+    charts.append(Chart("SLA", [
+        Bar("Breached", counts["breached"],
+            _href(query, breached="yes", status=open_statuses), "bad"),
+        Bar(f"At risk (due within {settings.DASHBOARD_AT_RISK_HOURS} h)", counts["at_risk"],
+            _href(query, breached="no", due_within=settings.DASHBOARD_AT_RISK_HOURS,
+                  status=open_statuses), "warn"),
+    ]))
+    charts.append(Chart("Aging (open longer than)", [
+        Bar(f"{d} day{'s' if d != 1 else ''}", counts[f"aging:{d}"],
+            _href(query, older_than=d, status=open_statuses))
+        for d in settings.DASHBOARD_AGING_DAYS]))
+    totals = {
+        "open": sum(counts[f"status:{s}"] for s in OPEN_STATUSES),
+        "breached": counts["breached"],
+        "at_risk": counts["at_risk"],
+        "unassigned": counts["assignee:"],
+    }
+    return charts, totals
+
+
+async def _assignee_candidates() -> list[str]:
+    """People who can hold cases: the Agent and Supervisor groups (the registry of users is
+    Django's; Visibility cannot group by assignee)."""
+    User = get_user_model()
+    users = User.objects.filter(is_active=True, groups__name__in=["Agent", "Supervisor"])
+    return sorted({u async for u in users.values_list("username", flat=True)})
+
+
