@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from .models import ApiToken, Queue
+from . import attributes, gateway
+from .models import ApiToken, CaseAttribute, Queue
 
 
 @admin.register(Queue)
@@ -34,3 +45,236 @@ class ApiTokenAdmin(admin.ModelAdmin):
                                       "shown again.")
             return
         super().save_model(request, obj, form, change)
+
+
+# --- custom case attributes (Temporal search attributes) ------------------------------------
+
+
+class CaseAttributeForm(forms.ModelForm):
+    class Meta:
+        model = CaseAttribute
+        fields = ("name", "type", "label", "help_text", "choices", "filterable",
+                  "agent_editable")
+
+    def clean_name(self) -> str:
+        name = (self.cleaned_data.get("name") or "").strip()
+        attributes.validate_name(name)
+        # Unique in any letter case: "Region" and "region" would only confuse people.
+        others = CaseAttribute.objects.filter(name__iexact=name)
+        if self.instance.pk:
+            others = others.exclude(pk=self.instance.pk)
+        clash = others.first()
+        if clash is not None:
+            raise forms.ValidationError(f"The registry already has “{clash.name}”.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("choices", "").strip() and cleaned.get("type") != CaseAttribute.KEYWORD:
+            self.add_error("choices", "Allowed values are only for Keyword attributes; "
+                                      "leave this empty or change the type to Keyword.")
+        return cleaned
+
+
+def _mark(row: CaseAttribute, state: str, temporal_type: str, now: datetime) -> None:
+    row.state, row.temporal_type, row.checked = state, temporal_type, now
+    row.save(update_fields=["state", "temporal_type", "checked"])
+
+
+def _names(rows: Iterable[CaseAttribute]) -> str:
+    return ", ".join(r.name for r in rows)
+
+
+def _slots(custom_in_temporal: dict[str, str]) -> list[dict[str, Any]]:
+    in_use = attributes.used(custom_in_temporal)
+    free = attributes.remaining(custom_in_temporal)
+    core = Counter(attributes.CORE_ATTRIBUTES.values())
+    return [
+        {"type": t, "used": in_use[t], "core": core.get(t, 0), "limit": limit,
+         "remaining": free[t]}
+        for t, limit in attributes.SQL_LIMITS.items()
+    ]
+
+
+@admin.register(CaseAttribute)
+class CaseAttributeAdmin(admin.ModelAdmin):
+    """The registry of custom case attributes and their search attributes in Temporal."""
+
+    form = CaseAttributeForm
+    list_display = ("name", "label", "type", "filterable", "agent_editable", "state_label",
+                    "checked")
+    list_filter = ("type", "state", "filterable", "agent_editable")
+    search_fields = ("name", "label")
+    readonly_fields = ("state_label", "temporal_type", "checked")
+    actions = ("register_in_temporal", "sync_from_temporal", "remove_from_temporal")
+
+    @admin.display(description="State", ordering="state")
+    def state_label(self, obj: CaseAttribute) -> str:
+        label = obj.get_state_display()
+        if obj.state == CaseAttribute.MISMATCH and obj.temporal_type:
+            return f"{label} ({obj.temporal_type} in Temporal)"
+        return label
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.state == CaseAttribute.REGISTERED:
+            # Renaming or retyping would orphan the search attribute in Temporal.
+            fields = ("name", "type", *fields)
+        return fields
+
+    def save_model(self, request: HttpRequest, obj: CaseAttribute, form: Any,
+                   change: bool) -> None:
+        if change and {"name", "type"} & set(form.changed_data):
+            obj.state, obj.temporal_type, obj.checked = CaseAttribute.UNKNOWN, "", None
+        super().save_model(request, obj, form, change)
+
+    # --- the changelist: free slots per type ----------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        if request.method == "GET":
+            try:
+                found = async_to_sync(gateway.namespace_attributes)()
+            except gateway.GatewayError as err:
+                extra_context["temporal_error"] = err.message
+            else:
+                extra_context["slots"] = _slots(found.custom)
+        return super().changelist_view(request, extra_context)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    @admin.action(description="Register in Temporal", permissions=["change"])
+    def register_in_temporal(self, request: HttpRequest, queryset: QuerySet[CaseAttribute]
+                             ) -> None:
+        try:
+            found = async_to_sync(gateway.namespace_attributes)()
+        except gateway.GatewayError as err:
+            messages.error(request, err.message)
+            return
+        now = timezone.now()
+        to_add: list[CaseAttribute] = []
+        already: list[CaseAttribute] = []
+        for row in queryset:
+            try:
+                attributes.validate_name(row.name, also_reserved=found.system)
+            except ValidationError as err:
+                messages.error(request, f"{row.name}: {' '.join(err.messages)} Not registered.")
+                continue
+            existing = found.custom.get(row.name)
+            if existing == row.type:
+                _mark(row, CaseAttribute.REGISTERED, existing, now)
+                already.append(row)
+            elif existing is not None:
+                # Temporal would accept the call and keep the old type: say so instead.
+                _mark(row, CaseAttribute.MISMATCH, existing, now)
+                messages.error(
+                    request,
+                    f"{row.name} already exists in Temporal as {existing}, not {row.type}; "
+                    f"remove it from Temporal first or change the type here. Not registered.")
+            else:
+                to_add.append(row)
+        if already:
+            messages.info(request, f"Already registered: {_names(already)}.")
+        if not to_add:
+            return
+        wanted = {row.name: row.type for row in to_add}
+        refusals = attributes.check_capacity(wanted, found.custom)
+        if refusals:
+            for reason in refusals:
+                messages.error(request, reason)
+            messages.error(request, f"Nothing registered: {_names(to_add)}.")
+            return
+        try:
+            async_to_sync(gateway.register_attributes)(wanted)
+        except gateway.GatewayError as err:
+            messages.error(request, err.message)
+            return
+        now = timezone.now()
+        for row in to_add:
+            _mark(row, CaseAttribute.REGISTERED, row.type, now)
+        messages.success(request, f"Registered in Temporal: {_names(to_add)}.")
+
+    @admin.action(description="Sync from Temporal", permissions=["view"])
+    def sync_from_temporal(self, request: HttpRequest, queryset: QuerySet[CaseAttribute]
+                           ) -> None:
+        try:
+            found = async_to_sync(gateway.namespace_attributes)()
+        except gateway.GatewayError as err:
+            messages.error(request, err.message)
+            return
+        now = timezone.now()
+        by_state: dict[str, list[CaseAttribute]] = {}
+        for row in queryset:
+            existing = found.custom.get(row.name)
+            if existing is None:
+                state = CaseAttribute.MISSING
+            elif existing == row.type:
+                state = CaseAttribute.REGISTERED
+            else:
+                state = CaseAttribute.MISMATCH
+            _mark(row, state, existing or "", now)
+            by_state.setdefault(state, []).append(row)
+        if by_state.get(CaseAttribute.REGISTERED):
+            messages.success(request, f"Registered: {_names(by_state[CaseAttribute.REGISTERED])}.")
+        if by_state.get(CaseAttribute.MISSING):
+            messages.warning(
+                request, f"Missing in Temporal: {_names(by_state[CaseAttribute.MISSING])}.")
+        for row in by_state.get(CaseAttribute.MISMATCH, []):
+            messages.error(request, f"Type mismatch: {row.name} is {row.temporal_type} in "
+                                    f"Temporal but {row.type} here.")
+        known = {n.casefold() for n in CaseAttribute.objects.values_list("name", flat=True)}
+        known |= {n.casefold() for n in attributes.CORE_ATTRIBUTES}
+        extras = sorted(n for n in found.custom if n.casefold() not in known)
+        if extras:
+            messages.warning(
+                request, "In Temporal but not in the registry: "
+                + ", ".join(f"{n} ({found.custom[n]})" for n in extras) + ".")
+        else:
+            messages.info(request, "Every custom attribute in Temporal is a core attribute or "
+                                   "in the registry.")
+
+    @admin.action(description="Remove from Temporal", permissions=["change"])
+    def remove_from_temporal(self, request: HttpRequest, queryset: QuerySet[CaseAttribute]
+                             ) -> TemplateResponse | None:
+        rows = list(queryset)
+        core_names = {n.casefold() for n in attributes.CORE_ATTRIBUTES}
+        core = [r for r in rows if r.name.casefold() in core_names]
+        custom = [r for r in rows if r.name.casefold() not in core_names]
+        if core:
+            messages.error(request, f"Core case attributes are never removed: {_names(core)}.")
+        if not custom:
+            return None
+        if not request.POST.get("post"):
+            opts = self.model._meta
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Remove from Temporal?",
+                "subtitle": None,
+                "opts": opts,
+                "rows": custom,
+                "core": core,
+                "queryset": queryset.filter(pk__in=[r.pk for r in custom]),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "media": self.media,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(
+                request, "admin/cases/caseattribute/remove_confirmation.html", context)
+        try:
+            found = async_to_sync(gateway.namespace_attributes)()
+            present = [r for r in custom if r.name in found.custom]
+            if present:
+                async_to_sync(gateway.remove_attributes)([r.name for r in present])
+        except gateway.GatewayError as err:
+            messages.error(request, err.message)
+            return None
+        now = timezone.now()
+        for row in custom:
+            _mark(row, CaseAttribute.MISSING, "", now)
+        if present:
+            messages.success(request, f"Removed from Temporal: {_names(present)}.")
+        absent = [r for r in custom if r not in present]
+        if absent:
+            messages.info(request, f"Not in Temporal, nothing to remove: {_names(absent)}.")
+        return None

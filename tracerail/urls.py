@@ -14,6 +14,7 @@ urlpatterns = [
     path("cases/", include("cases.urls")),
     path("api/", include("cases.api_urls")),
     path("dashboard/", dashboard, name="dashboard"),
+    path("views/", include("cases.saved_views_urls")),
     path("admin/", admin.site.urls),
 ]
 

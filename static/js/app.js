@@ -31,6 +31,15 @@
     }
   });
 
+  // HTMX changes the filter without reloading: save what the address bar shows now.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (form instanceof HTMLFormElement && form.id === "save-view") {
+      const query = document.getElementById("save-view-query");
+      if (query) query.value = window.location.search.replace(/^\?/, "");
+    }
+  });
+
   // Keyboard: j/k move the selection in the case list, Enter opens it, "/" focuses search.
   let selectedId = null;
   function rows() { return Array.from(document.querySelectorAll("tr.case-row")); }
