@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from workers import rules
 from workers.model import Authority, CaseState, Command
 
-from .models import Queue
+from .models import CaseAttribute, Queue
 
 AGENT, SUPERVISOR, ADMIN, NONE = "agent", "supervisor", "admin", "none"
 
@@ -25,6 +25,8 @@ class Access:
     username: str
     role: str
     queues: tuple[str, ...] | None  # None: every queue
+    # Custom attributes this user may set; None: all of them.
+    attributes: tuple[str, ...] | None = None
 
     @property
     def is_supervisor(self) -> bool:
@@ -38,7 +40,8 @@ class Access:
     def authority(self) -> Authority:
         # Users without a role act as agents of no queue: they see and do nothing.
         role = self.role if self.role in (SUPERVISOR, ADMIN) else AGENT
-        return Authority(role=role, queues=self.visible_queues)
+        return Authority(role=role, queues=self.visible_queues,
+                         attributes=None if self.attributes is None else list(self.attributes))
 
     def can_see(self, queue: str) -> bool:
         return rules.can_see(queue, self.authority)
@@ -71,7 +74,9 @@ async def access_for_user(user: AbstractBaseUser | AnonymousUser) -> Access:
         return Access(username, SUPERVISOR, None)
     mine = Queue.objects.filter(agents=user).values_list("slug", flat=True)
     queues = tuple([q async for q in mine])
-    return Access(username, AGENT if "Agent" in groups else NONE, queues)
+    editable = CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED, agent_editable=True)
+    attributes = tuple([n async for n in editable.values_list("name", flat=True)])
+    return Access(username, AGENT if "Agent" in groups else NONE, queues, attributes)
 
 
 async def queue_choices(access: Access) -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,9 +16,11 @@ from django.views.decorators.http import require_GET
 
 from workers.model import OPEN_STATUSES, PRIORITY_LABELS, STATUSES
 
-from . import gateway
+from . import custom_fields, gateway
 from .access import Access, access_for, queue_choices
+from .custom_fields import Attribute
 from .forms import STATUS_CHOICES, CaseFilterForm
+from .saved_views import clean_query
 from .visibility import UNASSIGNED, CaseFilter, InvalidFilter
 
 
@@ -63,28 +64,27 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
     if not access.is_supervisor:
         raise PermissionDenied("The dashboard is for supervisors and admins.")
     queues = await queue_choices(access)
-    form = CaseFilterForm(request.GET, queues=queues)
+    attributes = await custom_fields.registered()
+    form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
     charts: list[Chart] = []
     totals: dict[str, int] = {}
     if form.is_valid():
         try:
-            charts, totals = await _charts(form.case_filter(), access, request.GET, queues)
+            charts, totals = await _charts(form.case_filter(), access, request.GET, queues,
+                                           attributes)
         except InvalidFilter as err:
             form.add_error(None, str(err))
     context = {"form": form, "charts": charts, "totals": totals,
                "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
-               "list_url": f"{reverse('cases:list')}?{urlencode(_filter_params(request.GET))}"}
+               "list_url": f"{reverse('cases:list')}?{clean_query(request.GET)}"}
     template = "cases/dashboard.html#panels" if getattr(request, "htmx", False) \
         else "cases/dashboard.html"
     return render(request, template, context)
 
 
-def _filter_params(query: QueryDict) -> list[tuple[str, str]]:
-    return [(k, v) for k in CaseFilterForm.PARAMS for v in query.getlist(k) if v]
-
-
 async def _charts(
-    f: CaseFilter, access: Access, query: QueryDict, queues: list[tuple[str, str]]
+    f: CaseFilter, access: Access, query: QueryDict, queues: list[tuple[str, str]],
+    attributes: list[Attribute],
 ) -> tuple[list[Chart], dict[str, int]]:
     me, visible = access.username, access.visible_queues
     # "Open" slices honour a status filter: open statuses that the filter also allows.
@@ -107,6 +107,13 @@ async def _charts(
                            due_within_hours=settings.DASHBOARD_AT_RISK_HOURS).query(me, visible)
     for days in settings.DASHBOARD_AGING_DAYS:
         q[f"aging:{days}"] = replace(open_f, older_than_days=days).query(me, visible)
+    # Keyword attributes with a fixed set of values get a breakdown (Visibility cannot list
+    # the distinct values of a free-text Keyword).
+    breakdowns = [a for a in attributes if a.type == "Keyword" and a.choices]
+    for attr in breakdowns:
+        for choice in attr.choices:
+            sliced = replace(open_f, attributes={**f.attributes, attr.name: ("Keyword", choice)})
+            q[f"attr:{attr.name}:{choice}"] = sliced.query(me, visible)
     if not open_statuses:
         # The filter asks for closed or resolved cases only: every "open" slice is empty.
         q = {k: v for k, v in q.items() if k.startswith("status:")}
@@ -145,6 +152,11 @@ async def _charts(
         Bar(f"{d} day{'s' if d != 1 else ''}", counts[f"aging:{d}"],
             _href(query, older_than=d, status=open_statuses))
         for d in settings.DASHBOARD_AGING_DAYS]))
+    for attr in breakdowns:
+        charts.append(Chart(f"Open by {attr.label}", [
+            Bar(choice, counts[f"attr:{attr.name}:{choice}"],
+                _href(query, **{attr.filter_name: choice, "status": open_statuses}))
+            for choice in attr.choices]))
     totals = {
         "open": sum(counts[f"status:{s}"] for s in OPEN_STATUSES),
         "breached": counts["breached"],

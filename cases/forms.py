@@ -19,11 +19,22 @@ from workers.model import (
     RemoveTag,
     Reopen,
     Resolve,
+    SetAttributes,
     SetDue,
     SetPriority,
     SetStatus,
 )
 
+from .custom_fields import (
+    COLUMNS_PARAM,
+    FIELD_PREFIX,
+    Attribute,
+    add_fields,
+    filters_from,
+    form_field,
+    to_initial,
+    values_from,
+)
 from .ids import is_case_id, new_case_id
 from .visibility import ANYONE, ME, UNASSIGNED, CaseFilter, InvalidFilter, title_words
 
@@ -46,9 +57,12 @@ class NewCaseForm(forms.Form):
         required=False, help_text="Comma-separated, e.g. vip, refund", max_length=1000
     )
 
-    def __init__(self, *args: Any, queues: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, queues: list[tuple[str, str]],
+                 attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = [("", "Choose a queue…"), *queues]
+        self.attributes = attributes or []
+        add_fields(self, self.attributes)
 
     def clean_case_id(self) -> str:
         value: str = self.cleaned_data["case_id"]
@@ -76,6 +90,11 @@ class NewCaseForm(forms.Form):
         if not self.errors:
             try:
                 rules.validate_new_case(self.new_case())
+                for name, value in values_from(self, self.attributes).items():
+                    try:
+                        rules.clean_attribute(name, value)
+                    except rules.RuleError as err:
+                        self.add_error(FIELD_PREFIX + name, err.message)
             except rules.RuleError as err:
                 self.add_error(err.field if err.field in self.fields else None, err.message)
         return data
@@ -90,6 +109,8 @@ class NewCaseForm(forms.Form):
             requester_name=d.get("requester_name", ""),
             requester_email=d.get("requester_email", ""),
             tags=d.get("tags", []),
+            attributes={n: v for n, v in values_from(self, self.attributes).items()
+                        if v.value is not None},
         )
 
 
@@ -232,6 +253,27 @@ class CloseForm(ActionForm):
     command_class = Close
 
 
+class AttributesForm(ActionForm):
+    """Sets the case's admin-registered attributes (those this user may edit)."""
+
+    label = "Save attributes"
+    command_class = SetAttributes
+
+    def __init__(self, *args: Any, attributes: list[Attribute] | None = None,
+                 values: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attributes = attributes or []
+        for attr in self.attributes:
+            field = form_field(attr)
+            field.label = attr.label
+            self.fields[attr.field_name] = field
+            if values and attr.name in values:
+                self.initial[attr.field_name] = to_initial(attr, values[attr.name])
+
+    def fields_for_command(self) -> dict[str, Any]:
+        return {"values": values_from(self, self.attributes)}
+
+
 ACTION_FORMS: dict[str, type[ActionForm]] = {
     "claim": ClaimForm,
     "assign": AssignForm,
@@ -245,6 +287,7 @@ ACTION_FORMS: dict[str, type[ActionForm]] = {
     "resolve": ResolveForm,
     "reopen": ReopenForm,
     "close": CloseForm,
+    "attributes": AttributesForm,
 }
 
 
@@ -290,9 +333,24 @@ class CaseFilterForm(forms.Form):
     PARAMS = ("q", "status", "priority", "queue", "assignee", "tag", "breached", "due_before",
               "due_within", "older_than", "opened_from", "opened_to")
 
-    def __init__(self, *args: Any, queues: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, queues: list[tuple[str, str]],
+                 attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = queues
+        self.attributes = attributes or []
+        add_fields(self, self.attributes, for_filter=True)
+        self.fields[COLUMNS_PARAM] = forms.MultipleChoiceField(
+            choices=[(a.name, a.label) for a in self.attributes], required=False,
+            widget=forms.CheckboxSelectMultiple, label="Columns")
+
+    @property
+    def attribute_filter_fields(self) -> list[forms.BoundField]:
+        return [self[a.filter_name] for a in self.attributes if a.filter_name in self.fields]
+
+    @property
+    def columns(self) -> list[Attribute]:
+        chosen = set(self.cleaned_data.get(COLUMNS_PARAM) or []) if self.is_valid() else set()
+        return [a for a in self.attributes if a.name in chosen]
 
     def clean_assignee(self) -> str:
         value = (self.cleaned_data.get("assignee") or "").strip()
@@ -335,4 +393,5 @@ class CaseFilterForm(forms.Form):
             opened_to=d.get("opened_to"),
             due_within_hours=d.get("due_within"),
             older_than_days=d.get("older_than"),
+            attributes=filters_from(self, self.attributes),
         )

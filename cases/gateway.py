@@ -60,6 +60,7 @@ from workers.model import (
     RemoveTag,
     Reopen,
     Resolve,
+    SetAttributes,
     SetDue,
     SetPriority,
     SetStatus,
@@ -86,6 +87,7 @@ UPDATE_NAMES: dict[type[Command], str] = {
     Resolve: "resolve",
     Reopen: "reopen",
     Close: "close",
+    SetAttributes: "set_attributes",
 }
 
 
@@ -142,7 +144,8 @@ class CaseRow:
     requester: str = ""
     version: int | None = None
     comments: int = 0
-
+    # Other search attributes on the case (admin-registered ones among them), raw JSON values.
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_state(cls, state: CaseState) -> CaseRow:
@@ -155,6 +158,7 @@ class CaseRow:
             execution_status="completed" if state.status == "closed" else "running",
             requester=state.requester.name or state.requester.email,
             version=state.version, comments=len(state.comments),
+            attributes={k: v.value for k, v in state.attributes.items()},
         )
 
 
@@ -439,7 +443,13 @@ def forget_shared() -> None:
     _shared.clear()
 
 
-async def list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+async def list_cases(query: str, page_size: int, page_token: str | None = None,
+                     *, shared: bool = True) -> CasePage:
+    """A page of cases. `shared=False` (exports) skips the shared answers but still keeps to
+    the rate budget."""
+    if not shared:
+        await _limiter.acquire()
+        return await _list_cases(query, page_size, page_token)
     return await _visibility(
         ("list", query, page_size, page_token or ""),
         lambda: _list_cases(query, page_size, page_token),
@@ -542,7 +552,11 @@ def _row(info: WorkflowExecutionInfo) -> CaseRow:
         requester=str(memo.get("requester") or ""),
         version=memo.get("version"),
         comments=int(memo.get("comments") or 0),
+        attributes={k: v for k, v in sa.items() if k not in _CORE_NAMES},
     )
+
+
+_CORE_NAMES = frozenset(k.name for k in CORE_KEYS)
 
 
 # --- namespace setup ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import gateway
 from .access import Access, access_for
+from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
 from .forms import CaseFilterForm
 from .models import GroupDefaultView, SavedView
 from .visibility import InvalidFilter
@@ -30,8 +31,11 @@ class ViewLink:
 
 
 def clean_query(query: QueryDict) -> str:
-    """Only the filter parameters, in a stable order: what a view stores and shares."""
-    return urlencode([(k, v) for k in CaseFilterForm.PARAMS for v in query.getlist(k) if v])
+    """Only the filter parameters (and chosen columns), in a stable order: what a view stores
+    and shares."""
+    keys = [*CaseFilterForm.PARAMS,
+            *sorted(k for k in query if k.startswith(FILTER_PREFIX)), COLUMNS_PARAM]
+    return urlencode([(k, v) for k in keys for v in query.getlist(k) if v])
 
 
 def _visible(user: AbstractBaseUser) -> Q:
@@ -43,13 +47,13 @@ async def views_for(user: AbstractBaseUser) -> list[SavedView]:
     return [v async for v in qs.order_by("scope", "name")]
 
 
-async def view_links(user: AbstractBaseUser, access: Access,
-                     queues: list[tuple[str, str]]) -> list[ViewLink]:
+async def view_links(user: AbstractBaseUser, access: Access, queues: list[tuple[str, str]],
+                     attributes: list[Attribute]) -> list[ViewLink]:
     """The sidebar's views with live counts: one shared Count per view, all concurrently."""
     views = await views_for(user)
     queries: dict[str, str] = {}
     for view in views:
-        form = CaseFilterForm(QueryDict(view.query), queues=queues)
+        form = CaseFilterForm(QueryDict(view.query), queues=queues, attributes=attributes)
         if form.is_valid():
             try:
                 queries[str(view.pk)] = form.case_filter().query(

@@ -12,11 +12,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from workers.model import PRIORITY_LABELS, STATUSES, CaseState
+from workers.model import PRIORITY_LABELS, STATUSES, CaseState, SetAttributes
 
-from . import gateway, saved_views
+from . import custom_fields, gateway, saved_views
 from .access import Access, access_for, queue_choices
-from .forms import ACTION_FORMS, ActionForm, AssignForm, CaseFilterForm, NewCaseForm
+from .custom_fields import Attribute
+from .forms import (
+    ACTION_FORMS,
+    ActionForm,
+    AssignForm,
+    AttributesForm,
+    CaseFilterForm,
+    NewCaseForm,
+)
 from .ids import is_case_id
 from .visibility import CaseFilter, InvalidFilter
 
@@ -66,11 +74,13 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
             return redirect(default)
     access = await access_for(request)
     queues = await queue_choices(access)
-    form = CaseFilterForm(request.GET, queues=queues)
+    attributes = await custom_fields.registered()
+    form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
     active_view = request.GET.get("view")
     groups = await saved_views.groups_for(user, access)
     context: dict[str, Any] = {
-        "views": [] if request.htmx else await saved_views.view_links(user, access, queues),
+        "views": [] if request.htmx else await saved_views.view_links(
+            user, access, queues, attributes),
         "active_view": int(active_view) if active_view and active_view.isdigit() else None,
         "filter_query": saved_views.clean_query(request.GET),
         "save_form": saved_views.SaveViewForm(
@@ -95,7 +105,8 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         except InvalidFilter as err:
             form.add_error(None, str(err))
         else:
-            context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")))
+            context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")),
+                           columns=form.columns)
     template = "cases/list.html#results" if request.htmx else "cases/list.html"
     return render(request, template, context)
 
@@ -123,7 +134,8 @@ async def _list_and_counts(
 @login_required
 async def case_new(request: HtmxHttpRequest) -> HttpResponse:
     access = await access_for(request)
-    form = NewCaseForm(request.POST or None, queues=await queue_choices(access))
+    form = NewCaseForm(request.POST or None, queues=await queue_choices(access),
+                       attributes=await custom_fields.registered())
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
@@ -140,7 +152,12 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
 # --- detail and actions ------------------------------------------------------------------------
 
 
-def _action_forms(state: CaseState, access: Access) -> dict[str, ActionForm]:
+def _editable(attributes: list[Attribute], access: Access) -> list[Attribute]:
+    return [a for a in attributes if access.attributes is None or a.name in access.attributes]
+
+
+def _action_forms(state: CaseState, access: Access,
+                  attributes: list[Attribute]) -> dict[str, ActionForm]:
     """Unbound forms for the actions this user may take on the case as it is now."""
     names: list[str] = []
     if state.is_open:
@@ -163,6 +180,12 @@ def _action_forms(state: CaseState, access: Access) -> dict[str, ActionForm]:
             target = None
         if access.may(state, form_class.command_class, target):
             forms[name] = form_class(initial=initial, prefix=name)
+    editable = _editable(attributes, access)
+    if editable and state.status != "closed" and access.may(
+            state, SetAttributes, sorted(a.name for a in editable)):
+        forms["attributes"] = AttributesForm(
+            initial=initial, prefix="attributes", attributes=editable,
+            values={k: v.value for k, v in state.attributes.items()})
     return forms
 
 
@@ -170,7 +193,8 @@ async def _detail_context(
     state: CaseState, access: Access, *, bound: ActionForm | None = None,
     action: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
-    forms = _action_forms(state, access)
+    attributes = await custom_fields.registered()
+    forms = _action_forms(state, access, attributes)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -184,8 +208,19 @@ async def _detail_context(
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
         "assignee_options": await _usernames() if "assign" in forms else [],
         "can_remove_tags": access.may(state, ACTION_FORMS["remove_tag"].command_class),
+        "attribute_rows": _attribute_rows(state, attributes),
         **extra,
     }
+
+
+def _attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple[str, str, bool]]:
+    """(label, shown value, still registered) for every custom value on the case."""
+    known = {a.name: a for a in attributes}
+    rows = [(a.label, custom_fields.display(a.type, state.attributes[a.name].value), True)
+            for a in attributes if a.name in state.attributes]
+    rows += [(name, custom_fields.display(v.type, v.value), False)
+             for name, v in sorted(state.attributes.items()) if name not in known]
+    return rows
 
 
 @require_GET
@@ -215,7 +250,11 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     if form_class is None or not is_case_id(case_id):
         raise Http404("No such action.")
     access = await access_for(request)
-    form = form_class(request.POST, prefix=action)
+    if form_class is AttributesForm:
+        editable = _editable(await custom_fields.registered(), access)
+        form: ActionForm = AttributesForm(request.POST, prefix=action, attributes=editable)
+    else:
+        form = form_class(request.POST, prefix=action)
     if form.is_valid() and isinstance(form, AssignForm):
         if form.cleaned_data["assignee"] not in await _usernames():
             form.add_error("assignee", "No such user.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 STATUSES = ("new", "in_progress", "waiting", "resolved", "closed")
 OPEN_STATUSES = ("new", "in_progress", "waiting")
@@ -51,6 +52,15 @@ class TimelineEvent:
 
 
 @dataclass
+class AttributeValue:
+    """A custom (admin-registered) attribute's value on a case, with its search attribute type.
+    JSON-friendly: Datetime values are ISO-8601 strings, KeywordList values lists of strings."""
+
+    type: str  # Keyword, Text, Int, Double, Bool, Datetime or KeywordList
+    value: Any  # None unsets
+
+
+@dataclass
 class CaseState:
     case_id: str
     title: str
@@ -73,6 +83,7 @@ class CaseState:
     closed_at: datetime | None = None
     version: int = 1
     timeline: list[TimelineEvent] = field(default_factory=list)
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -90,6 +101,7 @@ class NewCase:
     requester_name: str = ""
     requester_email: str = ""
     tags: list[str] = field(default_factory=list)
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +129,8 @@ class Authority:
 
     role: str  # "agent" is restricted; "supervisor" and "admin" may do everything
     queues: list[str] | None = None  # the agent's queues; None means every queue
+    # Custom attributes an agent may set (on cases they hold); None means any.
+    attributes: list[str] | None = None
 
 
 @dataclass(kw_only=True)
@@ -182,6 +196,11 @@ class Reopen(Command):
 @dataclass(kw_only=True)
 class Close(Command):
     pass
+
+
+@dataclass(kw_only=True)
+class SetAttributes(Command):
+    values: dict[str, AttributeValue]
 
 
 @dataclass

@@ -17,6 +17,7 @@ from .model import (
     AddComment,
     AddTag,
     Assign,
+    AttributeValue,
     Authority,
     CaseState,
     Claim,
@@ -28,6 +29,7 @@ from .model import (
     Reopen,
     Requester,
     Resolve,
+    SetAttributes,
     SetDue,
     SetPriority,
     SetStatus,
@@ -46,6 +48,12 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 QUEUE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
 USERNAME_RE = re.compile(r"^[\w.@+\-]{1,150}$")
+ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+CORE_ATTRIBUTE_NAMES = frozenset({
+    "CaseStatus", "CaseAssignee", "CaseQueue", "CasePriority", "CaseTitle", "CaseTags",
+    "CaseDueAt", "CaseUpdatedAt", "CaseSlaBreached"})
+MAX_KEYWORD = 256
+MAX_ATTRIBUTE_TEXT = 2000
 
 # Statuses a person may pick directly; resolved and closed have their own commands.
 STATUS_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -132,6 +140,53 @@ def validate_new_case(new: NewCase) -> None:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
 
 
+def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
+    """Validate a custom attribute's value by its type; returns it normalised."""
+    if not ATTRIBUTE_NAME_RE.match(name) or name in CORE_ATTRIBUTE_NAMES:
+        raise RuleError(f"{name!r} is not a custom attribute.", name)
+    value, kind = attr.value, attr.type
+    if value is None or value == "" or value == []:
+        return AttributeValue(kind, None)
+    if kind in ("Keyword", "Text"):
+        limit = MAX_KEYWORD if kind == "Keyword" else MAX_ATTRIBUTE_TEXT
+        if not isinstance(value, str) or len(value) > limit:
+            raise RuleError(f"{name} takes text of at most {limit} characters.", name)
+        if any(ord(ch) < 32 for ch in value):
+            raise RuleError(f"{name} cannot contain control characters.", name)
+        return AttributeValue(kind, value.strip())
+    if kind == "Int":
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+            raise RuleError(f"{name} takes a whole number.", name)
+        return AttributeValue(kind, value)
+    if kind == "Double":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+                or value in (float("inf"), float("-inf")):
+            raise RuleError(f"{name} takes a number.", name)
+        return AttributeValue(kind, float(value))
+    if kind == "Bool":
+        if not isinstance(value, bool):
+            raise RuleError(f"{name} takes yes or no.", name)
+        return AttributeValue(kind, value)
+    if kind == "Datetime":
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError as err:
+            raise RuleError(f"{name} takes a date and time.", name) from err
+        if moment.tzinfo is None:
+            raise RuleError(f"{name} needs a time zone.", name)
+        return AttributeValue(kind, moment.isoformat())
+    if kind == "KeywordList":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) \
+                or len(value) > MAX_TAGS:
+            raise RuleError(f"{name} takes a list of at most {MAX_TAGS} values.", name)
+        items = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if any(len(v) > MAX_KEYWORD or '"' in v or any(ord(c) < 32 for c in v)
+               for v in items):
+            raise RuleError(f"{name} values are short text without quotes.", name)
+        return AttributeValue(kind, items or None)
+    raise RuleError(f"{name} has an unknown type {kind!r}.", name)
+
+
 def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
@@ -149,6 +204,8 @@ def open_case(
         updated_at=now,
         updated_by=actor,
         tags=list(new.tags),
+        attributes={n: a for n, a in ((n, clean_attribute(n, a)) for n, a in
+                                      new.attributes.items()) if a.value is not None},
         due_at=now + timedelta(seconds=sla.seconds_for(new.priority)),
         timeline=[TimelineEvent(at=now, actor=actor, kind="opened", detail=new.title.strip())],
     )
@@ -296,6 +353,27 @@ def _reopen(s: CaseState, c: Reopen, now: datetime, sla: SlaPolicy) -> Effect:
     )
 
 
+def _set_attributes(s: CaseState, c: SetAttributes, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if not c.values:
+        raise RuleError("Nothing to change.")
+    merged = dict(s.attributes)
+    changed: list[str] = []
+    for name, attr in sorted(c.values.items()):
+        clean = clean_attribute(name, attr)
+        old = s.attributes.get(name)
+        if (old.value if old else None) == clean.value:
+            continue
+        if clean.value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = clean
+        changed.append(f"{name} = {clean.value if clean.value is not None else '—'}")
+    if not changed:
+        raise RuleError("Those values are already set.")
+    return Effect("attributes", "; ".join(changed)[:200], {"attributes": merged})
+
+
 def _close(s: CaseState, c: Close, now: datetime, sla: SlaPolicy) -> Effect:
     _require_not_closed(s)
     return Effect("closed", changes={"status": "closed", "closed_at": now})
@@ -313,6 +391,7 @@ _RULES: dict[type[Command], Callable[[CaseState, Any, datetime, SlaPolicy], Effe
     Resolve: _resolve,
     Reopen: _reopen,
     Close: _close,
+    SetAttributes: _set_attributes,
 }
 
 
@@ -340,6 +419,9 @@ def refusal_for(
         return None
     if kind in AGENT_ON_ANY_CASE:
         return None
+    if kind is SetAttributes and authority.attributes is not None and isinstance(
+            assignee, list) and not set(assignee) <= set(authority.attributes):
+        return "Only supervisors can set those attributes."
     if kind is Assign:
         if assignee == actor and state.assignee is None:
             return None  # assigning an unassigned case to oneself is claiming it
@@ -364,10 +446,12 @@ def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) ->
             f"Changed by {state.updated_by} since you opened it "
             f"(version {command.expected_version} → {state.version}); nothing was applied."
         )
-    reason = refusal_for(
-        state, type(command), command.actor, command.authority,
-        command.assignee if isinstance(command, Assign) else ...,
-    )
+    target: object = ...
+    if isinstance(command, Assign):
+        target = command.assignee
+    elif isinstance(command, SetAttributes):
+        target = sorted(command.values)
+    reason = refusal_for(state, type(command), command.actor, command.authority, target)
     if reason:
         raise RuleError(reason)
     return _RULES[type(command)](state, command, now, sla)

@@ -6,6 +6,7 @@ takes 3 Keyword, 1 Int, 2 Datetime, 1 Text, 1 Bool, 1 KeywordList and leaves the
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio.common import (
@@ -15,7 +16,7 @@ from temporalio.common import (
     TypedSearchAttributes,
 )
 
-from .model import CaseState
+from .model import AttributeValue, CaseState
 
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
 CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
@@ -57,11 +58,40 @@ def updates_for(state: CaseState) -> list[SearchAttributeUpdate[Any]]:
     ]
 
 
+_KEY_FACTORIES: dict[str, Any] = {
+    "Keyword": SearchAttributeKey.for_keyword,
+    "Text": SearchAttributeKey.for_text,
+    "Int": SearchAttributeKey.for_int,
+    "Double": SearchAttributeKey.for_float,
+    "Bool": SearchAttributeKey.for_bool,
+    "Datetime": SearchAttributeKey.for_datetime,
+    "KeywordList": SearchAttributeKey.for_keyword_list,
+}
+
+
+def custom_updates(values: dict[str, AttributeValue]) -> list[SearchAttributeUpdate[Any]]:
+    """Typed upserts for admin-registered attributes (a None value unsets).
+
+    Only attributes a command just set are upserted: re-upserting every custom attribute on
+    each change would stall the workflow once an admin unregisters one."""
+    updates: list[SearchAttributeUpdate[Any]] = []
+    for name, attr in sorted(values.items()):
+        key = _KEY_FACTORIES[attr.type](name)
+        if attr.value is None:
+            updates.append(key.value_unset())
+        elif attr.type == "Datetime":
+            updates.append(key.value_set(datetime.fromisoformat(attr.value)))
+        else:
+            updates.append(key.value_set(attr.value))
+    return updates
+
+
 def initial_search_attributes(state: CaseState) -> TypedSearchAttributes:
     """Attributes to start the workflow with, so a new case lists complete at once rather
     than as a bare row until its first workflow task runs."""
+    updates = [*updates_for(state), *custom_updates(state.attributes)]
     return TypedSearchAttributes(
-        [SearchAttributePair(u.key, u.value) for u in updates_for(state) if u.value is not None]
+        [SearchAttributePair(u.key, u.value) for u in updates if u.value is not None]
     )
 
 

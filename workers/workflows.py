@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         AddComment,
         AddTag,
         Assign,
+        AttributeValue,
         CaseInput,
         CaseState,
         Claim,
@@ -29,12 +30,13 @@ with workflow.unsafe.imports_passed_through():
         RemoveTag,
         Reopen,
         Resolve,
+        SetAttributes,
         SetDue,
         SetPriority,
         SetStatus,
         SlaBreachNotice,
     )
-    from .search_attributes import ROW_MEMO_KEY, row_memo, updates_for
+    from .search_attributes import ROW_MEMO_KEY, custom_updates, row_memo, updates_for
 
 
 def _refusal(err: rules.RuleError) -> ApplicationError:
@@ -65,6 +67,8 @@ class CaseWorkflow:
     async def run(self, inp: CaseInput) -> CaseState:
         if self._invalid is not None:
             raise _refusal(self._invalid)
+        if inp.state is None and self._state.attributes:
+            workflow.upsert_search_attributes(custom_updates(self._state.attributes))
         self._publish()
         while self._state.status != "closed":
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
@@ -184,6 +188,14 @@ class CaseWorkflow:
     def _check_close(self, cmd: Close) -> None:
         self._check(cmd)
 
+    @workflow.update
+    def set_attributes(self, cmd: SetAttributes) -> CaseState:
+        return self._execute(cmd)
+
+    @set_attributes.validator
+    def _check_set_attributes(self, cmd: SetAttributes) -> None:
+        self._check(cmd)
+
     # --- internals -----------------------------------------------------------------------
 
     def _check(self, cmd: Command) -> None:
@@ -202,6 +214,11 @@ class CaseWorkflow:
         except rules.RuleError as err:
             raise _refusal(err) from err
         self._state = rules.apply(self._state, effect, cmd.actor, now)
+        if isinstance(cmd, SetAttributes):
+            workflow.upsert_search_attributes(custom_updates({
+                name: self._state.attributes.get(name, AttributeValue(attr.type, None))
+                for name, attr in cmd.values.items()
+            }))
         self._publish()
         return self._state
 

@@ -81,3 +81,11 @@ def mul(value: float, factor: float) -> float:
 @register.filter
 def percent_of(value: float, whole: float) -> float:
     return round(100.0 * float(value) / float(whole), 1) if whole else 0.0
+
+
+@register.filter
+def attribute(values: dict[str, Any] | None, attr: Any) -> str:
+    """A custom attribute's value for a table cell."""
+    from cases.custom_fields import display
+
+    return display(attr.type, (values or {}).get(attr.name))
