@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -89,6 +90,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
             initial={"query": saved_views.clean_query(request.GET)}),
         "my_groups": groups,
         "is_supervisor": access.is_supervisor,
+        "bulk_key": uuid.uuid4().hex,
         "form": form,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,

@@ -160,7 +160,7 @@ def test_htmx_refresh_carries_counts_out_of_band(supervisor_client, open_case):
     assert 'id="count-new" hx-swap-oob="true"' in content
     # The results element re-polls its own URL, filters included, while visible.
     assert 'hx-get="/cases/?q=wombat"' in content
-    assert "every 10s[document.visibilityState === 'visible']" in content
+    assert "every 10s[document.visibilityState === 'visible' && !tracerail.selecting()]" in content
 
 
 def test_paging_keeps_filters(supervisor_client, open_case, settings):

@@ -146,6 +146,8 @@ VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
 LIST_REFRESH_SECONDS = envint("LIST_REFRESH_SECONDS", 10)
+BULK_CONCURRENCY = envint("BULK_CONCURRENCY", 8)
+BULK_MAX_CASES = envint("BULK_MAX_CASES", 1000)
 DASHBOARD_REFRESH_SECONDS = envint("DASHBOARD_REFRESH_SECONDS", 30)
 # Dashboard counts are shared this long: a dashboard is ~20 Count calls.
 DASHBOARD_CACHE_SECONDS = envfloat("DASHBOARD_CACHE_SECONDS", 15.0)

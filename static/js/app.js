@@ -15,6 +15,33 @@
     return document.activeElement instanceof HTMLElement && !!document.activeElement.closest("#case form");
   };
 
+  // The list does not refresh under someone's selection.
+  tracerail.selecting = function () {
+    return !!document.querySelector("input[name=case][form=bulk]:checked");
+  };
+  function updateSelectedCount() {
+    const count = document.querySelectorAll("input[name=case][form=bulk]:checked").length;
+    const label = document.querySelector(".bulk-bar .selected-count");
+    if (label) label.textContent = count ? count + " selected:" : "With selected:";
+  }
+  // Checkboxes: "select all on this page", and shift-click selects a range.
+  let lastChecked = null;
+  document.addEventListener("click", function (event) {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    if (box.id === "select-page") {
+      document.querySelectorAll("input[name=case][form=bulk]").forEach(function (b) { b.checked = box.checked; });
+    } else if (box.name === "case") {
+      const boxes = Array.from(document.querySelectorAll("input[name=case][form=bulk]"));
+      if (event.shiftKey && lastChecked && boxes.includes(lastChecked)) {
+        const [a, b] = [boxes.indexOf(lastChecked), boxes.indexOf(box)].sort(function (x, y) { return x - y; });
+        boxes.slice(a, b + 1).forEach(function (b2) { b2.checked = box.checked; });
+      }
+      lastChecked = box;
+    } else return;
+    updateSelectedCount();
+  });
+
   // Polling stops while the tab is hidden (hx-trigger filters on visibilityState);
   // coming back refreshes at once.
   document.addEventListener("visibilitychange", function () {
@@ -38,6 +65,10 @@
       const query = document.getElementById("save-view-query");
       if (query) query.value = window.location.search.replace(/^\?/, "");
     }
+    if (form instanceof HTMLFormElement && form.id === "bulk") {
+      const back = form.querySelector("input[name=back]");
+      if (back) back.value = window.location.search.replace(/^\?/, "");
+    }
   });
 
   // Keyboard: j/k move the selection in the case list, Enter opens it, "/" focuses search.
@@ -50,10 +81,14 @@
     selectedId = row ? row.id : null;
     if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "nearest" }); }
   }
-  // Keep the selection across live refreshes of the results.
+  // Keep the selection across live refreshes of the results; keep the export link's filter
+  // in step with the address bar.
   document.addEventListener("htmx:afterSettle", function () {
     const row = selected();
     if (row) row.classList.add("selected");
+    const exportLink = document.getElementById("export-link");
+    if (exportLink) exportLink.search = window.location.search;
+    updateSelectedCount();
   });
   document.addEventListener("keydown", function (event) {
     const target = event.target;
@@ -66,8 +101,12 @@
     const index = all.indexOf(selected());
     if (event.key === "j" && all.length) { select(all[Math.min(index + 1, all.length - 1)]); event.preventDefault(); }
     else if (event.key === "k" && all.length) { select(all[Math.max(index - 1, 0)]); event.preventDefault(); }
+    else if (event.key === "x" && selected()) {
+      const box = selected().querySelector("input[name=case]");
+      if (box) { box.checked = !box.checked; updateSelectedCount(); event.preventDefault(); }
+    }
     else if (event.key === "Enter" && selected()) {
-      const link = selected().querySelector("a"); if (link) { link.click(); event.preventDefault(); }
+      const link = selected().querySelector("td.mono a"); if (link) { link.click(); event.preventDefault(); }
     } else if (event.key === "/") {
       const search = document.querySelector("[data-search]");
       if (search) { search.focus(); event.preventDefault(); }
