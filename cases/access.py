@@ -15,8 +15,6 @@ from django.http import HttpRequest
 from workers import rules
 from workers.model import Authority, CaseState, Command
 
-from .models import CaseAttribute, Queue
-
 AGENT, SUPERVISOR, ADMIN, NONE = "agent", "supervisor", "admin", "none"
 
 
@@ -53,35 +51,15 @@ class Access:
 
 
 async def access_for(request: HttpRequest) -> Access:
-    """The requesting user's access, computed once per request."""
-    cached: Access | None = getattr(request, "_tracerail_access", None)
-    if cached is not None:
-        return cached
-    user: AbstractBaseUser | AnonymousUser = await request.auser()
-    access = await access_for_user(user)
-    request._tracerail_access = access  # type: ignore[attr-defined]
-    return access
+    """The requesting user's access (read with the rest of the request's configuration)."""
+    from .config import config_for
+
+    return (await config_for(request)).access
 
 
 async def access_for_user(user: AbstractBaseUser | AnonymousUser) -> Access:
-    if not user.is_authenticated:
-        return Access("", NONE, ())
-    username = user.get_username()
-    groups = {g async for g in user.groups.values_list("name", flat=True)}  # type: ignore[attr-defined]
-    if user.is_superuser or "Admin" in groups:  # type: ignore[attr-defined]
-        return Access(username, ADMIN, None)
-    if "Supervisor" in groups:
-        return Access(username, SUPERVISOR, None)
-    mine = Queue.objects.filter(agents=user).values_list("slug", flat=True)
-    queues = tuple([q async for q in mine])
-    editable = CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED, agent_editable=True)
-    attributes = tuple([n async for n in editable.values_list("name", flat=True)])
-    return Access(username, AGENT if "Agent" in groups else NONE, queues, attributes)
+    from asgiref.sync import sync_to_async
 
+    from .config import load
 
-async def queue_choices(access: Access) -> list[tuple[str, str]]:
-    """Queues this user may file a case in or filter by."""
-    qs = Queue.objects.all()
-    if access.queues is not None:
-        qs = qs.filter(slug__in=access.queues)
-    return [(q.slug, q.name) async for q in qs]
+    return (await sync_to_async(load)(user)).access

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -17,7 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from workers.model import CaseState
 
 from . import gateway
-from .access import Access, access_for_user, queue_choices
+from .access import Access
+from .config import load
 from .forms import NewCaseForm
 from .ids import case_id_for_key, is_case_id, new_case_id
 from .models import ApiToken
@@ -68,7 +70,7 @@ async def create_case(request: HttpRequest) -> JsonResponse:
     user = await _authenticate(request)
     if user is None:
         return _unauthorized()
-    access = await access_for_user(user)
+    config = await sync_to_async(load)(user)
     if len(request.body) > MAX_BODY:
         return _error(413, f"The body has at most {MAX_BODY // 1024} KiB.")
     try:
@@ -85,7 +87,8 @@ async def create_case(request: HttpRequest) -> JsonResponse:
         return _error(400, "Some fields are invalid.",
                       idempotency_key=["Use a string of at most 200 characters."])
     case_id = case_id_for_key(str(user.pk), key) if key else new_case_id()
-    form = NewCaseForm(data={**data, "case_id": case_id}, queues=await queue_choices(access))
+    form = NewCaseForm(data={**data, "case_id": case_id}, queues=config.queues,
+                       attributes=config.attributes)
     if not form.is_valid():
         errors = {f: [str(e) for e in errs] for f, errs in form.errors.items()}
         return _error(400, "Some fields are invalid.", **errors)
@@ -137,7 +140,7 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
     user = await _authenticate(request)
     if user is None:
         return _unauthorized()
-    access: Access = await access_for_user(user)
+    access: Access = (await sync_to_async(load)(user)).access
     if not is_case_id(case_id):
         return _error(404, "No such case.")
     try:

@@ -17,8 +17,6 @@ from django.utils import timezone
 from workers import rules
 from workers.model import AttributeValue
 
-from .models import CaseAttribute
-
 FIELD_PREFIX = "attr_"  # on the new-case and case-page forms
 FILTER_PREFIX = "a_"  # on the case list, in URLs and saved views
 COLUMNS_PARAM = "cols"
@@ -41,13 +39,6 @@ class Attribute:
     @property
     def filter_name(self) -> str:
         return FILTER_PREFIX + self.name
-
-
-async def registered() -> list[Attribute]:
-    """The attributes in use now (one small query; the registry is configuration)."""
-    rows = CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED).order_by("label")
-    return [Attribute(a.name, a.type, a.label or a.name, a.help_text, tuple(a.choice_list),
-                      a.filterable, a.agent_editable) async for a in rows]
 
 
 def form_field(attr: Attribute, *, for_filter: bool = False) -> forms.Field:

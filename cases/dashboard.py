@@ -16,8 +16,9 @@ from django.views.decorators.http import require_GET
 
 from workers.model import OPEN_STATUSES, PRIORITY_LABELS, STATUSES
 
-from . import custom_fields, gateway
-from .access import Access, access_for, queue_choices
+from . import gateway
+from .access import Access
+from .config import config_for
 from .custom_fields import Attribute
 from .forms import STATUS_CHOICES, CaseFilterForm
 from .saved_views import clean_query
@@ -60,11 +61,11 @@ def _href(base: QueryDict, **changes: object) -> str:
 @require_GET
 @login_required
 async def dashboard(request: HttpRequest) -> HttpResponse:
-    access = await access_for(request)
+    config = await config_for(request)
+    access = config.access
     if not access.is_supervisor:
         raise PermissionDenied("The dashboard is for supervisors and admins.")
-    queues = await queue_choices(access)
-    attributes = await custom_fields.registered()
+    queues, attributes = config.queues, config.attributes
     form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
     charts: list[Chart] = []
     totals: dict[str, int] = {}

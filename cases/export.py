@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from . import custom_fields, gateway
-from .access import access_for, queue_choices
+from .config import config_for
 from .custom_fields import Attribute
 from .forms import CaseFilterForm
 from .templatetags.case_tags import STATUS_LABELS
@@ -71,10 +71,9 @@ async def _lines(query: str, attributes: list[Attribute]) -> AsyncIterator[str]:
 @require_GET
 @login_required
 async def export_csv(request: HttpRequest) -> HttpResponse:
-    access = await access_for(request)
-    attributes = await custom_fields.registered()
-    form = CaseFilterForm(request.GET, queues=await queue_choices(access),
-                          attributes=attributes)
+    config = await config_for(request)
+    access, attributes = config.access, config.attributes
+    form = CaseFilterForm(request.GET, queues=config.queues, attributes=attributes)
     if not form.is_valid():
         errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
         return HttpResponse(f"Fix the filter: {errors}\n", status=400,

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import gateway
 from .access import Access, access_for
+from .config import config_for
 from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
 from .forms import CaseFilterForm
 from .models import GroupDefaultView, SavedView
@@ -42,15 +43,9 @@ def _visible(user: AbstractBaseUser) -> Q:
     return Q(owner=user) | Q(scope=SavedView.GLOBAL) | Q(scope=SavedView.GROUP, group__user=user)
 
 
-async def views_for(user: AbstractBaseUser) -> list[SavedView]:
-    qs = SavedView.objects.filter(_visible(user)).distinct().select_related("group", "owner")
-    return [v async for v in qs.order_by("scope", "name")]
-
-
-async def view_links(user: AbstractBaseUser, access: Access, queues: list[tuple[str, str]],
-                     attributes: list[Attribute]) -> list[ViewLink]:
+async def view_links(views: list[SavedView], user: AbstractBaseUser, access: Access,
+                     queues: list[tuple[str, str]], attributes: list[Attribute]) -> list[ViewLink]:
     """The sidebar's views with live counts: one shared Count per view, all concurrently."""
-    views = await views_for(user)
     queries: dict[str, str] = {}
     for view in views:
         form = CaseFilterForm(QueryDict(view.query), queues=queues, attributes=attributes)
@@ -97,11 +92,6 @@ class SaveViewForm(forms.Form):
         return data
 
 
-async def groups_for(user: AbstractBaseUser, access: Access) -> list[Group]:
-    qs = Group.objects.all() if access.is_supervisor else Group.objects.filter(user=user)
-    return [g async for g in qs.order_by("name")]
-
-
 async def _own_view(request: HttpRequest, pk: int) -> SavedView:
     user = await request.auser()
     view = await SavedView.objects.filter(pk=pk, owner=user).afirst()
@@ -114,8 +104,9 @@ async def _own_view(request: HttpRequest, pk: int) -> SavedView:
 @login_required
 async def save_view(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
-    access = await access_for(request)
-    form = SaveViewForm(request.POST, groups=await groups_for(user, access),
+    config = await config_for(request, views=True)
+    access = config.access
+    form = SaveViewForm(request.POST, groups=config.groups,
                         may_share_globally=access.role == "admin")
     if not form.is_valid():
         errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)

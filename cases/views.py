@@ -6,7 +6,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,7 +15,8 @@ from django_htmx.middleware import HtmxDetails
 from workers.model import PRIORITY_LABELS, STATUSES, CaseState, SetAttributes
 
 from . import custom_fields, gateway, saved_views
-from .access import Access, access_for, queue_choices
+from .access import Access, access_for
+from .config import config_for
 from .custom_fields import Attribute
 from .forms import (
     ACTION_FORMS,
@@ -55,12 +55,6 @@ async def _get_case_for_user(access: Access, case_id: str) -> CaseState:
     return state
 
 
-async def _usernames() -> list[str]:
-    User = get_user_model()
-    return [u async for u in User.objects.filter(is_active=True)
-            .order_by("username").values_list("username", flat=True)]
-
-
 # --- list --------------------------------------------------------------------------------------
 
 
@@ -73,15 +67,14 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         default = await saved_views.default_view_url(user)
         if default:
             return redirect(default)
-    access = await access_for(request)
-    queues = await queue_choices(access)
-    attributes = await custom_fields.registered()
+    config = await config_for(request, views=not request.htmx, usernames=not request.htmx)
+    access, queues, attributes, groups = (config.access, config.queues, config.attributes,
+                                          config.groups)
     form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
     active_view = request.GET.get("view")
-    groups = await saved_views.groups_for(user, access)
     context: dict[str, Any] = {
         "views": [] if request.htmx else await saved_views.view_links(
-            user, access, queues, attributes),
+            config.views, user, access, queues, attributes),
         "active_view": int(active_view) if active_view and active_view.isdigit() else None,
         "filter_query": saved_views.clean_query(request.GET),
         "save_form": saved_views.SaveViewForm(
@@ -94,7 +87,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         "form": form,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,
-        "assignee_options": await _usernames() if access.is_supervisor else [access.username],
+        "assignee_options": config.usernames if access.is_supervisor else [access.username],
         "counts": {},
         "page": None,
     }
@@ -135,9 +128,9 @@ async def _list_and_counts(
 @require_http_methods(["GET", "POST"])
 @login_required
 async def case_new(request: HtmxHttpRequest) -> HttpResponse:
-    access = await access_for(request)
-    form = NewCaseForm(request.POST or None, queues=await queue_choices(access),
-                       attributes=await custom_fields.registered())
+    config = await config_for(request)
+    access = config.access
+    form = NewCaseForm(request.POST or None, queues=config.queues, attributes=config.attributes)
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
@@ -192,11 +185,14 @@ def _action_forms(state: CaseState, access: Access,
 
 
 async def _detail_context(
-    state: CaseState, access: Access, *, bound: ActionForm | None = None,
+    request: HttpRequest, state: CaseState, *, bound: ActionForm | None = None,
     action: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
-    attributes = await custom_fields.registered()
+    config = await config_for(request)
+    access, attributes = config.access, config.attributes
     forms = _action_forms(state, access, attributes)
+    if "assign" in forms:
+        config = await config_for(request, usernames=True)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -208,7 +204,7 @@ async def _detail_context(
         "row": gateway.CaseRow.from_state(state),
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
-        "assignee_options": await _usernames() if "assign" in forms else [],
+        "assignee_options": config.usernames,
         "can_remove_tags": access.may(state, ACTION_FORMS["remove_tag"].command_class),
         "attribute_rows": _attribute_rows(state, attributes),
         **extra,
@@ -241,8 +237,8 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
         if since and since == str(state.version):
             # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
             return HttpResponse(status=204)
-        return render(request, "cases/detail.html#case", await _detail_context(state, access))
-    return render(request, "cases/detail.html", await _detail_context(state, access))
+        return render(request, "cases/detail.html#case", await _detail_context(request, state))
+    return render(request, "cases/detail.html", await _detail_context(request, state))
 
 
 @require_POST
@@ -253,12 +249,13 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         raise Http404("No such action.")
     access = await access_for(request)
     if form_class is AttributesForm:
-        editable = _editable(await custom_fields.registered(), access)
+        editable = _editable((await config_for(request)).attributes, access)
         form: ActionForm = AttributesForm(request.POST, prefix=action, attributes=editable)
     else:
         form = form_class(request.POST, prefix=action)
     if form.is_valid() and isinstance(form, AssignForm):
-        if form.cleaned_data["assignee"] not in await _usernames():
+        if form.cleaned_data["assignee"] not in (
+                await config_for(request, usernames=True)).usernames:
             form.add_error("assignee", "No such user.")
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)
@@ -279,7 +276,7 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
     # The Update returned the new state: render from it, no second read.
-    context = await _detail_context(state, access, flash=f"{form.label}: done.", oob_row=True)
+    context = await _detail_context(request, state, flash=f"{form.label}: done.", oob_row=True)
     return render(request, "cases/detail.html#case", context)
 
 
@@ -299,7 +296,7 @@ async def _rerender(
         data = form.data.copy()
         data[f"{action}-version"] = str(state.version)
         form.data = data
-    context = await _detail_context(state, access, action=action, bound=form, stale=stale)
+    context = await _detail_context(request, state, action=action, bound=form, stale=stale)
     if request.htmx:
         # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
         return render(request, "cases/detail.html#case", context)

@@ -5,7 +5,6 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -28,22 +27,38 @@ def get_item(mapping: dict[Any, Any] | None, key: Any) -> Any:
     return (mapping or {}).get(key, "")
 
 
+_UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"),
+          (86400, "day"), (3600, "hour"), (60, "minute"))
+
+
+def _span(seconds: float) -> str:
+    """The largest whole unit, like timesince(depth=1) but cheap enough for every list row."""
+    for size, name in _UNITS:
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {name}{'s' if n != 1 else ''}"
+    return "0 minutes"
+
+
 @register.filter
 def due_in(value: datetime | None) -> str:
     """Time left until due, or how long ago it fell due."""
     if value is None:
         return ""
-    now = timezone.now()
-    if value <= now:
-        return f"overdue {timeuntil(now, value, depth=1)}"
-    return f"in {timeuntil(value, now, depth=1)}"
+    left = (value - timezone.now()).total_seconds()
+    return f"in {_span(left)}" if left > 0 else f"overdue {_span(-left)}"
 
 
 @register.filter
 def ago(value: datetime | None) -> str:
     if value is None:
         return ""
-    return f"{timesince(value, timezone.now(), depth=1)} ago"
+    return f"{_span((timezone.now() - value).total_seconds())} ago"
+
+
+@register.filter
+def iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else ""
 
 
 @register.simple_tag(takes_context=True)
