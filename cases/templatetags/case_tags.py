@@ -5,6 +5,8 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -104,3 +106,43 @@ def attribute(values: dict[str, Any] | None, attr: Any) -> str:
     from cases.custom_fields import display
 
     return display(attr.type, (values or {}).get(attr.name))
+
+
+@register.simple_tag
+def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> str:
+    """One case-list row. Built in Python with format_html (every value escaped) because a
+    50-row page rendered through template nodes cost more than the Visibility call behind it."""
+    from cases.custom_fields import display
+    from workers.model import PRIORITY_LABELS
+
+    closed = row.status in ("resolved", "closed")
+    if row.sla_breached:
+        due = mark_safe('<span class="breach">breached</span>')
+    elif row.due_at is not None and not closed:
+        due = due_in(row.due_at)
+    else:
+        due = ""
+    updated = format_html('<time datetime="{}">{}</time>', iso(row.updated_at),
+                          ago(row.updated_at)) if row.updated_at else ""
+    return format_html(
+        '<tr id="row-{id}" class="case-row{breached}"{oob}>'
+        '<td class="select"><input type="checkbox" name="case" value="{id}" form="bulk" '
+        'aria-label="Select {id}"></td>'
+        '<td class="mono"><a href="{url}">{id}</a></td>'
+        '<td class="title"><a href="{url}">{title}</a>{tags}{requester}</td>'
+        '<td><span class="badge status-{status}">{status_label}</span></td>'
+        '<td><span class="prio p{priority}" title="{priority_label}">{priority}</span></td>'
+        '<td>{queue}</td><td>{assignee}</td>'
+        '<td class="nowrap">{due}</td><td class="nowrap">{updated}</td>{extra}</tr>',
+        id=row.case_id, url=row.url, title=row.title,
+        breached=" breached" if row.sla_breached else "",
+        oob=mark_safe(' hx-swap-oob="true"') if oob else "",
+        tags=format_html_join("", '<span class="tag">{}</span>', ((t,) for t in row.tags)),
+        requester=format_html('<div class="muted small">{}</div>', row.requester)
+        if row.requester else "",
+        status=row.status, status_label=status_label(row.status),
+        priority=row.priority or "", priority_label=PRIORITY_LABELS.get(row.priority, ""),
+        queue=row.queue, assignee=row.assignee or "—", due=due, updated=updated,
+        extra=format_html_join("", '<td class="attr">{}</td>', (
+            (display(a.type, row.attributes.get(a.name)),) for a in columns or [])),
+    )
