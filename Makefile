@@ -9,6 +9,9 @@ TEMPORAL_UI_PORT ?= 8233
 export WEB_PORT TEMPORAL_PORT TEMPORAL_UI_PORT
 export TEMPORAL_ADDRESS ?= 127.0.0.1:$(TEMPORAL_PORT)
 export TEMPORAL_UI_URL ?= http://127.0.0.1:$(TEMPORAL_UI_PORT)
+# The embedded dev server allows 200 Visibility calls/s (Procfile); a real cluster's limit is
+# per frontend and shared, so production sets VISIBILITY_RPS to its own share of it.
+export VISIBILITY_RPS ?= 100
 
 .PHONY: run setup test lint chromium bench clean-data
 
