@@ -20,6 +20,7 @@ from workers.model import CaseState
 from . import gateway
 from .access import Access
 from .config import load
+from .custom_fields import FIELD_PREFIX
 from .forms import NewCaseForm
 from .ids import case_id_for_key, is_case_id, new_case_id
 from .models import ApiToken
@@ -89,8 +90,15 @@ async def create_case(request: HttpRequest) -> JsonResponse:
     case_id = case_id_for_key(str(user.pk), key) if key else new_case_id()
     form = NewCaseForm(data={**data, "case_id": case_id}, queues=config.queues,
                        attributes=config.attributes)
+    known = {a.name for a in config.attributes}
+    unknown = sorted(k.removeprefix(FIELD_PREFIX) for k in data
+                     if k.startswith(FIELD_PREFIX) and k.removeprefix(FIELD_PREFIX) not in known)
+    if unknown:
+        return _error(400, "Some fields are invalid.",
+                      attributes=[f"Not a registered attribute: {', '.join(unknown)}."])
     if not form.is_valid():
-        errors = {f: [str(e) for e in errs] for f, errs in form.errors.items()}
+        errors = {f.replace(FIELD_PREFIX, "attributes.", 1): [str(e) for e in errs]
+                  for f, errs in form.errors.items()}
         return _error(400, "Some fields are invalid.", **errors)
     created = True
     try:
@@ -132,6 +140,17 @@ def _form_data(payload: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[
     if any("," in t for t in tags):
         problems["tags"] = ["A tag cannot contain a comma."]
     data["tags"] = ",".join(tags)
+    attributes = payload.get("attributes", {})
+    if not isinstance(attributes, dict):
+        problems["attributes"] = ["Must be an object of attribute name to value."]
+        attributes = {}
+    for name, value in attributes.items():
+        # The form validates by each registered attribute's type; unknown names are refused.
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        data[f"{FIELD_PREFIX}{name}"] = "" if value is None else str(value)
     return data, problems
 
 

@@ -190,3 +190,30 @@ def test_removing_an_attribute_breaks_nothing(temporal, db, supervisor_client, o
     state = run(gateway.act(case_id, AddComment(actor="sam", body="still alive")))
     assert state.comments[-1].body == "still alive"
     assert run(gateway.get_case(case_id)).attributes[name].value == "soon gone"
+
+
+def test_intake_api_sets_registered_attributes(registered, supervisor):
+    import json
+
+    from django.test import Client
+
+    from cases.models import ApiToken
+
+    key = ApiToken.issue(supervisor, "crm")[1]
+
+    def post(attributes: dict[str, object]):
+        return Client().post("/api/cases/", json.dumps(
+            {"title": "From the CRM", "queue": "billing", "attributes": attributes}),
+            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    response = post({"CxRegion": "US", "CxSeats": 12, "CxSkills": ["go", "sql"]})
+    assert response.status_code == 201, response.content
+    state = run(gateway.get_case(response.json()["id"]))
+    assert state.attributes["CxRegion"].value == "US"
+    assert state.attributes["CxSeats"].value == 12
+    assert state.attributes["CxSkills"].value == ["go", "sql"]
+    bad = post({"CxSeats": "lots"})
+    assert bad.status_code == 400 and "attributes.CxSeats" in bad.json()["fields"]
+    unknown = post({"NoSuchThing": "x"})
+    assert unknown.status_code == 400
+    assert "Not a registered attribute: NoSuchThing." in unknown.json()["fields"]["attributes"]
