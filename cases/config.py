@@ -27,7 +27,7 @@ class RequestConfig:
     attributes: list[Attribute]  # registered custom attributes
     groups: list[Group] = field(default_factory=list)  # groups a view can be shared with
     views: list[SavedView] = field(default_factory=list)  # saved views this user sees
-    usernames: list[str] = field(default_factory=list)  # active users, for assignment
+    usernames: list[str] = field(default_factory=list)  # active users (supervisors only)
 
 
 async def config_for(request: HttpRequest, *, views: bool = False,
@@ -62,7 +62,7 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
                    | Q(scope=SavedView.GROUP, group__user=user))
         config.views = list(SavedView.objects.filter(visible).distinct()
                             .select_related("group", "owner").order_by("scope", "name"))
-    if usernames:
+    if usernames and access.is_supervisor:  # only supervisors assign to others
         config.usernames = list(get_user_model().objects.filter(is_active=True)
                                 .order_by("username").values_list("username", flat=True))
     return config

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -29,6 +30,9 @@ from .forms import (
 )
 from .ids import is_case_id
 from .visibility import CaseFilter, InvalidFilter
+
+# The case page shows this many of the newest timeline events unless asked for all.
+TIMELINE_LIMIT = 50
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -193,11 +197,9 @@ async def _detail_context(
     request: HttpRequest, state: CaseState, *, bound: ActionForm | None = None,
     action: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
-    config = await config_for(request)
+    config = await config_for(request, usernames=True)
     access, attributes = config.access, config.attributes
     forms = _action_forms(state, access, attributes)
-    if "assign" in forms:
-        config = await config_for(request, usernames=True)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -209,9 +211,10 @@ async def _detail_context(
         "row": gateway.CaseRow.from_state(state),
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
-        "assignee_options": config.usernames,
+        "assignee_options": config.usernames if "assign" in forms else [],
         "can_remove_tags": access.may(state, ACTION_FORMS["remove_tag"].command_class),
         "attribute_rows": _attribute_rows(state, attributes),
+        "timeline_limit": 0 if request.GET.get("timeline") == "all" else TIMELINE_LIMIT,
         **extra,
     }
 
@@ -259,8 +262,9 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     else:
         form = form_class(request.POST, prefix=action)
     if form.is_valid() and isinstance(form, AssignForm):
-        if form.cleaned_data["assignee"] not in (
-                await config_for(request, usernames=True)).usernames:
+        User = get_user_model()
+        if not await User.objects.filter(username=form.cleaned_data["assignee"],
+                                         is_active=True).aexists():
             form.add_error("assignee", "No such user.")
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)

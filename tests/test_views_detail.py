@@ -98,3 +98,23 @@ def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings
     case_id = new_case_id()
     run(gateway.start_case(case_id, NewCase(title="Billing orphan", queue="billing"), "intake"))
     assert agent_client.get(f"/cases/{case_id}/").status_code == 404
+
+
+def test_long_timelines_show_the_newest_fifty_unless_asked(agent_client, open_case):
+
+    from workers.model import AddComment
+
+    case_id = open_case(queue="technical")
+
+    async def comment_many() -> None:
+        for i in range(55):
+            await gateway.act(case_id, AddComment(actor="bob", body=f"note {i}"))
+
+    run(comment_many())
+    content = agent_client.get(f"/cases/{case_id}/").content.decode()
+    timeline = content.split('<ol class="timeline">')[1].split("</ol>")[0]
+    assert timeline.count("<li>") == 50
+    assert "Show all 56 events" in content
+    assert content.count('class="comment"') == 55  # the conversation is always whole
+    everything = agent_client.get(f"/cases/{case_id}/?timeline=all").content.decode()
+    assert everything.split('<ol class="timeline">')[1].split("</ol>")[0].count("<li>") == 56

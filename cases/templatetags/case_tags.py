@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from django import template
+from django.template.defaultfilters import linebreaksbr
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -145,4 +146,41 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
         queue=row.queue, assignee=row.assignee or "—", due=due, updated=updated,
         extra=format_html_join("", '<td class="attr">{}</td>', (
             (display(a.type, row.attributes.get(a.name)),) for a in columns or [])),
+    )
+
+
+def _local(value: datetime, fmt: str) -> str:
+    return timezone.localtime(value).strftime(fmt)
+
+
+@register.simple_tag
+def case_comments(comments: list[Any]) -> str:
+    """The conversation, built with format_html (escaped) for the same reason as case_row:
+    a long case would otherwise spend more time in template nodes than in its Query."""
+    if not comments:
+        return mark_safe('<li class="muted">No comments yet.</li>')
+    return format_html_join(
+        "",
+        '<li class="comment{}"><div class="meta"><strong>{}</strong> · '
+        '<time datetime="{}">{}</time>{}</div><div class="body">{}</div></li>',
+        ((" internal" if c.internal else "", c.author, c.at.isoformat(),
+          _local(c.at, "%b %-d, %H:%M"),
+          mark_safe(' · <span class="badge internal">Internal</span>') if c.internal else "",
+          linebreaksbr(c.body, autoescape=True))
+         for c in comments),
+    )
+
+
+@register.simple_tag
+def case_timeline(events: list[Any], limit: int = 0) -> str:
+    """Newest first; `limit` keeps the page light on long cases (0: everything)."""
+    shown = list(reversed(events))
+    if limit:
+        shown = shown[:limit]
+    return format_html_join(
+        "",
+        '<li><time datetime="{}">{}</time> <strong>{}</strong> {}{}</li>',
+        ((e.at.isoformat(), _local(e.at, "%b %-d, %H:%M:%S"), e.actor, e.kind,
+          format_html(' <span class="muted">{}</span>', e.detail) if e.detail else "")
+         for e in shown),
     )
