@@ -1,0 +1,40 @@
+"""The hand-assembled markup (list rows, comments, timeline) escapes every value."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cases.custom_fields import Attribute
+from cases.gateway import CaseRow
+from cases.templatetags.case_tags import case_comments, case_row, case_timeline
+from workers.model import Comment, TimelineEvent
+
+EVIL = '"><script>alert(1)</script>&'
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def test_case_row_escapes_everything_and_keeps_structure(db):
+    row = CaseRow(case_id="case-AAAAAAAA", title=EVIL, status="new", priority=1, queue=EVIL,
+                  assignee=EVIL, tags=[EVIL], due_at=NOW, updated_at=NOW, sla_breached=True,
+                  started_at=NOW, execution_status="running", requester=EVIL,
+                  attributes={"Region": EVIL})
+    column = Attribute("Region", "Keyword", "Region", "", (), True, False)
+    html = case_row(row, [column], oob=True)
+    assert "<script>" not in html and EVIL not in html
+    assert html.count("&lt;script&gt;") == 6  # title, tag, requester, queue, assignee, column
+    assert html.startswith('<tr id="row-case-AAAAAAAA" class="case-row breached" '
+                           'hx-swap-oob="true">')
+    assert '<a href="/cases/case-AAAAAAAA/">' in html
+    assert '<span class="breach">breached</span>' in html
+    assert html.endswith("</tr>") and html.count("<td") == 10
+
+
+def test_comments_and_timeline_escape(db):
+    comments = [Comment(author=EVIL, body=f"line one\n{EVIL}", internal=True, at=NOW)]
+    html = case_comments(comments)
+    assert "<script>" not in html and "line one<br>" in html
+    assert 'class="comment internal"' in html and "Internal" in html
+    events = [TimelineEvent(at=NOW, actor=EVIL, kind=EVIL, detail=EVIL)] * 3
+    timeline = case_timeline(events, 2)
+    assert timeline.count("<li>") == 2 and "<script>" not in timeline
+    assert '<span class="muted">&quot;&gt;&lt;script&gt;' in timeline
