@@ -44,9 +44,17 @@ class TemporalErrors(MiddlewareMixin):
                 response = JsonResponse({"error": exception.message}, status=503)
                 response["Retry-After"] = "5"
                 return response
-            response = render(
-                request, "503.html", {"reason": exception.message}, status=503
-            )
+            htmx = getattr(request, "htmx", None)
+            context = {"reason": exception.message,
+                       "retry_url": (htmx.current_url if htmx else None) or request.path}
+            if htmx:
+                # htmx swaps 503s (see base.html's htmx-config): show the message in place of
+                # the page's content, whatever element the request meant to update.
+                response = render(request, "503.html#message", context, status=503)
+                response["HX-Retarget"] = "main"
+                response["HX-Reswap"] = "innerHTML"
+            else:
+                response = render(request, "503.html", context, status=503)
             response["Retry-After"] = "5"
             return response
         return None

@@ -183,3 +183,18 @@ def test_case_page_refreshes_itself(page: Page, live_server, agent, other_agent,
     expect(page.locator("dd.assignee")).to_have_text("Unassigned")
     run(gateway.act(case_id, Claim(actor="bob")))
     expect(page.locator("dd.assignee")).to_have_text("bob", timeout=10_000)
+
+
+def test_temporal_outage_is_said_in_place_then_recovers(page: Page, live_server, supervisor,
+                                                        settings, temporal):
+    login(page, live_server.url, "sam")
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    gateway.reset_client()
+    try:
+        page.fill("#id_q", "outage")  # an HTMX refresh of the results
+        expect(page.locator("main .error-page")).to_contain_text("Temporal is not answering")
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()
+    page.click("main .error-page a.button")
+    expect(page.locator("#results")).to_be_visible()

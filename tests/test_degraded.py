@@ -142,3 +142,19 @@ def test_unregistered_attributes_say_what_to_do(tmp_path, settings, agent_client
         server.stop()
         settings.TEMPORAL_ADDRESS = temporal.address
         gateway.reset_client()
+
+
+def test_htmx_requests_get_the_503_message_in_place(agent_client, settings, temporal):
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    gateway.reset_client()
+    try:
+        response = agent_client.get("/cases/?q=x", HTTP_HX_REQUEST="true",
+                                    HTTP_HX_CURRENT_URL="http://testserver/cases/?q=x")
+        assert response.status_code == 503
+        assert response["HX-Retarget"] == "main" and response["HX-Reswap"] == "innerHTML"
+        content = response.content.decode()
+        assert content.lstrip().startswith('<section class="error-page"')
+        assert 'href="http://testserver/cases/?q=x"' in content
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()
