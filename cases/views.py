@@ -239,7 +239,9 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
         row = await gateway.describe_case(case_id)
         if not access.can_see(row.queue):
             raise Http404("No such case.") from err
-        return render(request, "cases/degraded.html", {"row": row, "reason": err.message})
+        template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
+        return render(request, template, {"row": row, "reason": err.message,
+                                          "refresh_seconds": settings.CASE_REFRESH_SECONDS})
     if request.htmx:
         since = request.GET.get("since")
         if since and since == str(state.version):

@@ -118,3 +118,21 @@ def test_long_timelines_show_the_newest_fifty_unless_asked(agent_client, open_ca
     assert content.count('class="comment"') == 55  # the conversation is always whole
     everything = agent_client.get(f"/cases/{case_id}/?timeline=all").content.decode()
     assert everything.split('<ol class="timeline">')[1].split("</ol>")[0].count("<li>") == 56
+
+
+def test_live_refresh_without_worker_swaps_a_degraded_partial(agent_client, settings,
+                                                              temporal):
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+
+    settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
+    settings.TEMPORAL_QUERY_TIMEOUT = 0.5
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="Worker gone", queue="technical"), "intake"))
+    response = agent_client.get(f"/cases/{case_id}/?since=1", HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert content.lstrip().startswith('<article id="case" class="case degraded"')
+    assert "<html" not in content and "Live details are unavailable" in content
+    # It keeps polling, so the page recovers by itself when the worker is back.
+    assert f'hx-get="/cases/{case_id}/"' in content and "every 5s" in content
