@@ -610,6 +610,73 @@ async def setup_namespace(retention_days: int) -> SetupReport:
     return report
 
 
+# --- history: the case as it was ---------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """The case right after one accepted change, as the workflow itself returned it."""
+
+    event_id: int
+    at: datetime
+    label: str
+    state: CaseState
+
+
+_COMMANDS_BY_UPDATE = {name: command for command, name in UPDATE_NAMES.items()}
+
+
+async def case_checkpoints(case_id: str) -> list[Checkpoint]:
+    """Every state the case went through in its current run, oldest first.
+
+    The event history already holds the state each Update returned, so nothing is re-derived:
+    the opening state comes from the start input (by the same rules the workflow used), each
+    later one from an UpdateCompleted event, the last from the completion result."""
+    client = await get_client()
+    convert = client.data_converter.payload_converter
+    handle = client.get_workflow_handle(case_id)
+    checkpoints: list[Checkpoint] = []
+    pending: dict[str, str] = {}
+    try:
+        async for event in handle.fetch_history_events(rpc_timeout=_timeout(5)):
+            at = event.event_time.ToDatetime(tzinfo=UTC)
+            if event.HasField("workflow_execution_started_event_attributes"):
+                attrs = event.workflow_execution_started_event_attributes
+                inp: CaseInput = convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
+                if inp.state is not None:
+                    checkpoints.append(Checkpoint(event.event_id, at, "continued as new",
+                                                  inp.state))
+                elif inp.new is not None:
+                    state = rules.open_case(inp.case_id, inp.new, inp.actor, inp.sla, at)
+                    checkpoints.append(Checkpoint(event.event_id, at,
+                                                  f"opened by {inp.actor}", state))
+            elif event.HasField("workflow_execution_update_accepted_event_attributes"):
+                request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+                command = _COMMANDS_BY_UPDATE.get(request.input.name)
+                actor = ""
+                if command is not None and request.input.args.payloads:
+                    actor = convert.from_payloads(request.input.args.payloads, [command])[0].actor
+                pending[request.meta.update_id] = f"{request.input.name.replace('_', ' ')}" + (
+                    f" by {actor}" if actor else "")
+            elif event.HasField("workflow_execution_update_completed_event_attributes"):
+                done = event.workflow_execution_update_completed_event_attributes
+                if done.outcome.HasField("success") and done.outcome.success.payloads:
+                    state = convert.from_payloads(done.outcome.success.payloads, [CaseState])[0]
+                    label = pending.pop(done.meta.update_id, "update")
+                    checkpoints.append(Checkpoint(event.event_id, at, label, state))
+            elif event.HasField("workflow_execution_completed_event_attributes"):
+                result = event.workflow_execution_completed_event_attributes.result
+                if result.payloads:
+                    state = convert.from_payloads(result.payloads, [CaseState])[0]
+                    if not checkpoints or checkpoints[-1].state.version != state.version:
+                        checkpoints.append(Checkpoint(event.event_id, at, "closed", state))
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise CaseNotFound(f"No case {case_id}.") from err
+        raise _unavailable(err) from err
+    return checkpoints
+
+
 # --- the search-attribute registry ------------------------------------------------------------
 
 ATTRIBUTE_TYPES: dict[str, IndexedValueType.ValueType] = {

@@ -12,5 +12,6 @@ urlpatterns = [
     path("bulk/", bulk.bulk, name="bulk"),
     path("export.csv", export.export_csv, name="export"),
     path("<str:case_id>/", views.case_detail, name="detail"),
+    path("<str:case_id>/history/", views.case_history, name="history"),
     path("<str:case_id>/<str:action>/", views.case_action, name="action"),
 ]

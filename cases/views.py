@@ -251,6 +251,33 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     return render(request, "cases/detail.html", await _detail_context(request, state))
 
 
+@require_GET
+@login_required
+async def case_history(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
+    """Time travel: every state the case went through, and the case as it was at any of them."""
+    if not is_case_id(case_id):
+        raise Http404("No such case.")
+    config = await config_for(request)
+    try:
+        checkpoints = await gateway.case_checkpoints(case_id)
+    except gateway.CaseNotFound as err:
+        raise Http404("No such case.") from err
+    if not checkpoints or not config.access.can_see(checkpoints[-1].state.queue):
+        raise Http404("No such case.")
+    at = request.GET.get("at", "")
+    chosen = next((c for c in checkpoints if str(c.event_id) == at), None)
+    if at and chosen is None:
+        raise Http404("No such point in this case's history.")
+    return render(request, "cases/history.html", {
+        "checkpoints": list(reversed(checkpoints)),
+        "chosen": chosen,
+        "case": (chosen or checkpoints[-1]).state,
+        "attribute_rows": _attribute_rows((chosen or checkpoints[-1]).state, config.attributes),
+        "priority_labels": PRIORITY_LABELS,
+        "timeline_limit": 0,
+    })
+
+
 @require_POST
 @login_required
 async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> HttpResponse:
