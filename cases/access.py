@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 
 from workers import rules
@@ -55,11 +54,3 @@ async def access_for(request: HttpRequest) -> Access:
     from .config import config_for
 
     return (await config_for(request)).access
-
-
-async def access_for_user(user: AbstractBaseUser | AnonymousUser) -> Access:
-    from asgiref.sync import sync_to_async
-
-    from .config import load
-
-    return (await sync_to_async(load)(user)).access

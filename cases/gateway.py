@@ -610,6 +610,15 @@ async def setup_namespace(retention_days: int) -> SetupReport:
     return report
 
 
+async def ping() -> None:
+    """Is the cluster answering? A cheap call outside the Visibility budget."""
+    client = await get_client()
+    try:
+        await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=_timeout())
+    except RPCError as err:
+        raise _unavailable(err) from err
+
+
 # --- history: the case as it was ---------------------------------------------------------------
 
 

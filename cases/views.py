@@ -339,3 +339,15 @@ async def _rerender(
         # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
         return render(request, "cases/detail.html#case", context)
     return render(request, "cases/detail.html", context, status=status)
+
+
+@require_GET
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """For load balancers: 200 when the web tier is up; `?temporal=1` also asks the cluster."""
+    if request.GET.get("temporal"):
+        try:
+            await gateway.ping()
+        except gateway.GatewayError as err:
+            return HttpResponse(f"temporal unavailable: {err.message}\n", status=503,
+                                content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")

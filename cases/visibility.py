@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from workers.model import STATUSES
-from workers.rules import QUEUE_RE, TAG_RE, USERNAME_RE
+from workers.rules import ATTRIBUTE_NAME_RE, QUEUE_RE, TAG_RE, USERNAME_RE
 
 # A case that continued as new leaves its earlier runs in Visibility; only the latest counts.
 BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"
@@ -164,9 +164,6 @@ def _bounded(value: int, low: int, high: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidFilter(f"{what} must be a whole number from {low} to {high}.")
     return value
-
-
-ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def attribute_clauses(name: str, kind: str, value: Any) -> list[str]:

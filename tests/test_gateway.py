@@ -66,3 +66,17 @@ def temporal_down(settings, temporal):
 def test_unreachable_temporal_raises_temporal_unavailable(temporal_down):
     with pytest.raises(gateway.TemporalUnavailable, match="Cannot reach Temporal"):
         run(gateway.count_cases("WorkflowType = 'Case'"))
+
+
+def test_healthz(client, settings, temporal):
+    assert client.get("/healthz").content == b"ok\n"
+    assert client.get("/healthz?temporal=1").status_code == 200
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    gateway.reset_client()
+    try:
+        down = client.get("/healthz?temporal=1")
+        assert down.status_code == 503 and b"temporal unavailable" in down.content
+        assert client.get("/healthz").status_code == 200  # the web tier itself is fine
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()

@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from cases.dashboard import dashboard
+from cases.views import healthz
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="cases:list", permanent=False)),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("dashboard/", dashboard, name="dashboard"),
     path("views/", include("cases.saved_views_urls")),
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
 ]
 
 handler404 = "cases.views.not_found"
