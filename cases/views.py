@@ -303,6 +303,15 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         state = await gateway.act(case_id, command, form.update_id(action))
     except gateway.CaseNotFound as err:
         raise Http404("No such case.") from err
+    except gateway.WorkerUnavailable as err:
+        # Say so on the case itself and hand back what the user typed: nothing is lost.
+        row = await gateway.describe_case(case_id)
+        unsent = [str(form.cleaned_data[k]) for k in ("body", "resolution", "reason")
+                  if form.cleaned_data.get(k)]
+        context = {"row": row, "reason": err.message, "unsent": unsent,
+                   "refresh_seconds": settings.CASE_REFRESH_SECONDS}
+        template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
+        return render(request, template, context, status=200 if request.htmx else 503)
     except gateway.ActionRefused as err:
         if err.stale:
             # Said once, at the top, above the fresh state; the form keeps the user's input.

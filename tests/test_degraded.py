@@ -158,3 +158,18 @@ def test_htmx_requests_get_the_503_message_in_place(agent_client, settings, temp
     finally:
         settings.TEMPORAL_ADDRESS = temporal.address
         gateway.reset_client()
+
+
+def test_action_without_worker_keeps_what_was_typed(agent_client, settings, temporal):
+    settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
+    settings.TEMPORAL_QUERY_TIMEOUT = 0.5
+    settings.TEMPORAL_UPDATE_TIMEOUT = 0.5
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="No worker", queue="technical"), "intake"))
+    response = agent_client.post(f"/cases/{case_id}/comment/",
+                                 {"comment-body": "A long careful answer"},
+                                 HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "did not answer in time" in content
+    assert "<textarea readonly" in content and "A long careful answer" in content
