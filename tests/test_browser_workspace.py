@@ -198,3 +198,21 @@ def test_temporal_outage_is_said_in_place_then_recovers(page: Page, live_server,
         gateway.reset_client()
     page.click("main .error-page a.button")
     expect(page.locator("#results")).to_be_visible()
+
+
+def test_case_page_keyboard_shortcuts(page: Page, live_server, agent, open_case):
+    case_id = open_case(queue="technical")
+    login(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/cases/{case_id}/")
+    page.keyboard.press("c")
+    expect(page.locator("dd.assignee")).to_have_text("alice")
+    page.keyboard.press("m")
+    expect(page.locator("#id_comment-body")).to_be_focused()
+    page.keyboard.type("typed via keyboard")
+    page.keyboard.press("Escape")
+    page.keyboard.press("g")  # unsent text on the page: g does not navigate away
+    expect(page.locator("#id_comment-body")).to_have_value("typed via keyboard")
+    page.fill("#id_comment-body", "")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("g")
+    expect(page).to_have_url(re.compile(r"/cases/$"))

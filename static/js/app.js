@@ -107,6 +107,13 @@
     }
     else if (event.key === "Enter" && selected()) {
       const link = selected().querySelector("td.mono a"); if (link) { link.click(); event.preventDefault(); }
+    } else if (event.key === "c" && document.querySelector("#case .action-claim button")) {
+      // Case page: c claims, m writes a comment, g goes back to the list.
+      document.querySelector("#case .action-claim button").click(); event.preventDefault();
+    } else if (event.key === "m" && document.getElementById("id_comment-body")) {
+      document.getElementById("id_comment-body").focus(); event.preventDefault();
+    } else if (event.key === "g" && document.getElementById("case") && !tracerail.dirty()) {
+      window.location.href = "/cases/"; event.preventDefault();
     } else if (event.key === "/") {
       const search = document.querySelector("[data-search]");
       if (search) { search.focus(); event.preventDefault(); }
