@@ -55,16 +55,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
-SUBJECTS = [
-    "Refund not received", "Invoice shows wrong VAT", "Cannot log in after password reset",
-    "API returns 502 on export", "Duplicate charge on card", "Change billing address",
-    "Webhook deliveries delayed", "Account locked", "Feature request: dark mode",
-    "Data export missing columns", "SSO setup with Okta", "Upgrade plan mid-cycle",
-    "Mobile app crashes on launch", "Cancel subscription", "Question about pricing tiers",
-]
-NAMES = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Marie Curie",
-         "Edsger Dijkstra", "Barbara Liskov"]
-TAGS = ["vip", "refund", "bug", "how-to", "outage", "billing-error", "security"]
 
 
 def say(message: str) -> None:
@@ -521,7 +511,7 @@ async def _seed(count: int, concurrency: int, queues: list[str]) -> list[str]:
 
     from cases import gateway
     from cases.ids import new_case_id
-    from workers.model import NewCase
+    from cases.management.commands.seed_demo import demo_new_case
 
     rnd = random.Random(20261126)
     gate = asyncio.Semaphore(concurrency)
@@ -529,17 +519,8 @@ async def _seed(count: int, concurrency: int, queues: list[str]) -> list[str]:
     bar = tqdm(total=count, desc="seeding cases", unit="case", file=sys.stderr)
 
     async def one() -> None:
-        name = rnd.choice(NAMES)
         case_id = new_case_id()
-        new = NewCase(
-            title=rnd.choice(SUBJECTS),
-            queue=rnd.choice(queues),
-            priority=rnd.choice([1, 2, 2, 3, 3, 3, 4]),
-            description=f"{name} wrote in about this.\n\nPlease look into it.",
-            requester_name=name,
-            requester_email=name.lower().replace(" ", ".") + "@example.com",
-            tags=rnd.sample(TAGS, rnd.choice([0, 0, 1, 2])),
-        )
+        new = demo_new_case(rnd, queues)
         async with gate:
             for attempt in range(5):
                 try:

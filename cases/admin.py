@@ -19,6 +19,15 @@ from . import attributes, gateway
 from .models import ApiToken, CaseAttribute, Queue
 
 
+def _namespace_or_say_why(request: HttpRequest) -> gateway.NamespaceAttributes | None:
+    """The namespace's attributes, or None after telling the admin why Temporal did not say."""
+    try:
+        return async_to_sync(gateway.namespace_attributes)()
+    except gateway.GatewayError as err:
+        messages.error(request, err.message)
+        return None
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "agent_names")
@@ -147,10 +156,8 @@ class CaseAttributeAdmin(admin.ModelAdmin):
     @admin.action(description="Register in Temporal", permissions=["change"])
     def register_in_temporal(self, request: HttpRequest, queryset: QuerySet[CaseAttribute]
                              ) -> None:
-        try:
-            found = async_to_sync(gateway.namespace_attributes)()
-        except gateway.GatewayError as err:
-            messages.error(request, err.message)
+        found = _namespace_or_say_why(request)
+        if found is None:
             return
         now = timezone.now()
         to_add: list[CaseAttribute] = []
@@ -198,10 +205,8 @@ class CaseAttributeAdmin(admin.ModelAdmin):
     @admin.action(description="Sync from Temporal", permissions=["view"])
     def sync_from_temporal(self, request: HttpRequest, queryset: QuerySet[CaseAttribute]
                            ) -> None:
-        try:
-            found = async_to_sync(gateway.namespace_attributes)()
-        except gateway.GatewayError as err:
-            messages.error(request, err.message)
+        found = _namespace_or_say_why(request)
+        if found is None:
             return
         now = timezone.now()
         by_state: dict[str, list[CaseAttribute]] = {}

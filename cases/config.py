@@ -28,21 +28,30 @@ class RequestConfig:
     groups: list[Group] = field(default_factory=list)  # groups a view can be shared with
     views: list[SavedView] = field(default_factory=list)  # saved views this user sees
     usernames: list[str] = field(default_factory=list)  # active users (supervisors only)
+    holders: list[str] = field(default_factory=list)  # people who can hold cases
+    # Which optional parts were read, so an empty list is not mistaken for "not read yet".
+    loaded: frozenset[str] = frozenset()
 
 
-async def config_for(request: HttpRequest, *, views: bool = False,
-                     usernames: bool = False) -> RequestConfig:
+async def config_for(request: HttpRequest, *, views: bool = False, usernames: bool = False,
+                     holders: bool = False) -> RequestConfig:
+    wanted = {k for k, v in (("views", views), ("usernames", usernames),
+                             ("holders", holders)) if v}
     cached: RequestConfig | None = getattr(request, "_tracerail_config", None)
-    if cached is not None and (cached.views or not views) and (cached.usernames or not usernames):
+    if cached is not None and wanted <= cached.loaded:
         return cached
+    if cached is not None:
+        wanted |= cached.loaded
     user = await request.auser()
-    config = await sync_to_async(load)(user, views=views, usernames=usernames)
+    config = await sync_to_async(load)(user, views="views" in wanted,
+                                       usernames="usernames" in wanted,
+                                       holders="holders" in wanted)
     request._tracerail_config = config  # type: ignore[attr-defined]
     return config
 
 
 def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
-         usernames: bool = False) -> RequestConfig:
+         usernames: bool = False, holders: bool = False) -> RequestConfig:
     registry = [
         Attribute(a.name, a.type, a.label or a.name, a.help_text, tuple(a.choice_list),
                   a.filterable, a.agent_editable)
@@ -62,9 +71,15 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
                    | Q(scope=SavedView.GROUP, group__user=user))
         config.views = list(SavedView.objects.filter(visible).distinct()
                             .select_related("group", "owner").order_by("scope", "name"))
+    users = get_user_model().objects.filter(is_active=True).order_by("username")
     if usernames and access.is_supervisor:  # only supervisors assign to others
-        config.usernames = list(get_user_model().objects.filter(is_active=True)
-                                .order_by("username").values_list("username", flat=True))
+        config.usernames = list(users.values_list("username", flat=True))
+    if holders:
+        # Visibility cannot group by assignee: the dashboard counts per known person.
+        config.holders = list(users.filter(groups__name__in=["Agent", "Supervisor"])
+                              .values_list("username", flat=True).distinct())
+    config.loaded = frozenset(name for name, on in (("views", views), ("usernames", usernames),
+                                                    ("holders", holders)) if on)
     return config
 
 

@@ -6,7 +6,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -61,7 +60,7 @@ def _href(base: QueryDict, **changes: object) -> str:
 @require_GET
 @login_required
 async def dashboard(request: HttpRequest) -> HttpResponse:
-    config = await config_for(request)
+    config = await config_for(request, holders=True)
     access = config.access
     if not access.is_supervisor:
         raise PermissionDenied("The dashboard is for supervisors and admins.")
@@ -72,7 +71,7 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             charts, totals = await _charts(form.case_filter(), access, request.GET, queues,
-                                           attributes)
+                                           attributes, config.holders)
         except InvalidFilter as err:
             form.add_error(None, str(err))
     context = {"form": form, "charts": charts, "totals": totals,
@@ -85,14 +84,13 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
 
 async def _charts(
     f: CaseFilter, access: Access, query: QueryDict, queues: list[tuple[str, str]],
-    attributes: list[Attribute],
+    attributes: list[Attribute], assignees: list[str],
 ) -> tuple[list[Chart], dict[str, int]]:
     me, visible = access.username, access.visible_queues
     # "Open" slices honour a status filter: open statuses that the filter also allows.
     open_statuses = [s for s in OPEN_STATUSES if not f.statuses or s in f.statuses]
     open_f = replace(f, statuses=open_statuses)
     base = f.without_statuses()
-    assignees = await _assignee_candidates()
     q: dict[str, str] = {}
     for status in STATUSES:
         q[f"status:{status}"] = base.status_query(status, me, visible)
@@ -165,13 +163,3 @@ async def _charts(
         "unassigned": counts["assignee:"],
     }
     return charts, totals
-
-
-async def _assignee_candidates() -> list[str]:
-    """People who can hold cases: the Agent and Supervisor groups (the registry of users is
-    Django's; Visibility cannot group by assignee)."""
-    User = get_user_model()
-    users = User.objects.filter(is_active=True, groups__name__in=["Agent", "Supervisor"])
-    return sorted({u async for u in users.values_list("username", flat=True)})
-
-

@@ -59,5 +59,3 @@ class TemporalErrors(MiddlewareMixin):
             return response
         return None
 
-
-temporal_errors = TemporalErrors

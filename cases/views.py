@@ -17,7 +17,7 @@ from django_htmx.middleware import HtmxDetails
 from workers.model import PRIORITY_LABELS, STATUSES, CaseState, SetAttributes
 
 from . import custom_fields, gateway, saved_views
-from .access import Access, access_for
+from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
 from .forms import (
@@ -232,7 +232,8 @@ def _attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple
 @require_GET
 @login_required
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
-    access = await access_for(request)
+    # Read once, with what rendering the case's forms needs too.
+    access = (await config_for(request, usernames=True)).access
     try:
         state = await _get_case_for_user(access, case_id)
     except gateway.WorkerUnavailable as err:
@@ -284,9 +285,11 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     form_class = ACTION_FORMS.get(action)
     if form_class is None or not is_case_id(case_id):
         raise Http404("No such action.")
-    access = await access_for(request)
+    # Read once, with what re-rendering the case will need too.
+    config = await config_for(request, usernames=True)
+    access = config.access
     if form_class is AttributesForm:
-        editable = _editable((await config_for(request)).attributes, access)
+        editable = _editable(config.attributes, access)
         form: ActionForm = AttributesForm(request.POST, prefix=action, attributes=editable)
     else:
         form = form_class(request.POST, prefix=action)

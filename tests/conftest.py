@@ -162,18 +162,20 @@ def admin_user(db: Any) -> User:
     return _persona("ada", "Admin", staff=True)
 
 
+def logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def agent_client(agent: User) -> Client:
-    c = Client()
-    c.force_login(agent)
-    return c
+    return logged_in(agent)
 
 
 @pytest.fixture
 def supervisor_client(supervisor: User) -> Client:
-    c = Client()
-    c.force_login(supervisor)
-    return c
+    return logged_in(supervisor)
 
 
 # --- cases -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from cases.attributes import (
 from cases.models import CaseAttribute
 from workers.search_attributes import CORE_KEYS
 
-from .conftest import TemporalHarness, run
+from .conftest import TemporalHarness, logged_in, run
 
 URL = "/admin/cases/caseattribute/"
 
@@ -72,9 +72,7 @@ def errors(response: Any) -> list[str]:
 
 @pytest.fixture
 def staff(admin_user: User) -> Client:
-    c = Client()
-    c.force_login(admin_user)
-    return c
+    return logged_in(admin_user)
 
 
 @pytest.fixture

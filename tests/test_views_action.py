@@ -91,3 +91,27 @@ def test_unknown_action_and_case_are_404(agent_client, open_case):
     assert agent_client.post(f"/cases/{case_id}/explode/").status_code == 404
     assert agent_client.post("/cases/case-00000000/claim/").status_code == 404
     assert agent_client.get(f"/cases/{case_id}/claim/").status_code == 405
+
+
+def test_an_action_reads_its_configuration_once(agent_client, supervisor_client, open_case,
+                                                monkeypatch):
+    from cases import config
+
+    reads: list[int] = []
+    real = config.load
+
+    def counting(*args, **kwargs):
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(config, "load", counting)
+    case_id = open_case(queue="technical")
+    for client in (agent_client, supervisor_client):
+        reads.clear()
+        response = client.post(f"/cases/{case_id}/comment/", {"comment-body": "once"},
+                               HTTP_HX_REQUEST="true")
+        assert "Comment: done." in response.content.decode()
+        assert len(reads) == 1
+        reads.clear()
+        client.get(f"/cases/{case_id}/")
+        assert len(reads) == 1

@@ -36,6 +36,8 @@ def test_status_filter_narrows_the_list(agent_client, open_case):
 def test_unknown_status_is_ignored_not_an_error(agent_client, temporal):
     response = agent_client.get("/cases/?status=%27%20OR%201%3D1")
     assert response.status_code == 200
+    content = response.content.decode()
+    assert "Select a valid choice" in content and "Fix the filter to see cases." in content
 
 
 def test_htmx_request_gets_only_the_results_partial(agent_client, open_case):

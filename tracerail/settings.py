@@ -56,7 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "cases.middleware.temporal_errors",
+    "cases.middleware.TemporalErrors",
 ]
 
 ROOT_URLCONF = "tracerail.urls"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -26,9 +25,8 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[CaseWorkflow],
+        # Activities are async; a sync one (ORM work) would also need an activity_executor.
         activities=[notify_sla_breach],
-        # Sync activities (ORM work) would need this pool; async ones ignore it.
-        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 10),
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -73,22 +73,23 @@ class Command(TemporalCommand):
         self.stdout.write(f"seed_demo: opened {count} cases")
 
 
-async def _open_demo_case(rnd: random.Random, queues: list[str]) -> None:
+def demo_new_case(rnd: random.Random, queues: list[str]) -> NewCase:
+    """A plausible case from a random requester (also used by bench/)."""
     name = rnd.choice(NAMES)
-    case_id = new_case_id()
-    await gateway.start_case(
-        case_id,
-        NewCase(
-            title=rnd.choice(SUBJECTS),
-            queue=rnd.choice(queues),
-            priority=rnd.choice([1, 2, 2, 3, 3, 3, 4]),
-            description=f"{name} wrote in about this.\n\nPlease look into it.",
-            requester_name=name,
-            requester_email=name.lower().replace(" ", ".") + "@example.com",
-            tags=rnd.sample(TAGS, rnd.choice([0, 0, 1, 2])),
-        ),
-        actor="intake",
+    return NewCase(
+        title=rnd.choice(SUBJECTS),
+        queue=rnd.choice(queues),
+        priority=rnd.choice([1, 2, 2, 3, 3, 3, 4]),
+        description=f"{name} wrote in about this.\n\nPlease look into it.",
+        requester_name=name,
+        requester_email=name.lower().replace(" ", ".") + "@example.com",
+        tags=rnd.sample(TAGS, rnd.choice([0, 0, 1, 2])),
     )
+
+
+async def _open_demo_case(rnd: random.Random, queues: list[str]) -> None:
+    case_id = new_case_id()
+    await gateway.start_case(case_id, demo_new_case(rnd, queues), actor="intake")
     roll = rnd.random()
     if roll < 0.35:
         return
