@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import ArchivalState, IndexedValueType, WorkflowExecutionStatus
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -33,40 +33,37 @@ from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
     DescribeWorkflowExecutionRequest,
     GetSystemInfoRequest,
+    ListArchivedWorkflowExecutionsRequest,
     ListWorkflowExecutionsRequest,
     UpdateNamespaceRequest,
 )
 from temporalio.client import (
     Client,
+    WorkflowHistory,
     WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    QueryRejectCondition,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from workers import rules
 from workers.model import (
-    AddComment,
-    AddTag,
-    Assign,
     CaseInput,
     CaseState,
-    Claim,
-    Close,
     Command,
     NewCase,
-    RemoveTag,
-    Reopen,
-    Resolve,
-    SetAttributes,
-    SetDue,
-    SetPriority,
-    SetStatus,
     SlaPolicy,
 )
+from workers.projection import UPDATE_COMMANDS, Projection, project
+from workers.projection import Entry as Entry  # re-exported for the views
 from workers.search_attributes import (
     CORE_KEYS,
     ROW_MEMO_KEY,
@@ -76,20 +73,7 @@ from workers.search_attributes import (
 
 WORKFLOW_TYPE = "Case"
 
-UPDATE_NAMES: dict[type[Command], str] = {
-    Claim: "claim",
-    Assign: "assign",
-    SetPriority: "set_priority",
-    SetStatus: "set_status",
-    AddComment: "comment",
-    AddTag: "add_tag",
-    RemoveTag: "remove_tag",
-    SetDue: "set_due",
-    Resolve: "resolve",
-    Reopen: "reopen",
-    Close: "close",
-    SetAttributes: "set_attributes",
-}
+UPDATE_NAMES: dict[type[Command], str] = {c: n for n, c in UPDATE_COMMANDS.items()}
 
 
 # --- what the views get ----------------------------------------------------------------------
@@ -111,6 +95,10 @@ class WorkerUnavailable(GatewayError):
 
 class CaseNotFound(GatewayError):
     pass
+
+
+class CaseCompleted(GatewayError):
+    """The case's workflow has ended: it answers no Query; read it from its history."""
 
 
 class CaseExists(GatewayError):
@@ -145,6 +133,8 @@ class CaseRow:
     requester: str = ""
     version: int | None = None
     comments: int = 0
+    run_id: str = ""
+    closed_at: datetime | None = None
     # Other search attributes on the case (admin-registered ones among them), raw JSON values.
     attributes: dict[str, Any] = field(default_factory=dict)
 
@@ -331,16 +321,22 @@ async def act(case_id: str, command: Command, update_id: str | None = None) -> C
 
 async def get_case(case_id: str) -> CaseState:
     """The live case, answered by its workflow (a Query). Raises WorkerUnavailable when
-    Temporal knows the case but no worker answers within the query timeout."""
+    Temporal knows the case but no worker answers within the query timeout, and
+    CaseCompleted when its workflow has ended (see case_history)."""
     client = await get_client()
     handle = client.get_workflow_handle(case_id)
     try:
         state: CaseState = await handle.query(
             "get_case",
             result_type=CaseState,
+            # A completed case is refused by the server at once, with no worker involved
+            # (a Query on it would make a worker replay its whole history).
+            reject_condition=QueryRejectCondition.NOT_OPEN,
             rpc_timeout=_timeout(settings.TEMPORAL_QUERY_TIMEOUT),
         )
         return state
+    except WorkflowQueryRejectedError as err:
+        raise CaseCompleted(f"{case_id} has ended; its history tells the rest.") from err
     except WorkflowQueryFailedError as err:
         raise WorkerUnavailable(f"The case could not answer: {err.message}") from err
     except RPCError as err:
@@ -358,6 +354,10 @@ async def get_case(case_id: str) -> CaseState:
 async def describe_case(case_id: str) -> CaseRow:
     """What Temporal itself knows about a case; needs no worker."""
     client = await get_client()
+    return _row(await _describe(client, case_id))
+
+
+async def _describe(client: Client, case_id: str) -> WorkflowExecutionInfo:
     try:
         resp = await client.workflow_service.describe_workflow_execution(
             DescribeWorkflowExecutionRequest(
@@ -369,7 +369,7 @@ async def describe_case(case_id: str) -> CaseRow:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CaseNotFound(f"No case {case_id}.") from err
         raise _unavailable(err) from err
-    return _row(resp.workflow_execution_info)
+    return resp.workflow_execution_info
 
 
 async def _exists(client: Client, case_id: str) -> bool:
@@ -566,6 +566,9 @@ def _row(info: WorkflowExecutionInfo) -> CaseRow:
         version=memo.get("version"),
         comments=int(memo.get("comments") or 0),
         attributes={k: v for k, v in sa.items() if k not in _CORE_NAMES},
+        run_id=info.execution.run_id,
+        closed_at=info.close_time.ToDatetime(tzinfo=UTC) if info.HasField("close_time")
+        else None,
     )
 
 
@@ -619,71 +622,113 @@ async def ping() -> None:
         raise _unavailable(err) from err
 
 
-# --- history: the case as it was ---------------------------------------------------------------
+# --- history: the timeline, time travel and completed cases -----------------------------------
+
+# A case continues as new every few thousand events; this many runs is years of work.
+MAX_RUNS = 50
 
 
 @dataclass
-class Checkpoint:
-    """The case right after one accepted change, as the workflow itself returned it."""
-
-    event_id: int
-    at: datetime
-    label: str
-    state: CaseState
+class CaseHistory:
+    projection: Projection
+    # Each run's raw history in Temporal's JSON form (what `temporal workflow show -o json`
+    # prints and the SDK's Replayer reads), oldest run first.
+    raw: list[dict[str, Any]]
 
 
-_COMMANDS_BY_UPDATE = {name: command for command, name in UPDATE_NAMES.items()}
+async def _histories(client: Client, case_id: str, run_id: str | None
+                     ) -> list[tuple[str, WorkflowHistory]]:
+    """The case's runs, oldest first: the latest one (or `run_id`) and, through each run's
+    start event, the ones it continued from. By run id, GetWorkflowExecutionHistory is served
+    from the archive once retention has passed, on a cluster with history archival."""
+    if run_id is None:
+        run_id = (await _describe(client, case_id)).execution.run_id
+    runs: list[tuple[str, WorkflowHistory]] = []
+    while run_id and len(runs) < MAX_RUNS:
+        handle = client.get_workflow_handle(case_id, run_id=run_id)
+        try:
+            history = await handle.fetch_history(rpc_timeout=_timeout(5))
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                if not runs:
+                    raise CaseNotFound(f"No case {case_id}.") from err
+                break  # an earlier run past retention, not archived: project what is left
+            if err.status == RPCStatusCode.INVALID_ARGUMENT and not runs:
+                raise CaseNotFound(f"No case {case_id}.") from err  # a malformed run id
+            raise _unavailable(err) from err
+        runs.append((run_id, history))
+        first = history.events[0] if history.events else None
+        run_id = first.workflow_execution_started_event_attributes.continued_execution_run_id \
+            if first is not None else ""
+    runs.reverse()
+    return runs
 
 
-async def case_checkpoints(case_id: str) -> list[Checkpoint]:
-    """Every state the case went through in its current run, oldest first.
-
-    The event history already holds the state each Update returned, so nothing is re-derived:
-    the opening state comes from the start input (by the same rules the workflow used), each
-    later one from an UpdateCompleted event, the last from the completion result."""
+async def case_history(case_id: str, run_id: str | None = None, *,
+                       raw: bool = False) -> CaseHistory:
+    """The case rebuilt from its event history by the workflow's own rules: every entry of
+    its timeline and the state right after it. Needs no worker. `raw` adds the JSON."""
     client = await get_client()
-    convert = client.data_converter.payload_converter
-    handle = client.get_workflow_handle(case_id)
-    checkpoints: list[Checkpoint] = []
-    pending: dict[str, str] = {}
+    runs = await _histories(client, case_id, run_id)
+    projection = project(case_id, ((rid, h.events) for rid, h in runs),
+                         client.data_converter.payload_converter)
+    return CaseHistory(projection, [
+        {"runId": rid, **h.to_json_dict()} for rid, h in runs] if raw else [])
+
+
+# --- completed cases in the archive ------------------------------------------------------------
+
+
+@dataclass
+class ArchivalStatus:
+    namespace: str
+    retention_days: float
+    history: bool
+    visibility: bool
+    history_uri: str = ""
+    visibility_uri: str = ""
+
+
+class ArchivalNotConfigured(GatewayError):
+    pass
+
+
+async def archival_status() -> ArchivalStatus:
+    client = await get_client()
     try:
-        async for event in handle.fetch_history_events(rpc_timeout=_timeout(5)):
-            at = event.event_time.ToDatetime(tzinfo=UTC)
-            if event.HasField("workflow_execution_started_event_attributes"):
-                attrs = event.workflow_execution_started_event_attributes
-                inp: CaseInput = convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
-                if inp.state is not None:
-                    checkpoints.append(Checkpoint(event.event_id, at, "continued as new",
-                                                  inp.state))
-                elif inp.new is not None:
-                    state = rules.open_case(inp.case_id, inp.new, inp.actor, inp.sla, at)
-                    checkpoints.append(Checkpoint(event.event_id, at,
-                                                  f"opened by {inp.actor}", state))
-            elif event.HasField("workflow_execution_update_accepted_event_attributes"):
-                request = event.workflow_execution_update_accepted_event_attributes.accepted_request
-                command = _COMMANDS_BY_UPDATE.get(request.input.name)
-                actor = ""
-                if command is not None and request.input.args.payloads:
-                    actor = convert.from_payloads(request.input.args.payloads, [command])[0].actor
-                pending[request.meta.update_id] = f"{request.input.name.replace('_', ' ')}" + (
-                    f" by {actor}" if actor else "")
-            elif event.HasField("workflow_execution_update_completed_event_attributes"):
-                done = event.workflow_execution_update_completed_event_attributes
-                if done.outcome.HasField("success") and done.outcome.success.payloads:
-                    state = convert.from_payloads(done.outcome.success.payloads, [CaseState])[0]
-                    label = pending.pop(done.meta.update_id, "update")
-                    checkpoints.append(Checkpoint(event.event_id, at, label, state))
-            elif event.HasField("workflow_execution_completed_event_attributes"):
-                result = event.workflow_execution_completed_event_attributes.result
-                if result.payloads:
-                    state = convert.from_payloads(result.payloads, [CaseState])[0]
-                    if not checkpoints or checkpoints[-1].state.version != state.version:
-                        checkpoints.append(Checkpoint(event.event_id, at, "closed", state))
+        desc = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=_timeout())
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise CaseNotFound(f"No case {case_id}.") from err
         raise _unavailable(err) from err
-    return checkpoints
+    config = desc.config
+    return ArchivalStatus(
+        namespace=client.namespace,
+        retention_days=config.workflow_execution_retention_ttl.seconds / 86400,
+        history=config.history_archival_state == ArchivalState.ARCHIVAL_STATE_ENABLED,
+        visibility=config.visibility_archival_state == ArchivalState.ARCHIVAL_STATE_ENABLED,
+        history_uri=config.history_archival_uri,
+        visibility_uri=config.visibility_archival_uri,
+    )
+
+
+async def list_archived(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+    """ListArchivedWorkflowExecutions: closed runs found in the visibility archive."""
+    client = await get_client()
+    try:
+        resp = await client.workflow_service.list_archived_workflow_executions(
+            ListArchivedWorkflowExecutionsRequest(
+                namespace=client.namespace, page_size=page_size, query=query,
+                next_page_token=_decode_token(page_token)),
+            timeout=_timeout(10))
+    except RPCError as err:
+        if err.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION,
+                          RPCStatusCode.UNIMPLEMENTED):
+            raise ArchivalNotConfigured(f"Temporal refused the archive search: {err.message}"
+                                        ) from err
+        raise _unavailable(err) from err
+    token = base64.urlsafe_b64encode(resp.next_page_token).decode() \
+        if resp.next_page_token else None
+    return CasePage([_row(info) for info in resp.executions], token)
 
 
 # --- the search-attribute registry ------------------------------------------------------------

@@ -44,14 +44,6 @@ class Comment:
 
 
 @dataclass
-class TimelineEvent:
-    at: datetime
-    actor: str
-    kind: str
-    detail: str = ""
-
-
-@dataclass
 class AttributeValue:
     """A custom (admin-registered) attribute's value on a case, with its search attribute type.
     JSON-friendly: Datetime values are ISO-8601 strings, KeywordList values lists of strings."""
@@ -82,7 +74,6 @@ class CaseState:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     version: int = 1
-    timeline: list[TimelineEvent] = field(default_factory=list)
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
     @property

@@ -34,7 +34,6 @@ from .model import (
     SetPriority,
     SetStatus,
     SlaPolicy,
-    TimelineEvent,
 )
 
 MAX_TITLE = 200
@@ -88,7 +87,7 @@ class NotVisibleError(RuleError):
 
 @dataclass
 class Effect:
-    """What an accepted command changes, and the line it adds to the timeline."""
+    """What an accepted command changes, and what the timeline says of it."""
 
     kind: str
     detail: str = ""
@@ -207,7 +206,6 @@ def open_case(
         attributes={n: a for n, a in ((n, clean_attribute(n, a)) for n, a in
                                       new.attributes.items()) if a.value is not None},
         due_at=now + timedelta(seconds=sla.seconds_for(new.priority)),
-        timeline=[TimelineEvent(at=now, actor=actor, kind="opened", detail=new.title.strip())],
     )
 
 
@@ -458,18 +456,10 @@ def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) ->
 
 
 def apply(state: CaseState, effect: Effect, actor: str, now: datetime) -> CaseState:
-    """Return the state after `effect`: bumps the version and records the timeline line."""
-    return replace(
-        state,
-        **effect.changes,
-        version=state.version + 1,
-        updated_at=now,
-        updated_by=actor,
-        timeline=[
-            *state.timeline,
-            TimelineEvent(at=now, actor=actor, kind=effect.kind, detail=effect.detail),
-        ],
-    )
+    """Return the state after `effect`, one version on. The timeline line is not kept in the
+    state: the event history holds it, and workers/projection.py words it."""
+    return replace(state, **effect.changes, version=state.version + 1, updated_at=now,
+                   updated_by=actor)
 
 
 def sla_breach(state: CaseState, now: datetime) -> Effect | None:

@@ -1,0 +1,153 @@
+"""The case rebuilt from its event history by the workflow's own rules, on the real server."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+
+from cases import gateway
+from cases.ids import new_case_id
+from workers.model import (
+    AddComment,
+    AddTag,
+    Assign,
+    Authority,
+    CaseInput,
+    CaseState,
+    Claim,
+    Close,
+    NewCase,
+    RemoveTag,
+    Reopen,
+    Resolve,
+    SetDue,
+    SetPriority,
+    SetStatus,
+    SlaPolicy,
+)
+
+from .conftest import eventually, run
+
+AGENT = Authority(role="agent", queues=["technical", "general"])
+
+
+def _scripted_commands() -> list:
+    """About forty actions of every kind, by several people, with and without authority."""
+    alice = {"actor": "alice", "authority": AGENT}
+    commands: list = [Claim(**alice)]
+    for i in range(6):
+        commands.append(AddComment(**alice, body=f"Looked at it, step {i}", internal=i % 2 == 1))
+    commands += [
+        AddTag(**alice, tag="printer"),
+        AddTag(**alice, tag="fire"),
+        SetStatus(**alice, status="waiting"),
+        AddComment(actor="intake", body="Customer replied"),
+        SetStatus(**alice, status="in_progress"),
+        RemoveTag(**alice, tag="fire"),
+        SetPriority(actor="sam", priority=2),
+        Assign(actor="sam", assignee="bob"),
+        AddComment(actor="bob", body="Taking over"),
+        SetPriority(actor="sam", priority=4),
+        Assign(actor="sam", assignee=None),
+        Claim(actor="alice", authority=AGENT),
+    ]
+    for i in range(8):
+        commands.append(AddComment(**alice, body=f"Progress {i}"))
+    commands += [
+        AddTag(**alice, tag="hardware"),
+        Resolve(**alice, resolution="Replaced the fuser."),
+        Reopen(actor="intake", reason="Still smoking"),
+        AddComment(**alice, body="Back on it"),
+        SetStatus(**alice, status="waiting"),
+        SetStatus(**alice, status="in_progress"),
+        RemoveTag(**alice, tag="hardware"),
+    ]
+    return commands
+
+
+def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
+    # Priority 1 is due a second after opening, so raising priority late breaches at once
+    # (no timer); a due time set a moment ahead breaches by timer. Quiet period: 1 s.
+    settings.CASE_SLA_SECONDS = [1, 3600, 3600, 3600]
+    settings.CASE_AUTO_CLOSE_SECONDS = 1
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="Printer on fire", queue="technical"),
+                           "intake"))
+    seen: dict[int, CaseState] = {}
+
+    def observe(state: CaseState) -> None:
+        live = run(gateway.get_case(case_id))
+        seen[state.version] = state
+        seen[live.version] = live
+
+    observe(run(gateway.get_case(case_id)))
+    commands = _scripted_commands()
+    for command in commands:
+        observe(run(gateway.act(case_id, command)))
+    time.sleep(1.1)
+    observe(run(gateway.act(case_id, SetPriority(actor="sam", priority=1))))
+    assert seen[max(seen)].sla_breached, "raising the priority past its due time breaches"
+    observe(run(gateway.act(case_id, SetDue(
+        actor="sam", due_at=datetime.now(UTC) + timedelta(seconds=1)))))
+
+    def breached_by_timer() -> None:
+        live = run(gateway.get_case(case_id))
+        assert live.sla_breached
+        seen[live.version] = live
+
+    eventually(breached_by_timer, timeout=20, interval=0.1)
+    observe(run(gateway.act(case_id, Resolve(actor="alice", authority=AGENT,
+                                               resolution="Fixed for good."))))
+    handle = temporal.client.get_workflow_handle(case_id, result_type=CaseState)
+    final = run(handle.result())
+    seen[final.version] = final
+    assert final.status == "closed"
+
+    projection = run(gateway.case_history(case_id)).projection
+    versions = [e.state.version for e in projection.entries if e.state is not None]
+    # One entry per change, every change seen live, and each equal to what was seen.
+    assert versions == list(range(1, final.version + 1))
+    assert sorted(seen) == versions
+    # Opened, the scripted commands, priority, due time, two breaches, resolved, closed.
+    assert len(versions) == 1 + len(commands) + 6
+    for entry in projection.entries:
+        assert entry.state == seen[entry.state.version], entry.text
+        assert not entry.diverged
+    kinds = [e.kind for e in projection.entries]
+    assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
+
+
+def test_continued_as_new_case_has_one_continuous_timeline(temporal):
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case",
+        CaseInput(case_id=case_id, actor="intake",
+                  new=NewCase(title="Long running", queue="general"),
+                  sla=SlaPolicy(), history_event_limit=25),
+        id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
+    ))
+    first_run = handle.result_run_id
+    run(gateway.act(case_id, Claim(actor="alice")))
+    for i in range(14):
+        run(gateway.act(case_id, AddComment(actor="alice", body=f"note {i}")))
+
+    def continued() -> None:
+        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
+
+    eventually(continued, timeout=20)
+    run(gateway.act(case_id, AddTag(actor="alice", tag="long")))
+    live = run(gateway.get_case(case_id))
+
+    projection = run(gateway.case_history(case_id)).projection
+    assert len(projection.run_ids) >= 2 and projection.run_ids[0] == first_run
+    assert [e.state.version for e in projection.entries] == list(range(1, live.version + 1))
+    assert projection.entries[0].text == "intake opened the case"
+    assert projection.entries[-1].text == "alice tagged the case long"
+    assert projection.state == live
+    assert not projection.truncated and not any(e.diverged for e in projection.entries)
+    # Entries from the first run point into the first run.
+    assert projection.entries[0].run_id == first_run
+    assert projection.entries[-1].run_id == projection.run_ids[-1]
+    run(gateway.act(case_id, Close(actor="alice")))

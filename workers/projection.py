@@ -1,0 +1,335 @@
+"""The case rebuilt from its event history, by the workflow's own rules.
+
+ADR-002 makes the event history the audit trail: every accepted Update is in it with its
+input, and every timer the workflow acted on left a trace (the SLA-breach notification it
+scheduled, the completion it wrote). Folding those events through `rules.decide`/`rules.apply`
+— the functions the live workflow runs — yields the case as it was after any event, for the
+History tab, time travel and completed cases, with no worker and no second copy of the rules.
+
+Workflow time is the start time of the workflow task that ran the code, so the projector
+tracks WorkflowTaskStarted events and uses exactly what `workflow.now()` returned.
+
+Each Update's recorded result is a free cross-check: where the projection and the record
+disagree (rules changed under a running case, say) the record wins and the entry says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.converter import PayloadConverter
+
+from . import rules
+from .model import (
+    SYSTEM_ACTOR,
+    AddComment,
+    AddTag,
+    Assign,
+    CaseInput,
+    CaseState,
+    Claim,
+    Close,
+    Command,
+    RemoveTag,
+    Reopen,
+    Resolve,
+    SetAttributes,
+    SetDue,
+    SetPriority,
+    SetStatus,
+    SlaPolicy,
+)
+
+# The workflow's Update names (workflows.py) and the command each carries.
+UPDATE_COMMANDS: dict[str, type[Command]] = {
+    "claim": Claim,
+    "assign": Assign,
+    "set_priority": SetPriority,
+    "set_status": SetStatus,
+    "comment": AddComment,
+    "add_tag": AddTag,
+    "remove_tag": RemoveTag,
+    "set_due": SetDue,
+    "resolve": Resolve,
+    "reopen": Reopen,
+    "close": Close,
+    "set_attributes": SetAttributes,
+}
+SLA_ACTIVITY = "notify_sla_breach"
+
+
+@dataclass
+class Entry:
+    """One thing that happened to the case, in business words, and the case right after it."""
+
+    seq: int  # position in the whole timeline, across runs
+    run_id: str
+    event_id: int
+    at: datetime
+    actor: str
+    kind: str
+    detail: str
+    text: str
+    state: CaseState | None
+    # The projection disagreed with what the workflow recorded; the record is shown.
+    diverged: bool = False
+
+
+@dataclass
+class Projection:
+    case_id: str
+    entries: list[Entry] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)  # oldest first
+    # The workflow execution ended outside the case's own rules (terminated, failed...).
+    ended: str = ""
+    # Earlier runs whose history is gone (past retention, not archived).
+    truncated: bool = False
+
+    @property
+    def state(self) -> CaseState | None:
+        for entry in reversed(self.entries):
+            if entry.state is not None:
+                return entry.state
+        return None
+
+    def state_after(self, run_id: str, event_id: int) -> Entry | None:
+        """The latest entry at or before raw event `event_id` of run `run_id`."""
+        if run_id not in self.run_ids:
+            return None
+        order = self.run_ids.index(run_id)
+        chosen = None
+        for entry in self.entries:
+            position = self.run_ids.index(entry.run_id)
+            if position < order or (position == order and entry.event_id <= event_id):
+                chosen = entry
+            else:
+                break
+        return chosen
+
+
+def workflow_time(event: HistoryEvent) -> datetime:
+    # The SDK's own expression for workflow.now(), so rounding to microseconds agrees.
+    return datetime.fromtimestamp(event.event_time.ToNanoseconds() / 1e9, UTC)
+
+
+def quiet_period(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} quiet {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} quiet second{'s' if seconds != 1 else ''}"
+
+
+def wording(kind: str, detail: str, actor: str, quiet_seconds: int = 0) -> str:
+    """The timeline line for an applied effect, as people say it."""
+    by = actor
+    match kind:
+        case "opened":
+            return f"{by} opened the case"
+        case "claimed":
+            return f"{by} claimed the case"
+        case "assigned":
+            return f"{by} assigned the case to {detail}"
+        case "unassigned":
+            return f"{by} unassigned the case ({detail})"
+        case "priority":
+            return f"priority {detail} by {by}"
+        case "status":
+            return f"status {detail.replace('_', ' ')} by {by}"
+        case "comment":
+            return f"{by} commented"
+        case "internal note":
+            return f"{by} added an internal note"
+        case "tagged":
+            return f"{by} tagged the case {detail}"
+        case "untagged":
+            return f"{by} removed the tag {detail}"
+        case "due":
+            return f"{by} set the due time to {detail}"
+        case "resolved":
+            return f"{by} resolved the case"
+        case "reopened":
+            return f"{by} reopened the case"
+        case "attributes":
+            return f"{by} set {detail}"
+        case "sla breached":
+            return "SLA breached"
+        case "closed" if actor == SYSTEM_ACTOR:
+            return f"closed automatically after {quiet_period(quiet_seconds)}"
+        case "closed":
+            return f"{by} closed the case"
+        case "ended":
+            return detail
+        case "truncated":
+            return "earlier history is past retention and not archived"
+    return f"{kind} by {by}"
+
+
+class Projector:
+    """Feeds runs oldest first; keeps the state and the timeline between them."""
+
+    def __init__(self, case_id: str, converter: PayloadConverter) -> None:
+        self.convert = converter
+        self.result = Projection(case_id)
+        self.state: CaseState | None = None
+        self.now: datetime | None = None
+        self.sla = SlaPolicy()
+        self.quiet = 0
+        self._opening: CaseInput | None = None
+        self._pending: dict[str, Command] = {}
+        self._admitted: dict[int, Any] = {}
+
+    def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
+        self.result.run_ids.append(run_id)
+        self._run_id = run_id
+        for event in events:
+            self._event(event)
+
+    # --- events --------------------------------------------------------------------------
+
+    def _event(self, event: HistoryEvent) -> None:
+        kind = event.WhichOneof("attributes")
+        if kind == "workflow_execution_started_event_attributes":
+            self._started(event)
+        elif kind == "workflow_task_started_event_attributes":
+            self.now = workflow_time(event)
+            if self._opening is not None:
+                self._open(event)
+        elif kind == "workflow_execution_update_admitted_event_attributes":
+            self._admitted[event.event_id] = (
+                event.workflow_execution_update_admitted_event_attributes.request)
+        elif kind == "workflow_execution_update_accepted_event_attributes":
+            attrs = event.workflow_execution_update_accepted_event_attributes
+            request = attrs.accepted_request
+            if not request.input.name and attrs.accepted_request_sequencing_event_id:
+                request = self._admitted.pop(attrs.accepted_request_sequencing_event_id, request)
+            command_type = UPDATE_COMMANDS.get(request.input.name)
+            if command_type is not None and request.input.args.payloads:
+                self._pending[attrs.protocol_instance_id] = self.convert.from_payloads(
+                    request.input.args.payloads, [command_type])[0]
+        elif kind == "workflow_execution_update_completed_event_attributes":
+            self._update_completed(event)
+        elif kind == "activity_task_scheduled_event_attributes":
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == SLA_ACTIVITY and self.state is not None:
+                self._system(event, rules.sla_breach(self.state, self._now(event)), None)
+        elif kind == "workflow_execution_completed_event_attributes":
+            payloads = event.workflow_execution_completed_event_attributes.result.payloads
+            recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None
+            if self.state is not None and self.state.status != "closed":
+                closing = rules.auto_close(self.state, self._now(event), self.quiet)
+                self._system(event, closing, recorded)
+        elif kind in _ENDINGS:
+            self._ended(event, kind)
+
+    def _started(self, event: HistoryEvent) -> None:
+        attrs = event.workflow_execution_started_event_attributes
+        inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
+        self.sla, self.quiet = inp.sla, inp.auto_close_seconds
+        if inp.state is None:
+            self._opening = inp
+            return
+        # Continued as new: the new run starts from the state the last one handed over.
+        if self.state is None:
+            self.result.truncated = True
+            self._add(event, SYSTEM_ACTOR, "truncated", "", inp.state, at=workflow_time(event))
+        elif self.state != inp.state:
+            self._add(event, SYSTEM_ACTOR, "continued", "", inp.state, diverged=True,
+                      at=workflow_time(event))
+        self.state = inp.state
+
+    def _open(self, event: HistoryEvent) -> None:
+        inp, self._opening = self._opening, None
+        assert inp is not None and inp.new is not None and self.now is not None
+        try:
+            self.state = rules.open_case(inp.case_id, inp.new, inp.actor, inp.sla, self.now)
+        except rules.RuleError:
+            return  # the run failed on its input; its failure event says so
+        self._add(event, inp.actor, "opened", self.state.title, self.state)
+
+    def _update_completed(self, event: HistoryEvent) -> None:
+        attrs = event.workflow_execution_update_completed_event_attributes
+        command = self._pending.pop(attrs.meta.update_id, None)
+        if not attrs.outcome.HasField("success") or command is None or self.state is None:
+            return  # refused inside the handler: nothing changed
+        payloads = attrs.outcome.success.payloads
+        recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None
+        now = self._now(event)
+        try:
+            effect: rules.Effect | None = rules.decide(self.state, command, now, self.sla)
+        except rules.RuleError:
+            effect = None
+        self._apply(event, effect, command.actor, recorded)
+
+    def _system(self, event: HistoryEvent, effect: rules.Effect | None,
+                recorded: CaseState | None) -> None:
+        self._apply(event, effect, SYSTEM_ACTOR, recorded)
+
+    def _apply(self, event: HistoryEvent, effect: rules.Effect | None, actor: str,
+               recorded: CaseState | None) -> None:
+        if self.state is None:
+            return
+        now = self._now(event)
+        if effect is None:
+            if recorded is None:
+                return
+            # The rules of today refuse what the workflow accepted then: show the record.
+            self.state = recorded
+            self._add(event, actor, "changed", "", recorded, diverged=True)
+            return
+        projected = rules.apply(self.state, effect, actor, now)
+        diverged = recorded is not None and recorded != projected
+        self.state = recorded if diverged and recorded is not None else projected
+        self._add(event, actor, effect.kind, effect.detail, self.state, diverged=diverged)
+
+    def _ended(self, event: HistoryEvent, kind: str) -> None:
+        attrs = getattr(event, kind)
+        reason = getattr(attrs, "reason", "")
+        if not reason and kind == "workflow_execution_failed_event_attributes":
+            reason = attrs.failure.message
+        detail = f"The case's workflow was {_ENDINGS[kind]}" + (f": {reason}" if reason else "")
+        self.result.ended = detail
+        self._add(event, getattr(attrs, "identity", "") or "Temporal", "ended", detail,
+                  self.state, at=workflow_time(event))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _now(self, event: HistoryEvent) -> datetime:
+        return self.now or workflow_time(event)
+
+    def _add(self, event: HistoryEvent, actor: str, kind: str, detail: str,
+             state: CaseState | None, *, diverged: bool = False,
+             at: datetime | None = None) -> None:
+        self.result.entries.append(Entry(
+            seq=len(self.result.entries) + 1,
+            run_id=self._run_id,
+            event_id=event.event_id,
+            at=at or self._now(event),
+            actor=actor,
+            kind=kind,
+            detail=detail,
+            text=wording(kind, detail, actor, self.quiet),
+            state=state,
+            diverged=diverged,
+        ))
+
+
+_ENDINGS = {
+    "workflow_execution_terminated_event_attributes": "terminated",
+    "workflow_execution_failed_event_attributes": "failed",
+    "workflow_execution_timed_out_event_attributes": "timed out",
+    "workflow_execution_canceled_event_attributes": "cancelled",
+}
+
+
+def project(case_id: str, runs: Iterable[tuple[str, Iterable[HistoryEvent]]],
+            converter: PayloadConverter) -> Projection:
+    """The case's timeline from its runs' histories, oldest run first."""
+    projector = Projector(case_id, converter)
+    for run_id, events in runs:
+        projector.feed(run_id, events)
+    return projector.result
