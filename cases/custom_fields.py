@@ -15,7 +15,7 @@ from django import forms
 from django.utils import timezone
 
 from workers import rules
-from workers.model import AttributeValue
+from workers.model import AttributeValue, CaseState
 
 FIELD_PREFIX = "attr_"  # on the new-case and case-page forms
 FILTER_PREFIX = "a_"  # on the case list, in URLs and saved views
@@ -143,3 +143,13 @@ def display(attr_type: str, value: Any) -> str:
         except ValueError:
             return value
     return str(value)
+
+
+def attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple[str, str, bool]]:
+    """(label, shown value, still registered) for every custom value on the case."""
+    known = {a.name: a for a in attributes}
+    rows = [(a.label, display(a.type, state.attributes[a.name].value), True)
+            for a in attributes if a.name in state.attributes]
+    rows += [(name, display(v.type, v.value), False)
+             for name, v in sorted(state.attributes.items()) if name not in known]
+    return rows

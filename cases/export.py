@@ -30,7 +30,7 @@ class _Line:
         return value
 
 
-def _safe(value: Any) -> str:
+def spreadsheet_safe(value: Any) -> str:
     """Neutralise spreadsheet formulas in user text (CSV injection)."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -41,12 +41,13 @@ def _iso(value: Any) -> str:
 
 
 def _cells(row: gateway.CaseRow, attributes: list[Attribute]) -> list[str]:
+    safe = spreadsheet_safe
     return [
-        row.case_id, _safe(row.title), STATUS_LABELS.get(row.status, row.status),
-        str(row.priority or ""), row.queue, row.assignee or "", _safe(" ".join(row.tags)),
-        _iso(row.due_at), "yes" if row.sla_breached else "no", _safe(row.requester),
+        row.case_id, safe(row.title), STATUS_LABELS.get(row.status, row.status),
+        str(row.priority or ""), row.queue, row.assignee or "", safe(" ".join(row.tags)),
+        _iso(row.due_at), "yes" if row.sla_breached else "no", safe(row.requester),
         _iso(row.started_at), _iso(row.updated_at),
-        *(_safe(custom_fields.display(a.type, row.attributes.get(a.name))) for a in attributes),
+        *(safe(custom_fields.display(a.type, row.attributes.get(a.name))) for a in attributes),
     ]
 
 

@@ -36,7 +36,15 @@ from .custom_fields import (
     values_from,
 )
 from .ids import is_case_id, new_case_id
-from .visibility import ANYONE, ME, UNASSIGNED, CaseFilter, InvalidFilter, title_words
+from .visibility import (
+    ANYONE,
+    EXECUTIONS,
+    ME,
+    UNASSIGNED,
+    CaseFilter,
+    InvalidFilter,
+    title_words,
+)
 
 PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]
 SETTABLE_STATUSES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting")]
@@ -328,10 +336,18 @@ class CaseFilterForm(forms.Form):
                                   widget=forms.DateInput(attrs={"type": "date"}))
     opened_to = forms.DateField(required=False, label="Opened to",
                                 widget=forms.DateInput(attrs={"type": "date"}))
+    execution = forms.ChoiceField(
+        choices=[("", "Live and ended"), *((k, v[0]) for k, v in EXECUTIONS.items())],
+        required=False, label="Cases")
+    closed_from = forms.DateField(required=False, label="Ended from",
+                                  widget=forms.DateInput(attrs={"type": "date"}))
+    closed_to = forms.DateField(required=False, label="Ended to",
+                                widget=forms.DateInput(attrs={"type": "date"}))
 
     # Filter parameters, as they appear in URLs and saved views.
     PARAMS = ("q", "status", "priority", "queue", "assignee", "tag", "breached", "due_before",
-              "due_within", "older_than", "opened_from", "opened_to")
+              "due_within", "older_than", "opened_from", "opened_to", "execution",
+              "closed_from", "closed_to")
 
     def __init__(self, *args: Any, queues: list[tuple[str, str]],
                  attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
@@ -391,6 +407,9 @@ class CaseFilterForm(forms.Form):
             words=d.get("q") or "",
             opened_from=d.get("opened_from"),
             opened_to=d.get("opened_to"),
+            execution=d.get("execution") or "",
+            closed_from=d.get("closed_from"),
+            closed_to=d.get("closed_to"),
             due_within_hours=d.get("due_within"),
             older_than_days=d.get("older_than"),
             attributes=filters_from(self, self.attributes),

@@ -649,12 +649,12 @@ async def _histories(client: Client, case_id: str, run_id: str | None
         try:
             history = await handle.fetch_history(rpc_timeout=_timeout(5))
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
+            # NOT_FOUND, or INVALID_ARGUMENT "may have passed retention period" when the
+            # cluster reads archives but this namespace has none (a malformed run id too).
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 if not runs:
                     raise CaseNotFound(f"No case {case_id}.") from err
                 break  # an earlier run past retention, not archived: project what is left
-            if err.status == RPCStatusCode.INVALID_ARGUMENT and not runs:
-                raise CaseNotFound(f"No case {case_id}.") from err  # a malformed run id
             raise _unavailable(err) from err
         runs.append((run_id, history))
         first = history.events[0] if history.events else None
@@ -693,6 +693,15 @@ class ArchivalNotConfigured(GatewayError):
     pass
 
 
+class ArchiveQueryRefused(GatewayError):
+    pass
+
+
+# How the frontend says there is no archive to search (service/frontend/errors.go).
+_NO_ARCHIVE = ("not configured for visibility archival",
+               "not configured for reading archived visibility")
+
+
 async def archival_status() -> ArchivalStatus:
     client = await get_client()
     try:
@@ -721,10 +730,12 @@ async def list_archived(query: str, page_size: int, page_token: str | None = Non
                 next_page_token=_decode_token(page_token)),
             timeout=_timeout(10))
     except RPCError as err:
-        if err.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION,
-                          RPCStatusCode.UNIMPLEMENTED):
-            raise ArchivalNotConfigured(f"Temporal refused the archive search: {err.message}"
-                                        ) from err
+        if err.status == RPCStatusCode.UNIMPLEMENTED or any(
+                text in err.message for text in _NO_ARCHIVE):
+            raise ArchivalNotConfigured(f"Archival is not available: {err.message}") from err
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ArchiveQueryRefused(f"The archive refused the search: {err.message}"
+                                      ) from err
         raise _unavailable(err) from err
     token = base64.urlsafe_b64encode(resp.next_page_token).decode() \
         if resp.next_page_token else None

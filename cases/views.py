@@ -28,11 +28,9 @@ from .forms import (
     CaseFilterForm,
     NewCaseForm,
 )
+from .history import history_for_user
 from .ids import is_case_id
 from .visibility import CaseFilter, InvalidFilter
-
-# The case page shows this many of the newest timeline events unless asked for all.
-TIMELINE_LIMIT = 50
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -195,11 +193,11 @@ def _action_forms(state: CaseState, access: Access,
 
 async def _detail_context(
     request: HttpRequest, state: CaseState, *, bound: ActionForm | None = None,
-    action: str | None = None, **extra: Any,
+    action: str | None = None, read_only: bool = False, **extra: Any,
 ) -> dict[str, Any]:
     config = await config_for(request, usernames=True)
     access, attributes = config.access, config.attributes
-    forms = _action_forms(state, access, attributes)
+    forms = {} if read_only else _action_forms(state, access, attributes)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -212,21 +210,12 @@ async def _detail_context(
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
         "assignee_options": config.usernames if "assign" in forms else [],
-        "can_remove_tags": access.may(state, ACTION_FORMS["remove_tag"].command_class),
-        "attribute_rows": _attribute_rows(state, attributes),
-        "timeline_limit": 0 if request.GET.get("timeline") == "all" else TIMELINE_LIMIT,
+        "can_remove_tags": not read_only and access.may(
+            state, ACTION_FORMS["remove_tag"].command_class),
+        "read_only": read_only,
+        "attribute_rows": custom_fields.attribute_rows(state, attributes),
         **extra,
     }
-
-
-def _attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple[str, str, bool]]:
-    """(label, shown value, still registered) for every custom value on the case."""
-    known = {a.name: a for a in attributes}
-    rows = [(a.label, custom_fields.display(a.type, state.attributes[a.name].value), True)
-            for a in attributes if a.name in state.attributes]
-    rows += [(name, custom_fields.display(v.type, v.value), False)
-             for name, v in sorted(state.attributes.items()) if name not in known]
-    return rows
 
 
 @require_GET
@@ -234,8 +223,21 @@ def _attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
     access = (await config_for(request, usernames=True)).access
+    run_id = request.GET.get("run")
     try:
+        if run_id:
+            # One particular run (an archived one, say): only its history can tell.
+            raise gateway.CaseCompleted(case_id)
         state = await _get_case_for_user(access, case_id)
+    except gateway.CaseCompleted:
+        # Ended cases answer no Query and need no worker: the page is their history's end.
+        projection = (await history_for_user(access, case_id, run_id)).projection
+        assert projection.state is not None  # history_for_user answers 404 otherwise
+        context = await _detail_context(request, projection.state, read_only=True,
+                                        ended=projection.ended, run_id=run_id or "")
+        if request.htmx:
+            return render(request, "cases/detail.html#case", context)
+        return render(request, "cases/detail.html", context)
     except gateway.WorkerUnavailable as err:
         row = await gateway.describe_case(case_id)
         if not access.can_see(row.queue):
@@ -250,33 +252,6 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
             return HttpResponse(status=204)
         return render(request, "cases/detail.html#case", await _detail_context(request, state))
     return render(request, "cases/detail.html", await _detail_context(request, state))
-
-
-@require_GET
-@login_required
-async def case_history(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
-    """Time travel: every state the case went through, and the case as it was at any of them."""
-    if not is_case_id(case_id):
-        raise Http404("No such case.")
-    config = await config_for(request)
-    try:
-        checkpoints = await gateway.case_checkpoints(case_id)
-    except gateway.CaseNotFound as err:
-        raise Http404("No such case.") from err
-    if not checkpoints or not config.access.can_see(checkpoints[-1].state.queue):
-        raise Http404("No such case.")
-    at = request.GET.get("at", "")
-    chosen = next((c for c in checkpoints if str(c.event_id) == at), None)
-    if at and chosen is None:
-        raise Http404("No such point in this case's history.")
-    return render(request, "cases/history.html", {
-        "checkpoints": list(reversed(checkpoints)),
-        "chosen": chosen,
-        "case": (chosen or checkpoints[-1]).state,
-        "attribute_rows": _attribute_rows((chosen or checkpoints[-1]).state, config.attributes),
-        "priority_labels": PRIORITY_LABELS,
-        "timeline_limit": 0,
-    })
 
 
 @require_POST

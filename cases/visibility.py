@@ -17,6 +17,8 @@ from typing import Any
 from workers.model import STATUSES
 from workers.rules import ATTRIBUTE_NAME_RE, QUEUE_RE, TAG_RE, USERNAME_RE
 
+from .ids import CASE_ID_RE
+
 # A case that continued as new leaves its earlier runs in Visibility; only the latest counts.
 BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"
 # Matches no case (queues are never empty): for people who may see no queue at all.
@@ -27,6 +29,16 @@ MAX_WORD = 64
 WORD_RE = re.compile(r"[^\W_]+")
 
 ANYONE, ME, UNASSIGNED = "", "me", "none"
+
+# Which workflow executions a list shows: (label, clause). "Ended" is every closed status but
+# ContinuedAsNew, which BASE already leaves out.
+EXECUTIONS: dict[str, tuple[str, str]] = {
+    "live": ("Live", "ExecutionStatus = 'Running'"),
+    "ended": ("Ended", "ExecutionStatus != 'Running'"),
+    "completed": ("Completed", "ExecutionStatus = 'Completed'"),
+    "stopped": ("Terminated, failed or timed out",
+                "ExecutionStatus IN ('Terminated', 'Failed', 'TimedOut', 'Canceled')"),
+}
 
 
 class InvalidFilter(ValueError):
@@ -80,6 +92,10 @@ class CaseFilter:
     opened_to: date | None = None  # inclusive
     due_within_hours: int | None = None  # due between now and now + N hours
     older_than_days: int | None = None  # opened more than N days ago
+    # The workflow execution: "" any, or a key of EXECUTIONS (live, ended, completed...).
+    execution: str = ""
+    closed_from: date | None = None
+    closed_to: date | None = None  # inclusive
     # Registered custom attributes: name -> (type name, value). Built by the form from the
     # registry, so names and types are known ones.
     attributes: dict[str, tuple[str, Any]] = field(default_factory=dict)
@@ -134,12 +150,7 @@ class CaseFilter:
             out.append(f"CaseDueAt < {quote_time(moment)}")
         # Each word its own clause: a Text match is "any word", a person means "all words".
         out.extend(f"CaseTitle = {quote(word)}" for word in title_words(self.words))
-        if self.opened_from is not None:
-            moment = datetime.combine(self.opened_from, time.min, tzinfo=UTC)
-            out.append(f"StartTime >= {quote_time(moment)}")
-        if self.opened_to is not None:
-            moment = datetime.combine(self.opened_to + timedelta(days=1), time.min, tzinfo=UTC)
-            out.append(f"StartTime < {quote_time(moment)}")
+        out.extend(_day_range("StartTime", self.opened_from, self.opened_to))
         if self.due_within_hours is not None:
             hours = _bounded(self.due_within_hours, 1, 24 * 365, "Hours")
             out.append(f"CaseDueAt BETWEEN {quote_time(now)} AND "
@@ -147,6 +158,11 @@ class CaseFilter:
         if self.older_than_days is not None:
             days = _bounded(self.older_than_days, 1, 3650, "Days")
             out.append(f"StartTime < {quote_time(now - timedelta(days=days))}")
+        if self.execution:
+            if self.execution not in EXECUTIONS:
+                raise InvalidFilter("Unknown case state.")
+            out.append(EXECUTIONS[self.execution][1])
+        out.extend(_day_range("CloseTime", self.closed_from, self.closed_to))
         for name, (kind, value) in sorted(self.attributes.items()):
             out.extend(attribute_clauses(name, kind, value))
         return out
@@ -158,6 +174,52 @@ class CaseFilter:
     def status_query(self, status: str, me: str = "",
                      visible_queues: Sequence[str] | None = None) -> str:
         return replace(self, statuses=[status]).query(me, visible_queues)
+
+
+def _day_range(attribute: str, first: date | None, last: date | None) -> list[str]:
+    """Clauses for whole UTC days from `first` to `last`, both included."""
+    if first is not None and last is not None and first > last:
+        raise InvalidFilter("The range ends before it starts.")
+    out = []
+    if first is not None:
+        out.append(f"{attribute} >= {quote_time(datetime.combine(first, time.min, tzinfo=UTC))}")
+    if last is not None:
+        end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
+        out.append(f"{attribute} < {quote_time(end)}")
+    return out
+
+
+MAX_ARCHIVE_DAYS = 31
+
+
+def archived_queries(archive_uri: str, case_id: str, closed_from: date | None,
+                     closed_to: date | None) -> list[str]:
+    """ListArchivedWorkflowExecutions queries for one search. Each archiver parses its own
+    small language (docs/archival.md): filestore takes CloseTime ranges; S3 and GCS take one
+    CloseTime with a SearchPrecision, so a range becomes one query per UTC day. None takes
+    BETWEEN, OR or !=."""
+    if case_id and not CASE_ID_RE.match(case_id):
+        raise InvalidFilter("A case id looks like case-7K2M9QXA.")
+    who = f"WorkflowId = {quote(case_id)}" if case_id else "WorkflowType = 'Case'"
+    if archive_uri.startswith("file://") or not archive_uri:
+        return [" AND ".join([who, *_day_range("CloseTime", closed_from, closed_to)])]
+    if closed_from is None and closed_to is None:
+        if archive_uri.startswith("gs://"):
+            raise InvalidFilter("This archive (Google Cloud Storage) is searched by close "
+                                "date: give a close-time range.")
+        return [who]
+    first = closed_from or closed_to
+    last = closed_to or closed_from
+    assert first is not None and last is not None
+    if first > last:
+        raise InvalidFilter("The range ends before it starts.")
+    days = (last - first).days + 1
+    if days > MAX_ARCHIVE_DAYS:
+        raise InvalidFilter(f"This archive is searched day by day: at most {MAX_ARCHIVE_DAYS} "
+                            "days at a time.")
+    return [f"{who} AND CloseTime = "
+            f"{quote_time(datetime.combine(first + timedelta(days=n), time.min, tzinfo=UTC))}"
+            " AND SearchPrecision = 'Day'" for n in range(days)]
 
 
 def _bounded(value: int, low: int, high: int, what: str) -> int:
