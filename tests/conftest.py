@@ -120,6 +120,23 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
             time.sleep(interval)
 
 
+def current_state(case_id: str) -> Any:
+    """The case now: its live Query, or for an ended case the end of its history."""
+    from cases import gateway
+
+    try:
+        return run(gateway.get_case(case_id))
+    except gateway.CaseCompleted:
+        return run(gateway.case_history(case_id)).projection.state
+
+
+def timeline(case_id: str) -> list[Any]:
+    """The case's timeline entries, projected from its event history."""
+    from cases import gateway
+
+    return run(gateway.case_history(case_id)).projection.entries
+
+
 # --- personas ------------------------------------------------------------------------------
 
 PASSWORD = "correct-horse-battery-staple"

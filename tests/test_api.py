@@ -43,7 +43,7 @@ def test_create_then_read_back(token, temporal):
         "Invoice 1042 is wrong", "billing", 2, "new")
     assert case["requester"] == {"name": "Ada", "email": "ada@example.com"}
     assert case["tags"] == ["vip"] and case["created_by"] == "intake-bot"
-    assert case["timeline"][0]["kind"] == "opened"
+    assert case["version"] == 1 and case["updated_by"] == "intake-bot"
 
 
 def test_same_idempotency_key_opens_one_case(token, temporal):

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from cases import gateway
 from workers.model import AddComment, Claim
 
-from .conftest import eventually, run
+from .conftest import eventually, run, timeline
 from .test_browser import login
 
 pytestmark = pytest.mark.browser
@@ -152,8 +152,7 @@ def test_every_action_on_the_case_page(page: Page, live_server, supervisor, agen
     act("Close", "Close: done.")
     expect(page.locator(".case-head .badge")).to_have_text("Closed")
     expect(page.locator("#case")).to_contain_text("This case is closed")
-    state = run(gateway.get_case(case_id))
-    kinds = [e.kind for e in state.timeline]
+    kinds = [e.kind for e in timeline(case_id)]
     assert kinds == ["opened", "claimed", "unassigned", "assigned", "priority", "status",
                      "tagged", "untagged", "due", "comment", "internal note", "resolved",
                      "reopened", "closed"]

@@ -11,7 +11,7 @@ from cases import gateway
 from cases.models import CaseAttribute
 from workers.model import AddComment, AttributeValue, Claim, SetAttributes
 
-from .conftest import eventually, run
+from .conftest import eventually, run, timeline
 
 ATTRS = [
     # name, type, label, choices, agent_editable
@@ -91,7 +91,7 @@ def test_case_page_sets_attributes_through_an_update(registered, supervisor_clie
     assert "Save attributes: done." in response.content.decode()
     state = run(gateway.get_case(case_id))
     assert state.attributes["CxRegion"].value == "US" and state.attributes["CxSeats"].value == 7
-    assert state.timeline[-1].kind == "attributes"
+    assert timeline(case_id)[-1].text == "sam set CxRegion = US; CxSeats = 7"
     eventually(lambda: _in(case_id, supervisor_client.get("/cases/?a_CxSeats=7")))
     # Clearing a field unsets the attribute, in the state and in Visibility.
     supervisor_client.post(

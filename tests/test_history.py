@@ -1,44 +1,244 @@
-"""Time travel: the case as it was after any accepted change, from its own event history."""
+"""The History tab, time travel, downloads and ended cases, against the real dev server."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
 
 from cases import gateway
-from workers.model import AddComment, Claim, Close, SetPriority
+from workers.model import (
+    AddComment,
+    AddTag,
+    Assign,
+    Claim,
+    Close,
+    Reopen,
+    Resolve,
+    SetPriority,
+    SetStatus,
+)
+from workers.workflows import CaseWorkflow
 
-from .conftest import run
+from .conftest import eventually, run
+
+# The pages promise an answer within 2 s even with no worker; this checks the promise.
+BUDGET = 2.0
 
 
-def test_history_lists_every_state_and_shows_each(agent_client, open_case):
+def _scripted(open_case) -> str:
+    case_id = open_case(queue="technical", title="Printer <b>on</b> fire")
+    for command in (
+        Claim(actor="alice"),
+        SetPriority(actor="sam", priority=1),
+        AddComment(actor="alice", body="Checked the fuser"),
+        AddComment(actor="alice", body="Customer is upset", internal=True),
+        AddTag(actor="alice", tag="hardware"),
+        Assign(actor="sam", assignee="bob"),
+        SetStatus(actor="bob", status="waiting"),
+        Resolve(actor="bob", resolution="=2+2 replaced the fuser"),
+        Reopen(actor="alice", reason="Smoking again"),
+        Close(actor="sam"),
+    ):
+        run(gateway.act(case_id, command))
+    return case_id
+
+
+EXPECTED = [
+    ("intake", "intake opened the case"),
+    ("alice", "alice claimed the case"),
+    ("sam", "priority 3 → 1 by sam"),
+    ("alice", "alice commented"),
+    ("alice", "alice added an internal note"),
+    ("alice", "alice tagged the case hardware"),
+    ("sam", "sam assigned the case to bob"),
+    ("bob", "status in progress → waiting by bob"),
+    ("bob", "bob resolved the case"),
+    ("alice", "alice reopened the case"),
+    ("sam", "sam closed the case"),
+]
+
+
+def test_timeline_words_every_accepted_change_with_actor_and_time(open_case,
+                                                                  supervisor_client):
+    case_id = _scripted(open_case)
+    # Refused attempts write no history, so they never reach the timeline.
+    for refused in (Claim(actor="carol"), SetPriority(actor="sam", priority=1)):
+        try:
+            run(gateway.act(case_id, refused))
+        except gateway.ActionRefused:
+            pass
+    entries = run(gateway.case_history(case_id)).projection.entries
+    assert [(e.actor, e.text) for e in entries] == EXPECTED
+    assert all(e.at <= datetime.now(UTC) for e in entries)
+    assert [e.at for e in entries] == sorted(e.at for e in entries)
+    assert entries[-1].state is not None and entries[-1].state.closed_at == entries[-1].at
+
+    page = supervisor_client.get(f"/cases/{case_id}/history/").content.decode()
+    shown = re.findall(r'<span class="what">([^<]*)</span>', page)
+    assert [t.replace("&gt;", ">") for t in shown] == [t for _, t in reversed(EXPECTED)]
+    assert "Printer &lt;b&gt;on&lt;/b&gt; fire" in page and "<b>on</b>" not in page
+
+
+def test_time_travel_shows_the_case_right_after_the_chosen_event(open_case, agent_client):
     case_id = open_case(queue="technical", title="Time machine")
     run(gateway.act(case_id, Claim(actor="alice")))
     run(gateway.act(case_id, SetPriority(actor="alice", priority=1)))
     run(gateway.act(case_id, AddComment(actor="bob", body="later remark")))
-    checkpoints = run(gateway.case_checkpoints(case_id))
-    assert [c.state.version for c in checkpoints] == [1, 2, 3, 4]
-    assert [c.label for c in checkpoints] == [
-        "opened by intake", "claim by alice", "set priority by alice", "comment by bob"]
-    assert checkpoints[-1].state == run(gateway.get_case(case_id))
+    entries = run(gateway.case_history(case_id)).projection.entries
+    claim = entries[1]
+    assert claim.text == "alice claimed the case"
 
-    page = agent_client.get(f"/cases/{case_id}/history/").content.decode()
-    links = re.findall(r'href="\?at=(\d+)"', page)
-    assert len(links) == 4
-    # As it was after the claim: assigned, priority 3, no comment yet.
-    claim_event = checkpoints[1].event_id
-    then = agent_client.get(f"/cases/{case_id}/history/?at={claim_event}").content.decode()
-    assert '<dd class="assignee">alice</dd>' in then
-    assert '<span class="prio p3">3</span>' in then and "later remark" not in then
-    assert "No comments yet." in then
-    assert 'method="post"' not in then.split("<main>")[1]  # read-only
-    assert agent_client.get(f"/cases/{case_id}/history/?at=999999").status_code == 404
+    then = agent_client.get(f"/cases/{case_id}/history/?at={claim.event_id}")
+    html = then.content.decode()
+    assert then.status_code == 200
+    assert "As of" in html and "right after “alice claimed the case” (version 2)" in html
+    assert '<dd class="assignee">alice</dd>' in html
+    assert '<span class="prio p3">3</span>' in html and "later remark" not in html
+    assert 'method="post"' not in html.split("<main")[1]  # read-only
+    # Any raw event, not only the worded ones, shows the state after the last change up to it.
+    between = agent_client.get(f"/cases/{case_id}/history/?at={claim.event_id + 1}")
+    assert "(version 2)" in between.content.decode()
+    for bad in ("999999", "abc", "0"):
+        assert agent_client.get(f"/cases/{case_id}/history/?at={bad}").status_code == 404
 
 
-def test_history_of_a_closed_case_and_access(agent_client, supervisor_client, open_case):
+def test_downloads_raw_history_json_and_readable_csv(open_case, supervisor_client):
+    case_id = _scripted(open_case)
+    raw = supervisor_client.get(f"/cases/{case_id}/history.json")
+    assert raw.status_code == 200
+    assert raw["Content-Disposition"] == f'attachment; filename="{case_id}-history.json"'
+    body = raw.json()
+    assert body["caseId"] == case_id and len(body["runs"]) == 1
+    events = body["runs"][0]["events"]
+    assert events[0]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
+    # It is Temporal's own format: the SDK's Replayer replays it against today's workflow.
+    history = WorkflowHistory.from_json(case_id, body["runs"][0])
+    replayed = run(Replayer(workflows=[CaseWorkflow]).replay_workflow(history))
+    assert replayed.replay_failure is None
+
+    readable = supervisor_client.get(f"/cases/{case_id}/history.csv")
+    assert readable["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(readable.content.decode())))
+    assert rows[0] == ["#", "Time", "Actor", "Event", "Detail", "Version", "Run", "Event id"]
+    assert [(r[2], r[3]) for r in rows[1:]] == EXPECTED
+    resolved = next(r for r in rows if r[3] == "bob resolved the case")
+    assert resolved[4] == "'=2+2 replaced the fuser"  # no spreadsheet formula
+    assert [r[5] for r in rows[1:]] == [str(v) for v in range(1, 12)]
+
+
+def test_history_follows_the_same_access_rule(agent_client, supervisor_client, open_case):
     hidden = open_case(queue="billing")
-    assert agent_client.get(f"/cases/{hidden}/history/").status_code == 404
-    run(gateway.act(hidden, Close(actor="sam")))
-    checkpoints = run(gateway.case_checkpoints(hidden))
-    assert checkpoints[-1].state.status == "closed"
-    assert supervisor_client.get(f"/cases/{hidden}/history/").status_code == 200
-    assert supervisor_client.get("/cases/case-00000000/history/").status_code == 404
+    for suffix in ("history/", "history.json", "history.csv"):
+        assert agent_client.get(f"/cases/{hidden}/{suffix}").status_code == 404
+        assert supervisor_client.get(f"/cases/{hidden}/{suffix}").status_code == 200
+        assert supervisor_client.get(f"/cases/case-00000000/{suffix}").status_code == 404
+    assert supervisor_client.get(f"/cases/{hidden}/?run=not-a-run").status_code == 404
+    assert supervisor_client.get(
+        f"/cases/{hidden}/?run={uuid.uuid4()}").status_code == 404
+
+
+def test_ended_case_page_is_projected_from_history_with_no_worker(temporal, settings,
+                                                                  supervisor_client):
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+    from workers.worker import build_worker, run_worker
+
+    # A worker of its own on a task queue of its own, stopped before the page is read.
+    queue = f"solo-{uuid.uuid4().hex[:8]}"
+    settings.TEMPORAL_TASK_QUEUE = queue
+
+    async def make() -> tuple:
+        return build_worker(temporal.client, queue), asyncio.Event()
+
+    worker, stop = temporal.loop.run(make())
+    running = temporal.loop.submit(run_worker(worker, stop))
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="Ended already", queue="technical"), "ivy"))
+    run(gateway.act(case_id, Claim(actor="alice")))
+    run(gateway.act(case_id, AddComment(actor="alice", body="All done here")))
+    run(gateway.act(case_id, Close(actor="sam")))
+    temporal.loop.loop.call_soon_threadsafe(stop.set)
+    running.result(30)
+
+    started = time.monotonic()
+    page = supervisor_client.get(f"/cases/{case_id}/")
+    elapsed = time.monotonic() - started
+    html = page.content.decode()
+    assert page.status_code == 200 and elapsed < BUDGET
+    assert "Shown from its event history" in html and "All done here" in html
+    assert '<span class="badge status-closed">Closed</span>' in html
+    assert "takes no more actions" in html and 'hx-post' not in html
+    history = supervisor_client.get(f"/cases/{case_id}/history/").content.decode()
+    assert "sam closed the case" in history
+    # The same page for one run by id (how archived cases are opened).
+    run_id = run(gateway.describe_case(case_id)).run_id
+    by_run = supervisor_client.get(f"/cases/{case_id}/?run={run_id}").content.decode()
+    assert f"(run {run_id})" in by_run and "All done here" in by_run
+
+
+def test_terminated_case_says_so_and_is_listed_as_stopped(temporal, open_case,
+                                                         supervisor_client):
+    case_id = open_case(queue="general", title="Duplicate of another")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    run(temporal.client.get_workflow_handle(case_id).terminate(reason="duplicate ticket"))
+    html = supervisor_client.get(f"/cases/{case_id}/").content.decode()
+    assert "The case&#x27;s workflow was terminated: duplicate ticket." in html
+    assert "has ended; it takes no more actions" in html
+    assert '<dd class="assignee">alice</dd>' in html
+
+    def listed() -> None:
+        page = supervisor_client.get("/cases/?execution=stopped&q=Duplicate").content.decode()
+        assert case_id in page
+
+    eventually(listed)
+
+
+def test_ended_cases_are_listed_by_execution_status_and_close_time(open_case,
+                                                                   supervisor_client):
+    marker = f"endedmark{uuid.uuid4().hex[:6]}"
+    ended = open_case(queue="general", title=f"Finished {marker}")
+    live = open_case(queue="general", title=f"Ongoing {marker}")
+    run(gateway.act(ended, Close(actor="sam")))
+    today = datetime.now(UTC).date()
+
+    def listed(query: str) -> str:
+        return supervisor_client.get(f"/cases/?q={marker}&{query}").content.decode()
+
+    def check() -> None:
+        page = listed(f"execution=ended&closed_from={today}&closed_to={today}")
+        assert ended in page and live not in page
+        page = listed("execution=live")
+        assert live in page and ended not in page
+        assert ended in listed("execution=completed")
+
+    eventually(check)
+    later = today + timedelta(days=2)
+    assert ended not in listed(f"closed_from={later}")
+    backwards = listed(f"closed_from={today}&closed_to={today - timedelta(days=1)}")
+    assert "The range ends before it starts." in backwards
+
+
+def test_archived_search_explains_that_the_dev_server_has_no_archival(supervisor_client,
+                                                                      temporal):
+    page = supervisor_client.get("/cases/archived/?case_id=case-7K2M9QXA")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Archival is not configured" in html and "docs/archival.md" in html
+    assert "has no visibility archival" in html
+    status = run(gateway.archival_status())
+    assert not status.visibility and not status.history and status.retention_days == 30
+    # The server itself refuses the archive search, and the gateway says why in words.
+    try:
+        run(gateway.list_archived("WorkflowType = 'Case'", 10))
+    except gateway.ArchivalNotConfigured as err:
+        assert "not configured for visibility archival" in err.message
+    else:
+        raise AssertionError("the dev server has no visibility archive to search")

@@ -100,26 +100,6 @@ def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings
     assert agent_client.get(f"/cases/{case_id}/").status_code == 404
 
 
-def test_long_timelines_show_the_newest_fifty_unless_asked(agent_client, open_case):
-
-    from workers.model import AddComment
-
-    case_id = open_case(queue="technical")
-
-    async def comment_many() -> None:
-        for i in range(55):
-            await gateway.act(case_id, AddComment(actor="bob", body=f"note {i}"))
-
-    run(comment_many())
-    content = agent_client.get(f"/cases/{case_id}/").content.decode()
-    timeline = content.split('<ol class="timeline">')[1].split("</ol>")[0]
-    assert timeline.count("<li>") == 50
-    assert "Show all 56 events" in content
-    assert content.count('class="comment"') == 55  # the conversation is always whole
-    everything = agent_client.get(f"/cases/{case_id}/?timeline=all").content.decode()
-    assert everything.split('<ol class="timeline">')[1].split("</ol>")[0].count("<li>") == 56
-
-
 def test_live_refresh_without_worker_swaps_a_degraded_partial(agent_client, settings,
                                                               temporal):
     from cases.ids import new_case_id

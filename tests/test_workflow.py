@@ -30,7 +30,7 @@ from workers.model import (
     SlaPolicy,
 )
 
-from .conftest import eventually, run
+from .conftest import eventually, run, timeline
 
 
 def history_length(tclient, case_id: str) -> int:
@@ -102,7 +102,8 @@ def test_each_update_accepts_then_refuses_without_writing_history(name, open_cas
     after = run(gateway.act(case_id, good))
     assert after.version == before.version + 1
     assert after.updated_by == good.actor
-    assert after.timeline[-1].actor == good.actor
+    last = timeline(case_id)[-1]
+    assert last.actor == good.actor and last.state == after
     if name == "close":
         # A closed case's workflow has completed: later actions are refused as closed.
         with pytest.raises(gateway.ActionRefused, match="closed"):
@@ -180,8 +181,9 @@ def test_sla_breach_flags_records_and_notifies(open_case, tclient, settings):
         return state
 
     state = eventually(breached, timeout=20, interval=0.2)
-    assert state.timeline[-1].kind == "sla breached"
-    assert state.timeline[-1].actor == "system"
+    last = timeline(case_id)[-1]
+    assert last.state == state
+    assert (last.kind, last.actor, last.text) == ("sla breached", "system", "SLA breached")
     eventually(lambda: _assert_row(case_id, sla_breached=True))
 
     async def activity_completed() -> bool:
@@ -214,7 +216,9 @@ def test_resolved_case_closes_itself_after_quiet_period(open_case, tclient, sett
     run(gateway.act(case_id, Resolve(actor="alice", resolution="Done")))
     result = run(tclient.get_workflow_handle(case_id, result_type=CaseState).result())
     assert result.status == "closed"
-    assert result.timeline[-1].kind == "closed" and result.timeline[-1].actor == "system"
+    last = timeline(case_id)[-1]
+    assert (last.kind, last.actor, last.state) == ("closed", "system", result)
+    assert last.text == "closed automatically after 1 quiet second"
     eventually(lambda: _assert_row(case_id, status="closed", execution_status="completed"))
 
 

@@ -84,6 +84,7 @@ class Projection:
     case_id: str
     entries: list[Entry] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)  # oldest first
+    last_event_ids: dict[str, int] = field(default_factory=dict)
     # The workflow execution ended outside the case's own rules (terminated, failed...).
     ended: str = ""
     # Earlier runs whose history is gone (past retention, not archived).
@@ -98,7 +99,7 @@ class Projection:
 
     def state_after(self, run_id: str, event_id: int) -> Entry | None:
         """The latest entry at or before raw event `event_id` of run `run_id`."""
-        if run_id not in self.run_ids:
+        if not 1 <= event_id <= self.last_event_ids.get(run_id, 0):
             return None
         order = self.run_ids.index(run_id)
         chosen = None
@@ -188,6 +189,7 @@ class Projector:
         self._run_id = run_id
         for event in events:
             self._event(event)
+            self.result.last_event_ids[run_id] = event.event_id
 
     # --- events --------------------------------------------------------------------------
 

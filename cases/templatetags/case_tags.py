@@ -173,20 +173,3 @@ def case_comments(comments: list[Any]) -> str:
         f'<div class="body">{linebreaksbr(c.body, autoescape=True)}</div></li>'
         for c in comments
     ))
-
-
-@register.simple_tag
-def case_timeline(events: list[Any], limit: int = 0) -> str:
-    """Newest first; `limit` keeps the page light on long cases (0: everything)."""
-    shown = list(reversed(events))
-    if limit:
-        shown = shown[:limit]
-    return mark_safe("".join(_event(ev) for ev in shown))
-
-
-def _event(ev: Any) -> str:
-    e = _escape
-    detail = f' <span class="muted">{e(ev.detail)}</span>' if ev.detail else ""
-    return (f'<li><time datetime="{e(ev.at.isoformat())}">'
-            f'{e(_local(ev.at, "%b %-d, %H:%M:%S"))}</time> <strong>{e(ev.actor)}</strong> '
-            f'{e(ev.kind)}{detail}</li>')
