@@ -101,7 +101,9 @@ def test_time_travel_shows_the_case_right_after_the_chosen_event(open_case, agen
     assert then.status_code == 200
     assert "As of" in html and "right after “alice claimed the case” (version 2)" in html
     assert '<dd class="assignee">alice</dd>' in html
-    assert '<span class="prio p3">3</span>' in html and "later remark" not in html
+    comments = html.split('<ol class="comments">')[1].split("</ol>")[0]
+    assert '<span class="prio p3">3</span>' in html and "later remark" not in comments
+    assert "No comments yet." in comments
     assert 'method="post"' not in html.split("<main")[1]  # read-only
     # Any raw event, not only the worded ones, shows the state after the last change up to it.
     between = agent_client.get(f"/cases/{case_id}/history/?at={claim.event_id + 1}")

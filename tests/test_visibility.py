@@ -157,3 +157,34 @@ def test_quote_in_keyword_round_trips_on_the_server(corpus):
     assert rows is not None and [r.title for r in rows] == ["It's a \"refund\" OR 1=1"]
     rows = _rows(CaseFilter(words="1=1 OR"))
     assert rows is not None and len(rows) == 1
+
+
+# --- the archive's query languages (docs/archival.md) ------------------------------------------
+
+
+def test_archived_queries_speak_each_archivers_language():
+    from cases.visibility import archived_queries
+
+    day, next_day = date(2026, 3, 5), date(2026, 3, 6)
+    assert archived_queries("file:///var/archive", "case-7K2M9QXA", day, day) == [
+        "WorkflowId = 'case-7K2M9QXA' AND CloseTime >= '2026-03-05T00:00:00Z' "
+        "AND CloseTime < '2026-03-06T00:00:00Z'"]
+    assert archived_queries("file:///a", "", None, None) == ["WorkflowType = 'Case'"]
+    # S3 and GCS: equality only, one UTC day per query, with its precision.
+    assert archived_queries("s3://bucket/vis", "case-7K2M9QXA", day, next_day) == [
+        "WorkflowId = 'case-7K2M9QXA' AND CloseTime = '2026-03-05T00:00:00Z' "
+        "AND SearchPrecision = 'Day'",
+        "WorkflowId = 'case-7K2M9QXA' AND CloseTime = '2026-03-06T00:00:00Z' "
+        "AND SearchPrecision = 'Day'"]
+    assert archived_queries("s3://bucket/vis", "case-7K2M9QXA", None, None) == [
+        "WorkflowId = 'case-7K2M9QXA'"]
+    with pytest.raises(InvalidFilter, match="close-time range"):
+        archived_queries("gs://bucket/vis", "case-7K2M9QXA", None, None)
+    assert len(archived_queries("gs://bucket/vis", "", day, None)) == 1
+    with pytest.raises(InvalidFilter, match="at most 31 days"):
+        archived_queries("s3://b/v", "", date(2026, 1, 1), date(2026, 3, 1))
+    for hostile in ("x' OR '1'='1", "case-7K2M9QXA' OR 1=1", "CASE-7K2M9QXA"):
+        with pytest.raises(InvalidFilter):
+            archived_queries("file:///a", hostile, None, None)
+    with pytest.raises(InvalidFilter, match="ends before"):
+        archived_queries("file:///a", "", next_day, day)

@@ -78,6 +78,16 @@ class Entry:
     # The projection disagreed with what the workflow recorded; the record is shown.
     diverged: bool = False
 
+    @property
+    def note(self) -> str:
+        """The detail worth a second line: what `text` does not already say."""
+        return "" if self.kind in _SAID_IN_TEXT else self.detail
+
+
+# Kinds whose detail the timeline line already spells out.
+_SAID_IN_TEXT = frozenset({"opened", "claimed", "assigned", "unassigned", "priority", "status",
+                           "tagged", "untagged", "due", "attributes", "closed", "ended"})
+
 
 @dataclass
 class Projection:
@@ -286,7 +296,10 @@ class Projector:
         projected = rules.apply(self.state, effect, actor, now)
         diverged = recorded is not None and recorded != projected
         self.state = recorded if diverged and recorded is not None else projected
-        self._add(event, actor, effect.kind, effect.detail, self.state, diverged=diverged)
+        detail = effect.detail
+        if effect.kind in ("comment", "internal note") and self.state.comments:
+            detail = self.state.comments[-1].body[:200]
+        self._add(event, actor, effect.kind, detail, self.state, diverged=diverged)
 
     def _ended(self, event: HistoryEvent, kind: str) -> None:
         attrs = getattr(event, kind)
