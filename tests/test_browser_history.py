@@ -61,3 +61,16 @@ def test_history_tab_and_time_travel(page: Page, live_server, supervisor, tempor
     page.click("nav.tabs >> text=Case")
     expect(page.locator(".case-head .badge")).to_have_text("Closed")
     expect(page.locator("#case")).to_contain_text("Shown from its event history")
+    page.screenshot(path=screenshots_dir / "ended-case.png", full_page=True)
+
+    # Ended cases in the list, and the archive search explaining the dev server has none.
+    page.click("header nav >> text=Ended cases")
+    for _ in range(40):
+        if page.locator(f"#row-{case_id}").count():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(page.locator(f"#row-{case_id}")).to_contain_text("ended")
+    page.click("text=Find an archived case")
+    expect(page.locator(".archival-off")).to_contain_text("Archival is not configured")
+    page.screenshot(path=screenshots_dir / "archived.png", full_page=True)

@@ -34,3 +34,13 @@ def test_comments_escape(db):
     html = case_comments(comments)
     assert "<script>" not in html and "line one<br>" in html
     assert 'class="comment internal"' in html and "Internal" in html
+
+
+def test_ended_rows_say_when_and_how(db):
+    row = CaseRow(case_id="case-AAAAAAAA", title="t", status="in_progress", priority=1,
+                  queue="q", assignee=None, tags=[], due_at=NOW, updated_at=NOW,
+                  sla_breached=True, started_at=NOW, execution_status="terminated",
+                  closed_at=NOW)
+    html = case_row(row)
+    assert '<span class="muted">ended <time datetime="2026-11-26T09:00:00+00:00">' in html
+    assert '<span class="badge warn">terminated</span>' in html and "breached</span>" not in html

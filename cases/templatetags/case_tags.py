@@ -121,7 +121,10 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
 
     e = _escape
     case_id, url = e(row.case_id), e(row.url)
-    if row.sla_breached:
+    if row.closed_at is not None:
+        due = (f'<span class="muted">ended <time datetime="{e(iso(row.closed_at))}">'
+               f'{e(ago(row.closed_at))}</time></span>')
+    elif row.sla_breached:
         due = '<span class="breach">breached</span>'
     elif row.due_at is not None and row.status not in ("resolved", "closed"):
         due = e(due_in(row.due_at))
@@ -136,13 +139,17 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     priority = e(row.priority or "")
     breached = " breached" if row.sla_breached else ""
     swap = ' hx-swap-oob="true"' if oob else ""
+    # A workflow stopped outside the case's rules (terminated in Temporal, say).
+    stopped = (f' <span class="badge warn">{e(row.execution_status.replace("_", " "))}</span>'
+               if row.execution_status not in ("running", "completed") else "")
     return mark_safe(
         f'<tr id="row-{case_id}" class="case-row{breached}"{swap}>'
         f'<td class="select"><input type="checkbox" name="case" value="{case_id}" form="bulk" '
         f'aria-label="Select {case_id}"></td>'
         f'<td class="mono"><a href="{url}">{case_id}</a></td>'
         f'<td class="title"><a href="{url}">{e(row.title)}</a>{tags}{requester}</td>'
-        f'<td><span class="badge status-{e(row.status)}">{e(status_label(row.status))}</span></td>'
+        f'<td><span class="badge status-{e(row.status)}">{e(status_label(row.status))}</span>'
+        f'{stopped}</td>'
         f'<td><span class="prio p{priority}" title="{e(PRIORITY_LABELS.get(row.priority, ""))}">'
         f'{priority}</span></td>'
         f'<td>{e(row.queue)}</td><td>{e(row.assignee or "—")}</td>'
