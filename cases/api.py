@@ -163,12 +163,15 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
     if not is_case_id(case_id):
         return _error(404, "No such case.")
     try:
-        state = await gateway.get_case(case_id)
+        state: CaseState | None = await gateway.get_case(case_id)
+    except gateway.CaseCompleted:
+        # Ended: the state its history ends with, no worker needed.
+        state = (await gateway.case_history(case_id)).projection.state
     except gateway.CaseNotFound:
         return _error(404, "No such case.")
     except gateway.WorkerUnavailable as err:
         return _error(503, err.message)
-    if not access.can_see(state.queue):
+    if state is None or not access.can_see(state.queue):
         return _error(404, "No such case.")
     return JsonResponse(case_json(state))
 

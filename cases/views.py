@@ -284,9 +284,7 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     except gateway.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
         row = await gateway.describe_case(case_id)
-        unsent = [str(form.cleaned_data[k]) for k in ("body", "resolution", "reason")
-                  if form.cleaned_data.get(k)]
-        context = {"row": row, "reason": err.message, "unsent": unsent,
+        context = {"row": row, "reason": err.message, "unsent": _unsent(form),
                    "refresh_seconds": settings.CASE_REFRESH_SECONDS}
         template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
         return render(request, template, context, status=200 if request.htmx else 503)
@@ -305,6 +303,12 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     return render(request, "cases/detail.html#case", context)
 
 
+def _unsent(form: ActionForm) -> list[str]:
+    """What the user typed into a form that could not be applied, to hand back."""
+    data = getattr(form, "cleaned_data", {})
+    return [str(data[k]) for k in ("body", "resolution", "reason") if data.get(k)]
+
+
 async def _rerender(
     request: HtmxHttpRequest,
     access: Access,
@@ -315,13 +319,22 @@ async def _rerender(
     stale: str = "",
 ) -> HttpResponse:
     """Show the case as it is now with the refused form, its input and its error kept."""
-    state = await _get_case_for_user(access, case_id)
+    ended = ""
+    try:
+        state = await _get_case_for_user(access, case_id)
+    except gateway.CaseCompleted:
+        # It ended meanwhile (closed from another tab, say): the page from its history.
+        projection = (await history_for_user(access, case_id)).projection
+        assert projection.state is not None
+        state, ended = projection.state, projection.ended or "This case has ended"
     if stale:
         # The user's form was built on an old version; give it the new one so a retry can work.
         data = form.data.copy()
         data[f"{action}-version"] = str(state.version)
         form.data = data
-    context = await _detail_context(request, state, action=action, bound=form, stale=stale)
+    context = await _detail_context(request, state, action=action, bound=form, stale=stale,
+                                    read_only=bool(ended), ended=ended,
+                                    unsent=_unsent(form) if ended else [])
     if request.htmx:
         # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
         return render(request, "cases/detail.html#case", context)

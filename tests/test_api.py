@@ -106,3 +106,17 @@ def test_api_says_503_in_json_when_temporal_is_down(token, settings, temporal):
         gateway.reset_client()
     # Nothing was opened while it was down, and the same request works once it is back.
     assert _post(GOOD, token).status_code == 201
+
+
+def test_an_ended_case_reads_back_from_its_history(token, temporal):
+    from cases import gateway
+    from workers.model import Close
+
+    from .conftest import run
+
+    body = _post(GOOD, token).json()
+    run(gateway.act(body["id"], Close(actor="sam")))
+    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert read.status_code == 200
+    case = read.json()
+    assert (case["status"], case["updated_by"], case["version"]) == ("closed", "sam", 2)

@@ -244,3 +244,17 @@ def test_archived_search_explains_that_the_dev_server_has_no_archival(supervisor
         assert "not configured for visibility archival" in err.message
     else:
         raise AssertionError("the dev server has no visibility archive to search")
+
+
+def test_an_action_on_a_case_that_ended_meanwhile_says_so_and_keeps_the_page(
+        open_case, agent_client):
+    case_id = open_case(queue="technical")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    run(gateway.act(case_id, Close(actor="sam")))  # from another tab
+    response = agent_client.post(f"/cases/{case_id}/comment/",
+                                 {"comment-version": "2", "comment-body": "One more thing"})
+    html = response.content.decode()
+    assert response.status_code == 409
+    assert "This case is closed." in html and "Shown from its event history" in html
+    assert "takes no more actions" in html
+    assert '<textarea readonly rows="4">One more thing</textarea>' in html  # nothing lost
