@@ -12,7 +12,7 @@ from cases.ids import new_case_id
 from cases.management.temporal_command import TemporalCommand
 from cases.models import Queue
 from cases.visibility import CaseFilter
-from workers.model import AddComment, Claim, NewCase, Resolve
+from workers.model import AddComment, Claim, Close, NewCase, Resolve
 
 SUBJECTS = [
     "Refund not received", "Invoice shows wrong VAT", "Cannot log in after password reset",
@@ -101,3 +101,6 @@ async def _open_demo_case(rnd: random.Random, queues: list[str]) -> None:
                                           internal=rnd.random() < 0.5))
     if roll > 0.85:
         await gateway.act(case_id, Resolve(actor=agent, resolution="Fixed and confirmed."))
+    if roll > 0.94:
+        # A few ended ones, so "Ended cases" and their history pages have something to show.
+        await gateway.act(case_id, Close(actor="supervisor"))
