@@ -221,13 +221,13 @@ class Projector:
                 request = self._admitted.pop(attrs.accepted_request_sequencing_event_id, request)
             command_type = UPDATE_COMMANDS.get(request.input.name)
             if command_type is not None and request.input.args.payloads:
-                self._pending[attrs.protocol_instance_id] = self.convert.from_payloads(
+                self._pending[request.meta.update_id] = self.convert.from_payloads(
                     request.input.args.payloads, [command_type])[0]
         elif kind == "workflow_execution_update_completed_event_attributes":
             self._update_completed(event)
         elif kind == "activity_task_scheduled_event_attributes":
-            attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == SLA_ACTIVITY and self.state is not None:
+            activity = event.activity_task_scheduled_event_attributes.activity_type.name
+            if activity == SLA_ACTIVITY and self.state is not None:
                 self._system(event, rules.sla_breach(self.state, self._now(event)), None)
         elif kind == "workflow_execution_completed_event_attributes":
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
