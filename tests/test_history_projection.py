@@ -152,3 +152,25 @@ def test_continued_as_new_case_has_one_continuous_timeline(temporal):
     order = [projection.run_ids.index(e.run_id) for e in projection.entries]
     assert order == sorted(order) and order[-1] >= 1
     run(gateway.act(case_id, Close(actor="alice")))
+
+
+def test_where_todays_rules_disagree_with_the_record_the_record_wins(open_case, monkeypatch):
+    from dataclasses import replace
+
+    from workers import rules
+
+    case_id = open_case(queue="general")
+    run(gateway.act(case_id, AddTag(actor="alice", tag="vip")))
+    run(gateway.act(case_id, AddComment(actor="alice", body="after the tag")))
+    live = run(gateway.get_case(case_id))
+    original = rules._RULES[AddTag]
+
+    def shouting(state, command, now, sla):  # a rule change made after the fact
+        effect = original(state, command, now, sla)
+        return replace(effect, changes={"tags": [t.upper() for t in effect.changes["tags"]]})
+
+    monkeypatch.setitem(rules._RULES, AddTag, shouting)
+    projection = run(gateway.case_history(case_id)).projection
+    tagged = next(e for e in projection.entries if e.kind == "tagged")
+    assert tagged.diverged and tagged.state.tags == ["vip"]
+    assert not projection.entries[-1].diverged and projection.state == live
