@@ -239,12 +239,7 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
             return render(request, "cases/detail.html#case", context)
         return render(request, "cases/detail.html", context)
     except gateway.WorkerUnavailable as err:
-        row = await gateway.describe_case(case_id)
-        if not access.can_see(row.queue):
-            raise Http404("No such case.") from err
-        template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
-        return render(request, template, {"row": row, "reason": err.message,
-                                          "refresh_seconds": settings.CASE_REFRESH_SECONDS})
+        return await _degraded(request, access, case_id, err.message)
     if request.htmx:
         since = request.GET.get("since")
         if since and since == str(state.version):
@@ -283,11 +278,8 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         raise Http404("No such case.") from err
     except gateway.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
-        row = await gateway.describe_case(case_id)
-        context = {"row": row, "reason": err.message, "unsent": _unsent(form),
-                   "refresh_seconds": settings.CASE_REFRESH_SECONDS}
-        template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
-        return render(request, template, context, status=200 if request.htmx else 503)
+        return await _degraded(request, access, case_id, err.message, unsent=_unsent(form),
+                               status=200 if request.htmx else 503)
     except gateway.ActionRefused as err:
         if err.stale:
             # Said once, at the top, above the fresh state; the form keeps the user's input.
@@ -301,6 +293,28 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     # The Update returned the new state: render from it, no second read.
     context = await _detail_context(request, state, flash=f"{form.label}: done.", oob_row=True)
     return render(request, "cases/detail.html#case", context)
+
+
+async def _degraded(request: HtmxHttpRequest, access: Access, case_id: str, reason: str, *,
+                    unsent: list[str] | None = None, status: int = 200) -> HttpResponse:
+    """No worker answers for a live case: show it read-only as its event history records
+    it (no worker needed), or failing that as Visibility knows it; the page polls until the
+    worker is back."""
+    state: CaseState | None = None
+    try:
+        state = (await history_for_user(access, case_id)).projection.state
+    except (gateway.GatewayError, Http404):
+        pass  # not yet run by any worker (no state in history), or hidden: judged below
+    if state is not None:
+        row = gateway.CaseRow.from_state(state)
+    else:
+        row = await gateway.describe_case(case_id)
+        if not access.can_see(row.queue):
+            raise Http404("No such case.")
+    context = {"row": row, "case": state, "reason": reason, "unsent": unsent or [],
+               "refresh_seconds": settings.CASE_REFRESH_SECONDS}
+    template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
+    return render(request, template, context, status=status)
 
 
 def _unsent(form: ActionForm) -> list[str]:

@@ -147,13 +147,13 @@ def test_history_follows_the_same_access_rule(agent_client, supervisor_client, o
         f"/cases/{hidden}/?run={uuid.uuid4()}").status_code == 404
 
 
-def test_ended_case_page_is_projected_from_history_with_no_worker(temporal, settings,
-                                                                  supervisor_client):
+def _worked_then_orphaned(temporal, settings, title: str, *commands) -> str:
+    """A case worked by a worker of its own on a task queue of its own, which is then
+    stopped: from here on nothing answers the case's Queries or Updates."""
     from cases.ids import new_case_id
     from workers.model import NewCase
     from workers.worker import build_worker, run_worker
 
-    # A worker of its own on a task queue of its own, stopped before the page is read.
     queue = f"solo-{uuid.uuid4().hex[:8]}"
     settings.TEMPORAL_TASK_QUEUE = queue
 
@@ -163,12 +163,44 @@ def test_ended_case_page_is_projected_from_history_with_no_worker(temporal, sett
     worker, stop = temporal.loop.run(make())
     running = temporal.loop.submit(run_worker(worker, stop))
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title="Ended already", queue="technical"), "ivy"))
-    run(gateway.act(case_id, Claim(actor="alice")))
-    run(gateway.act(case_id, AddComment(actor="alice", body="All done here")))
-    run(gateway.act(case_id, Close(actor="sam")))
+    run(gateway.start_case(case_id, NewCase(title=title, queue="technical"), "ivy"))
+    for command in commands:
+        run(gateway.act(case_id, command))
     temporal.loop.loop.call_soon_threadsafe(stop.set)
     running.result(30)
+    return case_id
+
+
+def test_live_case_with_its_worker_gone_is_shown_whole_from_history(temporal, settings,
+                                                                   agent_client):
+    case_id = _worked_then_orphaned(
+        temporal, settings, "Worker went away", Claim(actor="alice"),
+        AddComment(actor="alice", body="Visible without a worker"))
+    settings.TEMPORAL_QUERY_TIMEOUT = 0.5
+    html = agent_client.get(f"/cases/{case_id}/").content.decode()
+    assert "Live details are unavailable" in html and "its event history records it" in html
+    assert "Visible without a worker" in html and '<dd class="assignee">alice</dd>' in html
+    assert 'method="post"' not in html.split('id="case"')[1]  # no actions while degraded
+
+
+def test_action_without_worker_on_a_hidden_case_is_404(agent_client, settings, temporal):
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+
+    settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
+    settings.TEMPORAL_UPDATE_TIMEOUT = 0.5
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title="Billing secret", queue="billing"), "x"))
+    response = agent_client.post(f"/cases/{case_id}/comment/",
+                                 {"comment-version": "1", "comment-body": "hello"})
+    assert response.status_code == 404 and "Billing secret" not in response.content.decode()
+
+
+def test_ended_case_page_is_projected_from_history_with_no_worker(temporal, settings,
+                                                                  supervisor_client):
+    case_id = _worked_then_orphaned(
+        temporal, settings, "Ended already", Claim(actor="alice"),
+        AddComment(actor="alice", body="All done here"), Close(actor="sam"))
 
     started = time.monotonic()
     page = supervisor_client.get(f"/cases/{case_id}/")
