@@ -224,20 +224,13 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
     access = (await config_for(request, usernames=True)).access
     run_id = request.GET.get("run")
+    if run_id:
+        # One particular run (an archived one, say): only its history can tell.
+        return await _ended(request, access, case_id, run_id)
     try:
-        if run_id:
-            # One particular run (an archived one, say): only its history can tell.
-            raise gateway.CaseCompleted(case_id)
         state = await _get_case_for_user(access, case_id)
     except gateway.CaseCompleted:
-        # Ended cases answer no Query and need no worker: the page is their history's end.
-        projection = (await history_for_user(access, case_id, run_id)).projection
-        assert projection.state is not None  # history_for_user answers 404 otherwise
-        context = await _detail_context(request, projection.state, read_only=True,
-                                        ended=projection.ended, run_id=run_id or "")
-        if request.htmx:
-            return render(request, "cases/detail.html#case", context)
-        return render(request, "cases/detail.html", context)
+        return await _ended(request, access, case_id)
     except gateway.WorkerUnavailable as err:
         return await _degraded(request, access, case_id, err.message)
     if request.htmx:
@@ -293,6 +286,19 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     # The Update returned the new state: render from it, no second read.
     context = await _detail_context(request, state, flash=f"{form.label}: done.", oob_row=True)
     return render(request, "cases/detail.html#case", context)
+
+
+async def _ended(request: HtmxHttpRequest, access: Access, case_id: str,
+                 run_id: str | None = None) -> HttpResponse:
+    """An ended case answers no Query and needs no worker: its page is where its history
+    ends, read-only."""
+    projection = (await history_for_user(access, case_id, run_id)).projection
+    assert projection.state is not None  # history_for_user answers 404 otherwise
+    context = await _detail_context(request, projection.state, read_only=True,
+                                    ended=projection.ended, run_id=run_id or "")
+    if request.htmx:
+        return render(request, "cases/detail.html#case", context)
+    return render(request, "cases/detail.html", context)
 
 
 async def _degraded(request: HtmxHttpRequest, access: Access, case_id: str, reason: str, *,
