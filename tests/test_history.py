@@ -290,3 +290,64 @@ def test_an_action_on_a_case_that_ended_meanwhile_says_so_and_keeps_the_page(
     assert "This case is closed." in html and "Shown from its event history" in html
     assert "takes no more actions" in html
     assert '<textarea readonly rows="4">One more thing</textarea>' in html  # nothing lost
+
+
+# --- a cluster with archival: the gateway faked (the dev server cannot archive) ------------------
+
+
+def _fake_archive(monkeypatch, uri: str, rows: list) -> list[str]:
+    """Pretend the namespace archives to `uri` and holds `rows`; returns the queries sent."""
+    sent: list[str] = []
+
+    async def status():
+        return gateway.ArchivalStatus(namespace="prod", retention_days=30, history=True,
+                                      visibility=True, history_uri=uri, visibility_uri=uri)
+
+    async def list_archived(query, page_size, page_token=None):
+        sent.append(query)
+        return gateway.CasePage(list(rows))
+
+    monkeypatch.setattr(gateway, "archival_status", status)
+    monkeypatch.setattr(gateway, "list_archived", list_archived)
+    return sent
+
+
+def _archived_row(case_id: str, queue: str) -> gateway.CaseRow:
+    return gateway.CaseRow(
+        case_id=case_id, title=f"Old {queue} case", status="closed", priority=3, queue=queue,
+        assignee=None, tags=[], due_at=None, updated_at=None, sla_breached=False,
+        started_at=None, execution_status="completed", run_id=str(uuid.uuid4()),
+        closed_at=datetime(2025, 3, 5, 12, tzinfo=UTC))
+
+
+def test_archive_search_sends_the_providers_language_and_keeps_the_access_rule(
+        monkeypatch, agent_client):
+    technical = _archived_row("case-7K2M9QXA", "technical")
+    billing = _archived_row("case-8K2M9QXB", "billing")
+    sent = _fake_archive(monkeypatch, "s3://tracerail-archive", [technical, billing])
+    html = agent_client.get(
+        "/cases/archived/?case_id=case-7K2M9QXA&closed_from=2025-03-04&closed_to=2025-03-05"
+    ).content.decode()
+    assert sent == [
+        "WorkflowId = 'case-7K2M9QXA' AND CloseTime = '2025-03-04T00:00:00Z' "
+        "AND SearchPrecision = 'Day'",
+        "WorkflowId = 'case-7K2M9QXA' AND CloseTime = '2025-03-05T00:00:00Z' "
+        "AND SearchPrecision = 'Day'"]
+    # Opened by run id (GetWorkflowExecutionHistory reads the archive); alice has no billing.
+    assert f'href="/cases/case-7K2M9QXA/?run={technical.run_id}"' in html
+    assert "Old technical case" in html and "case-8K2M9QXB" not in html
+
+
+def test_archive_search_form_errors_are_inline_and_nothing_is_sent(monkeypatch, agent_client):
+    sent = _fake_archive(monkeypatch, "file:///archive", [])
+    for query, message in (
+        ("", "Give a case id or a close-time range."),
+        ("case_id=x%27%20OR%201%3D1", "A case id looks like case-7K2M9QXA."),
+        ("closed_from=2025-03-05&closed_to=2025-03-01", "“Closed from” is after “Closed to”."),
+    ):
+        html = agent_client.get(f"/cases/archived/?{query}&go=1").content.decode()
+        assert message in html, query
+    assert sent == []
+    html = agent_client.get("/cases/archived/?closed_from=2025-03-05").content.decode()
+    assert sent == ["WorkflowType = 'Case' AND CloseTime >= '2025-03-05T00:00:00Z'"]
+    assert "No archived case matches." in html
