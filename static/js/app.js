@@ -114,6 +114,10 @@
       document.getElementById("id_comment-body").focus(); event.preventDefault();
     } else if (event.key === "g" && document.getElementById("case") && !tracerail.dirty()) {
       window.location.href = "/cases/"; event.preventDefault();
+    } else if (event.key === "h" && document.querySelector("nav.tabs") && !tracerail.dirty()) {
+      // h switches between the case and its history.
+      const other = document.querySelector("nav.tabs a:not([aria-current])");
+      if (other) { other.click(); event.preventDefault(); }
     } else if (event.key === "/") {
       const search = document.querySelector("[data-search]");
       if (search) { search.focus(); event.preventDefault(); }
