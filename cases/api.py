@@ -175,3 +175,30 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
         return _error(404, "No such case.")
     return JsonResponse(case_json(state))
 
+
+
+@require_GET
+async def case_history(request: HttpRequest, case_id: str) -> JsonResponse:
+    """The case's timeline from its event history: audit for other systems."""
+    user = await _authenticate(request)
+    if user is None:
+        return _unauthorized()
+    access: Access = (await sync_to_async(load)(user)).access
+    if not is_case_id(case_id):
+        return _error(404, "No such case.")
+    try:
+        projection = (await gateway.case_history(case_id)).projection
+    except gateway.CaseNotFound:
+        return _error(404, "No such case.")
+    if projection.state is None or not access.can_see(projection.state.queue):
+        return _error(404, "No such case.")
+    return JsonResponse({
+        "id": case_id,
+        "runs": projection.run_ids,
+        "ended": projection.ended,
+        "events": [{
+            "seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "kind": e.kind,
+            "text": e.text, "detail": e.detail, "run_id": e.run_id, "event_id": e.event_id,
+            "version": e.state.version if e.state is not None else None,
+        } for e in projection.entries],
+    })

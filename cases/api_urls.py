@@ -9,4 +9,5 @@ app_name = "api"
 urlpatterns = [
     path("cases/", api.create_case, name="cases"),
     path("cases/<str:case_id>/", api.get_case, name="case"),
+    path("cases/<str:case_id>/history/", api.case_history, name="history"),
 ]

@@ -120,3 +120,27 @@ def test_an_ended_case_reads_back_from_its_history(token, temporal):
     assert read.status_code == 200
     case = read.json()
     assert (case["status"], case["updated_by"], case["version"]) == ("closed", "sam", 2)
+
+
+def test_history_reads_back_the_timeline_with_the_same_access_rule(token, temporal):
+    from cases import gateway
+    from workers.model import Claim
+
+    from .conftest import run
+
+    body = _post(GOOD, token).json()
+    run(gateway.act(body["id"], Claim(actor="sam")))
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    history = Client().get(f"{body['url']}history/", **auth)
+    assert history.status_code == 200
+    events = history.json()["events"]
+    assert [(e["actor"], e["text"], e["version"]) for e in events] == [
+        ("intake-bot", "intake-bot opened the case", 1), ("sam", "sam claimed the case", 2)]
+    from cases.ids import new_case_id
+    from workers.model import NewCase
+
+    hidden = new_case_id()  # technical: not one of intake-bot's queues
+    run(gateway.start_case(hidden, NewCase(title="Not yours", queue="technical"), "x"))
+    assert Client().get(f"/api/cases/{hidden}/history/", **auth).status_code == 404
+    assert Client().get(f"{body['url']}history/").status_code == 401
+    assert Client().get("/api/cases/case-00000000/history/", **auth).status_code == 404
