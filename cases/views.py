@@ -293,9 +293,13 @@ async def _ended(request: HtmxHttpRequest, access: Access, case_id: str,
     """An ended case answers no Query and needs no worker: its page is where its history
     ends, read-only."""
     projection = (await history_for_user(access, case_id, run_id)).projection
-    assert projection.state is not None  # history_for_user answers 404 otherwise
-    context = await _detail_context(request, projection.state, read_only=True,
-                                    ended=projection.ended, run_id=run_id or "")
+    state = projection.state
+    assert state is not None  # history_for_user answers 404 otherwise
+    # A run asked for by id may be one the case continued from, or even the live one.
+    ended = projection.ended or ("This case has ended" if state.status == "closed"
+                                 else "This is the case as far as this run records it")
+    context = await _detail_context(request, state, read_only=True, ended=ended,
+                                    run_id=run_id or "", projection_ended=projection.ended)
     if request.htmx:
         return render(request, "cases/detail.html#case", context)
     return render(request, "cases/detail.html", context)

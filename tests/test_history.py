@@ -351,3 +351,14 @@ def test_archive_search_form_errors_are_inline_and_nothing_is_sent(monkeypatch, 
     html = agent_client.get("/cases/archived/?closed_from=2025-03-05").content.decode()
     assert sent == ["WorkflowType = 'Case' AND CloseTime >= '2025-03-05T00:00:00Z'"]
     assert "No archived case matches." in html
+
+
+def test_one_run_of_a_live_case_by_id_is_read_only_and_points_to_the_case_now(
+        open_case, supervisor_client):
+    case_id = open_case(queue="general")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    run_id = run(gateway.describe_case(case_id)).run_id
+    html = supervisor_client.get(f"/cases/{case_id}/?run={run_id}").content.decode()
+    assert "This is the case as far as this run records it. Shown from its event history" in html
+    assert f'<a href="/cases/{case_id}/">the case now</a> takes actions' in html
+    assert 'hx-post' not in html
