@@ -91,7 +91,9 @@ def test_case_page_sets_attributes_through_an_update(registered, supervisor_clie
     assert "Save attributes: done." in response.content.decode()
     state = run(gateway.get_case(case_id))
     assert state.attributes["CxRegion"].value == "US" and state.attributes["CxSeats"].value == 7
-    assert timeline(case_id)[-1].text == "sam set CxRegion = US; CxSeats = 7"
+    last = timeline(case_id)[-1]
+    assert last.text == "sam set CxRegion = US; CxSeats = 7"
+    assert last.state == state and not last.diverged  # the projection applies the same rule
     eventually(lambda: _in(case_id, supervisor_client.get("/cases/?a_CxSeats=7")))
     # Clearing a field unsets the attribute, in the state and in Visibility.
     supervisor_client.post(
