@@ -154,14 +154,22 @@ def _form_data(payload: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[
     return data, problems
 
 
-@require_GET
-async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
+async def _reader(request: HttpRequest, case_id: str) -> Access | JsonResponse:
+    """The caller's access for reading `case_id`, or the response that turns them away."""
     user = await _authenticate(request)
     if user is None:
         return _unauthorized()
-    access: Access = (await sync_to_async(load)(user)).access
     if not is_case_id(case_id):
         return _error(404, "No such case.")
+    access: Access = (await sync_to_async(load)(user)).access
+    return access
+
+
+@require_GET
+async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
+    access = await _reader(request, case_id)
+    if isinstance(access, JsonResponse):
+        return access
     try:
         state: CaseState | None = await gateway.get_case(case_id)
     except gateway.CaseCompleted:
@@ -180,12 +188,9 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
 @require_GET
 async def case_history(request: HttpRequest, case_id: str) -> JsonResponse:
     """The case's timeline from its event history: audit for other systems."""
-    user = await _authenticate(request)
-    if user is None:
-        return _unauthorized()
-    access: Access = (await sync_to_async(load)(user)).access
-    if not is_case_id(case_id):
-        return _error(404, "No such case.")
+    access = await _reader(request, case_id)
+    if isinstance(access, JsonResponse):
+        return access
     try:
         projection = (await gateway.case_history(case_id)).projection
     except gateway.CaseNotFound:
