@@ -174,3 +174,46 @@ def test_where_todays_rules_disagree_with_the_record_the_record_wins(open_case, 
     tagged = next(e for e in projection.entries if e.kind == "tagged")
     assert tagged.diverged and tagged.state.tags == ["vip"]
     assert not projection.entries[-1].diverged and projection.state == live
+
+
+def test_earlier_runs_past_retention_start_the_timeline_where_history_is_kept(temporal,
+                                                                             monkeypatch):
+    from temporalio.client import WorkflowHandle
+    from temporalio.service import RPCError, RPCStatusCode
+
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case",
+        CaseInput(case_id=case_id, actor="intake",
+                  new=NewCase(title="Older than retention", queue="general"),
+                  sla=SlaPolicy(), history_event_limit=20),
+        id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
+    ))
+    first_run = handle.result_run_id
+    for i in range(6):
+        run(gateway.act(case_id, AddComment(actor="alice", body=f"note {i}")))
+
+    def continued() -> None:
+        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
+
+    eventually(continued, timeout=20)
+    run(gateway.act(case_id, AddTag(actor="alice", tag="kept")))
+    live = run(gateway.get_case(case_id))
+    # What retention does to a run that continued as new (the dev server will not delete
+    # one on request): GetWorkflowExecutionHistory answers NOT_FOUND for it.
+    fetch = WorkflowHandle.fetch_history
+
+    async def past_retention(self, **kwargs):
+        if self.run_id == first_run:
+            raise RPCError("workflow execution not found", RPCStatusCode.NOT_FOUND, b"")
+        return await fetch(self, **kwargs)
+
+    monkeypatch.setattr(WorkflowHandle, "fetch_history", past_retention)
+    projection = run(gateway.case_history(case_id)).projection
+    assert first_run not in projection.run_ids and projection.truncated
+    assert projection.entries[0].text == "earlier history is past retention and not archived"
+    assert projection.entries[0].state.version > 1  # the state the kept run started from
+    assert projection.state == live and projection.entries[-1].text == "alice tagged the case kept"
+    versions = [e.state.version for e in projection.entries]
+    assert versions == list(range(versions[0], live.version + 1))
+    run(gateway.act(case_id, Close(actor="alice")))
