@@ -119,24 +119,32 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
 
 
-def test_continued_as_new_case_has_one_continuous_timeline(temporal):
+def _continued_case(temporal, title: str, event_limit: int, *commands) -> tuple[str, str]:
+    """A case that continues as new every `event_limit` events, worked by `commands` until
+    it has; returns its id and its first run's id."""
     case_id = new_case_id()
     handle = run(temporal.client.start_workflow(
         "Case",
-        CaseInput(case_id=case_id, actor="intake",
-                  new=NewCase(title="Long running", queue="general"),
-                  sla=SlaPolicy(), history_event_limit=25),
+        CaseInput(case_id=case_id, actor="intake", new=NewCase(title=title, queue="general"),
+                  sla=SlaPolicy(), history_event_limit=event_limit),
         id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
     ))
     first_run = handle.result_run_id
-    run(gateway.act(case_id, Claim(actor="alice")))
-    for i in range(14):
-        run(gateway.act(case_id, AddComment(actor="alice", body=f"note {i}")))
+    assert first_run is not None
+    for command in commands:
+        run(gateway.act(case_id, command))
 
     def continued() -> None:
         assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
 
     eventually(continued, timeout=20)
+    return case_id, first_run
+
+
+def test_continued_as_new_case_has_one_continuous_timeline(temporal):
+    case_id, first_run = _continued_case(
+        temporal, "Long running", 25, Claim(actor="alice"),
+        *(AddComment(actor="alice", body=f"note {i}") for i in range(14)))
     run(gateway.act(case_id, AddTag(actor="alice", tag="long")))
     live = run(gateway.get_case(case_id))
 
@@ -181,22 +189,9 @@ def test_earlier_runs_past_retention_start_the_timeline_where_history_is_kept(te
     from temporalio.client import WorkflowHandle
     from temporalio.service import RPCError, RPCStatusCode
 
-    case_id = new_case_id()
-    handle = run(temporal.client.start_workflow(
-        "Case",
-        CaseInput(case_id=case_id, actor="intake",
-                  new=NewCase(title="Older than retention", queue="general"),
-                  sla=SlaPolicy(), history_event_limit=20),
-        id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
-    ))
-    first_run = handle.result_run_id
-    for i in range(6):
-        run(gateway.act(case_id, AddComment(actor="alice", body=f"note {i}")))
-
-    def continued() -> None:
-        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
-
-    eventually(continued, timeout=20)
+    case_id, first_run = _continued_case(
+        temporal, "Older than retention", 20,
+        *(AddComment(actor="alice", body=f"note {i}") for i in range(6)))
     run(gateway.act(case_id, AddTag(actor="alice", tag="kept")))
     live = run(gateway.get_case(case_id))
     # What retention does to a run that continued as new (the dev server will not delete
