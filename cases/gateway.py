@@ -492,10 +492,9 @@ async def _list_cases(query: str, page_size: int, page_token: str | None = None)
         )
     except RPCError as err:
         raise _visibility_error(err, query) from err
-    token = resp.next_page_token
     return CasePage(
         rows=[_row(info) for info in resp.executions],
-        next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
+        next_page_token=_encode_token(resp.next_page_token),
     )
 
 
@@ -515,6 +514,11 @@ async def count_many(queries: dict[str, str], ttl: float | None = None) -> dict[
     """Several Count calls at once (SQL visibility has no GROUP BY on custom attributes)."""
     values = await asyncio.gather(*(count_cases(q, ttl) for q in queries.values()))
     return dict(zip(queries.keys(), values, strict=True))
+
+
+def _encode_token(token: bytes) -> str | None:
+    """A Visibility cursor as URL-safe text for the next-page link."""
+    return base64.urlsafe_b64encode(token).decode() if token else None
 
 
 def _decode_token(token: str | None) -> bytes:
@@ -631,8 +635,8 @@ MAX_RUNS = 50
 @dataclass
 class CaseHistory:
     projection: Projection
-    # Each run's raw history in Temporal's JSON form (what `temporal workflow show -o json`
-    # prints and the SDK's Replayer reads), oldest run first.
+    # Each run's raw history in Temporal's proto-JSON form (WorkflowHistory.to_json_dict, which
+    # the SDK's Replayer reads back), oldest run first.
     raw: list[dict[str, Any]]
 
 
@@ -737,9 +741,8 @@ async def list_archived(query: str, page_size: int, page_token: str | None = Non
             raise ArchiveQueryRefused(f"The archive refused the search: {err.message}"
                                       ) from err
         raise _unavailable(err) from err
-    token = base64.urlsafe_b64encode(resp.next_page_token).decode() \
-        if resp.next_page_token else None
-    return CasePage([_row(info) for info in resp.executions], token)
+    return CasePage([_row(info) for info in resp.executions],
+                    _encode_token(resp.next_page_token))
 
 
 # --- the search-attribute registry ------------------------------------------------------------

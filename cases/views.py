@@ -288,18 +288,27 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     return render(request, "cases/detail.html#case", context)
 
 
-async def _ended(request: HtmxHttpRequest, access: Access, case_id: str,
-                 run_id: str | None = None) -> HttpResponse:
-    """An ended case answers no Query and needs no worker: its page is where its history
-    ends, read-only."""
+async def _from_history(access: Access, case_id: str, run_id: str | None = None
+                        ) -> tuple[CaseState, dict[str, Any]]:
+    """An ended case (or one run by id) as its history ends, with what the read-only page
+    says about it."""
     projection = (await history_for_user(access, case_id, run_id)).projection
     state = projection.state
     assert state is not None  # history_for_user answers 404 otherwise
     # A run asked for by id may be one the case continued from, or even the live one.
-    ended = projection.ended or ("This case has ended" if state.status == "closed"
-                                 else "This is the case as far as this run records it")
-    context = await _detail_context(request, state, read_only=True, ended=ended,
-                                    run_id=run_id or "", projection_ended=projection.ended)
+    live_elsewhere = bool(run_id) and state.status != "closed" and not projection.ended
+    ended = projection.ended or ("This is the case as far as this run records it"
+                                 if live_elsewhere else "This case has ended")
+    return state, {"read_only": True, "ended": ended, "run_id": run_id or "",
+                   "live_elsewhere": live_elsewhere}
+
+
+async def _ended(request: HtmxHttpRequest, access: Access, case_id: str,
+                 run_id: str | None = None) -> HttpResponse:
+    """An ended case answers no Query and needs no worker: its page is where its history
+    ends, read-only."""
+    state, about = await _from_history(access, case_id, run_id)
+    context = await _detail_context(request, state, **about)
     if request.htmx:
         return render(request, "cases/detail.html#case", context)
     return render(request, "cases/detail.html", context)
@@ -343,22 +352,21 @@ async def _rerender(
     stale: str = "",
 ) -> HttpResponse:
     """Show the case as it is now with the refused form, its input and its error kept."""
-    ended = ""
+    about: dict[str, Any] = {}
     try:
         state = await _get_case_for_user(access, case_id)
     except gateway.CaseCompleted:
-        # It ended meanwhile (closed from another tab, say): the page from its history.
-        projection = (await history_for_user(access, case_id)).projection
-        assert projection.state is not None
-        state, ended = projection.state, projection.ended or "This case has ended"
+        # It ended meanwhile (closed from another tab, say): the page from its history,
+        # with what the user typed handed back.
+        state, about = await _from_history(access, case_id)
+        about["unsent"] = _unsent(form)
     if stale:
         # The user's form was built on an old version; give it the new one so a retry can work.
         data = form.data.copy()
         data[f"{action}-version"] = str(state.version)
         form.data = data
     context = await _detail_context(request, state, action=action, bound=form, stale=stale,
-                                    read_only=bool(ended), ended=ended,
-                                    unsent=_unsent(form) if ended else [])
+                                    **about)
     if request.htmx:
         # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
         return render(request, "cases/detail.html#case", context)
