@@ -8,11 +8,12 @@ sent with every command so the workflow enforces it against the live case.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from django.http import HttpRequest
+from datetime import datetime
 
 from workers import rules
-from workers.model import Authority, CaseState, Command
+from workers.model import Authority, CaseState, Command, SlaPolicy
+
+from .custom_fields import Attribute
 
 AGENT, SUPERVISOR, ADMIN, NONE = "agent", "supervisor", "admin", "none"
 
@@ -43,14 +44,12 @@ class Access:
     def can_see(self, queue: str) -> bool:
         return rules.can_see(queue, self.authority)
 
-    def may(self, state: CaseState, kind: type[Command], assignee: object = ...) -> bool:
-        if not self.can_see(state.queue):
-            return False
-        return rules.refusal_for(state, kind, self.username, self.authority, assignee) is None
+    def offers(self, state: CaseState, probe: Command, now: datetime, sla: SlaPolicy) -> bool:
+        """Does this case, as it is now, take `probe`'s kind of command from this user? The
+        workflow's own rules decide (rules.offers), so the page offers what it would accept."""
+        probe.authority = self.authority
+        return self.can_see(state.queue) and rules.offers(state, probe, now, sla)
 
-
-async def access_for(request: HttpRequest) -> Access:
-    """The requesting user's access (read with the rest of the request's configuration)."""
-    from .config import config_for
-
-    return (await config_for(request)).access
+    def editable(self, attributes: list[Attribute]) -> list[Attribute]:
+        """The registered attributes this user may set, on a new case as on an open one."""
+        return [a for a in attributes if self.attributes is None or a.name in self.attributes]

@@ -9,7 +9,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -23,6 +23,7 @@ from .config import load
 from .custom_fields import FIELD_PREFIX
 from .forms import NewCaseForm
 from .ids import case_id_for_key, is_case_id, new_case_id
+from .lookup import case_for, history_for
 from .models import ApiToken
 
 MAX_BODY = 64 * 1024
@@ -88,14 +89,20 @@ async def create_case(request: HttpRequest) -> JsonResponse:
         return _error(400, "Some fields are invalid.",
                       idempotency_key=["Use a string of at most 200 characters."])
     case_id = case_id_for_key(str(user.pk), key) if key else new_case_id()
+    editable = config.access.editable(config.attributes)
     form = NewCaseForm(data={**data, "case_id": case_id}, queues=config.queues,
-                       attributes=config.attributes)
+                       attributes=editable)
     known = {a.name for a in config.attributes}
-    unknown = sorted(k.removeprefix(FIELD_PREFIX) for k in data
-                     if k.startswith(FIELD_PREFIX) and k.removeprefix(FIELD_PREFIX) not in known)
+    given = [k.removeprefix(FIELD_PREFIX) for k in data if k.startswith(FIELD_PREFIX)]
+    unknown = sorted(n for n in given if n not in known)
     if unknown:
         return _error(400, "Some fields are invalid.",
                       attributes=[f"Not a registered attribute: {', '.join(unknown)}."])
+    # Opening a case follows the case page's rule: agents set only agent-editable ones.
+    withheld = sorted(set(given) - {a.name for a in editable})
+    if withheld:
+        return _error(403, "Some fields are not yours to set.", attributes=[
+            f"Only supervisors can set: {', '.join(withheld)}."])
     if not form.is_valid():
         errors = {f.replace(FIELD_PREFIX, "attributes.", 1): [str(e) for e in errs]
                   for f, errs in form.errors.items()}
@@ -171,18 +178,17 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
     if isinstance(access, JsonResponse):
         return access
     try:
-        state: CaseState | None = await gateway.get_case(case_id)
-    except gateway.CaseCompleted:
-        # Ended: the state its history ends with, no worker needed.
-        state = (await gateway.case_history(case_id)).projection.state
-    except gateway.CaseNotFound:
+        seen = await case_for(access, case_id)
+    except Http404:
         return _error(404, "No such case.")
-    except gateway.WorkerUnavailable as err:
-        return _error(503, err.message)
-    if state is None or not access.can_see(state.queue):
-        return _error(404, "No such case.")
-    return JsonResponse(case_json(state))
-
+    if seen.state is None:
+        # Live, but no worker has run it yet: there is no state to give.
+        return _error(503, seen.degraded)
+    response = JsonResponse(case_json(seen.state))
+    # Ended or no worker answering: the state its history ends with, said in a header so
+    # the body stays the case itself.
+    response["X-Case-Read-From"] = "workflow" if seen.live else "history"
+    return response
 
 
 @require_GET
@@ -192,10 +198,8 @@ async def case_history(request: HttpRequest, case_id: str) -> JsonResponse:
     if isinstance(access, JsonResponse):
         return access
     try:
-        projection = (await gateway.case_history(case_id)).projection
-    except gateway.CaseNotFound:
-        return _error(404, "No such case.")
-    if projection.state is None or not access.can_see(projection.state.queue):
+        projection = (await history_for(access, case_id)).projection
+    except Http404:
         return _error(404, "No such case.")
     return JsonResponse({
         "id": case_id,

@@ -11,15 +11,16 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from workers import rules
 from workers.model import AddTag, Assign, Close, Command, SetPriority
 
-from . import gateway
-from .access import Access, access_for
+from . import gateway, ids, lookup
+from .access import Access
+from .config import access_for
 from .forms import PRIORITY_CHOICES
 from .ids import CASE_ID_RE
 
@@ -88,15 +89,21 @@ class Outcome:
     title: str = ""
 
 
-async def run_bulk(case_ids: list[str], command: Command, key: str) -> list[Outcome]:
+async def run_bulk(case_ids: list[str], command: Command, key: str,
+                   access: Access) -> list[Outcome]:
     """Send `command` to each case, at most BULK_CONCURRENCY at a time; never stop early."""
     gate = asyncio.Semaphore(settings.BULK_CONCURRENCY)
+    action = f"bulk-{type(command).__name__.lower()}"
 
     async def one(case_id: str) -> Outcome:
         async with gate:
             try:
-                # Same key + case → same Update id: a retried bulk POST applies nothing twice.
-                state = await gateway.act(case_id, command, f"bulk-{key}-{case_id}")
+                # Same user + key + case → same Update id: a retried bulk POST applies
+                # nothing twice, and nobody else's key can replay this user's outcome.
+                state = lookup.visible(access, await gateway.act(
+                    case_id, command, ids.update_id(access.username, case_id, action, key)))
+            except Http404:
+                return Outcome(case_id, REFUSED, "No such case, or not one you can see.")
             except gateway.CaseNotFound:
                 return Outcome(case_id, REFUSED, "No such case, or not one you can see.")
             except gateway.ActionRefused as err:
@@ -125,7 +132,7 @@ async def bulk(request: HttpRequest) -> HttpResponse:
                 form.add_error("assignee", "No such user.")
     if form.is_valid():
         outcomes = await run_bulk(form.cleaned_data["case"], form.command(access),
-                                  form.cleaned_data["key"] or uuid.uuid4().hex)
+                                  form.cleaned_data["key"] or uuid.uuid4().hex, access)
     summary = {r: sum(1 for o in outcomes if o.result == r) for r in (DONE, REFUSED, FAILED)}
     return render(request, "cases/bulk_report.html", {
         "form": form, "outcomes": outcomes, "summary": summary,

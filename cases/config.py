@@ -95,3 +95,8 @@ def _access(user: AbstractBaseUser | AnonymousUser, registry: list[Attribute]) -
     queues = tuple(Queue.objects.filter(agents=user).values_list("slug", flat=True))
     editable = tuple(a.name for a in registry if a.agent_editable)
     return Access(username, AGENT if "Agent" in groups else NONE, queues, editable)
+
+
+async def access_for(request: HttpRequest) -> Access:
+    """The requesting user's access (read with the rest of the request's configuration)."""
+    return (await config_for(request)).access

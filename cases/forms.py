@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -25,6 +26,7 @@ from workers.model import (
     SetStatus,
 )
 
+from . import ids
 from .custom_fields import (
     COLUMNS_PARAM,
     FIELD_PREFIX,
@@ -130,6 +132,9 @@ class ActionForm(forms.Form):
 
     label = ""
     command_class: type[Command]
+    # Placeholder input for asking the rules whether the case takes this action at all
+    # (rules.offers): whatever the form itself would fill in, the rest left blank.
+    probe_fields: dict[str, Any] = {}
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     key = forms.CharField(widget=forms.HiddenInput, max_length=64, required=False)
 
@@ -147,9 +152,13 @@ class ActionForm(forms.Form):
             **self.fields_for_command(),
         )
 
-    def update_id(self, action: str) -> str | None:
+    @classmethod
+    def probe(cls, actor: str) -> Command:
+        return cls.command_class(actor=actor, **cls.probe_fields)
+
+    def update_id(self, actor: str, case_id: str, action: str) -> str | None:
         key = self.cleaned_data.get("key")
-        return f"{action}-{key}" if key else None
+        return ids.update_id(actor, case_id, action, key) if key else None
 
 
 class ClaimForm(ActionForm):
@@ -160,6 +169,7 @@ class ClaimForm(ActionForm):
 class AssignForm(ActionForm):
     label = "Assign"
     command_class = Assign
+    probe_fields = {"assignee": ""}
     assignee = forms.CharField(max_length=150, widget=forms.TextInput(
         attrs={"list": "assignee-options", "autocomplete": "off"}))
 
@@ -170,6 +180,7 @@ class AssignForm(ActionForm):
 class UnassignForm(ActionForm):
     label = "Unassign"
     command_class = Assign
+    probe_fields = {"assignee": None}
 
     def fields_for_command(self) -> dict[str, Any]:
         return {"assignee": None}
@@ -178,6 +189,7 @@ class UnassignForm(ActionForm):
 class PriorityForm(ActionForm):
     label = "Set priority"
     command_class = SetPriority
+    probe_fields = {"priority": 0}
     priority = forms.TypedChoiceField(choices=PRIORITY_CHOICES, coerce=int)
 
     def fields_for_command(self) -> dict[str, Any]:
@@ -187,6 +199,7 @@ class PriorityForm(ActionForm):
 class StatusForm(ActionForm):
     label = "Set status"
     command_class = SetStatus
+    probe_fields = {"status": ""}
     status = forms.ChoiceField(choices=SETTABLE_STATUSES)
 
     def fields_for_command(self) -> dict[str, Any]:
@@ -196,6 +209,7 @@ class StatusForm(ActionForm):
 class CommentForm(ActionForm):
     label = "Comment"
     command_class = AddComment
+    probe_fields = {"body": ""}
     body = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Write a comment…"}),
         max_length=rules.MAX_COMMENT,
@@ -210,6 +224,7 @@ class CommentForm(ActionForm):
 class AddTagForm(ActionForm):
     label = "Add tag"
     command_class = AddTag
+    probe_fields = {"tag": ""}
     tag = forms.CharField(max_length=rules.MAX_TAG)
 
     def fields_for_command(self) -> dict[str, Any]:
@@ -224,6 +239,7 @@ class RemoveTagForm(AddTagForm):
 class DueForm(ActionForm):
     label = "Set due time"
     command_class = SetDue
+    probe_fields = {"due_at": datetime(2000, 1, 1)}  # naive: refused as input
     due_at = forms.DateTimeField(
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         label="Due",
@@ -239,6 +255,7 @@ class DueForm(ActionForm):
 class ResolveForm(ActionForm):
     label = "Resolve"
     command_class = Resolve
+    probe_fields = {"resolution": ""}
     resolution = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), max_length=rules.MAX_RESOLUTION
     )
@@ -266,6 +283,7 @@ class AttributesForm(ActionForm):
 
     label = "Save attributes"
     command_class = SetAttributes
+    probe_fields = {"values": {}}
 
     def __init__(self, *args: Any, attributes: list[Attribute] | None = None,
                  values: dict[str, Any] | None = None, **kwargs: Any) -> None:

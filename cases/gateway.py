@@ -62,8 +62,8 @@ from workers.model import (
     NewCase,
     SlaPolicy,
 )
-from workers.projection import UPDATE_COMMANDS, Projection, project
 from workers.projection import Entry as Entry  # re-exported for the views
+from workers.projection import Projection, project
 from workers.search_attributes import (
     CORE_KEYS,
     ROW_MEMO_KEY,
@@ -73,7 +73,7 @@ from workers.search_attributes import (
 
 WORKFLOW_TYPE = "Case"
 
-UPDATE_NAMES: dict[type[Command], str] = {c: n for n, c in UPDATE_COMMANDS.items()}
+UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMANDS.items()}
 
 
 # --- what the views get ----------------------------------------------------------------------
@@ -112,6 +112,11 @@ class ActionRefused(GatewayError):
         super().__init__(message)
         self.field = field
         self.stale = stale
+
+
+class CaseBusy(GatewayError):
+    """The case's Updates were all taken (Temporal allows 10 in flight per run) for longer
+    than an action may wait: nothing was applied; hand the typed input back."""
 
 
 @dataclass

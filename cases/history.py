@@ -10,7 +10,6 @@ import asyncio
 import csv
 import io
 import json
-import uuid
 from typing import Any
 
 from django import forms
@@ -22,40 +21,13 @@ from django.views.decorators.http import require_GET
 from workers.model import PRIORITY_LABELS
 
 from . import custom_fields, gateway
-from .access import Access
 from .config import config_for
 from .export import spreadsheet_safe
 from .ids import is_case_id
+from .lookup import history_for
 from .visibility import InvalidFilter, archived_queries
 
 ARCHIVE_PAGE_SIZE = 50
-
-
-def _run_id(value: str | None) -> str | None:
-    """A run id from the URL: Temporal's are UUIDs; anything else matches no case."""
-    if not value:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as err:
-        raise Http404("No such run.") from err
-
-
-async def history_for_user(access: Access, case_id: str,
-                           run_id: str | None = None, *, raw: bool = False
-                           ) -> gateway.CaseHistory:
-    """The case's history, or 404 for ids that are malformed, unknown or outside the user's
-    queues (judged by the queue the case has in its latest projected state)."""
-    if not is_case_id(case_id):
-        raise Http404("No such case.")
-    try:
-        history = await gateway.case_history(case_id, _run_id(run_id), raw=raw)
-    except gateway.CaseNotFound as err:
-        raise Http404("No such case.") from err
-    state = history.projection.state
-    if state is None or not access.can_see(state.queue):
-        raise Http404("No such case.")
-    return history
 
 
 def _chosen(projection: gateway.Projection, at: str) -> gateway.Entry | None:
@@ -78,7 +50,7 @@ async def case_history(request: HttpRequest, case_id: str) -> HttpResponse:
     """The timeline; with `?at=`, the case exactly as it was right after that event."""
     config = await config_for(request)
     run_id = request.GET.get("run") or ""
-    history = await history_for_user(config.access, case_id, run_id)
+    history = await history_for(config.access, case_id, run_id)
     projection = history.projection
     chosen = _chosen(projection, request.GET.get("at", ""))
     last_run = projection.run_ids[-1]
@@ -109,7 +81,7 @@ def _download(content: str | bytes, content_type: str, filename: str) -> HttpRes
 async def case_history_json(request: HttpRequest, case_id: str) -> HttpResponse:
     """The raw event history of every run, in Temporal's own JSON form."""
     access = (await config_for(request)).access
-    history = await history_for_user(access, case_id, request.GET.get("run"), raw=True)
+    history = await history_for(access, case_id, request.GET.get("run"), raw=True)
     body = json.dumps({"caseId": case_id, "runs": history.raw}, indent=1)
     return _download(body, "application/json", f"{case_id}-history.json")
 
@@ -122,7 +94,7 @@ CSV_COLUMNS = ["#", "Time", "Actor", "Event", "Detail", "Version", "Run", "Event
 async def case_history_csv(request: HttpRequest, case_id: str) -> HttpResponse:
     """The timeline in business words, for people and spreadsheets."""
     access = (await config_for(request)).access
-    history = await history_for_user(access, case_id, request.GET.get("run"))
+    history = await history_for(access, case_id, request.GET.get("run"))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)

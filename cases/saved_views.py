@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import gateway
-from .access import Access, access_for
-from .config import config_for
+from .access import Access
+from .config import access_for, config_for
 from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
 from .forms import CaseFilterForm
 from .models import GroupDefaultView, SavedView

@@ -11,12 +11,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from workers.model import PRIORITY_LABELS, STATUSES, CaseState, SetAttributes
+from workers.model import PRIORITY_LABELS, STATUSES, CaseState, Requester
 
-from . import custom_fields, gateway, saved_views
+from . import custom_fields, gateway, lookup, saved_views
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -28,8 +29,8 @@ from .forms import (
     CaseFilterForm,
     NewCaseForm,
 )
-from .history import history_for_user
 from .ids import is_case_id
+from .lookup import Seen, case_for
 from .visibility import CaseFilter, InvalidFilter
 
 
@@ -43,19 +44,6 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
-
-
-async def _get_case_for_user(access: Access, case_id: str) -> CaseState:
-    """The live case, or 404 for ids that are malformed, unknown or outside the user's queues."""
-    if not is_case_id(case_id):
-        raise Http404("No such case.")
-    try:
-        state = await gateway.get_case(case_id)
-    except gateway.CaseNotFound as err:
-        raise Http404("No such case.") from err
-    if not access.can_see(state.queue):
-        raise Http404("No such case.")
-    return state
 
 
 # --- list --------------------------------------------------------------------------------------
@@ -137,7 +125,9 @@ def _list_queries(case_filter: CaseFilter, access: Access) -> tuple[str, dict[st
 async def case_new(request: HtmxHttpRequest) -> HttpResponse:
     config = await config_for(request)
     access = config.access
-    form = NewCaseForm(request.POST or None, queues=config.queues, attributes=config.attributes)
+    # Only the attributes this user may set on a case are fields here (as on the case page).
+    form = NewCaseForm(request.POST or None, queues=config.queues,
+                       attributes=access.editable(config.attributes))
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
@@ -154,49 +144,38 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
 # --- detail and actions ------------------------------------------------------------------------
 
 
-def _editable(attributes: list[Attribute], access: Access) -> list[Attribute]:
-    return [a for a in attributes if access.attributes is None or a.name in access.attributes]
-
-
 def _action_forms(state: CaseState, access: Access,
                   attributes: list[Attribute]) -> dict[str, ActionForm]:
-    """Unbound forms for the actions this user may take on the case as it is now."""
-    names: list[str] = []
-    if state.is_open:
-        if not state.assignee:
-            names.append("claim")
-        names.append("assign")
-        if state.assignee:
-            names.append("unassign")
-        names += ["status", "priority", "due", "add_tag", "resolve"]
-    if state.status == "resolved":
-        names.append("reopen")
-    if state.status != "closed":
-        names += ["comment", "close"]
+    """Unbound forms for the actions this user may take on the case as it is now. The
+    workflow's rules decide which (rules.offers), so the page offers exactly what the case
+    would accept, whatever is added to the registry."""
     initial = {"version": state.version, "priority": state.priority, "status": state.status}
+    now, sla = timezone.now(), gateway.sla_policy()
     forms: dict[str, ActionForm] = {}
-    for name in names:
-        form_class = ACTION_FORMS[name]
-        target: object = ...
-        if name == "unassign":
-            target = None
-        if access.may(state, form_class.command_class, target):
+    for name, form_class in ACTION_FORMS.items():
+        if name == "remove_tag":
+            continue  # one small form per tag, drawn with the tags (can_remove_tags)
+        if not access.offers(state, form_class.probe(access.username), now, sla):
+            continue
+        if form_class is AttributesForm:
+            editable = access.editable(attributes)
+            if editable:
+                forms[name] = AttributesForm(
+                    initial=initial, prefix=name, attributes=editable,
+                    values={k: v.value for k, v in state.attributes.items()})
+        else:
             forms[name] = form_class(initial=initial, prefix=name)
-    editable = _editable(attributes, access)
-    if editable and state.status != "closed" and access.may(
-            state, SetAttributes, sorted(a.name for a in editable)):
-        forms["attributes"] = AttributesForm(
-            initial=initial, prefix="attributes", attributes=editable,
-            values={k: v.value for k, v in state.attributes.items()})
     return forms
 
 
 async def _detail_context(
-    request: HttpRequest, state: CaseState, *, bound: ActionForm | None = None,
-    action: str | None = None, read_only: bool = False, **extra: Any,
+    request: HttpRequest, seen: Seen, *, bound: ActionForm | None = None,
+    action: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
     config = await config_for(request, usernames=True)
     access, attributes = config.access, config.attributes
+    state = seen.state if seen.state is not None else _stand_in(seen.row)
+    read_only = not seen.live
     forms = {} if read_only else _action_forms(state, access, attributes)
     if bound is not None and action in forms:
         forms[action] = bound
@@ -206,16 +185,46 @@ async def _detail_context(
     return {
         "case": state,
         "forms": forms,
-        "row": gateway.CaseRow.from_state(state),
+        "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
         "assignee_options": config.usernames if "assign" in forms else [],
-        "can_remove_tags": not read_only and access.may(
-            state, ACTION_FORMS["remove_tag"].command_class),
+        "can_remove_tags": not read_only and access.offers(
+            state, ACTION_FORMS["remove_tag"].probe(access.username), timezone.now(),
+            gateway.sla_policy()),
         "read_only": read_only,
+        "ended": seen.ended,
+        "degraded": seen.degraded,
+        "from_row": seen.state is None,
+        "run_id": seen.run_id,
+        "live_elsewhere": seen.live_elsewhere,
         "attribute_rows": custom_fields.attribute_rows(state, attributes),
         **extra,
     }
+
+
+def _stand_in(row: gateway.CaseRow) -> CaseState:
+    """A live case no worker has run yet has no state, only its Visibility row: enough for
+    the header, so the page is the same page with less in it."""
+    started = row.started_at or timezone.now()
+    return CaseState(
+        case_id=row.case_id, title=row.title, description="",
+        requester=Requester(name=row.requester, email=""), queue=row.queue,
+        priority=row.priority or 3, status=row.status, created_at=started, created_by="",
+        updated_at=row.updated_at or started, updated_by="", assignee=row.assignee,
+        tags=list(row.tags), due_at=row.due_at, sla_breached=row.sla_breached,
+        version=row.version or 1)
+
+
+async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 200,
+                       **extra: Any) -> HttpResponse:
+    """The case page, or with HTMX just its #case partial: decided here, once, for every
+    way a case is shown (live, ended, degraded, after an action or a refusal). HTMX
+    responses are 200 so htmx swaps them; the outcome is in the markup."""
+    context = await _detail_context(request, seen, **extra)
+    if request.htmx:
+        return render(request, "cases/detail.html#case", context)
+    return render(request, "cases/detail.html", context, status=status)
 
 
 @require_GET
@@ -223,23 +232,12 @@ async def _detail_context(
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
     access = (await config_for(request, usernames=True)).access
-    run_id = request.GET.get("run")
-    if run_id:
-        # One particular run (an archived one, say): only its history can tell.
-        return await _ended(request, access, case_id, run_id)
-    try:
-        state = await _get_case_for_user(access, case_id)
-    except gateway.CaseCompleted:
-        return await _ended(request, access, case_id)
-    except gateway.WorkerUnavailable as err:
-        return await _degraded(request, access, case_id, err.message)
-    if request.htmx:
-        since = request.GET.get("since")
-        if since and since == str(state.version):
-            # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
-            return HttpResponse(status=204)
-        return render(request, "cases/detail.html#case", await _detail_context(request, state))
-    return render(request, "cases/detail.html", await _detail_context(request, state))
+    seen = await case_for(access, case_id, run_id=request.GET.get("run"))
+    since = request.GET.get("since")
+    if request.htmx and seen.live and since and since == str(seen.state.version):
+        # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
+        return HttpResponse(status=204)
+    return await _render_case(request, seen)
 
 
 @require_POST
@@ -252,8 +250,8 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     config = await config_for(request, usernames=True)
     access = config.access
     if form_class is AttributesForm:
-        editable = _editable(config.attributes, access)
-        form: ActionForm = AttributesForm(request.POST, prefix=action, attributes=editable)
+        form: ActionForm = AttributesForm(request.POST, prefix=action,
+                                          attributes=access.editable(config.attributes))
     else:
         form = form_class(request.POST, prefix=action)
     if form.is_valid() and isinstance(form, AssignForm):
@@ -266,13 +264,20 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     command = form.command(access.username)
     command.authority = access.authority
     try:
-        state = await gateway.act(case_id, command, form.update_id(action))
+        state = await gateway.act(case_id, command,
+                                  form.update_id(access.username, case_id, action))
     except gateway.CaseNotFound as err:
         raise Http404("No such case.") from err
     except gateway.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
-        return await _degraded(request, access, case_id, err.message, unsent=_unsent(form),
-                               status=200 if request.htmx else 503)
+        seen = await lookup.degraded(access, case_id, err.message)
+        return await _render_case(request, seen, unsent=_unsent(form), status=503)
+    except gateway.CaseBusy as err:
+        # Every turn on the case was taken for longer than an action may wait: nothing was
+        # applied; the form comes back with what was typed, and the reason above it.
+        form.add_error(None, err.message)
+        return await _rerender(request, access, case_id, action, form, status=429,
+                               busy=err.message)
     except gateway.ActionRefused as err:
         if err.stale:
             # Said once, at the top, above the fresh state; the form keeps the user's input.
@@ -280,60 +285,14 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
                                    stale=err.message)
         form.add_error(err.field if err.field in form.fields else None, err.message)
         return await _rerender(request, access, case_id, action, form, status=409)
+    # The Update's result is a state like any other: the access rule applies to it too.
+    lookup.visible(access, state)
     if not request.htmx:
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
     # The Update returned the new state: render from it, no second read.
-    context = await _detail_context(request, state, flash=f"{form.label}: done.", oob_row=True)
-    return render(request, "cases/detail.html#case", context)
-
-
-async def _from_history(access: Access, case_id: str, run_id: str | None = None
-                        ) -> tuple[CaseState, dict[str, Any]]:
-    """An ended case (or one run by id) as its history ends, with what the read-only page
-    says about it."""
-    projection = (await history_for_user(access, case_id, run_id)).projection
-    state = projection.state
-    assert state is not None  # history_for_user answers 404 otherwise
-    # A run asked for by id may be one the case continued from, or even the live one.
-    live_elsewhere = bool(run_id) and state.status != "closed" and not projection.ended
-    ended = projection.ended or ("This is the case as far as this run records it"
-                                 if live_elsewhere else "This case has ended")
-    return state, {"read_only": True, "ended": ended, "run_id": run_id or "",
-                   "live_elsewhere": live_elsewhere}
-
-
-async def _ended(request: HtmxHttpRequest, access: Access, case_id: str,
-                 run_id: str | None = None) -> HttpResponse:
-    """An ended case answers no Query and needs no worker: its page is where its history
-    ends, read-only."""
-    state, about = await _from_history(access, case_id, run_id)
-    context = await _detail_context(request, state, **about)
-    if request.htmx:
-        return render(request, "cases/detail.html#case", context)
-    return render(request, "cases/detail.html", context)
-
-
-async def _degraded(request: HtmxHttpRequest, access: Access, case_id: str, reason: str, *,
-                    unsent: list[str] | None = None, status: int = 200) -> HttpResponse:
-    """No worker answers for a live case: show it read-only as its event history records
-    it (no worker needed), or failing that as Visibility knows it; the page polls until the
-    worker is back."""
-    state: CaseState | None = None
-    try:
-        state = (await history_for_user(access, case_id)).projection.state
-    except (gateway.GatewayError, Http404):
-        pass  # not yet run by any worker (no state in history), or hidden: judged below
-    if state is not None:
-        row = gateway.CaseRow.from_state(state)
-    else:
-        row = await gateway.describe_case(case_id)
-        if not access.can_see(row.queue):
-            raise Http404("No such case.")
-    context = {"row": row, "case": state, "reason": reason, "unsent": unsent or [],
-               "refresh_seconds": settings.CASE_REFRESH_SECONDS}
-    template = "cases/degraded.html#case" if request.htmx else "cases/degraded.html"
-    return render(request, template, context, status=status)
+    seen = Seen(case_id, state, gateway.CaseRow.from_state(state))
+    return await _render_case(request, seen, flash=f"{form.label}: done.", oob_row=True)
 
 
 def _unsent(form: ActionForm) -> list[str]:
@@ -350,27 +309,33 @@ async def _rerender(
     form: ActionForm,
     status: int,
     stale: str = "",
+    busy: str = "",
 ) -> HttpResponse:
     """Show the case as it is now with the refused form, its input and its error kept."""
-    about: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     try:
-        state = await _get_case_for_user(access, case_id)
-    except gateway.CaseCompleted:
+        seen = await case_for(access, case_id, live_only=True)
+    except gateway.WorkerUnavailable as err:
+        # Refused, and then the case could not be re-read in time (a busy worker, say):
+        # say both, from its history, and hand back the text; never blame a live worker.
+        what = busy or stale or " ".join(
+            str(e) for errs in form.errors.values() for e in errs) or "Not applied."
+        seen = await lookup.degraded(access, case_id, err.message)
+        seen.degraded = ("the case could not be re-read just now "
+                         f"({err.message.rstrip('.')}).")
+        return await _render_case(request, seen, status=status, unsent=_unsent(form),
+                                  not_applied=f"Not applied: {what}")
+    if not seen.live:
         # It ended meanwhile (closed from another tab, say): the page from its history,
         # with what the user typed handed back.
-        state, about = await _from_history(access, case_id)
-        about["unsent"] = _unsent(form)
-    if stale:
+        extra["unsent"] = _unsent(form)
+    if stale and seen.live:
         # The user's form was built on an old version; give it the new one so a retry can work.
         data = form.data.copy()
-        data[f"{action}-version"] = str(state.version)
+        data[f"{action}-version"] = str(seen.state.version)
         form.data = data
-    context = await _detail_context(request, state, action=action, bound=form, stale=stale,
-                                    **about)
-    if request.htmx:
-        # Swapped in place: a 200 so htmx swaps it; the error is in the markup.
-        return render(request, "cases/detail.html#case", context)
-    return render(request, "cases/detail.html", context, status=status)
+    return await _render_case(request, seen, status=status, action=action, bound=form,
+                              stale=stale, **extra)
 
 
 @require_GET

@@ -171,13 +171,13 @@ def test_where_todays_rules_disagree_with_the_record_the_record_wins(open_case, 
     run(gateway.act(case_id, AddTag(actor="alice", tag="vip")))
     run(gateway.act(case_id, AddComment(actor="alice", body="after the tag")))
     live = run(gateway.get_case(case_id))
-    original = rules._RULES[AddTag]
+    original = rules.rule_for(AddTag)
 
     def shouting(state, command, now, sla):  # a rule change made after the fact
-        effect = original(state, command, now, sla)
+        effect = original.decide(state, command, now, sla)
         return replace(effect, changes={"tags": [t.upper() for t in effect.changes["tags"]]})
 
-    monkeypatch.setitem(rules._RULES, AddTag, shouting)
+    monkeypatch.setitem(rules._BY_COMMAND, AddTag, replace(original, decide=shouting))
     projection = run(gateway.case_history(case_id)).projection
     tagged = next(e for e in projection.entries if e.kind == "tagged")
     assert tagged.diverged and tagged.state.tags == ["vip"]

@@ -26,39 +26,15 @@ from temporalio.converter import PayloadConverter
 from . import rules
 from .model import (
     SYSTEM_ACTOR,
-    AddComment,
-    AddTag,
-    Assign,
     CaseInput,
     CaseState,
-    Claim,
-    Close,
     Command,
-    RemoveTag,
-    Reopen,
-    Resolve,
-    SetAttributes,
-    SetDue,
-    SetPriority,
-    SetStatus,
     SlaPolicy,
 )
 
-# The workflow's Update names (workflows.py) and the command each carries.
+# The workflow's Update names and the command each carries (one registry: rules.COMMANDS).
 UPDATE_COMMANDS: dict[str, type[Command]] = {
-    "claim": Claim,
-    "assign": Assign,
-    "set_priority": SetPriority,
-    "set_status": SetStatus,
-    "comment": AddComment,
-    "add_tag": AddTag,
-    "remove_tag": RemoveTag,
-    "set_due": SetDue,
-    "resolve": Resolve,
-    "reopen": Reopen,
-    "close": Close,
-    "set_attributes": SetAttributes,
-}
+    name: rule.command for name, rule in rules.COMMANDS.items()}
 SLA_ACTIVITY = "notify_sla_breach"
 
 
@@ -135,49 +111,25 @@ def quiet_period(seconds: int) -> str:
     return f"{seconds} quiet second{'s' if seconds != 1 else ''}"
 
 
+# Timeline lines for what no command does: the workflow's own steps.
+SYSTEM_WORDING = {
+    "opened": "{actor} opened the case",
+    "sla breached": "SLA breached",
+    "ended": "{detail}",
+    "truncated": "earlier history is past retention and not archived",
+}
+WORDING: dict[str, str] = {
+    **{kind: text for rule in rules.COMMANDS.values() for kind, text in rule.wording.items()},
+    **SYSTEM_WORDING,
+}
+
+
 def wording(kind: str, detail: str, actor: str, quiet_seconds: int = 0) -> str:
     """The timeline line for an applied effect, as people say it."""
-    by = actor
-    match kind:
-        case "opened":
-            return f"{by} opened the case"
-        case "claimed":
-            return f"{by} claimed the case"
-        case "assigned":
-            return f"{by} assigned the case to {detail}"
-        case "unassigned":
-            return f"{by} unassigned the case ({detail})"
-        case "priority":
-            return f"priority {detail} by {by}"
-        case "status":
-            return f"status {detail.replace('_', ' ')} by {by}"
-        case "comment":
-            return f"{by} commented"
-        case "internal note":
-            return f"{by} added an internal note"
-        case "tagged":
-            return f"{by} tagged the case {detail}"
-        case "untagged":
-            return f"{by} removed the tag {detail}"
-        case "due":
-            return f"{by} set the due time to {detail}"
-        case "resolved":
-            return f"{by} resolved the case"
-        case "reopened":
-            return f"{by} reopened the case"
-        case "attributes":
-            return f"{by} set {detail}"
-        case "sla breached":
-            return "SLA breached"
-        case "closed" if actor == SYSTEM_ACTOR:
-            return f"closed automatically after {quiet_period(quiet_seconds)}"
-        case "closed":
-            return f"{by} closed the case"
-        case "ended":
-            return detail
-        case "truncated":
-            return "earlier history is past retention and not archived"
-    return f"{kind} by {by}"
+    if kind == "closed" and actor == SYSTEM_ACTOR:
+        return f"closed automatically after {quiet_period(quiet_seconds)}"
+    text = WORDING.get(kind, "{kind} by {actor}")
+    return text.format(actor=actor, detail=detail, words=detail.replace("_", " "), kind=kind)
 
 
 class Projector:
@@ -263,7 +215,9 @@ class Projector:
         inp, self._opening = self._opening, None
         assert inp is not None and inp.new is not None and self.now is not None
         try:
-            self.state = rules.open_case(inp.case_id, inp.new, inp.actor, inp.sla, self.now)
+            # Named by its workflow id, as the workflow names itself (rules.case_id_of).
+            case_id = rules.case_id_of(self.result.case_id)
+            self.state = rules.open_case(case_id, inp.new, inp.actor, inp.sla, self.now)
         except rules.RuleError:
             return  # the run failed on its input; its failure event says so
         self._add(event, inp.actor, "opened", self.state.title, self.state)

@@ -51,6 +51,8 @@ ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 CORE_ATTRIBUTE_NAMES = frozenset({
     "CaseStatus", "CaseAssignee", "CaseQueue", "CasePriority", "CaseTitle", "CaseTags",
     "CaseDueAt", "CaseUpdatedAt", "CaseSlaBreached"})
+# Case ids: `case-` and eight Crockford base32 characters (no I, L, O, U).
+CASE_ID_RE = re.compile(r"^case-[0-9A-HJKMNP-TV-Z]{8}$")
 MAX_KEYWORD = 256
 MAX_ATTRIBUTE_TEXT = 2000
 
@@ -186,6 +188,14 @@ def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
     raise RuleError(f"{name} has an unknown type {kind!r}.", name)
 
 
+def case_id_of(workflow_id: str) -> str:
+    """A case is named by its workflow's own id, whatever id its input carries (any Temporal
+    client can start one): the page, its forms and every Update address that id."""
+    if not CASE_ID_RE.match(workflow_id):
+        raise RuleError(f"{workflow_id!r} is not a case id (case- and eight letters or digits).")
+    return workflow_id
+
+
 def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
@@ -266,14 +276,14 @@ def _set_priority(s: CaseState, c: SetPriority, now: datetime, sla: SlaPolicy) -
 
 def _set_status(s: CaseState, c: SetStatus, now: datetime, sla: SlaPolicy) -> Effect:
     _require_not_closed(s)
+    if s.status == "resolved":
+        raise RuleError("This case is resolved; reopen it first.")
     if c.status == s.status:
         raise RuleError(f"The case is already {c.status.replace('_', ' ')}.", "status")
     if c.status == "resolved":
         raise RuleError("Use Resolve, which records a resolution.", "status")
     if c.status == "closed":
         raise RuleError("Use Close to close the case.", "status")
-    if s.status == "resolved":
-        raise RuleError("This case is resolved; reopen it first.", "status")
     if c.status not in STATUS_TRANSITIONS.get(s.status, ()):
         raise RuleError(
             f"A case cannot go from {s.status.replace('_', ' ')} to "
@@ -354,7 +364,7 @@ def _reopen(s: CaseState, c: Reopen, now: datetime, sla: SlaPolicy) -> Effect:
 def _set_attributes(s: CaseState, c: SetAttributes, now: datetime, sla: SlaPolicy) -> Effect:
     _require_not_closed(s)
     if not c.values:
-        raise RuleError("Nothing to change.")
+        raise RuleError("Nothing to change.", "values")
     merged = dict(s.attributes)
     changed: list[str] = []
     for name, attr in sorted(c.values.items()):
@@ -368,7 +378,7 @@ def _set_attributes(s: CaseState, c: SetAttributes, now: datetime, sla: SlaPolic
             merged[name] = clean
         changed.append(f"{name} = {clean.value if clean.value is not None else '—'}")
     if not changed:
-        raise RuleError("Those values are already set.")
+        raise RuleError("Those values are already set.", "values")
     return Effect("attributes", "; ".join(changed)[:200], {"attributes": merged})
 
 
@@ -377,20 +387,44 @@ def _close(s: CaseState, c: Close, now: datetime, sla: SlaPolicy) -> Effect:
     return Effect("closed", changes={"status": "closed", "closed_at": now})
 
 
-_RULES: dict[type[Command], Callable[[CaseState, Any, datetime, SlaPolicy], Effect]] = {
-    Claim: _claim,
-    Assign: _assign,
-    SetPriority: _set_priority,
-    SetStatus: _set_status,
-    AddComment: _comment,
-    AddTag: _add_tag,
-    RemoveTag: _remove_tag,
-    SetDue: _set_due,
-    Resolve: _resolve,
-    Reopen: _reopen,
-    Close: _close,
-    SetAttributes: _set_attributes,
-}
+@dataclass(frozen=True)
+class CommandRule:
+    """One case command: the workflow Update that carries it, its input, the rule that
+    decides it, and how the timeline words each effect kind it produces. The workflow's
+    Updates, the history projection and the gateway are all derived from `COMMANDS`."""
+
+    update: str
+    command: type[Command]
+    decide: Callable[[CaseState, Any, datetime, SlaPolicy], Effect]
+    # Effect kind -> timeline line; {actor}, {detail} and {words} (detail, `_` as spaces).
+    wording: dict[str, str]
+
+
+COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
+    CommandRule("claim", Claim, _claim, {"claimed": "{actor} claimed the case"}),
+    CommandRule("assign", Assign, _assign, {
+        "assigned": "{actor} assigned the case to {detail}",
+        "unassigned": "{actor} unassigned the case ({detail})"}),
+    CommandRule("set_priority", SetPriority, _set_priority,
+                {"priority": "priority {detail} by {actor}"}),
+    CommandRule("set_status", SetStatus, _set_status, {"status": "status {words} by {actor}"}),
+    CommandRule("comment", AddComment, _comment, {
+        "comment": "{actor} commented", "internal note": "{actor} added an internal note"}),
+    CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"}),
+    CommandRule("remove_tag", RemoveTag, _remove_tag,
+                {"untagged": "{actor} removed the tag {detail}"}),
+    CommandRule("set_due", SetDue, _set_due, {"due": "{actor} set the due time to {detail}"}),
+    CommandRule("resolve", Resolve, _resolve, {"resolved": "{actor} resolved the case"}),
+    CommandRule("reopen", Reopen, _reopen, {"reopened": "{actor} reopened the case"}),
+    CommandRule("close", Close, _close, {"closed": "{actor} closed the case"}),
+    CommandRule("set_attributes", SetAttributes, _set_attributes,
+                {"attributes": "{actor} set {detail}"}),
+)}
+_BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
+
+
+def rule_for(kind: type[Command]) -> CommandRule:
+    return _BY_COMMAND[kind]
 
 
 # Commands an agent may send on any case in their queues; everything else needs the case
@@ -452,7 +486,21 @@ def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) ->
     reason = refusal_for(state, type(command), command.actor, command.authority, target)
     if reason:
         raise RuleError(reason)
-    return _RULES[type(command)](state, command, now, sla)
+    return _BY_COMMAND[type(command)].decide(state, command, now, sla)
+
+
+def offers(state: CaseState, probe: Command, now: datetime, sla: SlaPolicy) -> bool:
+    """Does the case, as it is now, take this kind of command from this actor? `probe`
+    carries placeholder input: a refusal about the input (one naming a field) still means
+    the action is on offer, so the page shows its form; a refusal about the case or the
+    actor means it is not."""
+    try:
+        decide(state, probe, now, sla)
+    except (StaleError, NotVisibleError):
+        return False
+    except RuleError as err:
+        return err.field is not None
+    return True
 
 
 def apply(state: CaseState, effect: Effect, actor: str, now: datetime) -> CaseState:

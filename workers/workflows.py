@@ -7,7 +7,9 @@ and concurrent commands that all passed validation are still re-checked when app
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,25 +20,40 @@ with workflow.unsafe.imports_passed_through():
     from .activities import notify_sla_breach
     from .model import (
         SYSTEM_ACTOR,
-        AddComment,
-        AddTag,
-        Assign,
         AttributeValue,
         CaseInput,
         CaseState,
-        Claim,
-        Close,
         Command,
-        RemoveTag,
-        Reopen,
-        Resolve,
         SetAttributes,
-        SetDue,
-        SetPriority,
-        SetStatus,
         SlaBreachNotice,
     )
     from .search_attributes import ROW_MEMO_KEY, custom_updates, row_memo, updates_for
+
+
+def _with_command_updates(cls: type) -> type:
+    """One Update per entry of rules.COMMANDS, each validated and applied by `rules.decide`:
+    adding a command to the registry adds its Update, with nothing to write here."""
+    for rule in rules.COMMANDS.values():
+        setattr(cls, rule.update, _command_update(rule))
+    return cls
+
+
+def _command_update(rule: rules.CommandRule) -> Any:
+    def handler(self: CaseWorkflow, cmd: Command) -> CaseState:
+        return self._execute(cmd)
+
+    def validator(self: CaseWorkflow, cmd: Command) -> None:
+        self._check(cmd)
+
+    # The SDK decodes the Update's argument by the handler's type hints (and checks that
+    # the validator's match).
+    handler.__annotations__ = {"cmd": rule.command, "return": CaseState}
+    validator.__annotations__ = {"cmd": rule.command, "return": None}
+    handler.__name__ = handler.__qualname__ = rule.update
+    validator.__name__ = validator.__qualname__ = f"validate_{rule.update}"
+    update = workflow.update(name=rule.update)(handler)
+    update.validator(validator)
+    return update
 
 
 def _refusal(err: rules.RuleError) -> ApplicationError:
@@ -45,23 +62,25 @@ def _refusal(err: rules.RuleError) -> ApplicationError:
 
 
 @workflow.defn(name="Case")
+@_with_command_updates
 class CaseWorkflow:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         self._input = inp
         # Bad input fails the run (below) rather than __init__, which would only retry the task.
         self._invalid: rules.RuleError | None = None
-        if inp.state is not None:
-            self._state = inp.state
-        else:
-            try:
+        try:
+            case_id = rules.case_id_of(workflow.info().workflow_id)
+            if inp.state is not None:
+                self._state = replace(inp.state, case_id=case_id)
+            else:
                 if inp.new is None:
                     raise rules.RuleError("A case needs its fields.")
                 self._state = rules.open_case(
-                    inp.case_id, inp.new, inp.actor, inp.sla, workflow.now()
+                    case_id, inp.new, inp.actor, inp.sla, workflow.now()
                 )
-            except rules.RuleError as err:
-                self._invalid = err
+        except rules.RuleError as err:
+            self._invalid = err
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
@@ -81,7 +100,7 @@ class CaseWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     CaseInput(
-                        case_id=inp.case_id,
+                        case_id=self._state.case_id,
                         actor=inp.actor,
                         sla=inp.sla,
                         auto_close_seconds=inp.auto_close_seconds,
@@ -98,103 +117,7 @@ class CaseWorkflow:
     def get_case(self) -> CaseState:
         return self._state
 
-    # --- commands ------------------------------------------------------------------------
-
-    @workflow.update
-    def claim(self, cmd: Claim) -> CaseState:
-        return self._execute(cmd)
-
-    @claim.validator
-    def _check_claim(self, cmd: Claim) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def assign(self, cmd: Assign) -> CaseState:
-        return self._execute(cmd)
-
-    @assign.validator
-    def _check_assign(self, cmd: Assign) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def set_priority(self, cmd: SetPriority) -> CaseState:
-        return self._execute(cmd)
-
-    @set_priority.validator
-    def _check_set_priority(self, cmd: SetPriority) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def set_status(self, cmd: SetStatus) -> CaseState:
-        return self._execute(cmd)
-
-    @set_status.validator
-    def _check_set_status(self, cmd: SetStatus) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def comment(self, cmd: AddComment) -> CaseState:
-        return self._execute(cmd)
-
-    @comment.validator
-    def _check_comment(self, cmd: AddComment) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def add_tag(self, cmd: AddTag) -> CaseState:
-        return self._execute(cmd)
-
-    @add_tag.validator
-    def _check_add_tag(self, cmd: AddTag) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def remove_tag(self, cmd: RemoveTag) -> CaseState:
-        return self._execute(cmd)
-
-    @remove_tag.validator
-    def _check_remove_tag(self, cmd: RemoveTag) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def set_due(self, cmd: SetDue) -> CaseState:
-        return self._execute(cmd)
-
-    @set_due.validator
-    def _check_set_due(self, cmd: SetDue) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def resolve(self, cmd: Resolve) -> CaseState:
-        return self._execute(cmd)
-
-    @resolve.validator
-    def _check_resolve(self, cmd: Resolve) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def reopen(self, cmd: Reopen) -> CaseState:
-        return self._execute(cmd)
-
-    @reopen.validator
-    def _check_reopen(self, cmd: Reopen) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def close(self, cmd: Close) -> CaseState:
-        return self._execute(cmd)
-
-    @close.validator
-    def _check_close(self, cmd: Close) -> None:
-        self._check(cmd)
-
-    @workflow.update
-    def set_attributes(self, cmd: SetAttributes) -> CaseState:
-        return self._execute(cmd)
-
-    @set_attributes.validator
-    def _check_set_attributes(self, cmd: SetAttributes) -> None:
-        self._check(cmd)
+    # Every command Update (claim, assign, comment, ...) is added below from rules.COMMANDS.
 
     # --- internals -----------------------------------------------------------------------
 
