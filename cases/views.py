@@ -321,8 +321,6 @@ async def _rerender(
         what = busy or stale or " ".join(
             str(e) for errs in form.errors.values() for e in errs) or "Not applied."
         seen = await lookup.degraded(access, case_id, err.message)
-        seen.degraded = ("the case could not be re-read just now "
-                         f"({err.message.rstrip('.')}).")
         return await _render_case(request, seen, status=status, unsent=_unsent(form),
                                   not_applied=f"Not applied: {what}")
     if not seen.live:
