@@ -23,6 +23,8 @@ $(VENV)/.installed: requirements.lock
 
 setup: $(VENV)/.installed
 	mkdir -p var
+	@# A random key per checkout (settings read it when SECRET_KEY is unset): no public key.
+	test -s var/secret-key || (umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret-key)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py demo_users

@@ -79,6 +79,9 @@ async def create_case(request: HttpRequest) -> JsonResponse:
         payload = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         return _error(400, "The body must be JSON.")
+    except RecursionError:
+        # 64 KiB of "[[[[" parses past Python's recursion limit.
+        return _error(400, "The body must be JSON that is not this deeply nested.")
     if not isinstance(payload, dict):
         return _error(400, "The body must be a JSON object.")
     data, problems = _form_data(payload)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -9,6 +10,51 @@ from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 
 from . import gateway
+
+# Headers that tell an API client what to do next; everything else of an HTML error goes.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def _api_error_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """An error answered on /api/ in HTML (URL not found, wrong method, a crash turned into
+    handler500's page, a CSRF refusal) becomes `{"error": ...}` with the same status, as the
+    README promises; the API's own JSON answers pass through untouched."""
+    if (response.status_code < 400 or not request.path.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")):
+        return response
+    status = response.status_code
+    if status == 404:
+        message = f"Nothing here: {request.path} is not an API endpoint."
+    elif status == 405:
+        message = f"{request.method} is not allowed here; use {response.get('Allow', '')}."
+    elif status >= 500:
+        # Django has logged the exception with its traceback; the client gets none of it.
+        message = "Internal server error; it has been logged."
+    else:
+        try:
+            message = f"{HTTPStatus(status).phrase}."
+        except ValueError:
+            message = f"Error {status}."
+    converted = JsonResponse({"error": message}, status=status)
+    for header in _KEPT_HEADERS:
+        if header in response:
+            converted[header] = response[header]
+    return converted
+
+
+@sync_and_async_middleware
+def api_json_errors(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]):
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            return _api_error_json(request, await get_response(request))  # type: ignore[misc]
+
+        return middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponse:
+        return _api_error_json(request, get_response(request))  # type: ignore[arg-type]
+
+    return sync_middleware
 
 
 @sync_and_async_middleware

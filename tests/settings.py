@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# The product refuses to start without a real key outside DEBUG; the tests run with DEBUG
+# off (as production does), so they bring their own.
+os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 50)
+
 from tracerail.settings import *  # noqa: F403
 from tracerail.settings import STORAGES
 

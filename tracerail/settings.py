@@ -2,33 +2,117 @@
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("TRACERAIL_VAR_DIR", BASE_DIR / "var"))
 
 
-def envbool(name: str, default: str) -> bool:
-    return os.getenv(name, default).strip().lower() in ("1", "true", "yes", "on")
+# Every variable is parsed strictly: a typo in production ("ture", "1o") must stop the
+# process at start-up with the variable's name, not silently become a default.
+# Unset or empty counts as "use the default", so `X=` in an env file is harmless.
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 
 
-def envint(name: str, default: int) -> int:
-    return int(os.getenv(name, str(default)))
+def _raw(name: str) -> str | None:
+    value = os.getenv(name)
+    return None if value is None or not value.strip() else value.strip()
 
 
-def envfloat(name: str, default: float) -> float:
-    return float(os.getenv(name, str(default)))
+def envbool(name: str, default: bool | str) -> bool:
+    value = _raw(name)
+    if value is None:
+        # A string default (the older call style) is held to the same spelling rules.
+        return default if isinstance(default, bool) else _parse_bool(name, default)
+    return _parse_bool(name, value)
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of true/false, 1/0, yes/no, on/off, got {value!r}")
+
+
+def envint(name: str, default: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        if default is None:
+            raise ImproperlyConfigured(f"{name} must be set to a whole number")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+
+
+def envfloat(name: str, default: float | None = None) -> float:
+    value = _raw(name)
+    if value is None:
+        if default is None:
+            raise ImproperlyConfigured(f"{name} must be set to a number")
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        # float() accepts "nan" and "inf", which no timeout or rate means.
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    return number
 
 
 def envlist(name: str, default: str) -> list[str]:
-    return [v.strip() for v in os.getenv(name, default).split(",") if v.strip()]
+    return [v.strip() for v in (_raw(name) or default).split(",") if v.strip()]
 
 
-DEBUG = envbool("DEBUG", "false")
-SECRET_KEY = os.getenv("SECRET_KEY", "dev-only-insecure-key-change-me")
+def envints(name: str, default: str) -> list[int]:
+    values = envlist(name, default)
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be whole numbers separated by commas, got {','.join(values)!r}"
+        ) from None
+
+
+DEBUG = envbool("DEBUG", False)
+# Public in this repository: good for nothing but a local DEBUG run.
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"
+# `make setup` writes a random per-checkout key here, so `make run` and manage.py in a
+# set-up checkout work without any environment; production sets SECRET_KEY instead.
+SECRET_KEY_FILE = VAR_DIR / "secret-key"
+
+
+def _secret_key() -> str:
+    key = _raw("SECRET_KEY")
+    if key is None and SECRET_KEY_FILE.is_file():
+        key = SECRET_KEY_FILE.read_text().strip() or None
+    if DEBUG:
+        return key or DEV_SECRET_KEY
+    if key is None or key == DEV_SECRET_KEY:
+        # Sessions, CSRF tokens and password-reset links are all signed with it: a known
+        # key lets anyone forge a logged-in session.
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a long random value when DEBUG is off, e.g. "
+            "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))'). "
+            "For a local run use `make run` (it writes var/secret-key) or DEBUG=true.")
+    if len(key) < 50:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be at least 50 characters when DEBUG is off, got {len(key)}")
+    return key
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -42,12 +126,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "cases",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside everything that can answer an error, so every /api/ error reaches it.
+    "cases.middleware.api_json_errors",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -57,6 +144,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "cases.middleware.TemporalErrors",
+    # Last, as axes asks: it turns a login refused for lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes first: it refuses a locked-out login before any password is checked. It has no
+# get_user, so the test client's force_login and existing sessions use ModelBackend.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "tracerail.urls"
@@ -90,6 +186,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# --- Login throttling (django-axes) --------------------------------------------------------
+# Locked per username *and* client IP together: one IP-wide lock would shut out a whole
+# contact centre behind one NAT address, and a username-wide lock would let anyone on the
+# internet lock any agent out by guessing at their name. An attacker gets a few guesses per
+# account from each address; admins unlock in Admin → Axes → Access attempts.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5)
+# 0 means "until an admin unlocks it".
+_cooloff_minutes = envint("AXES_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 else None
+# A right password clears the count, so a week of occasional typos never adds up to a lock.
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "cases.throttle.client_ip"
+# Proxies in front of the app that append the client address to X-Forwarded-For (a load
+# balancer: 1). 0 trusts only the socket's address; behind a proxy that would make every
+# client one address, and the lock per username alone.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "cases:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -114,9 +229,28 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "false")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SESSION_COOKIE_SECURE else None
+# --- HTTPS ------------------------------------------------------------------------------
+# All off by default so plain-HTTP local runs work; docs/deployment.md lists the production
+# values, and a test runs `check --deploy` with exactly those.
+# SECURE_COOKIES is the older switch: it still turns on both secure cookies and trusting the
+# proxy's X-Forwarded-Proto, and each can be set on its own.
+SECURE_COOKIES = envbool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", SECURE_COOKIES)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", SECURE_COOKIES)
+# The header a TLS-terminating proxy sets to "https" (e.g. X-Forwarded-Proto); only set it
+# when the proxy always overwrites it, or clients could claim HTTPS themselves.
+_proxy_header = _raw("SECURE_PROXY_SSL_HEADER") or ("X-Forwarded-Proto" if SECURE_COOKIES else "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe over plain HTTP; a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# e.g. "security.W005,security.W021" where subdomains must stay reachable over HTTP.
+SILENCED_SYSTEM_CHECKS = envlist("SILENCED_SYSTEM_CHECKS", "")
 
 # --- Temporal -----------------------------------------------------------------------------
 # Address, namespace, TLS and API key also follow Temporal's own envconfig (TEMPORAL_ADDRESS,
@@ -136,7 +270,7 @@ WORKER_MAX_CONCURRENT_ACTIVITIES = envint("WORKER_MAX_CONCURRENT_ACTIVITIES", 20
 
 # --- Cases --------------------------------------------------------------------------------
 # Seconds to due per priority 1 (urgent) .. 4 (low).
-CASE_SLA_SECONDS = [int(v) for v in envlist("CASE_SLA_SECONDS", "14400,28800,86400,259200")]
+CASE_SLA_SECONDS = envints("CASE_SLA_SECONDS", "14400,28800,86400,259200")
 CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
 # Seconds identical Visibility List/Count answers are shared across users (per process).
@@ -152,7 +286,7 @@ DASHBOARD_REFRESH_SECONDS = envint("DASHBOARD_REFRESH_SECONDS", 30)
 # Dashboard counts are shared this long: a dashboard is ~20 Count calls.
 DASHBOARD_CACHE_SECONDS = envfloat("DASHBOARD_CACHE_SECONDS", 15.0)
 DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 4)
-DASHBOARD_AGING_DAYS = [int(v) for v in envlist("DASHBOARD_AGING_DAYS", "1,3,7")]
+DASHBOARD_AGING_DAYS = envints("DASHBOARD_AGING_DAYS", "1,3,7")
 DASHBOARD_TOP_ASSIGNEES = envint("DASHBOARD_TOP_ASSIGNEES", 8)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 
@@ -162,5 +296,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Its start-up banner in every process (and before run_worker's first line) says
+        # nothing the settings do not; lockouts and failures are still logged.
+        "axes.apps": {"level": "WARNING"},
+    },
 }
