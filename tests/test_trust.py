@@ -24,6 +24,7 @@ from workers.model import (
 from workers.workflows import CaseWorkflow
 
 from .conftest import current_state, run
+from .test_custom_attributes import registered  # noqa: F401  (a fixture used by name)
 from .test_history import _worked_then_orphaned
 
 # --- 1. replayed action ids ----------------------------------------------------------------
@@ -244,3 +245,33 @@ def test_api_reads_a_case_whose_worker_is_gone_from_history(temporal, settings, 
     assert response.status_code == 200, response.content
     assert response.json()["assignee"] == "alice"
     assert response["X-Case-Read-From"] == "history"
+
+
+# --- 2. opening a case follows the agent-editable rule ---------------------------------------
+
+
+@pytest.mark.usefixtures("registered")
+def test_agents_cannot_set_supervisor_attributes_when_they_open_a_case(agent, agent_client):
+    import re
+
+    from cases.models import ApiToken
+
+    page = agent_client.get("/cases/new/").content.decode()
+    assert 'name="attr_CxRegion"' in page  # agent-editable
+    assert 'name="attr_CxSeats"' not in page  # supervisors only
+    case_id = re.search(r'name="case_id" value="(case-\w+)"', page).group(1)
+    response = agent_client.post("/cases/new/", {
+        "case_id": case_id, "title": "Seats please", "queue": "technical", "priority": "3",
+        "attr_CxRegion": "EU", "attr_CxSeats": "500"})
+    assert response.status_code == 302
+    attributes = current_state(case_id).attributes
+    assert attributes["CxRegion"].value == "EU" and "CxSeats" not in attributes
+
+    from django.test import Client
+
+    key = ApiToken.issue(agent, "crm")[1]
+    api = Client().post("/api/cases/", {"title": "Via API", "queue": "technical",
+                                        "attributes": {"CxRegion": "US", "CxSeats": 9}},
+                        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert api.status_code == 403
+    assert api.json()["fields"]["attributes"] == ["Only supervisors can set: CxSeats."]
