@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 
+from workers.model import CORE_ATTRIBUTES
+
 # Custom search attributes a namespace may hold per type on SQL visibility (the server's
 # pre-allocated columns). The core case attributes count against these too.
 SQL_LIMITS: dict[str, int] = {
@@ -25,19 +27,6 @@ SQL_LIMITS: dict[str, int] = {
 }
 TYPES: tuple[str, ...] = tuple(SQL_LIMITS)
 
-# The core case attributes (workers/search_attributes.py CORE_KEYS; a test keeps the two equal).
-# Hardcoded so this module does not import the Temporal SDK.
-CORE_ATTRIBUTES: dict[str, str] = {
-    "CaseStatus": "Keyword",
-    "CaseAssignee": "Keyword",
-    "CaseQueue": "Keyword",
-    "CasePriority": "Int",
-    "CaseTitle": "Text",
-    "CaseTags": "KeywordList",
-    "CaseDueAt": "Datetime",
-    "CaseUpdatedAt": "Datetime",
-    "CaseSlaBreached": "Bool",
-}
 
 # Temporal's system search attributes and the internal fields the server refuses as names.
 # Anything starting with "Temporal" is reserved as well (RESERVED_PREFIX); the admin also

@@ -11,11 +11,12 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from workers.model import STATUS_LABELS
+
 from . import custom_fields, gateway
 from .config import config_for
 from .custom_fields import Attribute
 from .forms import CaseFilterForm
-from .templatetags.case_tags import STATUS_LABELS
 from .visibility import InvalidFilter
 
 EXPORT_PAGE_SIZE = 1000  # Visibility's page size ceiling

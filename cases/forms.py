@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from workers import rules
 from workers.model import (
+    OPEN_STATUSES,
     PRIORITY_LABELS,
+    STATUS_LABELS,
     AddComment,
     AddTag,
     Assign,
@@ -49,7 +51,8 @@ from .visibility import (
 )
 
 PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]
-SETTABLE_STATUSES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting")]
+# Statuses a person picks directly; resolved and closed have their own commands.
+SETTABLE_STATUSES = [(s, STATUS_LABELS[s]) for s in OPEN_STATUSES]
 
 
 class NewCaseForm(forms.Form):
@@ -317,8 +320,7 @@ ACTION_FORMS: dict[str, type[ActionForm]] = {
 }
 
 
-STATUS_CHOICES = [("new", "New"), ("in_progress", "In progress"), ("waiting", "Waiting"),
-                  ("resolved", "Resolved"), ("closed", "Closed")]
+STATUS_CHOICES = list(STATUS_LABELS.items())
 ASSIGNEE_CHOICES = [(ANYONE, "Anyone"), (ME, "Me"), (UNASSIGNED, "Unassigned")]
 
 

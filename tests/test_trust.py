@@ -275,3 +275,29 @@ def test_agents_cannot_set_supervisor_attributes_when_they_open_a_case(agent, ag
                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert api.status_code == 403
     assert api.json()["fields"]["attributes"] == ["Only supervisors can set: CxSeats."]
+
+
+# --- 15. one home per concept ----------------------------------------------------------------
+
+
+def test_the_access_rule_does_not_import_the_request_configuration():
+    import subprocess
+    import sys
+
+    code = ("import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE']='tests.settings'; "
+            "django.setup(); import cases.access; "
+            "sys.exit('cases.config' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_statuses_and_core_attributes_have_one_home():
+    from cases import attributes, forms
+    from cases.templatetags import case_tags
+    from workers import model, search_attributes
+
+    assert dict(forms.STATUS_CHOICES) == model.STATUS_LABELS
+    assert case_tags.status_label("in_progress") == model.STATUS_LABELS["in_progress"]
+    assert [s for s, _ in forms.SETTABLE_STATUSES] == list(model.OPEN_STATUSES)
+    assert {k.name for k in search_attributes.CORE_KEYS} == set(model.CORE_ATTRIBUTES)
+    assert rules.CORE_ATTRIBUTE_NAMES == set(model.CORE_ATTRIBUTES)
+    assert attributes.CORE_ATTRIBUTES is model.CORE_ATTRIBUTES

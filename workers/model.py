@@ -10,11 +10,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("new", "in_progress", "waiting", "resolved", "closed")
+# A case's statuses and how people read them: the one list the forms, filters, dashboard,
+# exports and templates use.
+STATUS_LABELS = {
+    "new": "New",
+    "in_progress": "In progress",
+    "waiting": "Waiting",
+    "resolved": "Resolved",
+    "closed": "Closed",
+}
+STATUSES = tuple(STATUS_LABELS)
 OPEN_STATUSES = ("new", "in_progress", "waiting")
 PRIORITIES = (1, 2, 3, 4)
 PRIORITY_LABELS = {1: "Urgent", 2: "High", 3: "Normal", 4: "Low"}
 SYSTEM_ACTOR = "system"
+
+# The core case search attributes, name -> Temporal type: the one list that
+# workers/search_attributes.py makes keys of and that admin-registered names must avoid.
+CORE_ATTRIBUTES: dict[str, str] = {
+    "CaseStatus": "Keyword",
+    "CaseAssignee": "Keyword",
+    "CaseQueue": "Keyword",
+    "CasePriority": "Int",
+    "CaseTitle": "Text",
+    "CaseTags": "KeywordList",
+    "CaseDueAt": "Datetime",
+    "CaseUpdatedAt": "Datetime",
+    "CaseSlaBreached": "Bool",
+}
 
 
 @dataclass

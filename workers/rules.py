@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .model import (
+    CORE_ATTRIBUTES,
     AddComment,
     AddTag,
     Assign,
@@ -48,9 +49,7 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 QUEUE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
 USERNAME_RE = re.compile(r"^[\w.@+\-]{1,150}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-CORE_ATTRIBUTE_NAMES = frozenset({
-    "CaseStatus", "CaseAssignee", "CaseQueue", "CasePriority", "CaseTitle", "CaseTags",
-    "CaseDueAt", "CaseUpdatedAt", "CaseSlaBreached"})
+CORE_ATTRIBUTE_NAMES = frozenset(CORE_ATTRIBUTES)
 # Case ids: `case-` and eight Crockford base32 characters (no I, L, O, U).
 CASE_ID_RE = re.compile(r"^case-[0-9A-HJKMNP-TV-Z]{8}$")
 MAX_KEYWORD = 256

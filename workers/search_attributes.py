@@ -16,29 +16,31 @@ from temporalio.common import (
     TypedSearchAttributes,
 )
 
-from .model import AttributeValue, CaseState
+from .model import CORE_ATTRIBUTES, AttributeValue, CaseState
 
-CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
-CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
-CASE_QUEUE = SearchAttributeKey.for_keyword("CaseQueue")
-CASE_PRIORITY = SearchAttributeKey.for_int("CasePriority")
-CASE_TITLE = SearchAttributeKey.for_text("CaseTitle")
-CASE_TAGS = SearchAttributeKey.for_keyword_list("CaseTags")
-CASE_DUE_AT = SearchAttributeKey.for_datetime("CaseDueAt")
-CASE_UPDATED_AT = SearchAttributeKey.for_datetime("CaseUpdatedAt")
-CASE_SLA_BREACHED = SearchAttributeKey.for_bool("CaseSlaBreached")
+_KEY_MAKERS = {
+    "Keyword": SearchAttributeKey.for_keyword, "Int": SearchAttributeKey.for_int,
+    "Text": SearchAttributeKey.for_text, "KeywordList": SearchAttributeKey.for_keyword_list,
+    "Datetime": SearchAttributeKey.for_datetime, "Bool": SearchAttributeKey.for_bool,
+}
 
-CORE_KEYS: tuple[SearchAttributeKey[Any], ...] = (
-    CASE_STATUS,
-    CASE_ASSIGNEE,
-    CASE_QUEUE,
-    CASE_PRIORITY,
-    CASE_TITLE,
-    CASE_TAGS,
-    CASE_DUE_AT,
-    CASE_UPDATED_AT,
-    CASE_SLA_BREACHED,
-)
+
+def _core(name: str) -> Any:
+    # The name and its type come from model.CORE_ATTRIBUTES, their one home.
+    return _KEY_MAKERS[CORE_ATTRIBUTES[name]](name)
+
+
+CASE_STATUS = _core("CaseStatus")
+CASE_ASSIGNEE = _core("CaseAssignee")
+CASE_QUEUE = _core("CaseQueue")
+CASE_PRIORITY = _core("CasePriority")
+CASE_TITLE = _core("CaseTitle")
+CASE_TAGS = _core("CaseTags")
+CASE_DUE_AT = _core("CaseDueAt")
+CASE_UPDATED_AT = _core("CaseUpdatedAt")
+CASE_SLA_BREACHED = _core("CaseSlaBreached")
+
+CORE_KEYS: tuple[SearchAttributeKey[Any], ...] = tuple(_core(n) for n in CORE_ATTRIBUTES)
 
 ROW_MEMO_KEY = "row"
 

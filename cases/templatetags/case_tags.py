@@ -9,15 +9,10 @@ from django.template.defaultfilters import linebreaksbr
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from workers.model import STATUS_LABELS
+
 register = template.Library()
 
-STATUS_LABELS = {
-    "new": "New",
-    "in_progress": "In progress",
-    "waiting": "Waiting",
-    "resolved": "Resolved",
-    "closed": "Closed",
-}
 
 
 @register.filter
