@@ -30,8 +30,10 @@
   // Single-key shortcuts can be turned off (WCAG 2.1.4): speech input and stray keys
   // otherwise claim cases. The choice is per browser.
   const SHORTCUTS_KEY = "tracerail.shortcuts";
+  let shortcutsChoice = null;  // where storage is refused, the choice lasts for this page
   function shortcutsOn() {
-    try { return window.localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (e) { return true; }
+    try { shortcutsChoice = window.localStorage.getItem(SHORTCUTS_KEY) || shortcutsChoice; } catch (e) { /* kept below */ }
+    return shortcutsChoice !== "off";
   }
   function showShortcuts() {
     const on = shortcutsOn();
@@ -47,7 +49,8 @@
   document.addEventListener("click", function (event) {
     if (!(event.target instanceof Element) || !event.target.closest("#shortcuts-toggle")) return;
     const on = !shortcutsOn();
-    try { window.localStorage.setItem(SHORTCUTS_KEY, on ? "on" : "off"); } catch (e) { /* private mode: this page only */ }
+    shortcutsChoice = on ? "on" : "off";
+    try { window.localStorage.setItem(SHORTCUTS_KEY, shortcutsChoice); } catch (e) { /* this page only */ }
     showShortcuts();
     announce("Keyboard shortcuts " + (on ? "on" : "off") + ".");
   });
