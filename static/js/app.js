@@ -15,6 +15,211 @@
     return document.activeElement instanceof HTMLElement && !!document.activeElement.closest("#case form");
   };
 
+  // One live region, outside anything htmx replaces: a region swapped in with its text is
+  // often not read at all, so results are copied here instead.
+  function announce(text) {
+    const region = document.getElementById("announcer");
+    text = (text || "").replace(/\s+/g, " ").trim();
+    if (!region || !text) return;
+    // Same words twice in a row (two identical refusals) must still be spoken.
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 50);
+  }
+  tracerail.announce = announce;
+
+  // Single-key shortcuts can be turned off (WCAG 2.1.4): speech input and stray keys
+  // otherwise claim cases. The choice is per browser.
+  const SHORTCUTS_KEY = "tracerail.shortcuts";
+  let shortcutsChoice = null;  // where storage is refused, the choice lasts for this page
+  function shortcutsOn() {
+    try { shortcutsChoice = window.localStorage.getItem(SHORTCUTS_KEY) || shortcutsChoice; } catch (e) { /* kept below */ }
+    return shortcutsChoice !== "off";
+  }
+  function showShortcuts() {
+    const on = shortcutsOn();
+    document.documentElement.classList.toggle("shortcuts-off", !on);
+    const toggle = document.getElementById("shortcuts-toggle");
+    if (toggle) {
+      toggle.hidden = false;  // Without JS there are no shortcuts to turn off.
+      toggle.textContent = "Keyboard shortcuts: " + (on ? "on" : "off");
+    }
+  }
+  tracerail.shortcutsOn = shortcutsOn;
+  showShortcuts();
+  document.addEventListener("click", function (event) {
+    if (!(event.target instanceof Element) || !event.target.closest("#shortcuts-toggle")) return;
+    const on = !shortcutsOn();
+    shortcutsChoice = on ? "on" : "off";
+    try { window.localStorage.setItem(SHORTCUTS_KEY, shortcutsChoice); } catch (e) { /* this page only */ }
+    showShortcuts();
+    announce("Keyboard shortcuts " + (on ? "on" : "off") + ".");
+  });
+
+  // --- Typing survives swaps -----------------------------------------------------------
+  // Every action response and every refresh replaces #case whole, so anything typed into
+  // any of its forms meanwhile would vanish. Before a swap, what the person changed is kept
+  // by form action and field name; after it, it is put back into the same fields of the new
+  // markup. Kept values that find no field (a degraded page has no forms) wait for the next
+  // swap that brings the field back.
+  const typed = new Map();
+  const TEXTLIKE = /^(text|search|email|url|tel|number|date|datetime-local|time|month|week)$/;
+  function fieldsIn(root) {
+    return Array.from(root.querySelectorAll("textarea, input, select")).filter(function (field) {
+      if (field.disabled || field.readOnly || !field.name || !field.closest("form")) return false;
+      return field instanceof HTMLInputElement ? TEXTLIKE.test(field.type) || field.type === "checkbox" || field.type === "radio" : true;
+    });
+  }
+  function keyOf(field) {
+    const form = field.closest("form");
+    const base = (form ? form.getAttribute("action") || "" : "") + "|" + field.name;
+    return field.type === "checkbox" || field.type === "radio" ? base + "|" + field.value : base;
+  }
+  function formKey(form) { return (form.getAttribute("action") || "") + "|"; }
+  function changed(field) {
+    if (field instanceof HTMLSelectElement) {
+      return Array.from(field.options).some(function (o) { return o.selected !== o.defaultSelected; });
+    }
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    return field.value !== field.defaultValue;
+  }
+  function read(field) {
+    if (field instanceof HTMLSelectElement) {
+      return Array.from(field.selectedOptions).map(function (o) { return o.value; });
+    }
+    return field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
+  }
+  function write(field, value) {
+    if (field instanceof HTMLSelectElement) {
+      for (const option of field.options) option.selected = value.includes(option.value);
+    } else if (field.type === "checkbox" || field.type === "radio") field.checked = value;
+    else field.value = value;
+  }
+
+  // What one swap needs to remember between htmx:beforeSwap and htmx:afterSwap.
+  let swapping = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const detail = event.detail;
+    const target = detail.target;
+    if (!(target instanceof Element) || !detail.shouldSwap) return;
+    const elt = detail.requestConfig && detail.requestConfig.elt;
+    const submitted = detail.requestConfig && detail.requestConfig.verb === "post" && elt instanceof Element
+      ? elt.closest("form") : null;
+    const active = document.activeElement;
+    let focus = null;
+    for (const field of fieldsIn(target)) {
+      if (changed(field)) typed.set(keyOf(field), read(field));
+      if (field === active && (!submitted || field.form !== submitted)) {
+        focus = { key: keyOf(field), start: null, end: null, scroll: field.scrollTop };
+        try { focus.start = field.selectionStart; focus.end = field.selectionEnd; } catch (e) { /* no caret here */ }
+      }
+    }
+    swapping = {
+      id: target.id, target: target, submitted: submitted && formKey(submitted),
+      focus: focus, version: target.getAttribute("data-version"), fromFilters: elt instanceof Element && elt.id === "filters",
+      rows: rowSignatures(target), degraded: target.classList.contains("degraded"),
+    };
+  });
+
+  function restoreTyping(root, state) {
+    const fields = fieldsIn(root);
+    if (state.submitted) {
+      const form = fields.map(function (f) { return f.closest("form"); })
+        .find(function (f) { return formKey(f) === state.submitted; });
+      // Applied: what was typed there is now on the case; the server cleared the form.
+      const applied = !!root.querySelector(".flash.ok") && !(form && form.matches(".invalid, :has(.errorlist)"));
+      if (applied) {
+        for (const key of Array.from(typed.keys())) if (key.startsWith(state.submitted)) typed.delete(key);
+      }
+    }
+    for (const field of fields) {
+      const key = keyOf(field);
+      if (typed.has(key)) { write(field, typed.get(key)); typed.delete(key); }
+    }
+    if (!state.focus) return false;
+    const field = fields.find(function (f) { return keyOf(f) === state.focus.key; });
+    if (!field) return false;
+    field.focus({ preventScroll: true });
+    if (state.focus.start !== null) {
+      try { field.setSelectionRange(state.focus.start, state.focus.end); } catch (e) { /* no caret here */ }
+    }
+    field.scrollTop = state.focus.scroll;
+    return true;
+  }
+
+  // After an action, focus goes to its result (the refused field, else the message), unless
+  // the person has moved on and is typing elsewhere: then the result is only announced.
+  function showResult(root, state, typing) {
+    let result = null;
+    const form = state.submitted && Array.from(root.querySelectorAll("form"))
+      .find(function (f) { return formKey(f) === state.submitted; });
+    if (form && form.querySelector(".errorlist")) {
+      result = form.querySelector("[aria-invalid=true]") || form.querySelector(".errorlist");
+      const label = form.querySelector("button[type=submit]");
+      announce((label ? label.textContent + ": " : "") + Array.from(form.querySelectorAll(".errorlist"))
+        .map(function (list) { return list.textContent; }).join(" "));
+    } else {
+      result = root.querySelector(".flash") || root.querySelector(".error-page h1") || root;
+      announce(result.textContent);
+    }
+    if (typing || !result) return;
+    if (!result.matches("input, select, textarea, button, a[href]")) result.setAttribute("tabindex", "-1");
+    result.focus();
+  }
+
+  // List refreshes are announced only when rows came, went or changed; the relative times
+  // ("3 min ago") change every refresh and are not news.
+  function rowSignatures(root) {
+    const rows = new Map();
+    for (const row of root.querySelectorAll("tr.case-row")) {
+      const copy = row.cloneNode(true);
+      copy.querySelectorAll("time").forEach(function (t) { t.remove(); });
+      rows.set(row.id, copy.textContent.replace(/\s+/g, " ").trim());
+    }
+    return rows;
+  }
+  function describeList(root, state) {
+    if (state.fromFilters) {
+      const empty = root.querySelector(".empty");
+      if (empty) return empty.textContent;
+      const n = root.querySelectorAll("tr.case-row").length;
+      return n + (n === 1 ? " case" : " cases") + (root.querySelector(".next-page") ? " on this page, more on the next." : ".");
+    }
+    const after = rowSignatures(root);
+    let added = 0, gone = 0, changedRows = 0;
+    for (const [id, text] of after) {
+      if (!state.rows.has(id)) added++;
+      else if (state.rows.get(id) !== text) changedRows++;
+    }
+    for (const id of state.rows.keys()) if (!after.has(id)) gone++;
+    const parts = [];
+    if (added) parts.push(added + " new");
+    if (changedRows) parts.push(changedRows + " changed");
+    if (gone) parts.push(gone + " no longer listed");
+    return parts.length ? "Case list updated: " + parts.join(", ") + "." : "";
+  }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const state = swapping;
+    if (!state) return;
+    const root = state.target.isConnected ? state.target
+      : (state.id && document.getElementById(state.id)) || (event.target instanceof Element ? event.target : null);
+    if (!root || !root.isConnected) return;
+    swapping = null;  // once per swap, though htmx fires this for out-of-band parts too
+    const typing = restoreTyping(root, state);
+    if (state.submitted) showResult(root, state, typing);
+    else if (root.id === "results") announce(describeList(root, state));
+    else if (root.id === "case" && root.classList.contains("degraded")) {
+      if (!state.degraded) announce((root.querySelector(".flash") || root).textContent);
+    } else if (root.id === "case" && state.degraded) announce("Live details are back.");
+    else if (root.id === "case" && root.getAttribute("data-version") !== state.version) {
+      const last = Array.from(root.querySelectorAll("p")).find(function (p) { return /^\s*Last change by/.test(p.textContent); });
+      announce("The case was updated" + (last ? ": " + last.textContent.split("·")[0].trim().replace(/^Last change/, "last change") : "."));
+    } else if (root.id === "panels" && state.fromFilters) {
+      const tiles = root.querySelector(".tiles");
+      announce(tiles ? "Dashboard: " + Array.from(tiles.children).map(function (t) { return t.textContent; }).join(", ") : root.textContent);
+    }
+  });
+
   // The list does not refresh under someone's selection.
   tracerail.selecting = function () {
     return !!document.querySelector("input[name=case][form=bulk]:checked");
@@ -96,7 +301,7 @@
       if (event.key === "Escape") target.blur();
       return;
     }
-    if (event.metaKey || event.ctrlKey || event.altKey) return;
+    if (event.metaKey || event.ctrlKey || event.altKey || !shortcutsOn()) return;
     const all = rows();
     const index = all.indexOf(selected());
     if (event.key === "j" && all.length) { select(all[Math.min(index + 1, all.length - 1)]); event.preventDefault(); }
