@@ -162,17 +162,50 @@ def test_workflow_projection_gateway_and_forms_agree_with_the_registry():
             assert "ann" in line and not line.endswith(f"{kind} by ann")
 
 
-def test_every_command_rule_yields_only_kinds_it_words():
-    now = current_time()
-    state = rules.open_case("case-AAAAAAAA", NewCase(title="T", queue="general"), "ann",
-                            SlaPolicy(), now)
+def test_every_command_yields_only_effect_kinds_it_has_words_for():
+    from datetime import timedelta
+
+    from workers.model import (
+        AddTag,
+        Assign,
+        AttributeValue,
+        Close,
+        RemoveTag,
+        Reopen,
+        SetAttributes,
+        SetDue,
+        SetPriority,
+        SetStatus,
+    )
+
+    now, sla = current_time(), SlaPolicy()
+    fresh = rules.open_case("case-AAAAAAAA", NewCase(title="T", queue="general", tags=["a"]),
+                            "ann", sla, now)
+    held = dataclasses.replace(fresh, assignee="ann", status="in_progress")
+    resolved = dataclasses.replace(held, status="resolved", resolved_at=now)
+    # One accepted sample per registered command; a new command fails here until it has one.
     samples = {
-        "claim": Claim(actor="ann"), "comment": AddComment(actor="ann", body="b"),
-        "resolve": Resolve(actor="ann", resolution="r"),
+        "claim": [(fresh, Claim(actor="ann"))],
+        "assign": [(fresh, Assign(actor="ann", assignee="bob")),
+                   (held, Assign(actor="ann", assignee=None))],
+        "set_priority": [(held, SetPriority(actor="ann", priority=1))],
+        "set_status": [(held, SetStatus(actor="ann", status="waiting"))],
+        "comment": [(held, AddComment(actor="ann", body="b")),
+                    (held, AddComment(actor="ann", body="b", internal=True))],
+        "add_tag": [(held, AddTag(actor="ann", tag="b"))],
+        "remove_tag": [(held, RemoveTag(actor="ann", tag="a"))],
+        "set_due": [(held, SetDue(actor="ann", due_at=now + timedelta(days=1)))],
+        "resolve": [(held, Resolve(actor="ann", resolution="r"))],
+        "reopen": [(resolved, Reopen(actor="ann"))],
+        "close": [(held, Close(actor="ann"))],
+        "set_attributes": [(held, SetAttributes(actor="ann", values={
+            "Region": AttributeValue("Keyword", "EU")}))],
     }
-    for name, command in samples.items():
-        effect = rules.decide(state, command, now, SlaPolicy())
-        assert effect.kind in rules.COMMANDS[name].wording
+    assert set(samples) == set(rules.COMMANDS)
+    for name, cases in samples.items():
+        for state, command in cases:
+            effect = rules.decide(state, command, now, sla)
+            assert effect.kind in rules.COMMANDS[name].wording, (name, effect.kind)
 
 
 def current_time():
