@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
@@ -20,6 +19,7 @@ from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
 from .forms import STATUS_CHOICES, CaseFilterForm
+from .htmx import render_for
 from .saved_views import clean_query
 from .visibility import UNASSIGNED, CaseFilter, InvalidFilter
 
@@ -77,9 +77,7 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "charts": charts, "totals": totals,
                "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
                "list_url": f"{reverse('cases:list')}?{clean_query(request.GET)}"}
-    template = "cases/dashboard.html#panels" if getattr(request, "htmx", False) \
-        else "cases/dashboard.html"
-    return render(request, template, context)
+    return render_for(request, "cases/dashboard.html", "panels", context)
 
 
 async def _charts(

@@ -29,6 +29,7 @@ from .forms import (
     CaseFilterForm,
     NewCaseForm,
 )
+from .htmx import render_for
 from .ids import is_case_id
 from .lookup import Seen, case_for
 from .visibility import CaseFilter, InvalidFilter
@@ -93,7 +94,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")),
                        columns=form.columns)
     if not full_page:
-        return render(request, "cases/list.html#results", context)
+        return render_for(request, "cases/list.html", "results", context)
     context.update(
         views=done["views"],
         active_view=int(active_view) if active_view and active_view.isdigit() else None,
@@ -222,9 +223,7 @@ async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 20
     way a case is shown (live, ended, degraded, after an action or a refusal). HTMX
     responses are 200 so htmx swaps them; the outcome is in the markup."""
     context = await _detail_context(request, seen, **extra)
-    if request.htmx:
-        return render(request, "cases/detail.html#case", context)
-    return render(request, "cases/detail.html", context, status=status)
+    return render_for(request, "cases/detail.html", "case", context, status=status)
 
 
 @require_GET
