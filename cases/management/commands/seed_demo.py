@@ -42,7 +42,7 @@ class Command(TemporalCommand):
             "--if-empty", action="store_true",
             help="Leave alone a namespace that holds cases but none of this demo set.",
         )
-        parser.add_argument("--concurrency", type=int, default=8)
+        parser.add_argument("--concurrency", type=int, default=16)
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                             help="Which demo set (the same seed always names the same cases).")
         parser.add_argument("--queues", default="",
