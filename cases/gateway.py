@@ -822,27 +822,117 @@ async def remove_attributes(names: list[str]) -> None:
 
 
 async def wait_until_reachable(
-    timeout_seconds: float, *, need_core_attributes: bool = False
+    timeout_seconds: float,
+    *,
+    need_core_attributes: bool = False,
+    count_query: str | None = None,
+    worker_task_queue: str | None = None,
+    on_wait: Any = None,
 ) -> None:
-    """Poll until the cluster answers (and, if asked, the core attributes are registered);
-    used by commands that start next to a booting server."""
-    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    """Poll until the cluster answers, its namespace is served, and (if asked) the core
+    attributes are registered, Visibility answers `count_query`, and a worker polls
+    `worker_task_queue`; used by commands that start next to a booting server.
+
+    A freshly started dev server on a busy machine answers its first calls slowly, so each
+    probe gets a longer timeout than a page would (growing from 2 s to 10 s). `on_wait(reason)`
+    hears each new reason for waiting. Raises TemporalUnavailable naming the last reason.
+    """
+    # Imported here so this change stays inside this function (gateway.py is shared work).
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    per_call = 2.0
+    said = ""
     while True:
+        left = max(0.5, deadline - loop.time())
+        limit = _timeout(min(per_call, left))
         try:
             client = await get_client()
-            await client.workflow_service.get_system_info(
-                GetSystemInfoRequest(), timeout=_timeout(2)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=limit)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=client.namespace), timeout=limit
             )
             if need_core_attributes:
                 found = await client.operator_service.list_search_attributes(
-                    ListSearchAttributesRequest(namespace=client.namespace), timeout=_timeout(2)
+                    ListSearchAttributesRequest(namespace=client.namespace), timeout=limit
                 )
                 missing = [k.name for k in CORE_KEYS if k.name not in found.custom_attributes]
                 if missing:
-                    raise TemporalUnavailable(f"Search attributes not registered: {missing}")
+                    raise TemporalUnavailable(
+                        f"case search attributes not registered yet: {', '.join(missing)}"
+                    )
+            if count_query is not None:
+                await client.workflow_service.count_workflow_executions(
+                    CountWorkflowExecutionsRequest(namespace=client.namespace, query=count_query),
+                    timeout=limit,
+                )
+            if worker_task_queue is not None:
+                desc = await client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=client.namespace,
+                        task_queue=TaskQueue(name=worker_task_queue),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    ),
+                    timeout=limit,
+                )
+                if not desc.pollers:
+                    raise TemporalUnavailable(
+                        f"no worker polls task queue {worker_task_queue!r} yet"
+                    )
             return
-        except (TemporalUnavailable, RPCError):
-            reset_client()
-            if asyncio.get_running_loop().time() > deadline:
-                raise
+        except (TemporalUnavailable, RPCError) as err:
+            if isinstance(err, RPCError):
+                reason = f"{err.status.name}: {err.message}"
+                reset_client()
+                per_call = min(per_call * 2, 10.0)
+            else:
+                reason = err.message
+            if loop.time() > deadline:
+                raise TemporalUnavailable(
+                    f"Temporal at {settings.TEMPORAL_ADDRESS} not ready after "
+                    f"{timeout_seconds:g} s: {reason}"
+                ) from err
+            if on_wait is not None and reason != said:
+                on_wait(reason)
+            said = reason
             await asyncio.sleep(0.5)
+
+
+# --- riding out a booting or busy cluster (commands only) --------------------------------------
+
+# What a cluster says while it is starting, overloaded or briefly away; anything else (a bad
+# request, a refusal, a missing case) is an answer and is not retried.
+_TRANSIENT = frozenset({
+    RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED, RPCStatusCode.CANCELLED,
+})
+
+
+def is_transient(err: BaseException) -> bool:
+    """Would the same call, repeated a little later, likely succeed?"""
+    if isinstance(err, TemporalUnavailable | WorkerUnavailable):
+        return True
+    return isinstance(err, RPCError) and err.status in _TRANSIENT
+
+
+async def retry_transient(call: Any, *, budget_seconds: float, on_retry: Any = None) -> Any:
+    """Await `call()` until it succeeds, retrying transient failures (is_transient) with
+    backoff for up to `budget_seconds`, then re-raising the last one. Only for calls that are
+    safe to repeat (an idempotent setup step, a start with a fixed id, an Update with a fixed
+    id). `on_retry(err)` hears each failure that will be retried."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_seconds
+    pause = 0.25
+    while True:
+        try:
+            return await call()
+        except Exception as err:
+            if not is_transient(err) or loop.time() + pause > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(err)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 4.0)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError
+from temporalio.service import RPCError
 
 from cases import gateway
 from cases.management.temporal_command import TemporalCommand
@@ -21,9 +23,14 @@ class Command(TemporalCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            report = asyncio.run(self._main(options["retention_days"], options["wait"]))
+            with self.patient_timeouts():
+                report = asyncio.run(self._main(options["retention_days"], options["wait"]))
         except gateway.TemporalUnavailable as err:
-            raise CommandError(err.message) from err
+            raise CommandError(f"temporal_setup: {err.message}") from err
+        except RPCError as err:
+            raise CommandError(
+                f"temporal_setup: Temporal refused ({err.status.name}): {err.message}"
+            ) from err
         if report.added:
             self.stdout.write(f"temporal_setup: registered {', '.join(report.added)}")
         if report.present:
@@ -32,5 +39,13 @@ class Command(TemporalCommand):
 
     async def _main(self, retention_days: int, wait: float) -> gateway.SetupReport:
         if wait:
-            await gateway.wait_until_reachable(wait)
-        return await gateway.setup_namespace(retention_days)
+            await gateway.wait_until_reachable(
+                wait, on_wait=lambda reason: self.say(f"temporal_setup: waiting: {reason}")
+            )
+        # A fresh dev server can time out its first registrations; every step re-reads what
+        # is there first, so repeating the whole setup is safe.
+        return await gateway.retry_transient(
+            partial(gateway.setup_namespace, retention_days),
+            budget_seconds=wait,
+            on_retry=lambda err: self.say(f"temporal_setup: retrying after: {err}"),
+        )
