@@ -156,16 +156,19 @@ class Children:
 
     def stop_all(self) -> None:
         while self.children:
-            child = self.children.pop()
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-                try:
-                    child.proc.wait(timeout=15)
-                except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                    # Stuck, or a second Ctrl-C: do not wait for a clean shutdown.
-                    child.proc.kill()
-                    child.proc.wait(timeout=5)
-            child.log.close()
+            self.stop(self.children[-1])
+
+    def stop(self, child: Child) -> None:
+        self.children.remove(child)
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(timeout=15)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                # Stuck, or a second Ctrl-C: do not wait for a clean shutdown.
+                child.proc.kill()
+                child.proc.wait(timeout=5)
+        child.log.close()
 
 
 def run_checked(argv: Sequence[str | os.PathLike[str]], env: dict[str, str]) -> None:

@@ -267,6 +267,9 @@ TEMPORAL_UPDATE_TIMEOUT = envfloat("TEMPORAL_UPDATE_TIMEOUT", 10.0)
 TEMPORAL_RETENTION_DAYS = envint("TEMPORAL_RETENTION_DAYS", 30)
 WORKER_MAX_CONCURRENT_WORKFLOW_TASKS = envint("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", 100)
 WORKER_MAX_CONCURRENT_ACTIVITIES = envint("WORKER_MAX_CONCURRENT_ACTIVITIES", 20)
+# Updates one web process lets into one case at a time (the rest wait their turn); Temporal
+# admits 10 in flight per case, so two processes fit. 0 disables the wait (retries remain).
+TEMPORAL_UPDATES_PER_CASE = envint("TEMPORAL_UPDATES_PER_CASE", 4)
 
 # --- Cases --------------------------------------------------------------------------------
 # Seconds to due per priority 1 (urgent) .. 4 (low).
