@@ -133,11 +133,6 @@ class ActionRefused(GatewayError):
         self.stale = stale
 
 
-class CaseBusy(GatewayError):
-    """The case's Updates were all taken (Temporal allows 10 in flight per run) for longer
-    than an action may wait: nothing was applied; hand the typed input back."""
-
-
 @dataclass
 class CaseRow:
     """A case as Visibility knows it: enough for a list row or a degraded header."""
