@@ -19,6 +19,7 @@ import http.client
 import os
 import platform
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -49,6 +50,10 @@ WEB_PORTS = range(8600, 8700)
 # Visibility (List/Count) requests per second the dev server allows the namespace (its default
 # is 10) and the web app's own limiter (VISIBILITY_RPS, default 8 per process) lets through.
 VISIBILITY_RPS = 10_000
+
+# Benchmarks run the production settings (DEBUG off), which refuse to start without a real
+# key; a run's sessions live only as long as the run, so a key of its own will do.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

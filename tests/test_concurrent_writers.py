@@ -129,3 +129,46 @@ def test_two_processes_whose_turns_add_up_past_the_limit_still_apply_every_comme
     assert _kinds(outcomes) == {"CaseState": 200}
     assert _comment_bodies(case_id) == Counter(body for body, _ in here + there)
     assert _no_turns_left(case_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crowd_on_the_case_page_is_applied_or_handed_back_never_a_503(
+        temporal, agent, open_case, settings):
+    """Over HTTP, with one turn per case and a short deadline, so some writers must be told
+    the case is busy: each post is applied once or answered with its own text handed back."""
+    from asgiref.sync import ThreadSensitiveContext
+    from django.test import AsyncClient
+
+    settings.TEMPORAL_UPDATES_PER_CASE = 1
+    settings.TEMPORAL_UPDATE_TIMEOUT = 1.0
+    case_id = open_case(queue="general")
+    bodies = [f"Crowd note {i}" for i in range(60)]
+
+    async def post(client: AsyncClient, body: str) -> Any:
+        # One thread context per request, as an ASGI server gives each: without it every
+        # request's synchronous parts share one thread and the crowd is served one by one.
+        async with ThreadSensitiveContext():
+            return await client.post(
+                f"/cases/{case_id}/comment/",
+                {"comment-body": body, "comment-key": uuid.uuid4().hex},
+                headers={"HX-Request": "true"})
+
+    async def crowd() -> list[Any]:
+        client = AsyncClient()
+        await client.aforce_login(agent)
+        return list(await asyncio.gather(*(post(client, body) for body in bodies)))
+
+    responses = asyncio.run(crowd())
+    applied = _comment_bodies(case_id)
+    assert all(n == 1 for n in applied.values())  # none twice
+    busy = 0
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, (response.status_code, body)
+        content = response.content.decode()
+        if body in applied:
+            continue
+        # Not applied: said in words, and the text is back in the comment box.
+        assert "Many people are changing this case right now" in content, body
+        assert f"{body}</textarea>" in content, body
+        busy += 1
+    assert busy > 0 and len(applied) + busy == len(bodies)
