@@ -159,10 +159,10 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
     debounce = settings.EVENTS_LIST_DEBOUNCE_SECONDS
-    yield OPENING
     last_sent = last_list = loop.time() - debounce
     pending_list: str | None = None  # a `list` message waiting out the debounce
     async with feed.subscribe() as events:
+        yield OPENING  # subscribed: from here on nothing is missed
         iterator = aiter(events)
         # The next event is awaited across timeouts (never cancelled and re-asked), so the
         # feed's own queue stays the only buffer: a stream that falls behind gets a Resync.
