@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
@@ -206,6 +207,10 @@ async def events(request: HttpRequest) -> HttpResponse:
     if watch is None:
         return HttpResponseBadRequest("A case id looks like case-7K2M9QXA.\n",
                                       content_type="text/plain")
+    if not isinstance(request, ASGIRequest):
+        # Under WSGI Django would buffer an endless stream whole: 204 tells the browser not
+        # to reconnect, and the page keeps polling.
+        return HttpResponse(status=204)
     response = StreamingHttpResponse(stream(watch), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

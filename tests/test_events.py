@@ -271,8 +271,11 @@ def test_multi_line_data_becomes_several_data_lines():
     assert events.message("list", "") == b"event: list\ndata: \n\n"
 
 
-def test_a_bad_case_id_is_refused(agent_client, fake_feed):
+def test_a_bad_case_id_is_refused_and_wsgi_gets_no_stream(agent_client, fake_feed):
     assert agent_client.get("/events/?case=nope").status_code == 400
+    # The synchronous test client is WSGI: an endless stream would be buffered whole there.
+    assert agent_client.get("/events/").status_code == 204
+    assert fake_feed.started == 0
 
 
 def test_unused_row_fields_do_not_split_the_cache(fake_feed):

@@ -177,6 +177,7 @@ def test_a_new_filter_brings_its_own_push_stream(supervisor_client, open_case):
     assert 'sse-swap="row"' in content and 'id="results"' in content
     page = supervisor_client.get("/cases/?q=wombat").content.decode()
     assert 'sse-connect="/events/?q=wombat"' in page and 'hx-target="#live"' in page
+    assert "{#" not in page and "Server push" not in page  # template comments stay comments
 
 
 def test_paging_keeps_filters(supervisor_client, open_case, settings):
