@@ -111,7 +111,12 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         expect(b_case.locator("dd.assignee")).to_have_text("alice", timeout=PUSH_WITHIN_MS)
         assert time.monotonic() - claimed < PUSH_WITHIN_MS / 1000
 
-        # A comments: B's case page shows the comment.
+        # A comments while B is typing a reply: B's page shows the comment, and B's draft,
+        # focus and caret survive the pushed swap (the swap does not wait for B to stop).
+        draft = b_case.locator("#id_comment-body")
+        draft.click()
+        b_case.keyboard.type("Half a reply")
+        draft.evaluate("el => el.setSelectionRange(4, 4)")
         a.fill("#id_comment-body", "Pushed to you, bob.")
         a.click("#case button:has-text('Comment')")
         expect(a.locator("#case .flash.ok")).to_have_text("Comment: done.")
@@ -119,6 +124,9 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         expect(b_case.locator("li.comment")).to_contain_text("Pushed to you, bob.",
                                                              timeout=PUSH_WITHIN_MS)
         assert time.monotonic() - commented < PUSH_WITHIN_MS / 1000
+        expect(draft).to_have_value("Half a reply")
+        expect(draft).to_be_focused()
+        assert draft.evaluate("el => el.selectionStart") == 4
 
         # A new case with the tag comes into B's list (a membership change: `list` re-fetch).
         fresh = open_case(title="Second parrot", queue="technical", tags=["pushparrot"])
