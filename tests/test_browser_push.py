@@ -165,3 +165,49 @@ def test_without_a_stream_the_pages_poll(browser: Browser, asgi_server: str, oth
         assert requests.since(start, "poll"), requests.log
     finally:
         context.close()
+
+
+def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_server: str,
+                                                      other_agent: Any, open_case: Any) -> None:
+    """Six HTTP/1.1 connections per host: a tab hidden for a while gives its stream back, and
+    on coming back it is pushed to again (the reopened stream re-registered its listeners)."""
+    from cases import gateway
+    from workers.model import Claim
+
+    from .conftest import run
+
+    base = asgi_server
+    case_id = open_case(title="Sleepy parrot", queue="technical", tags=["sleepyparrot"])
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        login(page, base, "bob")
+        page.goto(f"{base}/cases/?tag=sleepyparrot")
+        expect(page.locator(f"#row-{case_id}")).to_be_visible()
+        _streaming(page)
+        page.evaluate("""() => {
+            window.__visibility = "visible";
+            Object.defineProperty(document, "visibilityState",
+                                  {configurable: true, get: () => window.__visibility});
+            tracerail.pauseAfterMs = 0;
+            window.__visibility = "hidden";
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        page.wait_for_function("() => !tracerail.pushed()")
+        page.evaluate("""() => {
+            window.__visibility = "visible";
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        _streaming(page)
+        page.wait_for_timeout(500)  # the reopened stream's catch-up read
+        requests = Requests(("list", page))
+        start = time.monotonic()
+        run(gateway.act(case_id, Claim(actor="bob")))
+        expect(page.locator(f"#row-{case_id} td").nth(6)).to_have_text(
+            "bob", timeout=PUSH_WITHIN_MS)
+        fresh = open_case(title="Second sleepy parrot", queue="technical",
+                          tags=["sleepyparrot"])
+        expect(page.locator(f"#row-{fresh}")).to_be_visible(timeout=PUSH_WITHIN_MS)
+        assert requests.since(start, "poll") == []
+    finally:
+        context.close()

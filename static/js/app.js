@@ -262,8 +262,10 @@
     missedPush = false;
     document.dispatchEvent(new Event("visible-again"));
   }
+  const sources = new Map();  // stream element -> its EventSource
   document.addEventListener("htmx:sseOpen", function (event) {
     streams.add(event.detail.source);
+    sources.set(event.target, event.detail.source);
     const elt = event.target;
     if (broken.has(elt)) {
       // Back after a gap: whatever changed meanwhile was not pushed; read it once.
@@ -325,10 +327,42 @@
       : cause.indexOf("sse:") === 0 ? "push" : cause === "visible-again" ? "catch-up" : cause;
   });
 
+  // A tab hidden for a while closes its stream: browsers allow six HTTP/1.1 connections per
+  // host, and a person with many tabs open would otherwise starve their own page loads.
+  // Coming back reopens it through the extension's own reconnect (which re-registers the
+  // page's listeners), and the reopened stream's catch-up re-reads what was missed.
+  tracerail.pauseAfterMs = 15000;
+  let pauseTimer = null;
+  const paused = [];
+  function pauseStreams() {
+    pauseTimer = null;
+    for (const [elt, source] of sources) {
+      if (!elt.isConnected || source.readyState === 2 /* CLOSED */) { sources.delete(elt); continue; }
+      source.close();
+      streams.delete(source);
+      broken.add(elt);
+      paused.push(source);
+    }
+  }
+  function resumeStreams() {
+    if (pauseTimer !== null) { window.clearTimeout(pauseTimer); pauseTimer = null; }
+    let resumed = false;
+    while (paused.length) {
+      const source = paused.pop();
+      // The extension reconnects a CLOSED source from its error handler.
+      if (typeof source.onerror === "function") { source.onerror(new Event("error")); resumed = true; }
+    }
+    return resumed;
+  }
+
   // Polling stops while the tab is hidden (hx-trigger filters on visibilityState);
-  // coming back refreshes at once.
+  // coming back refreshes at once (after a paused stream: when it has reopened).
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible") document.dispatchEvent(new Event("visible-again"));
+    if (document.visibilityState === "visible") {
+      if (!resumeStreams()) document.dispatchEvent(new Event("visible-again"));
+    } else if (pauseTimer === null) {
+      pauseTimer = window.setTimeout(pauseStreams, tracerail.pauseAfterMs);
+    }
   });
 
   // Shareable filter URLs: leave out the filters that are empty.
