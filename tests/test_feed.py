@@ -139,3 +139,65 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
     assert calls == 1
     # And a fresh Count agrees with the corrected one.
     assert run(gateway.count_cases(query)) == first - 1
+
+
+def test_the_visibility_budget_holds_as_the_server_counts_it(temporal, settings):
+    """Many simulated readers at once; the server's own metrics show the calls kept to the
+    deployment-wide budget (a slot per call in the shared store)."""
+    from .conftest import visibility_calls
+
+    settings.VISIBILITY_RPS = 5
+    query = "WorkflowType = 'Case' AND CaseTitle = 'budgettest'"
+
+    async def readers() -> None:
+        await asyncio.gather(*(gateway.count_cases(query) for _ in range(25)))
+
+    time.sleep(1.0 - time.time() % 1.0)  # start at a window's edge, like a real burst would
+    before, started = visibility_calls(temporal), time.monotonic()
+    run(readers())
+    elapsed = time.monotonic() - started
+    # The server publishes its counters every few seconds: wait until they show the burst.
+    deadline = time.monotonic() + 15
+    while (calls := visibility_calls(temporal) - before) < 25 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert calls >= 25
+    # 25 calls at 5 per one-second window need at least four more windows.
+    assert elapsed >= 4.0, elapsed
+    assert calls / (elapsed + 1.0) <= 5.0 + 0.5
+
+
+@pytest.mark.parametrize("case_filter", [
+    CaseFilter(queues=["general"]),
+    CaseFilter(queues=["general"], statuses=["new"]),
+    CaseFilter(queues=["general"], statuses=["in_progress"], assignee="alice"),
+    CaseFilter(queues=["general"], assignee="none"),
+    CaseFilter(queues=["general"], assignee="me"),
+    CaseFilter(queues=["general"], priorities=[1, 2], tag="vip"),
+    CaseFilter(queues=["general"], breached=False, execution="live"),
+    CaseFilter(queues=["general"], execution="ended"),
+])
+def test_a_filter_read_in_python_agrees_with_visibility(case_filter, open_case):
+    """CaseFilter.matches is what keeps shared answers fresh: it must say what the index
+    says for every row it is sure about."""
+    from workers.model import Close
+
+    from .conftest import eventually
+
+    tag = f"m{int(time.time() * 1000) % 10**9}"
+    ids = [open_case(title="Matcher", queue="general", priority=p, tags=[tag, *extra])
+           for p, extra in ((1, ["vip"]), (2, []), (3, ["vip"]))]
+    run(gateway.act(ids[0], Claim(actor="alice")))
+    run(gateway.act(ids[2], Close(actor="sam")))
+    universe = f"WorkflowType = 'Case' AND CaseTags = '{tag}'"
+
+    def agree() -> None:
+        rows = run(gateway.list_cases(universe, 20)).rows
+        assert len(rows) == 3 and all(r.version for r in rows)
+        listed = {r.case_id for r in run(gateway.list_cases(
+            f"{case_filter.query(me='alice')} AND CaseTags = '{tag}'", 20)).rows}
+        for row in rows:
+            verdict = case_filter.matches(row, me="alice")
+            assert verdict is not None
+            assert verdict == (row.case_id in listed), (row, verdict)
+
+    eventually(agree, timeout=10)
