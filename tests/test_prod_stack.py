@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -479,7 +480,9 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
     left = {pid: cmd for pid, cmd in seen.items() if alive(pid, cmd)}
     for pid in left:  # never leave a stray server behind, even when failing
         os.kill(pid, signal.SIGKILL)
-    assert left == {}, log.read_text()[-3000:]
+    output = log.read_text()
+    shutil.rmtree(var, ignore_errors=True)
+    assert left == {}, output[-3000:]
     assert proc.returncode == 130  # honcho's code for "stopped by SIGINT"
     assert all(port_free(port) for port in ports.values())
     assert stopped < 10, f"stopping took {stopped:.1f}s"
