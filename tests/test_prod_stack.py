@@ -465,6 +465,7 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
         assert (var / "staticfiles" / "staticfiles.json").exists()
         assert (var / "secret-key").stat().st_mode & 0o777 == 0o600
     finally:
+        seen.update(descendants(proc.pid))  # whatever started, if the test failed early
         stopping = time.monotonic()
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # Ctrl-C, to honcho only
@@ -473,15 +474,12 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-            for pid, cmd in descendants(proc.pid).items():
-                if alive(pid, cmd):
-                    os.kill(pid, signal.SIGKILL)
         stopped = time.monotonic() - stopping
-    left = {pid: cmd for pid, cmd in seen.items() if alive(pid, cmd)}
-    for pid in left:  # never leave a stray server behind, even when failing
-        os.kill(pid, signal.SIGKILL)
-    output = log.read_text()
-    shutil.rmtree(var, ignore_errors=True)
+        left = {pid: cmd for pid, cmd in seen.items() if alive(pid, cmd)}
+        for pid in left:  # never leave a stray server behind, even when failing
+            os.kill(pid, signal.SIGKILL)
+        output = log.read_text()
+        shutil.rmtree(var, ignore_errors=True)
     assert left == {}, output[-3000:]
     assert proc.returncode == 130  # honcho's code for "stopped by SIGINT"
     assert all(port_free(port) for port in ports.values())
