@@ -74,6 +74,18 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
     assert kind == "LocMemCache" and conf["KEY_PREFIX"] == "tracerail"
+    assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
+        "socket_connect_timeout": None, "socket_timeout": None}  # 0: no limit
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
+    ("REDIS_TIMEOUT", "-1", "REDIS_TIMEOUT must be 0 or more seconds, got -1.0"),
+    ("REDIS_TIMEOUT", "soon", "REDIS_TIMEOUT must be a number, got 'soon'"),
+])
+def test_bad_cache_settings_stop_start_up_with_their_name(tmp_path, name, value, message):
+    result = manage(["check"], django_env(tmp_path, **{name: value}))
+    assert result.returncode != 0 and message in result.stderr
 
 
 @pytest.mark.parametrize("value", [

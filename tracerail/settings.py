@@ -213,6 +213,8 @@ REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 # Seconds one Redis connect or command may take (0: no limit). A Redis that stops answering
 # must cost a page a moment, never hang it; cache calls take well under a millisecond.
 REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 2.0)
+if REDIS_TIMEOUT < 0:
+    raise ImproperlyConfigured(f"REDIS_TIMEOUT must be 0 or more seconds, got {REDIS_TIMEOUT}")
 
 
 def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
