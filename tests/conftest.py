@@ -412,6 +412,11 @@ class PostgresServer:
         if self.process is not None:
             _stop(self.process, signal.SIGTERM)
 
+    def restart(self) -> None:
+        """Stop and start again on the same cluster (the second `make run-prod`)."""
+        self.stop()
+        self.start()
+
 
 def _debian_postgres_bins() -> list[str]:
     import glob

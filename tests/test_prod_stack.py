@@ -270,6 +270,23 @@ def test_migrate_and_the_orm_on_postgresql(postgres_server, tmp_path):
     assert got["refused"] is not None and "group_view_has_group" in got["refused"]
 
 
+def test_a_second_start_keeps_the_cluster_and_its_data(postgres_server):
+    import psycopg
+
+    url = postgres_server.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table kept (note text)")
+        conn.execute("insert into kept values ('still here')")
+    log = Path(postgres_server.directory, "postgres.log")
+    made = log.read_text().count("creating the cluster")
+    postgres_server.restart()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select note from kept").fetchall() == [("still here",)]
+    assert log.read_text().count("creating the cluster") == made == 1
+    # SIGTERM became the fast shutdown, which leaves a cleanly shut-down cluster.
+    assert "received fast shutdown request" in log.read_text()
+
+
 def test_the_documented_production_env_runs_on_postgresql(postgres_server, tmp_path):
     env = {**django_env(tmp_path), **documented_env(),
            "DATABASE_URL": postgres_server.new_database()}
@@ -404,8 +421,9 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
     var.chmod(0o755)
     ports = {name: free_port() for name in
              ("WEB_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT", "PG_PORT", "REDIS_PORT")}
-    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ["HOME"],
-           "LANG": "C.UTF-8", "TRACERAIL_VAR_DIR": str(var), "DEMO_CASES": "2",
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "HOME": os.environ.get("HOME", str(var)), "LANG": "C.UTF-8",
+           "TRACERAIL_VAR_DIR": str(var), "DEMO_CASES": "2",
            **{k: str(v) for k, v in ports.items()}}
     log = var / "run-prod.log"
     started = time.monotonic()
