@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases import gateway
+from cases import answers, gateway
 from workers.model import Claim
 
 from .conftest import eventually, run
@@ -162,7 +162,22 @@ def test_htmx_refresh_carries_counts_out_of_band(supervisor_client, open_case):
     assert 'id="count-new" hx-swap-oob="true"' in content
     # The results element re-polls its own URL, filters included, while visible.
     assert 'hx-get="/cases/?q=wombat"' in content
-    assert "every 10s[document.visibilityState === 'visible' && !tracerail.selecting()]" in content
+    # ... but only while no push stream is open; a push makes it re-fetch at once.
+    assert ("every 10s[document.visibilityState === 'visible' && !tracerail.selecting() "
+            "&& !tracerail.pushed()]") in content
+    assert "sse:list[document.visibilityState === 'visible'" in content
+    assert 'id="live"' not in content  # a refresh leaves the stream alone
+
+
+def test_a_new_filter_brings_its_own_push_stream(supervisor_client, open_case):
+    response = supervisor_client.get("/cases/?q=wombat&priority=2", HTTP_HX_REQUEST="true",
+                                     HTTP_HX_TARGET="live")
+    content = response.content.decode()
+    assert '<div id="live" hx-ext="sse" sse-connect="/events/?q=wombat&amp;priority=2">' in content
+    assert 'sse-swap="row"' in content and 'id="results"' in content
+    page = supervisor_client.get("/cases/?q=wombat").content.decode()
+    assert 'sse-connect="/events/?q=wombat"' in page and 'hx-target="#live"' in page
+    assert "{#" not in page and "Server push" not in page  # template comments stay comments
 
 
 def test_paging_keeps_filters(supervisor_client, open_case, settings):
@@ -195,17 +210,17 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
     import asyncio
 
     settings.VISIBILITY_CACHE_SECONDS = 30
-    gateway.forget_shared()
+    answers.forget()
     query = "WorkflowType = 'Case' AND CaseTitle = 'sharedcachetest'"
     try:
-        assert run(gateway.count_cases(query)) == 0
+        assert run(answers.count_cases(query)) == 0
         open_case(title="sharedcachetest")
         import time
 
         time.sleep(0.5)  # well past Visibility's lag: a fresh call would see the case
-        assert run(gateway.count_cases(query)) == 0  # the shared answer
-        gateway.forget_shared()
-        eventually(lambda: _assert_eq(run(gateway.count_cases(query)), 1))
+        assert run(answers.count_cases(query)) == 0  # the shared answer
+        answers.forget()
+        eventually(lambda: _assert_eq(run(answers.count_cases(query)), 1))
 
         # Concurrent identical calls share one RPC.
         calls = 0
@@ -217,17 +232,17 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
             await asyncio.sleep(0.05)
             return await real(q)
 
-        gateway.forget_shared()
+        answers.forget()
         gateway._count_cases = counting  # type: ignore[assignment]
 
         async def many() -> list[int]:
-            return await asyncio.gather(*(gateway.count_cases(query) for _ in range(20)))
+            return await asyncio.gather(*(answers.count_cases(query) for _ in range(20)))
 
         assert run(many()) == [1] * 20
         assert calls == 1
     finally:
         gateway._count_cases = real  # type: ignore[assignment]
-        gateway.forget_shared()
+        answers.forget()
 
 
 def _assert_eq(a: object, b: object) -> None:
