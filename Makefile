@@ -40,8 +40,8 @@ run: setup
 	PATH="$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
 run-prod: $(VENV)/.installed redis-server
-	@# VISIBILITY_RPS above is `make run`'s; bin/prod-env gives each web process its share of
-	@# the 30/s the stack's Temporal allows, unless PROD_VISIBILITY_RPS says otherwise.
+	@# VISIBILITY_RPS above is `make run`'s; bin/prod-env sets the deployment's budget to 25 of
+	@# the 30 calls/s the stack's Temporal allows, unless PROD_VISIBILITY_RPS says otherwise.
 	PATH="$(BIN):$$PATH" TRACERAIL_VAR_DIR="$(abspath $(PROD_VAR_DIR))" PG_PORT=$(PG_PORT) \
 	  REDIS_PORT=$(REDIS_PORT) WEB_WORKERS=$(WEB_WORKERS) \
 	  $(if $(PROD_VISIBILITY_RPS),VISIBILITY_RPS=$(PROD_VISIBILITY_RPS),env -u VISIBILITY_RPS) \

@@ -287,12 +287,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = _free_port
 
 
 def _require(binary: str, install: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -433,6 +434,7 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
                                 start_new_session=True)
     web = Browser(f"http://127.0.0.1:{ports['WEB_PORT']}")
     seen: dict[int, str] = {}
+    streams: list[Any] = []  # held open while stopping: open streams must not stall Ctrl-C
     try:
         wait_for(lambda: web.get("/healthz?temporal=1")[0] == 200, 80, "/healthz?temporal=1",
                  proc, log)
@@ -492,6 +494,22 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
             return all(s == 200 and all(i.encode() in b for i in demo) for s, _, b in got)
 
         wait_for(listed, 20, "the seeded cases in the list", proc, log)
+
+        # Server push: a stream opens, and the change feed behind it keeps its lease in the
+        # stack's Redis (REDIS_URL, prefixed keys), held by one of the gunicorn workers.
+        stream = web.opener.open(urllib.request.Request(web.base + "/events/"), timeout=15)
+        streams.append(stream)
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline() == b": connected\n"
+        store = redis.Redis(port=ports["REDIS_PORT"])
+
+        def lease_holder() -> str | None:
+            raw = store.get("tracerail:1:feed:lease")
+            return pickle.loads(raw) if raw else None  # Django's RedisSerializer
+
+        holder = wait_for(lease_holder, 20, "the feed's lease in Redis", proc, log)
+        web_pids = {pid for pid, cmd in seen.items() if "uvicorn_worker.UvicornWorker" in cmd}
+        assert int(holder.split(":")[1]) in web_pids
         assert (var / "staticfiles" / "staticfiles.json").exists()
         assert (var / "secret-key").stat().st_mode & 0o777 == 0o600
     finally:
@@ -505,6 +523,8 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         stopped = time.monotonic() - stopping
+        for stream in streams:
+            stream.close()
         left = {pid: cmd for pid, cmd in seen.items() if alive(pid, cmd)}
         for pid in left:  # never leave a stray server behind, even when failing
             os.kill(pid, signal.SIGKILL)
