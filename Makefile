@@ -13,7 +13,13 @@ export TEMPORAL_UI_URL ?= http://127.0.0.1:$(TEMPORAL_UI_PORT)
 # per frontend and shared, so production sets VISIBILITY_RPS to its own share of it.
 export VISIBILITY_RPS ?= 100
 
-.PHONY: run setup test lint chromium bench clean-data
+# `make run-prod`: the production shape (docs/deployment.md); its state is in var/prod.
+PG_PORT ?= 5433
+REDIS_PORT ?= 6380
+WEB_WORKERS ?= 3
+PROD_VAR_DIR ?= var/prod
+
+.PHONY: run setup test lint chromium redis-server run-prod bench clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +39,24 @@ run: setup
 	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker and the web app on http://127.0.0.1:$(WEB_PORT)"
 	PATH="$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
+run-prod: $(VENV)/.installed redis-server
+	@# VISIBILITY_RPS above is `make run`'s; bin/prod-env sets the deployment's budget to 25 of
+	@# the 30 calls/s the stack's Temporal allows, unless PROD_VISIBILITY_RPS says otherwise.
+	PATH="$(BIN):$$PATH" TRACERAIL_VAR_DIR="$(abspath $(PROD_VAR_DIR))" PG_PORT=$(PG_PORT) \
+	  REDIS_PORT=$(REDIS_PORT) WEB_WORKERS=$(WEB_WORKERS) \
+	  $(if $(PROD_VISIBILITY_RPS),VISIBILITY_RPS=$(PROD_VISIBILITY_RPS),env -u VISIBILITY_RPS) \
+	  bin/run-prod
+
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.installed chromium lint
+test: $(VENV)/.installed chromium redis-server lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

@@ -280,3 +280,186 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Playwright's session keeps an event loop running in the main thread once started,
     # which breaks asyncio.run in later tests (management commands): run browsers last.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# --- real Redis and PostgreSQL (the production stack, tests/test_prod_stack.py) -------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+free_port = _free_port
+
+
+def _require(binary: str, install: str) -> str:
+    import shutil
+
+    # Not a skip: CI installs these (.ci/run, `make test`), so a missing one is a broken
+    # machine, and a skipped test would pass it off as green.
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(f"{binary} is not installed: {install}", pytrace=False)
+    return path
+
+
+def _stop(proc: Any, sig: int, timeout: float = 15) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+class RedisServer:
+    """`redis-server` on a free port with nothing saved; `restart()` comes back on the same
+    port and, like the stack's Redis, empty."""
+
+    def __init__(self, directory: Any) -> None:
+        self.binary = _require("redis-server", "apt-get install -y redis-server")
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Any = None
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+
+        assert self.process is None or self.process.poll() is not None, "already running"
+        log = open(os.path.join(self.directory, "redis.log"), "ab")
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start; see {self.directory}/redis.log")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: Any) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class PostgresServer:
+    """A fresh cluster made and run by bin/prod-postgres (the stack's own script) on a free
+    port; `url` is a DATABASE_URL for its `tracerail` database."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        for binary in ("initdb", "postgres"):
+            if not any(os.access(os.path.join(d, binary), os.X_OK)
+                       for d in [*os.environ["PATH"].split(os.pathsep),
+                                 *_debian_postgres_bins()]):
+                pytest.fail(f"{binary} is not installed: PostgreSQL 15 is needed "
+                            "(Debian: apt-get install -y postgresql)", pytrace=False)
+        # Not under pytest's tmp dir: that is private to root (0700), and the server runs
+        # as an unprivileged user when the tests run as root.
+        self.directory = tempfile.mkdtemp(prefix="tracerail-pg-")
+        os.chmod(self.directory, 0o755)
+        self.port = free_port()
+        self.process: Any = None
+        self.url = ""
+
+    def start(self) -> None:
+        import subprocess
+
+        log = open(os.path.join(self.directory, "postgres.log"), "ab")
+        env = {**os.environ, "TRACERAIL_VAR_DIR": self.directory, "PG_PORT": str(self.port)}
+        # fsync off: a throwaway cluster, and on a busy disk it is most of migrate's time.
+        self.process = subprocess.Popen(
+            [os.path.join(ROOT, "bin", "prod-postgres"), "-c", "fsync=off"], env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 90
+        password_file = os.path.join(self.directory, "pg-password")
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL did not start; see {self.directory}/postgres.log")
+            if os.path.exists(password_file):
+                with open(password_file) as fh:
+                    password = fh.read().strip()
+                self.url = f"postgres://tracerail:{password}@127.0.0.1:{self.port}/tracerail"
+                if self._answers():
+                    return
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(self.url, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def new_database(self) -> str:
+        """A DATABASE_URL for a new, empty database of its own on this server, so tests
+        sharing the session's server never see each other's tables."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM)
+
+    def restart(self) -> None:
+        """Stop and start again on the same cluster (the second `make run-prod`)."""
+        self.stop()
+        self.start()
+
+
+def _debian_postgres_bins() -> list[str]:
+    import glob
+
+    return sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    import shutil
+
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 50)
 
 from tracerail.settings import *  # noqa: F403
-from tracerail.settings import STORAGES
+from tracerail.settings import STORAGES, cache_settings
 
 # Tests do not run collectstatic: serve static files from the finders.
 STORAGES = {**STORAGES, "staticfiles": {
@@ -21,3 +21,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VISIBILITY_CACHE_SECONDS = 0.0
 VISIBILITY_RPS = 0.0
 DASHBOARD_CACHE_SECONDS = 0.0
+# Never a developer's Redis from the shell's REDIS_URL: a test's cache.clear() would flush it.
+# Tests that need Redis build their cache on the `redis_server` fixture.
+CACHES = cache_settings(None, 0)

@@ -6,6 +6,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -73,6 +74,28 @@ def envfloat(name: str, default: float | None = None) -> float:
 
 def envlist(name: str, default: str) -> list[str]:
     return [v.strip() for v in (_raw(name) or default).split(",") if v.strip()]
+
+
+def envurl(name: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL (or several, comma-separated: Django's Redis cache takes a primary and then its
+    replicas) whose scheme is one of `schemes`; None when unset."""
+    value = _raw(name)
+    if value is None:
+        return None
+    for url in (u.strip() for u in value.split(",")):
+        parts = urlsplit(url)
+        try:
+            valid = (parts.scheme in schemes and bool(parts.hostname or parts.path.strip("/"))
+                     and (parts.port is None or parts.port > 0))
+        except ValueError:  # a port that is not a number
+            valid = False
+        if not valid:
+            # Start-up errors end up in logs: never repeat a password.
+            shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+            raise ImproperlyConfigured(
+                f"{name} must be a URL starting with "
+                f"{' or '.join(s + '://' for s in schemes)}, got {shown!r}")
+    return value
 
 
 def envints(name: str, default: str) -> list[int]:
@@ -181,6 +204,42 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache --------------------------------------------------------------------------------
+# With REDIS_URL every web process shares one cache (Visibility answers, the change feed, the
+# Visibility budget); without it each process has its own memory cache, which is exactly
+# right for `make run` (one process, no extra service) and wrong for several processes.
+REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
+# Seconds one Redis connect or command may take (0: no limit). A Redis that stops answering
+# must cost a page a moment, never hang it; cache calls take well under a millisecond.
+REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 2.0)
+if REDIS_TIMEOUT < 0:
+    raise ImproperlyConfigured(f"REDIS_TIMEOUT must be 0 or more seconds, got {REDIS_TIMEOUT}")
+
+
+def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
+    # One prefix for every key ("tracerail:1:<key>"), so a Redis shared with other apps (or
+    # a raw-client SCAN) can tell ours apart; the raw client needs cache.make_key(key).
+    if redis_url is None:
+        return {"default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "tracerail",
+            "KEY_PREFIX": "tracerail",
+        }}
+    limit = timeout if timeout > 0 else None
+    return {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url,
+        "KEY_PREFIX": "tracerail",
+        "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit},
+    }}
+
+
+CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT)
+# Sessions stay in the database even with Redis: the Redis of `make run-prod` keeps nothing
+# across a restart (it is a cache), and a restart must not log out every agent. The session
+# read is one primary-key lookup on a connection the request already holds.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
