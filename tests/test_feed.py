@@ -201,3 +201,44 @@ def test_a_filter_read_in_python_agrees_with_visibility(case_filter, open_case):
             assert verdict == (row.case_id in listed), (row, verdict)
 
     eventually(agree, timeout=10)
+
+
+def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
+        redis_server, settings, temporal, open_case):
+    """The shared store is real Redis; it restarts (losing everything) between two changes:
+    subscribers are told to re-read (Resync) and later changes still arrive."""
+    settings.CACHES = {**settings.CACHES, "feedredis": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_server.url, "KEY_PREFIX": "feedtest"}}
+    settings.FEED_CACHE = "feedredis"
+    settings.FEED_INTERVAL_SECONDS = 0.2
+    settings.FEED_LISTEN_SECONDS = 0.05
+    settings.FEED_LEASE_SECONDS = 1
+    feed.stop()
+    feed.ensure_running()
+    try:
+        before = open_case(title="Before the restart", queue="general")
+        assert _collect({before}, time.monotonic() + 15, want=1)
+
+        async def across_restart() -> tuple[list[object], str]:
+            got: list[object] = []
+            async with feed.subscribe() as events:
+                await asyncio.to_thread(redis_server.restart)
+                after = await asyncio.to_thread(
+                    lambda: open_case(title="After the restart", queue="general"))
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    try:
+                        event = await asyncio.wait_for(anext(events), 0.2)
+                    except TimeoutError:
+                        continue
+                    got.append(event)
+                    if isinstance(event, feed.Change) and event.case_id == after:
+                        break
+            return got, after
+
+        events, after = asyncio.run(across_restart())
+        assert any(isinstance(e, feed.Resync) for e in events)
+        assert any(isinstance(e, feed.Change) and e.case_id == after for e in events)
+    finally:
+        feed.stop()
