@@ -450,13 +450,17 @@ async def _update_in_turn(handle: WorkflowHandle[Any, Any], name: str, command: 
     for attempt in itertools.count():
         async with _case_turn(handle.id, last_start) as turns:
             sent_in = turns.round if turns else 0
+            remaining = deadline - loop.time()
+            if remaining < 0.05:
+                # A loaded process got its turn past the deadline: not sent, nothing applied.
+                raise CaseBusy(BUSY_MESSAGE)
             try:
                 result: CaseState = await handle.execute_update(
                     name,
                     command,
                     id=update_id,
                     result_type=CaseState,
-                    rpc_timeout=timedelta(seconds=deadline - loop.time()),
+                    rpc_timeout=timedelta(seconds=remaining),
                 )
             except RPCError as err:
                 if not _no_turn(err):
