@@ -774,7 +774,7 @@ def summarize(level: Level) -> dict[str, str]:
         for s in mine:
             if s.outcome != "ok":
                 errors[f"{kind} {s.outcome}"] += 1
-        lat[kind] = (f"{percentile(ok, 50):.0f} / {percentile(ok, 95):.0f}" if ok else "–")
+        lat[kind] = (f"{percentile(ok, 50):.0f} / {percentile(ok, 95):.0f}" if ok else "-")
     for kind, n in level.stream_errors.items():
         errors[f"stream {kind}"] += n
     minutes = (level.window[1] - level.window[0]) / 60
@@ -789,9 +789,9 @@ def summarize(level: Level) -> dict[str, str]:
         "errors": ", ".join(f"{k}: {n}" for k, n in sorted(errors.items())) or "0",
         **{f"{k} p50/p95 ms": v for k, v in lat.items()},
         "freshness p50/p95 ms": (f"{percentile(fresh, 50):.0f} / {percentile(fresh, 95):.0f}"
-                                 if fresh else "–"),
+                                 if fresh else "-"),
         "seen/acted": f"{len(fresh)}/{level.actions}",
-        "actions": ", ".join(f"{k} {n}" for k, n in sorted(level.outcomes.items())) or "–",
+        "actions": ", ".join(f"{k} {n}" for k, n in sorted(level.outcomes.items())) or "-",
         "actions/min": f"{sum(level.outcomes.values()) / minutes:.0f}",
         "load": level.load,
     }
@@ -825,7 +825,7 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "vis/s = Visibility calls per second in the steady window, as the dev server's "
         "/metrics counts them (service_requests of List/Count/ScanWorkflowExecutions); "
         "refused/s = service_errors_resource_exhausted of the same operations;",
-        "per agent-min = vis/s × 60 / agents; latencies = client-observed round trips of the "
+        "per agent-min = vis/s x 60 / agents; latencies = client-observed round trips of the "
         "requests that succeeded (list load: every arrival, the rest: steady window only);",
         "freshness = an applied action's response at one agent → the first other agent's open "
         "screen receiving it (push: an event naming the case; poll: a refresh showing the new "
