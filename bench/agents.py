@@ -497,7 +497,11 @@ class Agent:
             # Between cases: until the next one is opened, or an action is due.
             gap = rnd.expovariate(1 / args.open_every)
             await _sleep(stop, min(gap, max(0.0, self.next_act - time.monotonic())))
-            if stop.is_set() or not self.rows:
+            if stop.is_set():
+                return
+            if not self.rows:
+                # Nothing on the list to open (an empty "my cases"): no action either.
+                self.next_act = time.monotonic() + rnd.uniform(0.5, 1.5) * args.act_every
                 continue
             self.case_id = rnd.choice(self.rows)
             path = f"/cases/{self.case_id}/"
@@ -619,6 +623,7 @@ class Agent:
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     if seconds <= 0:
+        await asyncio.sleep(0)  # always yield: a loop of zero sleeps must not starve the rest
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
