@@ -821,7 +821,7 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "|" + "|".join("---" for _ in main_cols) + "|",
     ]
     lines += ["| " + " | ".join(r[c] for c in main_cols) + " |" for r in rows]
-    lines += ["", "| mode | agents | actions/min | action outcomes | errors | load average 1 min "
+    lines += ["", "| mode | agents | actions/min | action outcomes | errors | load average 1/5/15 min "
               "(window start → end) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['agents']} | {r['actions/min']} | {r['actions']} | "
               f"{r['errors']} | {r['load']} |" for r in rows]
