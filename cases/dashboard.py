@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from workers.model import OPEN_STATUSES, PRIORITY_LABELS, STATUSES
 
-from . import gateway
+from . import answers
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -89,32 +90,36 @@ async def _charts(
     open_statuses = [s for s in OPEN_STATUSES if not f.statuses or s in f.statuses]
     open_f = replace(f, statuses=open_statuses)
     base = f.without_statuses()
-    q: dict[str, str] = {}
+    fs: dict[str, CaseFilter] = {}
     for status in STATUSES:
-        q[f"status:{status}"] = base.status_query(status, me, visible)
+        fs[f"status:{status}"] = replace(base, statuses=[status])
     for p in PRIORITY_LABELS:
-        q[f"priority:{p}"] = replace(open_f, priorities=[p]).query(me, visible)
+        fs[f"priority:{p}"] = replace(open_f, priorities=[p])
     for slug, _ in queues:
-        q[f"queue:{slug}"] = replace(open_f, queues=[slug]).query(me, visible)
+        fs[f"queue:{slug}"] = replace(open_f, queues=[slug])
     for name in assignees:
-        q[f"assignee:{name}"] = replace(open_f, assignee=name).query(me, visible)
-    q["assignee:"] = replace(open_f, assignee=UNASSIGNED).query(me, visible)
-    q["breached"] = replace(open_f, breached=True).query(me, visible)
-    q["at_risk"] = replace(open_f, breached=False,
-                           due_within_hours=settings.DASHBOARD_AT_RISK_HOURS).query(me, visible)
+        fs[f"assignee:{name}"] = replace(open_f, assignee=name)
+    fs["assignee:"] = replace(open_f, assignee=UNASSIGNED)
+    fs["breached"] = replace(open_f, breached=True)
+    fs["at_risk"] = replace(open_f, breached=False,
+                            due_within_hours=settings.DASHBOARD_AT_RISK_HOURS)
     for days in settings.DASHBOARD_AGING_DAYS:
-        q[f"aging:{days}"] = replace(open_f, older_than_days=days).query(me, visible)
+        fs[f"aging:{days}"] = replace(open_f, older_than_days=days)
     # Keyword attributes with a fixed set of values get a breakdown (Visibility cannot list
     # the distinct values of a free-text Keyword).
     breakdowns = [a for a in attributes if a.type == "Keyword" and a.choices]
     for attr in breakdowns:
         for choice in attr.choices:
             sliced = replace(open_f, attributes={**f.attributes, attr.name: ("Keyword", choice)})
-            q[f"attr:{attr.name}:{choice}"] = sliced.query(me, visible)
+            fs[f"attr:{attr.name}:{choice}"] = sliced
     if not open_statuses:
         # The filter asks for closed or resolved cases only: every "open" slice is empty.
-        q = {k: v for k, v in q.items() if k.startswith("status:")}
-    counts = await gateway.count_many(q, ttl=settings.DASHBOARD_CACHE_SECONDS)
+        fs = {k: v for k, v in fs.items() if k.startswith("status:")}
+    q = {k: v.query(me, visible) for k, v in fs.items()}
+    # The filters read in Python let the change feed keep the counts fresh (answers.py).
+    matchers = {k: partial(v.matches, me=me, visible_queues=visible) for k, v in fs.items()}
+    counts = await answers.count_many(q, ttl=settings.DASHBOARD_CACHE_SECONDS,
+                                      matchers=matchers)
     counts = defaultdict(int, counts)
     charts = [
         Chart("By status", [Bar(label, counts[f"status:{value}"], _href(query, status=value),

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
@@ -537,19 +538,41 @@ async def _exists(client: Client, case_id: str) -> bool:
     return True
 
 
-# --- shared Visibility answers -------------------------------------------------------------
-# Visibility is rate-limited per frontend (10 RPS by default on real clusters). Identical List
-# and Count calls within a few seconds share one answer across users in this process, and
-# concurrent identical calls share one RPC. The key is the full query text, which already
-# carries each user's access clause.
+# --- the Visibility budget ---------------------------------------------------------------------
+# Visibility is rate-limited per namespace (30 calls/s on Temporal Cloud, shared by every reader;
+# 10-30 self-hosted). Every List and Count this deployment makes takes a slot in one budget kept
+# in the shared store (Redis in production), so N web processes and the change feed together
+# stay within VISIBILITY_RPS; callers wait for a slot instead of being refused by the cluster.
+# Answers are shared and kept fresh by cases/answers.py and the change feed.
 
-_shared: dict[tuple[Any, ...], tuple[float, Any]] = {}
-_inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+class _Budget:
+    """A fixed one-second window per deployment: at most VISIBILITY_RPS calls in each."""
+
+    async def acquire(self) -> None:
+        rate = settings.VISIBILITY_RPS
+        if rate <= 0:
+            return
+        from django.core.cache import caches
+
+        store = caches[settings.FEED_CACHE]
+        while True:
+            now = time.time()
+            window = int(now)
+            key = f"vis:budget:{window}"
+            try:
+                store.add(key, 0, timeout=5)
+                used = store.incr(key)
+            except Exception:  # the store away: fall back to this process's own share
+                return await _local.acquire()
+            if used <= rate:
+                return
+            # Spread the ones that wait over the next window instead of all at its start.
+            await asyncio.sleep(window + 1 - now + random.uniform(0, 0.2))
 
 
 class _RateLimiter:
-    """A token bucket for Visibility RPCs from this process: bursts of `rate` calls, then
-    `rate` per second. Callers wait briefly instead of being refused by the cluster."""
+    """A token bucket for this process alone: used only while the shared store is away."""
 
     def __init__(self) -> None:
         self.tokens = 0.0
@@ -572,62 +595,21 @@ class _RateLimiter:
             await asyncio.sleep((1 - self.tokens) / rate)
 
 
-_limiter = _RateLimiter()
-
-
-async def _visibility(key: tuple[Any, ...], call: Any, ttl: float | None = None) -> Any:
-    ttl = settings.VISIBILITY_CACHE_SECONDS if ttl is None else ttl
-    if ttl <= 0:
-        await _limiter.acquire()
-        return await call()
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    hit = _shared.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    flight_key = (id(loop), *key)
-    pending = _inflight.get(flight_key)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[Any] = loop.create_future()
-    _inflight[flight_key] = future
-    try:
-        await _limiter.acquire()
-        value = await call()
-    except BaseException as err:
-        future.set_exception(err)
-        future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-        raise
-    else:
-        future.set_result(value)
-        if len(_shared) > 2000:
-            for k in [k for k, (exp, _) in _shared.items() if exp <= now]:
-                del _shared[k]
-        _shared[key] = (now + ttl, value)
-        return value
-    finally:
-        del _inflight[flight_key]
-
-
-def forget_shared() -> None:
-    _shared.clear()
+_local = _RateLimiter()
+_limiter = _Budget()
 
 
 async def list_cases(query: str, page_size: int, page_token: str | None = None,
                      *, shared: bool = True) -> CasePage:
-    """A page of cases. `shared=False` (exports) skips the shared answers but still keeps to
-    the rate budget."""
-    if not shared:
-        await _limiter.acquire()
-        return await _list_cases(query, page_size, page_token)
-    return await _visibility(
-        ("list", query, page_size, page_token or ""),
-        lambda: _list_cases(query, page_size, page_token),
-    )
+    """A page of cases, within the Visibility budget. Shared, feed-checked answers are
+    cases/answers.py's; `shared` is kept for callers that say they want none."""
+    await _limiter.acquire()
+    return await _list_cases(query, page_size, page_token)
 
 
 async def count_cases(query: str, ttl: float | None = None) -> int:
-    return await _visibility(("count", query), lambda: _count_cases(query), ttl)
+    await _limiter.acquire()
+    return await _count_cases(query)
 
 
 async def _list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
@@ -665,12 +647,6 @@ async def _count_cases(query: str) -> int:
     except RPCError as err:
         raise _visibility_error(err, query) from err
     return int(resp.count)
-
-
-async def count_many(queries: dict[str, str], ttl: float | None = None) -> dict[str, int]:
-    """Several Count calls at once (SQL visibility has no GROUP BY on custom attributes)."""
-    values = await asyncio.gather(*(count_cases(q, ttl) for q in queries.values()))
-    return dict(zip(queries.keys(), values, strict=True))
 
 
 def _encode_token(token: bytes) -> str | None:

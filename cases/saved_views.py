@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlencode
 
 from django import forms
@@ -15,7 +16,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import gateway
+from . import answers
 from .access import Access
 from .config import access_for, config_for
 from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
@@ -47,15 +48,18 @@ async def view_links(views: list[SavedView], user: AbstractBaseUser, access: Acc
                      queues: list[tuple[str, str]], attributes: list[Attribute]) -> list[ViewLink]:
     """The sidebar's views with live counts: one shared Count per view, all concurrently."""
     queries: dict[str, str] = {}
+    matchers: dict[str, answers.Matcher] = {}
     for view in views:
         form = CaseFilterForm(QueryDict(view.query), queues=queues, attributes=attributes)
         if form.is_valid():
             try:
-                queries[str(view.pk)] = form.case_filter().query(
-                    access.username, access.visible_queues)
+                f = form.case_filter()
+                queries[str(view.pk)] = f.query(access.username, access.visible_queues)
             except InvalidFilter:
-                pass
-    counts = await gateway.count_many(queries) if queries else {}
+                continue
+            matchers[str(view.pk)] = partial(f.matches, me=access.username,
+                                             visible_queues=access.visible_queues)
+    counts = await answers.count_many(queries, matchers=matchers) if queries else {}
     return [ViewLink(v, counts.get(str(v.pk)), v.owner_id == user.pk) for v in views]
 
 

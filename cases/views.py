@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +19,7 @@ from django_htmx.middleware import HtmxDetails
 
 from workers.model import PRIORITY_LABELS, STATUSES, CaseState, Requester
 
-from . import custom_fields, gateway, lookup, saved_views
+from . import answers, custom_fields, gateway, lookup, saved_views
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -78,14 +80,16 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
     waits: dict[str, Awaitable[Any]] = {}
     if form.is_valid():
         try:
-            query, count_queries = _list_queries(form.case_filter(), access)
+            queries = _list_queries(form.case_filter(), access)
         except InvalidFilter as err:
             form.add_error(None, str(err))
         else:
+            (query, matches), counts = queries
             waits["results"] = asyncio.gather(
-                gateway.list_cases(query, settings.CASE_PAGE_SIZE,
-                                   request.GET.get("page") or None),
-                gateway.count_many(count_queries))
+                answers.list_cases(query, settings.CASE_PAGE_SIZE,
+                                   request.GET.get("page") or None, matches=matches),
+                answers.count_many({s: q for s, (q, _) in counts.items()},
+                                   matchers={s: m for s, (_, m) in counts.items()}))
     if full_page:
         waits["views"] = saved_views.view_links(config.views, user, access, queues, attributes)
     done = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
@@ -109,13 +113,20 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "cases/list.html", context)
 
 
-def _list_queries(case_filter: CaseFilter, access: Access) -> tuple[str, dict[str, str]]:
+Query = tuple[str, "answers.Matcher"]
+
+
+def _list_queries(case_filter: CaseFilter, access: Access) -> tuple[Query, dict[str, Query]]:
     """The page's List query and one Count query per status (SQL visibility cannot GROUP BY
-    a custom attribute). Counts ignore the status filter so every chip shows its number."""
+    a custom attribute), each with its filter read in Python so the change feed can keep the
+    shared answer fresh. Counts ignore the status filter so every chip shows its number."""
     me, visible = access.username, access.visible_queues
     base = case_filter.without_statuses()
-    return (case_filter.query(me, visible),
-            {s: base.status_query(s, me, visible) for s in STATUSES})
+
+    def pair(f: CaseFilter) -> Query:
+        return f.query(me, visible), partial(f.matches, me=me, visible_queues=visible)
+
+    return pair(case_filter), {s: pair(replace(base, statuses=[s])) for s in STATUSES}
 
 
 # --- create ------------------------------------------------------------------------------------

@@ -175,6 +175,57 @@ class CaseFilter:
                      visible_queues: Sequence[str] | None = None) -> str:
         return replace(self, statuses=[status]).query(me, visible_queues)
 
+    def matches(self, row: Any, me: str = "", visible_queues: Sequence[str] | None = None
+                ) -> bool | None:
+        """Would `query(me, visible_queues)` list this Visibility row? The same filter read
+        in Python, for the change feed (which cached answers a changed case touches, which
+        open screens it concerns). None where only the index can tell (title words, custom
+        attributes, relative times): callers treat that as "maybe"."""
+        if row.execution_status == "continued_as_new":
+            return False
+        if visible_queues is not None and row.queue not in visible_queues:
+            return False
+        checks: list[bool] = [
+            not self.statuses or row.status in self.statuses,
+            not self.priorities or row.priority in self.priorities,
+            not self.queues or row.queue in self.queues,
+            not self.tag or self.tag in row.tags,
+            self.breached is None or row.sla_breached == self.breached,
+        ]
+        if self.assignee == UNASSIGNED:
+            checks.append(row.assignee is None)
+        elif self.assignee == ME:
+            checks.append(row.assignee == me)
+        elif self.assignee:
+            checks.append(row.assignee == self.assignee)
+        if self.due_before is not None:
+            moment = datetime.combine(self.due_before, time.min, tzinfo=UTC)
+            checks.append(row.due_at is not None and row.due_at < moment)
+        if self.execution:
+            running = row.execution_status == "running"
+            checks.append({"live": running, "ended": not running,
+                           "completed": row.execution_status == "completed"}.get(
+                               self.execution, not running and row.execution_status
+                               != "completed"))
+        for moment, first, last in ((row.started_at, self.opened_from, self.opened_to),
+                                    (row.closed_at, self.closed_from, self.closed_to)):
+            if first is None and last is None:
+                continue
+            day = moment.astimezone(UTC).date() if moment is not None else None
+            checks.append(day is not None and (first is None or day >= first)
+                          and (last is None or day <= last))
+        if not all(checks):
+            return False  # one certain mismatch settles it
+        if (self.words or self.attributes or self.due_within_hours is not None
+                or self.older_than_days is not None):
+            return None
+        return True
+
+
+def changed_since_query(moment: datetime) -> str:
+    """The change feed's question: every case (its latest run) changed at or after `moment`."""
+    return f"{BASE} AND CaseUpdatedAt >= {quote_time(moment)}"
+
 
 def _day_range(attribute: str, first: date | None, last: date | None) -> list[str]:
     """Clauses for whole UTC days from `first` to `last`, both included."""

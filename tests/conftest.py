@@ -36,8 +36,22 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
+                         "ScanWorkflowExecutions")
+
+
 class TemporalHarness:
-    def __init__(self, loop: LoopThread, env: Any, address: str, task_queue: str) -> None:
+    def __init__(self, loop: LoopThread, env: Any, address: str, task_queue: str,
+                 metrics_port: int = 0) -> None:
+        self.metrics_port = metrics_port
         self.loop = loop
         self.env = env
         self.client = env.client
@@ -55,6 +69,7 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
 
     global _harness_loop
     loop = LoopThread()
+    metrics_port = _free_port()
     _harness_loop = loop
     env = loop.run(
         WorkflowEnvironment.start_local(
@@ -66,6 +81,9 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
             dev_server_extra_args=[
                 "--dynamic-config-value", "frontend.namespaceRPS.visibility=100000",
                 "--dynamic-config-value", "frontend.namespaceBurstRatio.visibility=10",
+                # The server's own count of Visibility calls (service_requests), for tests
+                # that prove a budget holds.
+                "--metrics-port", str(metrics_port),
             ],
         )
     )
@@ -83,13 +101,28 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
     worker, stop = loop.run(make_worker())
     running = loop.submit(run_worker(worker, stop))
     try:
-        yield TemporalHarness(loop, env, address, task_queue)
+        yield TemporalHarness(loop, env, address, task_queue, metrics_port)
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         running.result(30)
         loop.run(env.shutdown())
         gateway.reset_client()
         _harness_loop = None
+
+
+def visibility_calls(harness: TemporalHarness) -> int:
+    """Visibility calls the dev server has answered so far, as its own metrics count them."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{harness.metrics_port}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("service_requests{") and any(
+                f'operation="{op}"' in line for op in VISIBILITY_OPERATIONS):
+            total += float(re.split(r"\s+", line.strip())[-1])
+    return int(total)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases import gateway
+from cases import answers, gateway
 from workers.model import Claim
 
 from .conftest import eventually, run
@@ -195,17 +195,17 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
     import asyncio
 
     settings.VISIBILITY_CACHE_SECONDS = 30
-    gateway.forget_shared()
+    answers.forget()
     query = "WorkflowType = 'Case' AND CaseTitle = 'sharedcachetest'"
     try:
-        assert run(gateway.count_cases(query)) == 0
+        assert run(answers.count_cases(query)) == 0
         open_case(title="sharedcachetest")
         import time
 
         time.sleep(0.5)  # well past Visibility's lag: a fresh call would see the case
-        assert run(gateway.count_cases(query)) == 0  # the shared answer
-        gateway.forget_shared()
-        eventually(lambda: _assert_eq(run(gateway.count_cases(query)), 1))
+        assert run(answers.count_cases(query)) == 0  # the shared answer
+        answers.forget()
+        eventually(lambda: _assert_eq(run(answers.count_cases(query)), 1))
 
         # Concurrent identical calls share one RPC.
         calls = 0
@@ -217,17 +217,17 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
             await asyncio.sleep(0.05)
             return await real(q)
 
-        gateway.forget_shared()
+        answers.forget()
         gateway._count_cases = counting  # type: ignore[assignment]
 
         async def many() -> list[int]:
-            return await asyncio.gather(*(gateway.count_cases(query) for _ in range(20)))
+            return await asyncio.gather(*(answers.count_cases(query) for _ in range(20)))
 
         assert run(many()) == [1] * 20
         assert calls == 1
     finally:
         gateway._count_cases = real  # type: ignore[assignment]
-        gateway.forget_shared()
+        answers.forget()
 
 
 def _assert_eq(a: object, b: object) -> None:

@@ -281,6 +281,21 @@ VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
 # Visibility calls per second this process allows itself (clusters default to 10 per frontend
 # per namespace); 0 disables the limiter.
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
+# --- The change feed (cases/feed.py): one Visibility reader per deployment, by lease.
+FEED_CACHE = os.getenv("FEED_CACHE", "default")
+FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
+# Rows changed this long before the watermark are asked for again: Visibility's indexing lag
+# (seconds on a loaded cluster) must be shorter, or a late row would be missed.
+FEED_OVERLAP_SECONDS = envfloat("FEED_OVERLAP_SECONDS", 30.0)
+FEED_LEASE_SECONDS = envint("FEED_LEASE_SECONDS", 5)
+FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 0.2)
+FEED_RETENTION_SECONDS = envint("FEED_RETENTION_SECONDS", 600)
+FEED_KNOWN_SECONDS = envint("FEED_KNOWN_SECONDS", 86400)
+FEED_RECENT = envint("FEED_RECENT", 5000)
+# A feed not read for this long is not trusted to keep cached answers fresh.
+FEED_STALE_SECONDS = envfloat("FEED_STALE_SECONDS", 5.0)
+# Cached List/Count answers the feed keeps fresh are re-asked at least this often anyway.
+VISIBILITY_FEED_TTL_SECONDS = envfloat("VISIBILITY_FEED_TTL_SECONDS", 300.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
 LIST_REFRESH_SECONDS = envint("LIST_REFRESH_SECONDS", 10)
 BULK_CONCURRENCY = envint("BULK_CONCURRENCY", 8)

@@ -1,0 +1,186 @@
+"""List and Count answers shared by every web process and kept fresh by the change feed.
+
+An answer lives in Django's cache (Redis in production), keyed by its query text, which
+already carries the user's access clause. With it are stored the feed position it was asked at
+and a matcher: the same filter read in Python (`CaseFilter.matches`). Before an answer is used,
+the changes the feed published since are read against it, in memory:
+
+- a change that cannot touch it (the row matched neither before nor after) costs nothing;
+- a Count whose case moved in or out is corrected by one, when the change certainly came after
+  the answer was asked (so the answer cannot already include it); otherwise it is asked again;
+- a list row that changed in place is replaced; a case that left a page with no next page is
+  removed; anything else (a new entrant, whose place in the order the index decides) is asked
+  again; and whenever a matcher cannot tell (title words, relative times), it is asked again.
+
+So a list nobody changed costs no Visibility call however many people look at it. Without a
+healthy feed, answers are shared for VISIBILITY_CACHE_SECONDS only, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+
+from . import feed, gateway
+
+Matcher = Callable[[gateway.CaseRow], "bool | None"]
+# A change this long after an answer was asked cannot be in it, whatever the clocks say.
+MARGIN_SECONDS = 2.0
+
+_inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+
+
+@dataclass
+class _Answer:
+    value: Any  # CasePage or int
+    epoch: str | None
+    seq: int | None  # feed position when it was asked (None: not feed-checked)
+    asked_at: float  # wall time the call started
+    expires: float
+
+
+def _store() -> Any:
+    return caches[settings.FEED_CACHE]
+
+
+def _key(kind: str, *parts: object) -> str:
+    digest = hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()
+    return f"vis:{kind}:{digest}"
+
+
+def _matched(matches: Matcher, row: gateway.CaseRow | None, change: feed.Change
+             ) -> bool | None:
+    if row is None:
+        # Unknown before: a case's first version was in no list; anything else, who knows.
+        return False if (change.row.version or 0) <= 1 else None
+    return matches(row)
+
+
+def _catch_up_count(answer: _Answer, changes: list[feed.Change], matches: Matcher
+                    ) -> int | None:
+    value: int = answer.value
+    for change in changes:
+        before, after = _matched(matches, change.before, change), matches(change.row)
+        if before is None or after is None:
+            return None
+        if before == after:
+            continue
+        if change.seen_at and change.seen_at < answer.asked_at + MARGIN_SECONDS:
+            # Perhaps indexed before the Count ran: it may already be counted.
+            return None
+        value += 1 if after else -1
+    return value
+
+
+def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher
+                   ) -> gateway.CasePage | None:
+    page: gateway.CasePage = answer.value
+    rows = list(page.rows)
+    for change in changes:
+        before, after = _matched(matches, change.before, change), matches(change.row)
+        index = next((i for i, r in enumerate(rows) if r.case_id == change.case_id), None)
+        if before is False and after is False and index is None:
+            continue
+        if before is True and after is True and index is None and page.next_page_token \
+                and change.before is not None \
+                and change.before.execution_status == change.row.execution_status:
+            continue  # a case further down the order changed; its place did not
+        if after is True and index is not None and \
+                rows[index].started_at == change.row.started_at:
+            rows[index] = change.row  # the same place in the order, the new content
+            continue
+        if after is False and index is not None and not page.next_page_token:
+            del rows[index]
+            continue
+        return None
+    return replace(page, rows=rows)
+
+
+async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher | None,
+                  ttl: float | None) -> Any:
+    short = settings.VISIBILITY_CACHE_SECONDS if ttl is None else ttl
+    if short <= 0:
+        return await call()
+    running = feed.current() if matches is not None else None
+    listener = running.listener if running is not None and running.listener.healthy() \
+        else None
+    if matches is not None and running is None:
+        feed.ensure_running()  # from the next request on, answers are feed-checked
+    store = _store()
+    now = time.time()
+    answer: _Answer | None = await store.aget(key)
+    if answer is not None and answer.expires > now:
+        if answer.seq is None:
+            return answer.value
+        changes = listener.since(answer.epoch, answer.seq) if listener is not None else None
+        if changes is not None and matches is not None:
+            if not changes:
+                return answer.value
+            caught = (_catch_up_count if kind == "count" else _catch_up_page)(
+                answer, changes, matches)
+            if caught is not None:
+                answer = replace(answer, value=caught, seq=changes[-1].seq)
+                await store.aset(key, answer, timeout=max(1, int(answer.expires - now)))
+                return caught
+    # Ask Visibility: once per process for identical concurrent questions.
+    loop = asyncio.get_running_loop()
+    flight = (id(loop), key)
+    pending = _inflight.get(flight)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[Any] = loop.create_future()
+    _inflight[flight] = future
+    try:
+        epoch, seq = listener.position() if listener is not None else (None, None)
+        asked = time.time()
+        value = await call()
+        long = settings.VISIBILITY_FEED_TTL_SECONDS
+        lifetime = long if seq is not None else short
+        await store.aset(key, _Answer(value, epoch, seq, asked, asked + lifetime),
+                         timeout=max(1, int(lifetime)))
+    except BaseException as err:
+        future.set_exception(err)
+        future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+        raise
+    else:
+        future.set_result(value)
+        return value
+    finally:
+        del _inflight[flight]
+
+
+async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
+                     matches: Matcher | None = None) -> gateway.CasePage:
+    """A page of cases; `matches` (the filter read in Python) lets the feed keep it fresh.
+    Only first pages are feed-checked: a later page's cursor cannot be corrected."""
+    key = _key("list", query, page_size, page_token or "")
+    return await _answer("list", key,
+                         lambda: gateway.list_cases(query, page_size, page_token),
+                         matches if not page_token else None, None)
+
+
+async def count_cases(query: str, ttl: float | None = None, *,
+                      matches: Matcher | None = None) -> int:
+    return await _answer("count", _key("count", query),
+                         lambda: gateway.count_cases(query), matches, ttl)
+
+
+async def count_many(queries: dict[str, str], ttl: float | None = None, *,
+                     matchers: dict[str, Matcher] | None = None) -> dict[str, int]:
+    """Several Counts at once (SQL visibility has no GROUP BY on custom attributes)."""
+    matchers = matchers or {}
+    values = await asyncio.gather(*(count_cases(q, ttl, matches=matchers.get(name))
+                                    for name, q in queries.items()))
+    return dict(zip(queries.keys(), values, strict=True))
+
+
+def forget() -> None:
+    """Drop every shared answer (tests; after registering attributes, say)."""
+    _store().clear()

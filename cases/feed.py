@@ -1,0 +1,319 @@
+"""The change feed: one reader of Visibility for the whole deployment, many screens.
+
+Whichever process holds the lease (in the shared store: Redis in production, local memory for
+`make run`) asks Visibility about once a second for the cases changed since its watermark
+(`CaseUpdatedAt`, minus an overlap for Visibility's lag, so a row indexed late still comes
+back) and appends each case's new row to a log in the store. Every web process reads that
+log a few times a second, keeps the recent part in memory (cached List and Count answers are
+checked against it, cases/answers.py) and hands each change to its subscribers (the
+Server-Sent-Event streams, cases/events.py). The cost in Visibility calls follows how often
+cases change, not how many people watch.
+
+Changes are deduplicated by case version, so the overlap never publishes a change twice. The
+feed runs on a thread and event loop of its own in each process, so it neither depends on nor
+blocks the loop that serves requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+
+from . import gateway
+from .visibility import changed_since_query
+
+logger = logging.getLogger(__name__)
+
+KEY_SEQ = "feed:seq"
+KEY_EPOCH = "feed:epoch"
+KEY_LEASE = "feed:lease"
+KEY_WATERMARK = "feed:watermark"
+PAGE = 1000
+
+
+def _entry(seq: int) -> str:
+    return f"feed:entry:{seq}"
+
+
+def _known(case_id: str) -> str:
+    return f"feed:row:{case_id}"
+
+
+@dataclass
+class Change:
+    seq: int  # position in the deployment-wide feed
+    case_id: str
+    row: gateway.CaseRow  # the case as Visibility now shows it
+    before: gateway.CaseRow | None  # the row the feed last published for it, if known
+    seen_at: float = 0.0  # wall time the poller found it (every row up to it was indexed)
+
+
+@dataclass
+class Resync:
+    """This process may have missed changes (the store restarted, or it fell behind)."""
+
+    reason: str
+
+
+def _store() -> Any:
+    return caches[settings.FEED_CACHE]
+
+
+def _version(row: gateway.CaseRow) -> tuple[int, datetime]:
+    return (row.version or 0, row.updated_at or datetime.min.replace(tzinfo=UTC))
+
+
+# --- the poller (one per deployment, by lease) ------------------------------------------------
+
+
+class Poller:
+    def __init__(self) -> None:
+        self.holder = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.polls = 0
+
+    def hold_lease(self) -> bool:
+        store = _store()
+        ttl = settings.FEED_LEASE_SECONDS
+        if store.add(KEY_LEASE, self.holder, timeout=ttl):
+            logger.info("feed: %s holds the lease", self.holder)
+            return True
+        if store.get(KEY_LEASE) == self.holder:
+            store.touch(KEY_LEASE, timeout=ttl)
+            return True
+        return False
+
+    async def poll_once(self) -> int:
+        """Publish every case changed since the watermark; returns how many."""
+        store = _store()
+        now = datetime.now(UTC)
+        overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
+        watermark: datetime = store.get(KEY_WATERMARK) or now - overlap
+        started = time.time()
+        rows: list[gateway.CaseRow] = []
+        token: str | None = None
+        query = changed_since_query(watermark - overlap)
+        while True:
+            page = await gateway.list_cases(query, PAGE, token)
+            rows.extend(page.rows)
+            token = page.next_page_token
+            if not token:
+                break
+        self.polls += 1
+        published = 0
+        newest = watermark
+        for row in sorted(rows, key=_version):
+            if row.updated_at is not None and row.updated_at > newest:
+                newest = row.updated_at
+            before: gateway.CaseRow | None = store.get(_known(row.case_id))
+            if before is not None and _version(before) >= _version(row):
+                continue  # already published (the overlap brings rows back)
+            _publish(store, row, before, started)
+            published += 1
+        # Not past "now": a clock running ahead on a row must not hide the rows after it.
+        store.set(KEY_WATERMARK, min(newest, now), timeout=None)
+        return published
+
+
+def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
+             seen_at: float) -> None:
+    store.add(KEY_EPOCH, secrets.token_hex(8), timeout=None)
+    store.add(KEY_SEQ, 0, timeout=None)
+    seq = store.incr(KEY_SEQ)
+    store.set(_entry(seq), Change(seq, row.case_id, row, before, seen_at),
+              timeout=settings.FEED_RETENTION_SECONDS)
+    store.set(_known(row.case_id), row, timeout=settings.FEED_KNOWN_SECONDS)
+
+
+# --- the listener (every process) ---------------------------------------------------------------
+
+
+class _Subscriber:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Change | Resync] = asyncio.Queue(maxsize=2000)
+
+    def offer(self, event: Change | Resync) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # A subscriber this far behind re-reads its screen instead.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(Resync("fell behind"))
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.cursor: int | None = None
+        self.epoch: str | None = None
+        self.recent: deque[Change] = deque(maxlen=settings.FEED_RECENT)
+        self.lock = threading.Lock()
+        self.subscribers: set[_Subscriber] = set()
+        self.last_read = 0.0  # monotonic time of the last successful read of the store
+        self.resyncs = 0
+
+    def read_once(self) -> None:
+        store = _store()
+        seq = store.get(KEY_SEQ) or 0
+        epoch = store.get(KEY_EPOCH)
+        if self.cursor is None:
+            # Start from now: what happened before is on the pages already.
+            self.cursor, self.epoch = seq, epoch
+        elif self.epoch is None and self.cursor == 0 and epoch is not None:
+            self.epoch = epoch  # the feed's very first change: nothing was missed
+        if epoch != self.epoch or seq < self.cursor:
+            self.cursor, self.epoch = seq, epoch
+            self._resync("the shared store was reset")
+        elif seq > self.cursor:
+            wanted = range(self.cursor + 1, seq + 1)
+            found = store.get_many([_entry(n) for n in wanted])
+            changes = [found.get(_entry(n)) for n in wanted]
+            if any(c is None for c in changes):
+                self._resync("changes expired before this process read them")
+            else:
+                for change in changes:
+                    self._emit(change)
+            self.cursor = seq
+        self.last_read = time.monotonic()
+
+    def _emit(self, event: Change | Resync) -> None:
+        if isinstance(event, Change):
+            with self.lock:
+                self.recent.append(event)
+        for sub in list(self.subscribers):
+            sub.loop.call_soon_threadsafe(sub.offer, event)
+
+    def _resync(self, reason: str) -> None:
+        logger.warning("feed: resync (%s)", reason)
+        self.resyncs += 1
+        with self.lock:
+            self.recent.clear()  # cached answers cannot be checked across the gap
+        self._emit(Resync(reason))
+
+    # What cases/answers.py asks.
+
+    def healthy(self) -> bool:
+        return self.cursor is not None and \
+            time.monotonic() - self.last_read < settings.FEED_STALE_SECONDS
+
+    def position(self) -> tuple[str | None, int | None]:
+        return self.epoch, self.cursor
+
+    def since(self, epoch: str | None, seq: int) -> list[Change] | None:
+        """The changes after `seq`, or None when they are not all in memory any more."""
+        with self.lock:
+            if epoch != self.epoch:
+                return None
+            if self.recent and self.recent[0].seq > seq + 1:
+                return None
+            if not self.recent and self.cursor is not None and self.cursor > seq:
+                return None
+            return [c for c in self.recent if c.seq > seq]
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.poller = Poller()
+        self.listener = Listener()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tracerail-feed",
+                                       daemon=True)
+        self.tasks: list[asyncio.Future[Any]] = []
+
+    def start(self) -> None:
+        self.thread.start()
+        for job in (self._poll_forever(), self._listen_forever()):
+            self.tasks.append(asyncio.run_coroutine_threadsafe(job, self.loop))
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                if await asyncio.to_thread(self.poller.hold_lease):
+                    await self.poller.poll_once()
+            except Exception as err:  # the store or Temporal away: say so, try again
+                logger.warning("feed: poll failed: %s", getattr(err, "message", err))
+            await asyncio.sleep(settings.FEED_INTERVAL_SECONDS)
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.listener.read_once)
+            except Exception as err:
+                logger.warning("feed: reading the shared store failed: %s", err)
+            await asyncio.sleep(settings.FEED_LISTEN_SECONDS)
+
+
+_feed: Feed | None = None
+_feed_pid: int | None = None
+_start_lock = threading.Lock()
+
+
+def ensure_running() -> Feed:
+    """This process's feed, started on first use (again after a fork)."""
+    global _feed, _feed_pid
+    with _start_lock:
+        if _feed is None or _feed_pid != os.getpid():
+            _feed, _feed_pid = Feed(), os.getpid()
+            _feed.start()
+        return _feed
+
+
+def current() -> Feed | None:
+    return _feed if _feed_pid == os.getpid() else None
+
+
+def stop() -> None:
+    """For tests: stop this process's feed (as if the process died)."""
+    global _feed, _feed_pid
+    with _start_lock:
+        if _feed is not None:
+            _feed.stop()
+        _feed, _feed_pid = None, None
+
+
+class _Events:
+    """The subscriber's events; waiting for the next one may be cancelled (a timeout, a
+    closed stream) without ending the subscription, unlike an async generator."""
+
+    def __init__(self, queue: asyncio.Queue[Change | Resync]) -> None:
+        self.queue = queue
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> Change | Resync:
+        return await self.queue.get()
+
+
+@contextlib.asynccontextmanager
+async def subscribe() -> AsyncIterator[_Events]:
+    """`async with feed.subscribe() as events: async for event in events: ...`"""
+    listener = ensure_running().listener
+    sub = _Subscriber(asyncio.get_running_loop())
+    listener.subscribers.add(sub)
+
+    try:
+        yield _Events(sub.queue)
+    finally:
+        listener.subscribers.discard(sub)

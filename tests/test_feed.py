@@ -1,0 +1,203 @@
+"""The change feed against the real dev server: bursts arrive whole, late rows still arrive,
+another process takes the lease when its holder dies, and shared answers stay fresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from cases import answers, feed, gateway
+from cases.visibility import CaseFilter
+from workers.model import AddComment, Claim
+
+from .conftest import run
+
+
+@pytest.fixture
+def quick_feed(settings, temporal):
+    settings.FEED_INTERVAL_SECONDS = 0.2
+    settings.FEED_LISTEN_SECONDS = 0.05
+    settings.FEED_LEASE_SECONDS = 1
+    feed.stop()
+    from django.core.cache import caches
+
+    caches[settings.FEED_CACHE].clear()
+    yield feed.ensure_running()
+    feed.stop()
+
+
+def _collect(case_ids: set[str], until: float, want: int = 0) -> list[feed.Change]:
+    """Subscribe on the harness loop and gather changes of `case_ids` until `until`."""
+    async def gather() -> list[feed.Change]:
+        got: list[feed.Change] = []
+        async with feed.subscribe() as events:
+            while time.monotonic() < until:
+                try:
+                    event = await asyncio.wait_for(anext(events), 0.2)
+                except TimeoutError:
+                    continue
+                if isinstance(event, feed.Change) and event.case_id in case_ids:
+                    got.append(event)
+                    if want and len({(c.case_id, c.row.version) for c in got}) >= want:
+                        break
+        return got
+
+    return run(gather())
+
+
+def test_a_burst_of_changes_across_many_cases_all_arrive_once(quick_feed, open_case, temporal):
+    ids = [open_case(title=f"Burst {i}", queue="general") for i in range(20)]
+    time.sleep(0.5)  # the openings are published first; the burst is what we wait for
+
+    async def burst() -> None:
+        await asyncio.gather(*(gateway.act(c, Claim(actor="alice")) for c in ids))
+
+    future = temporal.loop.submit(burst())
+    changes = _collect(set(ids), time.monotonic() + 30, want=40)
+    future.result(30)
+    seen = [(c.case_id, c.row.version) for c in changes]
+    assert len(seen) == len(set(seen))  # never twice, the overlap notwithstanding
+    claimed = {c.case_id for c in changes if c.row.assignee == "alice"}
+    assert claimed == set(ids)
+    # Each claim knows the row it replaced (for cached answers and for screens).
+    for change in changes:
+        if change.row.assignee == "alice":
+            assert change.before is not None and change.before.assignee is None
+
+
+def test_a_row_indexed_after_the_watermark_passed_it_still_arrives(quick_feed, open_case,
+                                                                  settings):
+    from django.core.cache import caches
+
+    store = caches[settings.FEED_CACHE]
+    case_id = open_case(title="Late row", queue="general")
+    _collect({case_id}, time.monotonic() + 10, want=1)
+    # Stop the poller, change the case, then move the watermark past the change, as if the
+    # row had been indexed after the poller had already looked beyond its time.
+    feed.stop()
+    state = run(gateway.act(case_id, AddComment(actor="alice", body="indexed late")))
+    store.set(feed.KEY_WATERMARK, state.updated_at + timedelta(seconds=5), timeout=None)
+    feed.ensure_running()
+    changes = _collect({case_id}, time.monotonic() + 15, want=1)
+    assert any(c.row.version == state.version for c in changes)
+
+
+def test_when_the_lease_holder_dies_another_process_takes_over(quick_feed, open_case):
+    holder = quick_feed.poller
+    first = open_case(title="Before the holder died", queue="general")
+    _collect({first}, time.monotonic() + 10, want=1)
+    assert holder.polls > 0
+    # The holder dies without letting go; a second process's feed (its own poller) waits
+    # for the lease to lapse, then polls.
+    feed.stop()
+    other = feed.ensure_running()
+    assert other.poller.holder != holder.holder
+    second = open_case(title="After the holder died", queue="general")
+    changes = _collect({second}, time.monotonic() + 15, want=1)
+    assert changes and other.poller.polls > 0
+
+
+def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open_case,
+                                                               settings, monkeypatch):
+    settings.VISIBILITY_CACHE_SECONDS = 3.0
+    answers.forget()
+    f = CaseFilter(queues=["general"], statuses=["new"])
+    query = f.query()
+
+    def matches(row: gateway.CaseRow) -> bool | None:
+        return f.matches(row)
+
+    calls = 0
+    real = gateway._count_cases
+
+    async def counting(q: str) -> int:
+        nonlocal calls
+        if q == query:
+            calls += 1
+        return await real(q)
+
+    monkeypatch.setattr(gateway, "_count_cases", counting)
+    case_id = open_case(title="Counted", queue="general")
+    _collect({case_id}, time.monotonic() + 10, want=1)
+    first = run(answers.count_cases(query, matches=matches))
+    for _ in range(5):
+        assert run(answers.count_cases(query, matches=matches)) == first
+    assert calls == 1
+    time.sleep(answers.MARGIN_SECONDS + 0.1)  # a change the answer cannot already hold
+    run(gateway.act(case_id, Claim(actor="alice")))  # new -> in progress: leaves the count
+    _collect({case_id}, time.monotonic() + 10, want=1)
+    time.sleep(0.3)  # this process's listener reads it too
+    assert run(answers.count_cases(query, matches=matches)) == first - 1
+    assert calls == 1  # corrected from the feed, not asked again
+    # A change that does not touch it (a comment on a case not in it) costs nothing either.
+    run(gateway.act(case_id, AddComment(actor="alice", body="no effect")))
+    _collect({case_id}, time.monotonic() + 10, want=1)
+    assert run(answers.count_cases(query, matches=matches)) == first - 1
+    assert calls == 1
+    # And a fresh Count agrees with the corrected one.
+    assert run(gateway.count_cases(query)) == first - 1
+
+
+def test_the_visibility_budget_holds_as_the_server_counts_it(temporal, settings):
+    """Many simulated readers at once; the server's own metrics show the calls kept to the
+    deployment-wide budget (a slot per call in the shared store)."""
+    from .conftest import visibility_calls
+
+    settings.VISIBILITY_RPS = 5
+    query = "WorkflowType = 'Case' AND CaseTitle = 'budgettest'"
+
+    async def readers() -> None:
+        await asyncio.gather(*(gateway.count_cases(query) for _ in range(25)))
+
+    time.sleep(1.0 - time.time() % 1.0)  # start at a window's edge, like a real burst would
+    before, started = visibility_calls(temporal), time.monotonic()
+    run(readers())
+    elapsed = time.monotonic() - started
+    # The server publishes its counters every few seconds: wait until they show the burst.
+    deadline = time.monotonic() + 15
+    while (calls := visibility_calls(temporal) - before) < 25 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert calls >= 25
+    # 25 calls at 5 per one-second window need at least four more windows.
+    assert elapsed >= 4.0, elapsed
+    assert calls / (elapsed + 1.0) <= 5.0 + 0.5
+
+
+@pytest.mark.parametrize("case_filter", [
+    CaseFilter(queues=["general"]),
+    CaseFilter(queues=["general"], statuses=["new"]),
+    CaseFilter(queues=["general"], statuses=["in_progress"], assignee="alice"),
+    CaseFilter(queues=["general"], assignee="none"),
+    CaseFilter(queues=["general"], assignee="me"),
+    CaseFilter(queues=["general"], priorities=[1, 2], tag="vip"),
+    CaseFilter(queues=["general"], breached=False, execution="live"),
+    CaseFilter(queues=["general"], execution="ended"),
+])
+def test_a_filter_read_in_python_agrees_with_visibility(case_filter, open_case):
+    """CaseFilter.matches is what keeps shared answers fresh: it must say what the index
+    says for every row it is sure about."""
+    from workers.model import Close
+
+    from .conftest import eventually
+
+    tag = f"m{int(time.time() * 1000) % 10**9}"
+    ids = [open_case(title="Matcher", queue="general", priority=p, tags=[tag, *extra])
+           for p, extra in ((1, ["vip"]), (2, []), (3, ["vip"]))]
+    run(gateway.act(ids[0], Claim(actor="alice")))
+    run(gateway.act(ids[2], Close(actor="sam")))
+    universe = f"WorkflowType = 'Case' AND CaseTags = '{tag}'"
+
+    def agree() -> None:
+        rows = run(gateway.list_cases(universe, 20)).rows
+        assert len(rows) == 3 and all(r.version for r in rows)
+        listed = {r.case_id for r in run(gateway.list_cases(
+            f"{case_filter.query(me='alice')} AND CaseTags = '{tag}'", 20)).rows}
+        for row in rows:
+            verdict = case_filter.matches(row, me="alice")
+            assert verdict is not None
+            assert verdict == (row.case_id in listed), (row, verdict)
+
+    eventually(agree, timeout=10)
