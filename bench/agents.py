@@ -111,7 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-visibility-rps", type=int, default=30,
                         help="the dev server's frontend.namespaceRPS.visibility (Cloud: 30)")
     parser.add_argument("--app-visibility-rps", type=float, default=0,
-                        help="VISIBILITY_RPS per web process (default: server's / processes)")
+                        help="VISIBILITY_RPS (default: with Redis, the deployment's budget, "
+                        "server's - 5; without, each process's share, server's / processes)")
     parser.add_argument("--cache-seconds", type=float, default=3.0,
                         help="VISIBILITY_CACHE_SECONDS (the product's default)")
     parser.add_argument("--redis", choices=("auto", "off"), default="auto",
@@ -125,8 +126,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m for m in args.mode.split(",") if m]
     if not set(args.modes) <= {"push", "poll"} or not args.modes:
         parser.error("--mode: push, poll or push,poll")
-    if not args.app_visibility_rps:
-        args.app_visibility_rps = args.server_visibility_rps / args.processes
     return args
 
 
@@ -810,7 +809,8 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         f"Tracerail agents — {args.cases} cases, {machine()}",
         f"web: gunicorn -k uvicorn_worker.UvicornWorker -w {args.processes}; one run_worker; "
         f"dev server frontend.namespaceRPS.visibility={args.server_visibility_rps}; "
-        f"VISIBILITY_RPS={args.app_visibility_rps:g} per process, "
+        f"VISIBILITY_RPS={args.app_visibility_rps:g}"
+        f"{' (deployment)' if args.redis_url else ' per process'}, "
         f"VISIBILITY_CACHE_SECONDS={args.cache_seconds:g}",
         f"per level: ramp {args.ramp:.0f} s, steady window {args.minutes:g} min; list refresh "
         f"{args.list_refresh} s, case refresh {args.case_refresh} s (poll); a case opened every "
@@ -821,8 +821,8 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "|" + "|".join("---" for _ in main_cols) + "|",
     ]
     lines += ["| " + " | ".join(r[c] for c in main_cols) + " |" for r in rows]
-    lines += ["", "| mode | agents | actions/min | action outcomes | errors | load average 1/5/15 min "
-              "(window start → end) |", "|---|---|---|---|---|---|"]
+    lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
+              "load average 1/5/15 min (window start → end) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['agents']} | {r['actions/min']} | {r['actions']} | "
               f"{r['errors']} | {r['load']} |" for r in rows]
     lines += [
@@ -854,15 +854,20 @@ def main(argv: list[str] | None = None) -> None:
         args.list_refresh = settings.LIST_REFRESH_SECONDS
         args.case_refresh = settings.CASE_REFRESH_SECONDS
         notes = []
-        redis_url = ""
+        redis_url = args.redis_url = ""
         if args.redis == "auto" and tree_has_redis_setting():
-            redis_url = start_redis(stack)
+            redis_url = args.redis_url = start_redis(stack)
             stack.env["REDIS_URL"] = redis_url
             notes.append(f"shared cache: Redis ({redis_url})")
         else:
             notes.append("shared cache: none (per-process Visibility answers only"
                          + ("; this tree has no REDIS_URL setting)" if args.redis == "auto"
                             else "; --redis off)"))
+        if not args.app_visibility_rps:
+            # With Redis one budget is shared by the deployment (docs/deployment.md: a
+            # little below the namespace's limit); without, each process keeps its own.
+            args.app_visibility_rps = (max(1, args.server_visibility_rps - 5) if redis_url
+                                       else args.server_visibility_rps / args.processes)
         case_ids = stack.seed(args.cases)
         stack.wait_until_ready(case_ids)
         people = create_agents(max(args.levels), stack.queues())
