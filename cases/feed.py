@@ -242,9 +242,16 @@ class Feed:
             self.tasks.append(asyncio.run_coroutine_threadsafe(job, self.loop))
 
     def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        async def shutdown() -> None:
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
 
     async def _poll_forever(self) -> None:
         while True:

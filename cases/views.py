@@ -98,7 +98,10 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")),
                        columns=form.columns)
     if not full_page:
-        return render_for(request, "cases/list.html", "results", context)
+        # A new filter swaps #live (results and the push stream for that filter); a refresh
+        # swaps #results only.
+        partial = "live" if request.htmx.target == "live" else "results"
+        return render_for(request, "cases/list.html", partial, context)
     context.update(
         views=done["views"],
         active_view=int(active_view) if active_view and active_view.isdigit() else None,

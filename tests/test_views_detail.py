@@ -73,9 +73,13 @@ def test_closed_case_stops_polling(supervisor_client, open_case):
     case_id = open_case()
     content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
     assert "?since=1" in content and "every 5s" in content
+    # Pushed changes re-ask at once; the poll is the fallback while no stream is open.
+    assert f'sse-connect="/events/?case={case_id}"' in content
+    assert "&& !tracerail.pushed()]" in content and "sse:case[" in content
     run(gateway.act(case_id, Close(actor="sam")))
     content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
     assert "every 5s" not in content and "?since=" not in content
+    assert "sse-connect" not in content  # an ended case changes no more
     assert "This case is closed; it takes no more actions." in content
 
 

@@ -162,7 +162,22 @@ def test_htmx_refresh_carries_counts_out_of_band(supervisor_client, open_case):
     assert 'id="count-new" hx-swap-oob="true"' in content
     # The results element re-polls its own URL, filters included, while visible.
     assert 'hx-get="/cases/?q=wombat"' in content
-    assert "every 10s[document.visibilityState === 'visible' && !tracerail.selecting()]" in content
+    # ... but only while no push stream is open; a push makes it re-fetch at once.
+    assert ("every 10s[document.visibilityState === 'visible' && !tracerail.selecting() "
+            "&& !tracerail.pushed()]") in content
+    assert "sse:list[document.visibilityState === 'visible'" in content
+    assert 'id="live"' not in content  # a refresh leaves the stream alone
+
+
+def test_a_new_filter_brings_its_own_push_stream(supervisor_client, open_case):
+    response = supervisor_client.get("/cases/?q=wombat&priority=2", HTTP_HX_REQUEST="true",
+                                     HTTP_HX_TARGET="live")
+    content = response.content.decode()
+    assert '<div id="live" hx-ext="sse" sse-connect="/events/?q=wombat&amp;priority=2">' in content
+    assert 'sse-swap="row"' in content and 'id="results"' in content
+    page = supervisor_client.get("/cases/?q=wombat").content.decode()
+    assert 'sse-connect="/events/?q=wombat"' in page and 'hx-target="#live"' in page
+    assert "{#" not in page and "Server push" not in page  # template comments stay comments
 
 
 def test_paging_keeps_filters(supervisor_client, open_case, settings):

@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from cases.dashboard import dashboard
+from cases.events import events
 from cases.views import healthz
 
 urlpatterns = [
@@ -15,6 +16,7 @@ urlpatterns = [
     path("cases/", include("cases.urls")),
     path("api/", include("cases.api_urls")),
     path("dashboard/", dashboard, name="dashboard"),
+    path("events/", events, name="events"),
     path("views/", include("cases.saved_views_urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

@@ -207,7 +207,7 @@
     swapping = null;  // once per swap, though htmx fires this for out-of-band parts too
     const typing = restoreTyping(root, state);
     if (state.submitted) showResult(root, state, typing);
-    else if (root.id === "results") announce(describeList(root, state));
+    else if (root.id === "results" || root.id === "live") announce(describeList(root, state));
     else if (root.id === "case" && root.classList.contains("degraded")) {
       if (!state.degraded) announce((root.querySelector(".flash") || root).textContent);
     } else if (root.id === "case" && state.degraded) announce("Live details are back.");
@@ -226,6 +226,7 @@
   };
   function updateSelectedCount() {
     const count = document.querySelectorAll("input[name=case][form=bulk]:checked").length;
+    if (!count && missedPush) catchUp();
     const label = document.querySelector(".bulk-bar .selected-count");
     if (label) label.textContent = count ? count + " selected:" : "With selected:";
   }
@@ -247,10 +248,121 @@
     updateSelectedCount();
   });
 
+  // --- Server push (the htmx SSE extension, /events/) ---------------------------------
+  // While a stream is open the page is told about changes, so the `every Ns` polls (the
+  // fallback) are off: their hx-trigger filters ask tracerail.pushed().
+  const streams = new Set();
+  const broken = new WeakSet();  // stream elements whose connection failed at least once
+  let missedPush = false;
+  tracerail.pushed = function () {
+    for (const source of streams) if (source.readyState === 1 /* OPEN */) return true;
+    return false;
+  };
+  function catchUp() {
+    missedPush = false;
+    document.dispatchEvent(new Event("visible-again"));
+  }
+  const sources = new Map();  // stream element -> its EventSource
+  document.addEventListener("htmx:sseOpen", function (event) {
+    streams.add(event.detail.source);
+    sources.set(event.target, event.detail.source);
+    const elt = event.target;
+    if (broken.has(elt)) {
+      // Back after a gap: whatever changed meanwhile was not pushed; read it once.
+      broken.delete(elt);
+      catchUp();
+    } else if (elt instanceof Element && elt.id === "case-live") {
+      // A change between rendering the page and opening the stream was not pushed either:
+      // the case page checks once (?since=, a 204 when nothing changed; no Visibility call).
+      const article = document.getElementById("case");
+      if (article) htmx.trigger(article, "sse:case");
+    }
+  });
+  document.addEventListener("htmx:sseError", function (event) {
+    const source = event.detail.source;
+    if (source && source.readyState !== 1) {
+      streams.delete(source);
+      if (event.target instanceof Element) broken.add(event.target);
+    }
+  });
+  document.addEventListener("htmx:sseClose", function (event) { streams.delete(event.detail.source); });
+  // A push the page could not take (hidden tab, ticked rows) is taken once it can.
+  function deferred(event) {
+    if (document.visibilityState !== "visible" || (event.type === "sse:list" && tracerail.selecting())) missedPush = true;
+  }
+  document.addEventListener("sse:list", deferred);
+  document.addEventListener("sse:case", deferred);
+
+  // A pushed row replaces the row of the same case if this page shows it (nothing else: a
+  // case that came into the list arrives with the `list` re-fetch). Its tick box and the
+  // keyboard selection survive.
+  const ROW_ID = /^\s*<tr id="(row-[^"]+)"/;
+  let pushedRow = null;
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (!(event.target instanceof Element) || event.target.id !== "pushed-rows") return;
+    const match = ROW_ID.exec(event.detail.data || "");
+    const row = match && document.getElementById(match[1]);
+    if (!row) { event.preventDefault(); return; }
+    const box = row.querySelector("input[name=case]");
+    pushedRow = { id: row.id, checked: !!(box && box.checked), signature: rowSignatures(row.parentNode).get(row.id) };
+  });
+  document.addEventListener("htmx:sseMessage", function (event) {
+    if (!pushedRow || !(event.target instanceof Element) || event.target.id !== "pushed-rows") return;
+    const state = pushedRow;
+    pushedRow = null;
+    const row = document.getElementById(state.id);
+    if (!row) return;
+    const box = row.querySelector("input[name=case]");
+    if (box) box.checked = state.checked;
+    if (state.id === selectedId) row.classList.add("selected");
+    if (rowSignatures(row.parentNode).get(row.id) !== state.signature) announce("Case list updated: 1 changed.");
+  });
+
+  // Say in each refresh request why it was sent (for logs and tests): a push, a catch-up, a poll.
+  document.addEventListener("htmx:configRequest", function (event) {
+    const elt = event.detail.elt;
+    if (!(elt instanceof Element) || (elt.id !== "results" && elt.id !== "case")) return;
+    const cause = event.detail.triggeringEvent && event.detail.triggeringEvent.type;
+    event.detail.headers["X-Tracerail-Refresh"] = !cause ? "poll"
+      : cause.indexOf("sse:") === 0 ? "push" : cause === "visible-again" ? "catch-up" : cause;
+  });
+
+  // A tab hidden for a while closes its stream: browsers allow six HTTP/1.1 connections per
+  // host, and a person with many tabs open would otherwise starve their own page loads.
+  // Coming back reopens it through the extension's own reconnect (which re-registers the
+  // page's listeners), and the reopened stream's catch-up re-reads what was missed.
+  tracerail.pauseAfterMs = 15000;
+  let pauseTimer = null;
+  const paused = [];
+  function pauseStreams() {
+    pauseTimer = null;
+    for (const [elt, source] of sources) {
+      if (!elt.isConnected || source.readyState === 2 /* CLOSED */) { sources.delete(elt); continue; }
+      source.close();
+      streams.delete(source);
+      broken.add(elt);
+      paused.push(source);
+    }
+  }
+  function resumeStreams() {
+    if (pauseTimer !== null) { window.clearTimeout(pauseTimer); pauseTimer = null; }
+    let resumed = false;
+    while (paused.length) {
+      const source = paused.pop();
+      // The extension reconnects a CLOSED source from its error handler.
+      if (typeof source.onerror === "function") { source.onerror(new Event("error")); resumed = true; }
+    }
+    return resumed;
+  }
+
   // Polling stops while the tab is hidden (hx-trigger filters on visibilityState);
-  // coming back refreshes at once.
+  // coming back refreshes at once (after a paused stream: when it has reopened).
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible") document.dispatchEvent(new Event("visible-again"));
+    if (document.visibilityState === "visible") {
+      if (!resumeStreams()) document.dispatchEvent(new Event("visible-again"));
+    } else if (pauseTimer === null) {
+      pauseTimer = window.setTimeout(pauseStreams, tracerail.pauseAfterMs);
+    }
   });
 
   // Shareable filter URLs: leave out the filters that are empty.

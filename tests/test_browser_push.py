@@ -1,0 +1,213 @@
+"""Server push end to end: the real dev server, worker and change feed, the web app under
+uvicorn (a stream is an ASGI response: WSGI's live_server would buffer it), two people in
+two browsers. What one does shows on the other's open list and case page within 3 s, with
+no polling request in between; with the stream down, the pages poll as before."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from cases import feed
+
+from .test_browser import login
+
+pytestmark = pytest.mark.browser
+
+PUSH_WITHIN_MS = 3000
+
+
+@pytest.fixture
+def asgi_server(transactional_db: Any, temporal: Any, settings: Any) -> Iterator[str]:
+    """The project's ASGI application under uvicorn in this process (same database and
+    settings as the test), with a fresh change feed."""
+    import uvicorn
+    from django.core.cache import caches
+
+    from tracerail.asgi import application
+
+    # Polls every 2 s: if the fallback misbehaved while a stream is open, it would show.
+    settings.LIST_REFRESH_SECONDS = 2
+    settings.CASE_REFRESH_SECONDS = 2
+    feed.stop()
+    caches[settings.FEED_CACHE].clear()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        application, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+        feed.stop()
+
+
+class Requests:
+    """Every request a page makes, with why htmx sent it (the X-Tracerail-Refresh header
+    app.js adds: push, poll or catch-up)."""
+
+    def __init__(self, *pages: tuple[str, Page]) -> None:
+        self.log: list[tuple[float, str, str, str]] = []
+        for name, page in pages:
+            page.on("request", lambda request, name=name: self.log.append((
+                time.monotonic(), name, request.url,
+                request.headers.get("x-tracerail-refresh", ""))))
+
+    def since(self, start: float, cause: str | None = None) -> list[tuple[float, str, str, str]]:
+        return [r for r in self.log if r[0] >= start and (cause is None or r[3] == cause)
+                and "/cases/" in r[2]]
+
+
+def _streaming(page: Page) -> None:
+    page.wait_for_function("() => window.tracerail && tracerail.pushed()", timeout=10_000)
+
+
+def test_what_one_person_does_shows_on_the_others_open_pages(
+        browser: Browser, asgi_server: str, agent: Any, other_agent: Any, open_case: Any,
+        screenshots_dir: Any) -> None:
+    base = asgi_server
+    case_id = open_case(title="Pushed parrot", queue="technical", tags=["pushparrot"])
+    a_context, b_context = browser.new_context(), browser.new_context()
+    try:
+        a = a_context.new_page()
+        login(a, base, "alice")
+        b_list, b_case = b_context.new_page(), b_context.new_page()
+        login(b_list, base, "bob")  # bob: technical only
+
+        # B has the list (filtered so the case shows) and the case page open, both streaming.
+        b_list.goto(f"{base}/cases/?tag=pushparrot")
+        row = b_list.locator(f"#row-{case_id}")
+        expect(row).to_be_visible()
+        assignee = row.locator("td").nth(6)
+        expect(assignee).to_have_text("—")
+        b_case.goto(f"{base}/cases/{case_id}/")
+        _streaming(b_list)
+        _streaming(b_case)
+        requests = Requests(("list", b_list), ("case", b_case))
+        b_case.wait_for_timeout(300)  # the case page's first check after opening its stream
+        start = time.monotonic()
+
+        # A claims the case: B's row and case page show it without a reload.
+        a.goto(f"{base}/cases/{case_id}/")
+        a.click("#case button:has-text('Claim')")
+        expect(a.locator("#case .flash.ok")).to_have_text("Claim: done.")
+        claimed = time.monotonic()
+        expect(assignee).to_have_text("alice", timeout=PUSH_WITHIN_MS)
+        expect(b_case.locator("dd.assignee")).to_have_text("alice", timeout=PUSH_WITHIN_MS)
+        assert time.monotonic() - claimed < PUSH_WITHIN_MS / 1000
+
+        # A comments while B is typing a reply: B's page shows the comment, and B's draft,
+        # focus and caret survive the pushed swap (the swap does not wait for B to stop).
+        draft = b_case.locator("#id_comment-body")
+        draft.click()
+        b_case.keyboard.type("Half a reply")
+        draft.evaluate("el => el.setSelectionRange(4, 4)")
+        a.fill("#id_comment-body", "Pushed to you, bob.")
+        a.click("#case button:has-text('Comment')")
+        expect(a.locator("#case .flash.ok")).to_have_text("Comment: done.")
+        commented = time.monotonic()
+        expect(b_case.locator("li.comment")).to_contain_text("Pushed to you, bob.",
+                                                             timeout=PUSH_WITHIN_MS)
+        assert time.monotonic() - commented < PUSH_WITHIN_MS / 1000
+        expect(draft).to_have_value("Half a reply")
+        expect(draft).to_be_focused()
+        assert draft.evaluate("el => el.selectionStart") == 4
+
+        # A new case with the tag comes into B's list (a membership change: `list` re-fetch).
+        fresh = open_case(title="Second parrot", queue="technical", tags=["pushparrot"])
+        expect(b_list.locator(f"#row-{fresh}")).to_be_visible(timeout=PUSH_WITHIN_MS)
+        b_list.screenshot(path=screenshots_dir / "push-list.png", full_page=True)
+        b_case.screenshot(path=screenshots_dir / "push-case.png", full_page=True)
+
+        # Longer than a poll period has passed: a misbehaving fallback would have polled.
+        b_list.wait_for_timeout(2500)
+        assert requests.since(start, "poll") == []
+        # Every refresh B made was caused by a push; the list row itself needed no request.
+        refreshes = requests.since(start)
+        assert refreshes and {cause for *_, cause in refreshes} == {"push"}, refreshes
+        assert any(name == "case" for _, name, *_ in refreshes)
+        assert b_list.evaluate("() => document.getElementById('announcer').textContent") \
+            .startswith("Case list updated")
+    finally:
+        a_context.close()
+        b_context.close()
+
+
+def test_without_a_stream_the_pages_poll(browser: Browser, asgi_server: str, other_agent: Any,
+                                         open_case: Any) -> None:
+    base = asgi_server
+    case_id = open_case(title="Polled parrot", queue="technical")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/events/**", lambda route: route.abort())  # the stream never opens
+        login(page, base, "bob")
+        requests = Requests(("case", page))
+        start = time.monotonic()
+        page.goto(f"{base}/cases/{case_id}/")
+        page.wait_for_timeout(3000)
+        assert page.evaluate("() => tracerail.pushed()") is False
+        assert requests.since(start, "poll"), requests.log
+    finally:
+        context.close()
+
+
+def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_server: str,
+                                                      other_agent: Any, open_case: Any) -> None:
+    """Six HTTP/1.1 connections per host: a tab hidden for a while gives its stream back, and
+    on coming back it is pushed to again (the reopened stream re-registered its listeners)."""
+    from cases import gateway
+    from workers.model import Claim
+
+    from .conftest import run
+
+    base = asgi_server
+    case_id = open_case(title="Sleepy parrot", queue="technical", tags=["sleepyparrot"])
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        login(page, base, "bob")
+        page.goto(f"{base}/cases/?tag=sleepyparrot")
+        expect(page.locator(f"#row-{case_id}")).to_be_visible()
+        _streaming(page)
+        page.evaluate("""() => {
+            window.__visibility = "visible";
+            Object.defineProperty(document, "visibilityState",
+                                  {configurable: true, get: () => window.__visibility});
+            tracerail.pauseAfterMs = 0;
+            window.__visibility = "hidden";
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        page.wait_for_function("() => !tracerail.pushed()")
+        page.evaluate("""() => {
+            window.__visibility = "visible";
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        _streaming(page)
+        page.wait_for_timeout(500)  # the reopened stream's catch-up read
+        requests = Requests(("list", page))
+        start = time.monotonic()
+        run(gateway.act(case_id, Claim(actor="bob")))
+        expect(page.locator(f"#row-{case_id} td").nth(6)).to_have_text(
+            "bob", timeout=PUSH_WITHIN_MS)
+        fresh = open_case(title="Second sleepy parrot", queue="technical",
+                          tags=["sleepyparrot"])
+        expect(page.locator(f"#row-{fresh}")).to_be_visible(timeout=PUSH_WITHIN_MS)
+        assert requests.since(start, "poll") == []
+    finally:
+        context.close()

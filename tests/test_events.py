@@ -1,0 +1,286 @@
+"""The server-push stream (`GET /events/`, cases/events.py) against a fake feed: what each
+page is told, under the one access rule, with rows rendered once for every stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+
+from cases import events, feed, gateway
+from cases.ids import new_case_id
+
+READ_TIMEOUT = 5.0
+
+
+class FakeFeed:
+    """`feed.subscribe` and `feed.ensure_running` as the stream uses them; `publish` hands an
+    event to every subscriber, as the real listener does."""
+
+    def __init__(self) -> None:
+        self.queues: list[asyncio.Queue[Any]] = []
+        self.started = 0
+
+    def ensure_running(self) -> None:
+        self.started += 1
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queues.append(queue)
+
+        class Events:
+            def __aiter__(self) -> Events:
+                return self
+
+            async def __anext__(self) -> Any:
+                return await queue.get()
+
+        try:
+            yield Events()
+        finally:
+            self.queues.remove(queue)
+
+    def publish(self, event: Any) -> None:
+        for queue in self.queues:
+            queue.put_nowait(event)
+
+
+@pytest.fixture
+def fake_feed(monkeypatch, settings) -> FakeFeed:
+    fake = FakeFeed()
+    monkeypatch.setattr(feed, "subscribe", fake.subscribe)
+    monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
+    monkeypatch.setattr(events, "ROWS", events.RowCache())
+    settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
+    return fake
+
+
+def _row(case_id: str, *, queue: str = "technical", assignee: str | None = None,
+         version: int = 2, status: str = "new", title: str = "Printer on fire") -> Any:
+    now = datetime.now(UTC)
+    return gateway.CaseRow(
+        case_id=case_id, title=title, status=status, priority=3, queue=queue,
+        assignee=assignee, tags=[], due_at=None, updated_at=now, sla_breached=False,
+        started_at=now, execution_status="running", version=version)
+
+
+def _change(row: Any, before: Any = None, seq: int = 1) -> feed.Change:
+    return feed.Change(seq=seq, case_id=row.case_id, row=row, before=before)
+
+
+class Stream:
+    """One open /events/ response, read message by message."""
+
+    def __init__(self, response: Any) -> None:
+        assert response.status_code == 200, response.status_code
+        self.response = response
+        self.chunks = aiter(response.streaming_content)
+        self.buffer = ""
+
+    async def next(self) -> tuple[str, str]:
+        """The next message as (event, data); comments come back as ("", text)."""
+        while "\n\n" not in self.buffer:
+            chunk = await asyncio.wait_for(anext(self.chunks), READ_TIMEOUT)
+            self.buffer += chunk.decode()
+        block, self.buffer = self.buffer.split("\n\n", 1)
+        name, data, comment = "", [], []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                comment.append(line[1:].strip())
+            elif line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").removeprefix(" "))
+        return (name, "\n".join(data)) if name else ("", " ".join(comment))
+
+    async def message(self) -> tuple[str, str]:
+        """The next real message (keepalives and the opening comment skipped)."""
+        while True:
+            name, data = await self.next()
+            if name:
+                return name, data
+
+    async def close(self) -> None:
+        """Go away as a browser does: Django cancels the response while it waits."""
+        reading = asyncio.ensure_future(anext(self.chunks))
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+
+async def _open(user: Any, query: str) -> Stream:
+    client = AsyncClient()
+    await client.aforce_login(user)
+    stream = Stream(await client.get(f"/events/?{query}"))
+    assert await stream.next() == ("", "connected")
+    return stream
+
+
+def _sync(coro_fn: Any) -> Any:
+    return async_to_sync(coro_fn)()
+
+
+def test_headers_and_login(client, agent, fake_feed):
+    assert client.get("/events/").status_code == 302  # login required
+
+    async def scenario() -> None:
+        stream = await _open(agent, "")
+        response = stream.response
+        assert response["Content-Type"] == "text/event-stream"
+        assert response["Cache-Control"] == "no-cache"
+        assert response["X-Accel-Buffering"] == "no"
+        assert fake_feed.started == 1 and len(fake_feed.queues) == 1
+        await stream.close()
+        # The client went away: the subscription is gone with it.
+        assert fake_feed.queues == []
+
+    _sync(scenario)
+
+
+def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed):
+    """alice works technical and general: nothing about a billing case reaches her, not
+    even on a page that names it; a case that moved to billing only makes her list re-read."""
+    billing, moved, mine = new_case_id(), new_case_id(), new_case_id()
+
+    async def scenario() -> None:
+        listing = await _open(agent, "")
+        page = await _open(agent, f"case={billing}")
+        fake_feed.publish(_change(_row(billing, queue="billing"),
+                                  _row(billing, queue="billing", version=1)))
+        fake_feed.publish(_change(_row(moved, queue="billing", version=3),
+                                  _row(moved, queue="technical")))
+        fake_feed.publish(_change(_row(mine, assignee="alice"), _row(mine)))
+        fake_feed.publish(feed.Resync("test"))
+        got = [await listing.message() for _ in range(4)]
+        assert got[0] == ("list", "")  # moved away: re-read, told nothing of its new state
+        assert got[1][0] == "row" and f'id="row-{mine}"' in got[1][1]
+        assert sorted(got[2:]) == [("case", ""), ("list", "")]  # the resync
+        # The billing case's own page hears only the resync.
+        assert sorted([await page.message(), await page.message()]) == [("case", ""),
+                                                                        ("list", "")]
+        for _name, data in got:
+            assert billing not in data and moved not in data
+        await listing.close()
+        await page.close()
+
+    _sync(scenario)
+
+
+def test_a_list_stream_carries_rows_and_membership_changes(agent, fake_feed):
+    unassigned, claimed, elsewhere = new_case_id(), new_case_id(), new_case_id()
+
+    async def scenario() -> None:
+        stream = await _open(agent, "assignee=none&queue=technical")
+        # Still listed (priority changed): the row, no re-fetch.
+        fake_feed.publish(_change(_row(unassigned, version=3, title="Toner <low>"),
+                                  _row(unassigned)))
+        name, data = await stream.message()
+        assert name == "row"
+        assert data.startswith(f'<tr id="row-{unassigned}" class="case-row" hx-swap-oob="true">')
+        assert "Toner &lt;low&gt;" in data
+        # A case the filter never showed and does not show: nothing (the next message is
+        # about the case after it).
+        fake_feed.publish(_change(_row(elsewhere, assignee="bob"),
+                                  _row(elsewhere, assignee="bob", version=1)))
+        # Claimed: it leaves the "unassigned" list: its row, then the list re-reads.
+        fake_feed.publish(_change(_row(claimed, assignee="alice"), _row(claimed)))
+        name, data = await stream.message()
+        assert name == "row" and f'id="row-{claimed}"' in data and "alice" in data
+        assert await stream.message() == ("list", claimed)
+        # A new case (version 1) that matches comes into the list.
+        fresh = new_case_id()
+        fake_feed.publish(_change(_row(fresh, version=1)))
+        assert (await stream.message())[0] == "row"
+        assert await stream.message() == ("list", fresh)
+        await stream.close()
+
+    _sync(scenario)
+
+
+def test_a_case_stream_hears_its_case_only(agent, fake_feed):
+    case, other = new_case_id(), new_case_id()
+
+    async def scenario() -> None:
+        stream = await _open(agent, f"case={case}")
+        fake_feed.publish(_change(_row(other, version=7), _row(other)))
+        fake_feed.publish(_change(_row(case, version=4), _row(case, version=3)))
+        assert await stream.message() == ("case", "4")
+        await stream.close()
+
+    _sync(scenario)
+
+
+def test_rows_are_rendered_once_for_every_stream(agent, other_agent, fake_feed, monkeypatch):
+    renders: list[str] = []
+    real = events.case_row
+
+    def counting(row: Any, *args: Any, **kwargs: Any) -> Any:
+        renders.append(row.case_id)
+        return real(row, *args, **kwargs)
+
+    monkeypatch.setattr(events, "case_row", counting)
+    case = new_case_id()
+
+    async def scenario() -> None:
+        streams = [await _open(agent if n % 2 else other_agent, "queue=technical")
+                   for n in range(6)]
+        fake_feed.publish(_change(_row(case, version=5), _row(case, version=4)))
+        rows = [await s.message() for s in streams]
+        assert len({data for _, data in rows}) == 1 and rows[0][0] == "row"
+        for s in streams:
+            await s.close()
+
+    _sync(scenario)
+    assert renders == [case]
+    assert (events.ROWS.renders, events.ROWS.hits) == (1, 5)
+
+
+def test_list_events_are_debounced_and_idle_streams_kept_alive(agent, fake_feed, settings):
+    settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.5
+    settings.EVENTS_KEEPALIVE_SECONDS = 0.2
+    ids = [new_case_id() for _ in range(4)]
+
+    async def scenario() -> None:
+        stream = await _open(agent, "assignee=none")
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        for case in ids:  # four cases claimed at once: a re-fetch now, one more after
+            fake_feed.publish(_change(_row(case, assignee="alice"), _row(case)))
+        got = [await stream.message() for _ in range(6)]
+        assert [name for name, _ in got] == ["row", "list", "row", "row", "row", "list"]
+        assert loop.time() - first >= 0.45  # the second waited out the debounce
+        assert await stream.next() == ("", "keepalive")
+        assert await stream.next() == ("", "keepalive")
+        await stream.close()
+
+    _sync(scenario)
+
+
+def test_multi_line_data_becomes_several_data_lines():
+    assert events.message("row", "<tr>\n<td>a</td>\r\n</tr>") == (
+        b"event: row\ndata: <tr>\ndata: <td>a</td>\ndata: </tr>\n\n")
+    assert events.message("list", "") == b"event: list\ndata: \n\n"
+
+
+def test_a_bad_case_id_is_refused_and_wsgi_gets_no_stream(agent_client, fake_feed):
+    assert agent_client.get("/events/?case=nope").status_code == 400
+    # The synchronous test client is WSGI: an endless stream would be buffered whole there.
+    assert agent_client.get("/events/").status_code == 204
+    assert fake_feed.started == 0
+
+
+def test_unused_row_fields_do_not_split_the_cache(fake_feed):
+    case = new_case_id()
+    row = _row(case)
+    first = events.ROWS.html(row, [])
+    assert events.ROWS.html(replace(row, comments=3), []) == first
+    assert events.ROWS.renders == 1
