@@ -13,7 +13,7 @@ export TEMPORAL_UI_URL ?= http://127.0.0.1:$(TEMPORAL_UI_PORT)
 # per frontend and shared, so production sets VISIBILITY_RPS to its own share of it.
 export VISIBILITY_RPS ?= 100
 
-.PHONY: run setup test lint chromium bench clean-data
+.PHONY: run setup test lint chromium bench bench-agents clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ test: $(VENV)/.installed chromium lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/pages.py
+
+bench-agents: $(VENV)/.installed
+	$(BIN)/python bench/agents.py
 
 clean-data:
 	rm -rf var/
