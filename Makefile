@@ -19,7 +19,7 @@ REDIS_PORT ?= 6380
 WEB_WORKERS ?= 3
 PROD_VAR_DIR ?= var/prod
 
-.PHONY: run setup test lint chromium redis-server run-prod bench clean-data
+.PHONY: run setup test lint chromium redis-server run-prod bench bench-agents clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ test: $(VENV)/.installed chromium redis-server lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/pages.py
+
+bench-agents: $(VENV)/.installed
+	$(BIN)/python bench/agents.py
 
 clean-data:
 	rm -rf var/

@@ -333,6 +333,9 @@ class Stack:
     temporal_port: int = 0
     ui_port: int = 0
     web_port: int = 0
+    metrics_port: int = 0
+    # The dev server's frontend.namespaceRPS.visibility; bench/agents.py runs Cloud's 30.
+    server_visibility_rps: int = VISIBILITY_RPS
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -403,15 +406,17 @@ class Stack:
     # -- Temporal
 
     def start_temporal(self) -> None:
+        self.metrics_port = free_port(TEMPORAL_PORTS, self.ports)
         argv: list[str | os.PathLike[str]] = [
             TEMPORAL_BIN, "server", "start-dev", "--ip", "127.0.0.1",
             "--port", str(self.temporal_port),
             "--http-port", str(free_port(TEMPORAL_PORTS, self.ports)),
-            "--metrics-port", str(free_port(TEMPORAL_PORTS, self.ports)),
+            "--metrics-port", str(self.metrics_port),
             "--log-level", "error",
             # Visibility (List/Count) is rate limited to 10 requests/s per namespace by
             # default; a benchmark that loops on the list page would measure the limiter.
-            "--dynamic-config-value", f"frontend.namespaceRPS.visibility={VISIBILITY_RPS}",
+            "--dynamic-config-value",
+            f"frontend.namespaceRPS.visibility={self.server_visibility_rps}",
         ]
         argv += ["--ui-port", str(self.ui_port)] if self.ui else ["--headless"]
         say(f"starting Temporal dev server on {self.temporal_address}"
@@ -420,6 +425,23 @@ class Stack:
         wait_for_port(self.temporal_port, child.proc, "temporal", 60)
         if self.ui:
             wait_for_port(self.ui_port, child.proc, "temporal UI", 60)
+
+    def server_metrics(self, names: Iterable[str], operations: Iterable[str]) -> dict[str, float]:
+        """The dev server's own Prometheus counters (`--metrics-port`): per metric name, the
+        sum over every series whose `operation` label is one of `operations`."""
+        wanted, ops = set(names), {f'operation="{op}"' for op in operations}
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        totals = dict.fromkeys(wanted, 0.0)
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name in wanted and any(op in rest for op in ops):
+                totals[name] += float(rest.rsplit(" ", 1)[1])
+        return totals
 
     def setup_django(self) -> None:
         import django

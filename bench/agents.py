@@ -1,0 +1,894 @@
+"""Agents at work: 50 / 200 / 500 simulated agents doing what the pages do, per mode.
+
+Run from the repository root:
+
+    .venv/bin/python bench/agents.py [--agents 50,200,500] [--minutes 2] [--mode push,poll]
+
+Starts its own stack (bench/harness.py): a Temporal dev server with Temporal Cloud's
+Visibility limit (`frontend.namespaceRPS.visibility=30`) and its `/metrics` port, one
+`manage.py run_worker`, Redis as the shared cache when the tree has a `REDIS_URL` setting,
+and the web app under gunicorn with 2 uvicorn workers (`-k uvicorn_worker.UvicornWorker -w 2`)
+with the production defaults for Visibility: `VISIBILITY_CACHE_SECONDS=3` and each process's
+share of the namespace's 30 calls/s (`VISIBILITY_RPS=15`). Then 300 cases are seeded.
+
+Each simulated agent (a user in the Agent group, member of one queue) arrives during the ramp
+and opens its list page, a queue list (`/cases/?queue=<q>`, 3 in 5 agents) or "my cases"
+(`/cases/?assignee=me`), and keeps it live:
+
+- `poll` (today's pages): GET the results partial with `HX-Request: true` every
+  LIST_REFRESH_SECONDS (10 s);
+- `push`: holds `GET /events/?<same filter>` (server-sent events) open and re-fetches the
+  results partial only when told `event: list`; `event: row` carries the row itself.
+
+Now and then (every `--open-every` s on average) it opens a case from its list in a second
+tab (GET /cases/<id>/) and keeps it open for about `--case-open` s: in `poll` mode it asks
+`?since=<version>` every CASE_REFRESH_SECONDS (5 s) with HX-Request, in `push` mode it holds
+`/events/?case=<id>` and re-fetches `?since=` when told `event: case`. About once a minute
+(`--act-every`) it acts on the open case (opening one first if none is): it claims an
+unassigned case, changes the status of its own, or comments, posting the form's fields
+(version, key) with the CSRF token from the case page and HX-Request, as the forms do.
+
+Per level it reports Visibility calls per second as the server's own `/metrics` counts them
+(`service_requests` of ListWorkflowExecutions, CountWorkflowExecutions and
+ScanWorkflowExecutions, read before and after the steady-state window), calls per
+agent-minute, errors by request kind and status (timeouts included), p50/p95 per request kind,
+and freshness: from an action's response at one agent to the first other agent's open screen
+receiving it (push: the first event naming that case on another agent's stream; poll: the
+first refresh response showing the new row or version).
+
+Sessions are written straight through Django's session engine: a real login costs a password
+hash (hundreds of ms of CPU each), which is not what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import random
+import re
+import shutil
+import sys
+import time
+import urllib.parse
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (
+    BIN,
+    REPO,
+    TEMPORAL_PORTS,
+    Stack,
+    exit_hard,
+    free_port,
+    load_average,
+    machine,
+    percentile,
+    say,
+    wait_for_port,
+)
+
+VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
+                         "ScanWorkflowExecutions")
+REQUESTS, REFUSED = "service_requests", "service_errors_resource_exhausted"
+KINDS = ("list load", "list refresh", "case load", "case refresh", "action")
+BUSY_PHRASE = "Many people are changing this case right now"
+
+ROW_RE = re.compile(r'<tr id="row-([^"]+)"[^>]*>(.*?)</tr>', re.S)
+# The "Updated" cell is the only cell that starts with a <time> (case_tags.case_row).
+UPDATED_RE = re.compile(r'<td class="nowrap"><time datetime="([^"]+)">')
+VERSION_RE = re.compile(r'<article id="case"[^>]*?data-version="(\d+)"')
+FORM_RE = re.compile(r'class="action action-(\w+)')
+ASSIGNEE_RE = re.compile(r'<dd class="assignee">(.*?)</dd>', re.S)
+STATUS_RE = re.compile(r'<option value="(\w+)" selected>')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", default="50,200,500", help="comma-separated levels")
+    parser.add_argument("--minutes", type=float, default=2.0,
+                        help="steady-state window per level, after the ramp")
+    parser.add_argument("--mode", default="push,poll",
+                        help="push, poll, or both (comma-separated; poll is today's design)")
+    parser.add_argument("--ramp", type=float, default=30.0,
+                        help="seconds over which the agents of a level arrive")
+    parser.add_argument("--cases", type=int, default=300)
+    parser.add_argument("--open-every", type=float, default=30.0,
+                        help="mean seconds between closing a case tab and opening the next")
+    parser.add_argument("--case-open", type=float, default=60.0,
+                        help="mean seconds a case tab stays open")
+    parser.add_argument("--act-every", type=float, default=60.0,
+                        help="mean seconds between an agent's actions")
+    parser.add_argument("--processes", type=int, default=2, help="gunicorn uvicorn workers")
+    parser.add_argument("--server-visibility-rps", type=int, default=30,
+                        help="the dev server's frontend.namespaceRPS.visibility (Cloud: 30)")
+    parser.add_argument("--app-visibility-rps", type=float, default=0,
+                        help="VISIBILITY_RPS (default: with Redis, the deployment's budget, "
+                        "server's - 5; without, each process's share, server's / processes)")
+    parser.add_argument("--cache-seconds", type=float, default=3.0,
+                        help="VISIBILITY_CACHE_SECONDS (the product's default)")
+    parser.add_argument("--redis", choices=("auto", "off"), default="auto",
+                        help="auto: Redis as the shared cache when the tree has REDIS_URL")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds a request may take before it counts as a timeout")
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.levels = [int(v) for v in args.agents.split(",") if v]
+    args.modes = [m for m in args.mode.split(",") if m]
+    if not set(args.modes) <= {"push", "poll"} or not args.modes:
+        parser.error("--mode: push, poll or push,poll")
+    return args
+
+
+# --- a small HTTP/1.1 client on asyncio streams ------------------------------------------------
+
+
+class HttpError(Exception):
+    """A response that ended badly, or a stream that could not be opened."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return next((v for k, v in self.headers if k == name), "")
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class Conn:
+    """One keep-alive connection, like one browser connection: requests one at a time."""
+
+    def __init__(self, port: int, jar: dict[str, str]) -> None:
+        self.port, self.jar = port, jar
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    def _head(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}",
+                 "Accept: text/html", "User-Agent: tracerail-bench-agents"]
+        if self.jar:
+            lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.jar.items()))
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def _read_head(self) -> tuple[int, list[tuple[str, str]]]:
+        assert self.reader is not None
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = raw.decode("latin-1").split("\r\n")
+        headers = []
+        for line in header_lines:
+            if line:
+                key, _, value = line.partition(":")
+                headers.append((key.strip().lower(), value.strip()))
+        for key, value in headers:
+            if key == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.jar[name.strip()] = rest.split(";", 1)[0]
+        return int(status_line.split(" ", 2)[1]), headers
+
+    async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                      form: dict[str, str] | None = None) -> Reply:
+        hdrs = dict(headers or {})
+        body = b""
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        for attempt in (1, 2):
+            reused = self.writer is not None
+            if not reused:
+                self.reader, self.writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, limit=1 << 22)
+            assert self.reader is not None and self.writer is not None
+            try:
+                self.writer.write(self._head(method, path, hdrs, body))
+                await self.writer.drain()
+                status, resp_headers = await self._read_head()
+            except (ConnectionError, asyncio.IncompleteReadError) as err:
+                # The server closed an idle keep-alive connection: reconnect once, as a
+                # browser does. A fresh connection that fails is an error.
+                self.close()
+                if reused and attempt == 1 and not getattr(err, "partial", b""):
+                    continue
+                raise HttpError("connection") from err
+            reply = Reply(status, resp_headers, await self._read_body(method, status,
+                                                                      resp_headers))
+            if reply.header("connection").lower() == "close":
+                self.close()
+            return reply
+        raise AssertionError("unreachable")
+
+    async def _read_body(self, method: str, status: int,
+                         headers: list[tuple[str, str]]) -> bytes:
+        assert self.reader is not None
+        get = dict(headers).get
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            return b""
+        if "chunked" in get("transfer-encoding", ""):
+            parts = []
+            async for chunk in self._chunks():
+                parts.append(chunk)
+            return b"".join(parts)
+        if get("content-length") is not None:
+            return await self.reader.readexactly(int(get("content-length", "0")))
+        data = await self.reader.read()
+        self.close()
+        return data
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        assert self.reader is not None
+        while True:
+            size = int((await self.reader.readline()).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass
+                return
+            chunk = await self.reader.readexactly(size + 2)
+            yield chunk[:-2]
+
+    async def events(self, path: str) -> AsyncIterator[tuple[str, str]]:
+        """GET an event stream on this connection and yield (event, data) until it ends."""
+        self.close()
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port,
+                                                                 limit=1 << 22)
+        self.writer.write(self._head("GET", path, {"Accept": "text/event-stream",
+                                                   "Cache-Control": "no-cache"}, b""))
+        await self.writer.drain()
+        status, headers = await self._read_head()
+        if status != 200:
+            await self._read_body("GET", status, headers)
+            raise HttpError(f"HTTP {status}")
+        source = (self._chunks() if "chunked" in dict(headers).get("transfer-encoding", "")
+                  else self._until_eof())
+        buffer, event, data = "", "", []
+        async for chunk in source:
+            buffer += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+            *lines, buffer = buffer.split("\n")
+            for line in lines:
+                if not line:
+                    if data:
+                        yield event or "message", "\n".join(data)
+                    event, data = "", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+        raise HttpError("stream ended")
+
+    async def _until_eof(self) -> AsyncIterator[bytes]:
+        assert self.reader is not None
+        while chunk := await self.reader.read(65536):
+            yield chunk
+
+
+# --- what one level records ----------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    kind: str
+    start: float
+    ms: float
+    outcome: str  # "ok", "HTTP <status>", "timeout", "connection", ...
+
+
+@dataclass
+class Pending:
+    """An action whose effect no other agent's screen has shown yet."""
+
+    actor: int
+    sent: float
+    answered: float
+    version: int
+    updated: datetime | None
+
+
+@dataclass
+class Level:
+    mode: str
+    agents: int
+    window: tuple[float, float] = (0.0, 0.0)
+    samples: list[Sample] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # of actions, from the markup
+    stream_errors: Counter[str] = field(default_factory=Counter)
+    pending: dict[str, list[Pending]] = field(default_factory=dict)
+    recent: dict[str, deque[tuple[float, int, int | None, datetime | None]]] = field(
+        default_factory=dict)
+    fresh_ms: list[float] = field(default_factory=list)
+    actions: int = 0  # applied actions answered inside the window (freshness candidates)
+    visibility: float = 0.0
+    refused: float = 0.0
+    load: str = ""
+
+    def in_window(self, t: float) -> bool:
+        return self.window[0] <= t <= self.window[1]
+
+    def observe(self, agent: int, case_id: str, version: int | None = None,
+                updated: datetime | None = None) -> None:
+        """Agent `agent`'s open screen just received case `case_id` (at a version, with an
+        updated time, or, for a `list` event, just its name)."""
+        now = time.monotonic()
+        self.recent.setdefault(case_id, deque(maxlen=32)).append((now, agent, version, updated))
+        waiting = self.pending.get(case_id)
+        if not waiting:
+            return
+        keep = []
+        for p in waiting:
+            if p.actor != agent and _shows(p, version, updated):
+                self.fresh_ms.append(max(0.0, now - p.answered) * 1000)
+            else:
+                keep.append(p)
+        self.pending[case_id] = keep
+
+    def acted(self, p: Pending, case_id: str) -> None:
+        if not self.in_window(p.answered):
+            return
+        self.actions += 1
+        # Another screen may have been told before this agent's own answer arrived.
+        for t, agent, version, updated in self.recent.get(case_id, ()):
+            if t >= p.sent and agent != p.actor and _shows(p, version, updated):
+                self.fresh_ms.append(0.0)
+                return
+        self.pending.setdefault(case_id, []).append(p)
+
+
+def _shows(p: Pending, version: int | None, updated: datetime | None) -> bool:
+    if version is not None:
+        return version >= p.version
+    if updated is not None:
+        return p.updated is not None and updated >= p.updated
+    return True  # an event that only names the case
+
+
+def _updated(row_html: str) -> datetime | None:
+    found = UPDATED_RE.findall(row_html)
+    return datetime.fromisoformat(found[-1]) if found else None
+
+
+# --- one simulated agent ---------------------------------------------------------------------
+
+
+HX = {"HX-Request": "true"}
+
+
+class Agent:
+    def __init__(self, index: int, session_key: str, list_path: str, level: Level,
+                 args: argparse.Namespace, port: int, rnd: random.Random) -> None:
+        self.index, self.level, self.args, self.rnd = index, level, args, rnd
+        self.list_path = list_path
+        self.jar = {"sessionid": session_key}
+        self.port = port
+        self.rows: list[str] = []
+        self.case_id = ""
+        self.version = 0
+        self.page = ""
+        self.next_act = 0.0
+        self.conns: list[Conn] = []
+
+    def conn(self) -> Conn:
+        c = Conn(self.port, self.jar)
+        self.conns.append(c)
+        return c
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+
+    async def timed(self, conn: Conn, kind: str, method: str, path: str,
+                    headers: dict[str, str] | None = None,
+                    form: dict[str, str] | None = None) -> Reply | None:
+        start = time.monotonic()
+        outcome, reply = "ok", None
+        try:
+            reply = await asyncio.wait_for(conn.request(method, path, headers, form),
+                                           self.args.timeout)
+        except TimeoutError:
+            conn.close()  # mid-answer: the connection cannot be reused
+            outcome = "timeout"
+        except HttpError as err:
+            outcome = err.kind
+        except OSError as err:
+            outcome = type(err).__name__
+        else:
+            if reply.status not in (200, 204):
+                outcome = f"HTTP {reply.status}"
+        self.level.samples.append(Sample(kind, start, (time.monotonic() - start) * 1000,
+                                         outcome))
+        return reply if outcome == "ok" else None
+
+    # -- the list tab
+
+    def saw_rows(self, html: str) -> None:
+        rows = []
+        pending = self.level.pending
+        for case_id, body in ROW_RE.findall(html):
+            rows.append(case_id)
+            if pending.get(case_id):
+                self.level.observe(self.index, case_id, updated=_updated(body))
+        self.rows = rows
+
+    async def list_tab(self, stop: asyncio.Event) -> None:
+        conn = self.conn()
+        reply = await self.timed(conn, "list load", "GET", self.list_path)
+        if reply is not None:
+            self.saw_rows(reply.text())
+        partial = {**HX, "HX-Current-URL": self.list_path, "HX-Target": "results"}
+        if self.args.mode_now == "poll":
+            every = self.args.list_refresh
+            while not stop.is_set():
+                await _sleep(stop, every)
+                if stop.is_set():
+                    return
+                reply = await self.timed(conn, "list refresh", "GET", self.list_path, partial)
+                if reply is not None:
+                    self.saw_rows(reply.text())
+            return
+        stream = self.conn()
+        query = self.list_path.partition("?")[2]
+
+        async def refetch() -> None:
+            reply = await self.timed(conn, "list refresh", "GET", self.list_path, partial)
+            if reply is not None:
+                self.saw_rows(reply.text())
+
+        async def on_event(event: str, data: str) -> None:
+            if event == "row":
+                found = ROW_RE.search(data)
+                if found:
+                    self.level.observe(self.index, found[1], updated=_updated(found[2]))
+            elif event == "list":
+                self.level.observe(self.index, data.strip())
+                await refetch()
+
+        await self.hold_stream(stream, f"/events/?{query}", on_event, stop)
+
+    async def hold_stream(self, stream: Conn, path: str, on_event, stop: asyncio.Event,
+                          until: float = float("inf")) -> None:
+        """Keep an EventSource open (reconnecting after 1 s, as a browser retries) until
+        `stop` or the monotonic time `until`."""
+        while not stop.is_set() and time.monotonic() < until:
+            try:
+                async with asyncio.timeout(max(0.0, until - time.monotonic())
+                                           if until != float("inf") else None):
+                    async for event, data in stream.events(path):
+                        await on_event(event, data)
+            except TimeoutError:
+                break
+            except (HttpError, OSError, asyncio.IncompleteReadError) as err:
+                kind = err.kind if isinstance(err, HttpError) else type(err).__name__
+                if self.level.in_window(time.monotonic()):
+                    self.level.stream_errors[kind] += 1
+                stream.close()
+                await _sleep(stop, 1.0)
+        stream.close()
+
+    # -- the case tab
+
+    async def case_tab(self, stop: asyncio.Event) -> None:
+        rnd, args = self.rnd, self.args
+        conn = self.conn()
+        self.next_act = time.monotonic() + rnd.uniform(0.5, 1.5) * args.act_every
+        while not stop.is_set():
+            # Between cases: until the next one is opened, or an action is due.
+            gap = rnd.expovariate(1 / args.open_every)
+            await _sleep(stop, min(gap, max(0.0, self.next_act - time.monotonic())))
+            if stop.is_set():
+                return
+            if not self.rows:
+                # Nothing on the list to open (an empty "my cases"): no action either.
+                self.next_act = time.monotonic() + rnd.uniform(0.5, 1.5) * args.act_every
+                continue
+            self.case_id = rnd.choice(self.rows)
+            path = f"/cases/{self.case_id}/"
+            reply = await self.timed(conn, "case load", "GET", path)
+            if reply is None:
+                continue
+            self.seen_case(reply.text())
+            until = time.monotonic() + rnd.uniform(0.5, 1.5) * args.case_open
+            if args.mode_now == "poll":
+                refresher = self.poll_case(conn, path, until, stop)
+            else:
+                refresher = self.push_case(conn, path, until, stop)
+            await asyncio.gather(refresher, self.actor(conn, path, until, stop))
+            self.case_id = ""
+
+    def seen_case(self, html: str) -> None:
+        found = VERSION_RE.search(html)
+        if found:
+            self.version = int(found[1])
+            self.level.observe(self.index, self.case_id, version=self.version)
+        self.page = html
+
+    async def poll_case(self, conn: Conn, path: str, until: float, stop: asyncio.Event
+                        ) -> None:
+        while not stop.is_set():
+            await _sleep(stop, min(self.args.case_refresh, until - time.monotonic()))
+            if stop.is_set() or time.monotonic() >= until:
+                return
+            await self.refresh_case(conn, path)
+
+    async def refresh_case(self, conn: Conn, path: str) -> None:
+        reply = await self.timed(conn, "case refresh", "GET", f"{path}?since={self.version}",
+                                 {**HX, "HX-Current-URL": path, "HX-Target": "case"})
+        if reply is not None and reply.status == 200:
+            self.seen_case(reply.text())
+
+    async def push_case(self, conn: Conn, path: str, until: float, stop: asyncio.Event
+                        ) -> None:
+        case_id = self.case_id
+
+        async def on_event(event: str, data: str) -> None:
+            if event == "case" and data.strip().isdigit():
+                version = int(data.strip())
+                self.level.observe(self.index, case_id, version=version)
+                if version > self.version:
+                    await self.refresh_case(conn, path)
+
+        await self.hold_stream(self.conn(), f"/events/?case={case_id}", on_event, stop, until)
+
+    async def actor(self, conn: Conn, path: str, until: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= until:
+                return
+            if self.next_act > now:
+                await _sleep(stop, min(self.next_act, until) - now)
+                continue
+            await _sleep(stop, self.rnd.uniform(1, 4))  # reading, typing
+            if stop.is_set():
+                return
+            await self.act(conn, path)
+            self.next_act = time.monotonic() + self.rnd.uniform(0.5, 1.5) * self.args.act_every
+
+    async def act(self, conn: Conn, path: str) -> None:
+        offered = set(FORM_RE.findall(self.page))
+        assignee = ASSIGNEE_RE.search(self.page)
+        unassigned = assignee is not None and assignee[1].strip() == "Unassigned"
+        if "claim" in offered and unassigned:
+            action, fields = "claim", {}
+        elif "status" in offered and self.rnd.random() < 0.5:
+            current = re.search(r'name="status-status".*?</select>', self.page, re.S)
+            now = STATUS_RE.search(current[0]) if current else None
+            choices = [s for s in ("new", "in_progress", "waiting")
+                       if now is None or s != now[1]]
+            action, fields = "status", {"status": self.rnd.choice(choices)}
+        elif "comment" in offered:
+            action, fields = "comment", {
+                "body": f"agent {self.index} looked at this ({uuid.uuid4().hex[:8]})"}
+        else:
+            self.level.outcomes["nothing offered"] += 1
+            return
+        form = {f"{action}-version": str(self.version), f"{action}-key": uuid.uuid4().hex,
+                **{f"{action}-{k}": v for k, v in fields.items()},
+                "csrfmiddlewaretoken": self.jar.get("csrftoken", "")}
+        sent = time.monotonic()
+        reply = await self.timed(conn, "action", "POST", f"{path}{action}/",
+                                 {**HX, "HX-Current-URL": path, "HX-Target": "case",
+                                  "X-CSRFToken": self.jar.get("csrftoken", "")}, form)
+        answered = time.monotonic()
+        if reply is None:
+            return
+        text = reply.text()
+        if ": done." in text and 'class="flash ok"' in text:
+            outcome = "done"
+        elif BUSY_PHRASE in text:
+            outcome = "busy"
+        elif "Below is the case as it is now" in text:
+            outcome = "stale"
+        else:
+            outcome = "refused"
+        if self.level.in_window(sent):
+            self.level.outcomes[f"{action} {outcome}"] += 1
+        case_id = self.case_id
+        self.seen_case(text)
+        if outcome == "done":
+            row = ROW_RE.search(text)
+            self.level.acted(Pending(self.index, sent, answered, self.version,
+                                     _updated(row[2]) if row else None), case_id)
+
+    async def run(self, arrive: float, stop: asyncio.Event) -> None:
+        await _sleep(stop, arrive)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.gather(self.list_tab(stop), self.case_tab(stop))
+        finally:
+            self.close()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        await asyncio.sleep(0)  # always yield: a loop of zero sleeps must not starve the rest
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Person:
+    username: str
+    session_key: str
+    list_path: str
+
+
+def create_agents(count: int, queues: list[str]) -> list[Person]:
+    """Agents of one queue each; 3 in 5 watch their queue, the others "my cases". Sessions
+    are written straight into the configured session engine: no password, no hashing."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import Group, User
+
+    from cases.models import Queue
+
+    store = importlib.import_module(settings.SESSION_ENGINE).SessionStore
+    agents = Group.objects.get_or_create(name="Agent")[0]
+    by_slug = {q.slug: q for q in Queue.objects.filter(slug__in=queues)}
+    people = []
+    for i in range(count):
+        user = User(username=f"agent{i:03d}")
+        user.set_unusable_password()
+        user.save()
+        user.groups.add(agents)
+        queue = queues[i % len(queues)]
+        by_slug[queue].agents.add(user)
+        session = store()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        path = "/cases/?assignee=me" if i % 5 in (1, 3) else f"/cases/?queue={queue}"
+        people.append(Person(user.username, session.session_key or "", path))
+    return people
+
+
+def tree_has_redis_setting() -> bool:
+    return "REDIS_URL" in (REPO / "tracerail" / "settings.py").read_text()
+
+
+def start_redis(stack: Stack) -> str:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("The tree supports REDIS_URL but there is no redis-server "
+                           "(apt-get install -y redis-server), or pass --redis off")
+    port = free_port(TEMPORAL_PORTS, stack.ports)
+    child = stack.children.start("redis", [server, "--bind", "127.0.0.1", "--port", str(port),
+                                           "--save", "", "--appendonly", "no"], stack.env)
+    wait_for_port(port, child.proc, "redis-server", 30)
+    say(f"Redis on 127.0.0.1:{port}")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def start_gunicorn(stack: Stack, args: argparse.Namespace, redis_url: str) -> None:
+    env = {**stack.env, "VISIBILITY_CACHE_SECONDS": str(args.cache_seconds),
+           "VISIBILITY_RPS": str(args.app_visibility_rps)}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    say(f"starting gunicorn, {args.processes} uvicorn workers, on {stack.web_url}")
+    child = stack.children.start("web", [
+        BIN / "gunicorn", "tracerail.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
+        "-w", str(args.processes), "-b", f"127.0.0.1:{stack.web_port}",
+        "--graceful-timeout", "5", "--log-level", "warning",
+    ], env)
+    wait_for_port(stack.web_port, child.proc, "gunicorn", 60)
+
+
+async def probe_push(port: int, person: Person) -> str:
+    """'' when GET /events/ answers with an event stream, else why not."""
+    conn = Conn(port, {"sessionid": person.session_key})
+    try:
+        async with asyncio.timeout(5):
+            reply_head = conn.events(f"/events/?{person.list_path.partition('?')[2]}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await anext(reply_head)
+        return ""
+    except HttpError as err:
+        return f"GET /events/ answers {err.kind}"
+    except TimeoutError:
+        return ""
+    finally:
+        conn.close()
+
+
+# --- one level -------------------------------------------------------------------------------
+
+
+async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person], mode: str,
+                    count: int) -> Level:
+    level = Level(mode, count)
+    args.mode_now = mode
+    stop = asyncio.Event()
+    rnd = random.Random(f"{args.seed}:{mode}:{count}")
+    agents = [Agent(i, p.session_key, p.list_path, level, args, stack.web_port,
+                    random.Random(rnd.random())) for i, p in enumerate(people[:count])]
+    start = time.monotonic()
+    # The window opens once every agent has arrived and had one refresh period to settle.
+    settle = max(args.list_refresh, args.case_refresh)
+    level.window = (start + args.ramp + settle, start + args.ramp + settle + args.minutes * 60)
+    tasks = [asyncio.create_task(a.run(i * args.ramp / count, stop))
+             for i, a in enumerate(agents)]
+    say(f"{mode}, {count} agents: ramp {args.ramp:.0f} s, settle {settle} s, "
+        f"window {args.minutes * 60:.0f} s")
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(level.window[0] - time.monotonic())
+    before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
+                                        VISIBILITY_OPERATIONS)
+    load_before = load_average()
+    await asyncio.sleep(level.window[1] - time.monotonic())
+    after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
+                                       VISIBILITY_OPERATIONS)
+    level.load = f"{load_before} → {load_average()}"
+    seconds = level.window[1] - level.window[0]
+    level.visibility = (after[REQUESTS] - before[REQUESTS]) / seconds
+    level.refused = (after[REFUSED] - before[REFUSED]) / seconds
+    # Screens keep going a little, so the window's last actions can still be seen elsewhere.
+    await asyncio.sleep(args.list_refresh + args.cache_seconds + 2)
+    stop.set()
+    # Let what is in flight finish (bounded by the request timeout), then drop the rest.
+    _, still = await asyncio.wait(tasks, timeout=args.timeout + 5)
+    for task in still:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for a in agents:
+        a.close()
+    stack.check_alive()
+    return level
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def summarize(level: Level) -> dict[str, str]:
+    lat: dict[str, str] = {}
+    errors: Counter[str] = Counter()
+    counted = 0
+    for kind in KINDS:
+        # Arrivals happen during the ramp: list loads count from the start of the level.
+        mine = [s for s in level.samples if s.kind == kind
+                and (kind == "list load" or level.in_window(s.start))]
+        counted += len(mine)
+        ok = [s.ms for s in mine if s.outcome == "ok"]
+        for s in mine:
+            if s.outcome != "ok":
+                errors[f"{kind} {s.outcome}"] += 1
+        lat[kind] = (f"{percentile(ok, 50):.0f} / {percentile(ok, 95):.0f}" if ok else "-")
+    for kind, n in level.stream_errors.items():
+        errors[f"stream {kind}"] += n
+    minutes = (level.window[1] - level.window[0]) / 60
+    fresh = level.fresh_ms
+    return {
+        "mode": level.mode,
+        "agents": str(level.agents),
+        "vis/s": f"{level.visibility:.1f}",
+        "per agent-min": f"{level.visibility * 60 / level.agents:.2f}",
+        "refused/s": f"{level.refused:.1f}",
+        "requests": str(counted),
+        "errors": ", ".join(f"{k}: {n}" for k, n in sorted(errors.items())) or "0",
+        **{f"{k} p50/p95 ms": v for k, v in lat.items()},
+        "freshness p50/p95 ms": (f"{percentile(fresh, 50):.0f} / {percentile(fresh, 95):.0f}"
+                                 if fresh else "-"),
+        "seen/acted": f"{len(fresh)}/{level.actions}",
+        "actions": ", ".join(f"{k} {n}" for k, n in sorted(level.outcomes.items())) or "-",
+        "actions/min": f"{sum(level.outcomes.values()) / minutes:.0f}",
+        "load": level.load,
+    }
+
+
+def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> str:
+    rows = [summarize(level) for level in levels]
+    main_cols = ["mode", "agents", "vis/s", "per agent-min", "refused/s", "requests",
+                 *[f"{k} p50/p95 ms" for k in KINDS], "freshness p50/p95 ms", "seen/acted"]
+    lines = [
+        f"Tracerail agents — {args.cases} cases, {machine()}",
+        f"web: gunicorn -k uvicorn_worker.UvicornWorker -w {args.processes}; one run_worker; "
+        f"dev server frontend.namespaceRPS.visibility={args.server_visibility_rps}; "
+        f"VISIBILITY_RPS={args.app_visibility_rps:g}"
+        f"{' (deployment)' if args.redis_url else ' per process'}, "
+        f"VISIBILITY_CACHE_SECONDS={args.cache_seconds:g}",
+        f"per level: ramp {args.ramp:.0f} s, steady window {args.minutes:g} min; list refresh "
+        f"{args.list_refresh} s, case refresh {args.case_refresh} s (poll); a case opened every "
+        f"~{args.open_every:g} s for ~{args.case_open:g} s, an action every ~{args.act_every:g} s",
+        *notes,
+        "",
+        "| " + " | ".join(main_cols) + " |",
+        "|" + "|".join("---" for _ in main_cols) + "|",
+    ]
+    lines += ["| " + " | ".join(r[c] for c in main_cols) + " |" for r in rows]
+    lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
+              "load average 1/5/15 min (window start → end) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['agents']} | {r['actions/min']} | {r['actions']} | "
+              f"{r['errors']} | {r['load']} |" for r in rows]
+    lines += [
+        "",
+        "vis/s = Visibility calls per second in the steady window, as the dev server's "
+        "/metrics counts them (service_requests of List/Count/ScanWorkflowExecutions); "
+        "refused/s = service_errors_resource_exhausted of the same operations;",
+        "per agent-min = vis/s x 60 / agents; latencies = client-observed round trips of the "
+        "requests that succeeded (list load: every arrival, the rest: steady window only);",
+        "freshness = an applied action's response at one agent → the first other agent's open "
+        "screen receiving it (push: an event naming the case; poll: a refresh showing the new "
+        "row or version; 0 when it arrived first); seen/acted = actions some other screen "
+        "showed / actions applied in the window;",
+        f"errors = non-200/204 answers, timeouts (> {args.timeout:g} s) and broken "
+        "connections per request kind, and event streams that broke (reconnected after 1 s).",
+        "Sessions are written through Django's session engine, not by logging in: a login "
+        "costs a password hash (PBKDF2, hundreds of ms of CPU), which is not what this "
+        "measures.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with Stack(keep_dir=args.keep, server_visibility_rps=args.server_visibility_rps) as stack:
+        stack.start_backend()
+        from django.conf import settings
+
+        args.list_refresh = settings.LIST_REFRESH_SECONDS
+        args.case_refresh = settings.CASE_REFRESH_SECONDS
+        notes = []
+        redis_url = args.redis_url = ""
+        if args.redis == "auto" and tree_has_redis_setting():
+            redis_url = args.redis_url = start_redis(stack)
+            stack.env["REDIS_URL"] = redis_url
+            notes.append(f"shared cache: Redis ({redis_url})")
+        else:
+            notes.append("shared cache: none (per-process Visibility answers only"
+                         + ("; this tree has no REDIS_URL setting)" if args.redis == "auto"
+                            else "; --redis off)"))
+        if not args.app_visibility_rps:
+            # With Redis one budget is shared by the deployment (docs/deployment.md: a
+            # little below the namespace's limit); without, each process keeps its own.
+            args.app_visibility_rps = (max(1, args.server_visibility_rps - 5) if redis_url
+                                       else args.server_visibility_rps / args.processes)
+        case_ids = stack.seed(args.cases)
+        stack.wait_until_ready(case_ids)
+        people = create_agents(max(args.levels), stack.queues())
+        start_gunicorn(stack, args, redis_url)
+        if "push" in args.modes:
+            why = stack.run(probe_push(stack.web_port, people[0]))
+            if why:
+                say(f"push mode skipped: {why}")
+                notes.append(f"push mode not run: {why} (no event feed in this tree)")
+                args.modes = [m for m in args.modes if m != "push"]
+        notes.append(f"load average (1/5/15 min) before {load_average()}")
+        levels = []
+        for mode in args.modes:
+            for count in args.levels:
+                levels.append(stack.run(run_level(stack, args, people, mode, count)))
+                say(f"{mode}, {count} agents: {levels[-1].visibility:.1f} Visibility calls/s")
+                time.sleep(5)  # let the last answers and shared entries expire
+        notes.append(f"load average (1/5/15 min) after {load_average()}")
+    print(report(levels, args, notes), flush=True)
+
+
+if __name__ == "__main__":
+    with exit_hard():
+        main()
