@@ -55,19 +55,11 @@ def _key(kind: str, *parts: object) -> str:
     return f"vis:{kind}:{digest}"
 
 
-def _matched(matches: Matcher, row: gateway.CaseRow | None, change: feed.Change
-             ) -> bool | None:
-    if row is None:
-        # Unknown before: a case's first version was in no list; anything else, who knows.
-        return False if (change.row.version or 0) <= 1 else None
-    return matches(row)
-
-
 def _catch_up_count(answer: _Answer, changes: list[feed.Change], matches: Matcher
                     ) -> int | None:
     value: int = answer.value
     for change in changes:
-        before, after = _matched(matches, change.before, change), matches(change.row)
+        before, after = change.listed_before(matches), matches(change.row)
         if before is None or after is None:
             return None
         if before == after:
@@ -84,7 +76,7 @@ def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher
     page: gateway.CasePage = answer.value
     rows = list(page.rows)
     for change in changes:
-        before, after = _matched(matches, change.before, change), matches(change.row)
+        before, after = change.listed_before(matches), matches(change.row)
         index = next((i for i, r in enumerate(rows) if r.case_id == change.case_id), None)
         if before is False and after is False and index is None:
             continue

@@ -113,14 +113,12 @@ class Watch:
         me, queues = access.username, access.visible_queues
         listed_now = self.case_filter.matches(row, me, queues) if visible_now else False
         listed_before: bool | None
-        if before is None:
-            # Not known to the feed: a new case was listed nowhere; otherwise only the index
-            # can tell. An unknown case the user cannot see now is left alone.
-            listed_before = False if row.version == 1 or not visible_now else None
-        elif not access.can_see(before.queue):
-            listed_before = False
+        if (before is None and not visible_now) or (
+                before is not None and not access.can_see(before.queue)):
+            listed_before = False  # nothing of it was on this user's screens
         else:
-            listed_before = self.case_filter.matches(before, me, queues)
+            listed_before = event.listed_before(
+                lambda r: self.case_filter.matches(r, me, queues))  # type: ignore[union-attr]
         if listed_now is False and listed_before is False:
             return out
         if visible_now:

@@ -58,7 +58,7 @@ async def _lines(query: str, attributes: list[Attribute]) -> AsyncIterator[str]:
     token: str | None = None
     while True:
         try:
-            page = await gateway.list_cases(query, EXPORT_PAGE_SIZE, token, shared=False)
+            page = await gateway.list_cases(query, EXPORT_PAGE_SIZE, token)
         except gateway.GatewayError as err:
             # Headers are gone already: say so in the file rather than end it silently short.
             yield writer.writerow([f"# export incomplete: {err.message}"])

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +59,13 @@ class Change:
     row: gateway.CaseRow  # the case as Visibility now shows it
     before: gateway.CaseRow | None  # the row the feed last published for it, if known
     seen_at: float = 0.0  # wall time the poller found it (every row up to it was indexed)
+
+    def listed_before(self, matches: Callable[[gateway.CaseRow], bool | None]) -> bool | None:
+        """Did the case match a filter before this change? Unknown to the feed: a case's
+        first version was listed nowhere; any later one only the index can tell (None)."""
+        if self.before is None:
+            return False if (self.row.version or 0) <= 1 else None
+        return matches(self.before)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
@@ -557,8 +558,6 @@ class _Budget:
         rate = settings.VISIBILITY_RPS
         if rate <= 0:
             return
-        from django.core.cache import caches
-
         store = caches[settings.FEED_CACHE]
         while True:
             now = time.time()
@@ -603,15 +602,14 @@ _local = _RateLimiter()
 _limiter = _Budget()
 
 
-async def list_cases(query: str, page_size: int, page_token: str | None = None,
-                     *, shared: bool = True) -> CasePage:
-    """A page of cases, within the Visibility budget. Shared, feed-checked answers are
-    cases/answers.py's; `shared` is kept for callers that say they want none."""
+async def list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+    """A page of cases, within the Visibility budget, asked now (shared, feed-checked
+    answers are cases/answers.py's)."""
     await _limiter.acquire()
     return await _list_cases(query, page_size, page_token)
 
 
-async def count_cases(query: str, ttl: float | None = None) -> int:
+async def count_cases(query: str) -> int:
     await _limiter.acquire()
     return await _count_cases(query)
 

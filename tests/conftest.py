@@ -314,7 +314,27 @@ def _stop(proc: Any, sig: int, timeout: float = 15) -> None:
             proc.wait(10)
 
 
-class RedisServer:
+class _ServerProcess:
+    """A real server the tests started: stopped with SIGTERM, restarted on the same port
+    and data (for PostgreSQL, the second `make run-prod`)."""
+
+    process: Any = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class RedisServer(_ServerProcess):
     """`redis-server` on a free port with nothing saved; `restart()` comes back on the same
     port and, like the stack's Redis, empty."""
 
@@ -349,16 +369,6 @@ class RedisServer:
                 raise RuntimeError(f"redis-server did not start; see {self.directory}/redis.log")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        import signal
-
-        if self.process is not None:
-            _stop(self.process, signal.SIGTERM)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: Any) -> Iterator[RedisServer]:
@@ -370,7 +380,7 @@ def redis_server(tmp_path_factory: Any) -> Iterator[RedisServer]:
         server.stop()
 
 
-class PostgresServer:
+class PostgresServer(_ServerProcess):
     """A fresh cluster made and run by bin/prod-postgres (the stack's own script) on a free
     port; `url` is a DATABASE_URL for its `tracerail` database."""
 
@@ -434,16 +444,6 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + "/" + name
 
-    def stop(self) -> None:
-        import signal
-
-        if self.process is not None:
-            _stop(self.process, signal.SIGTERM)
-
-    def restart(self) -> None:
-        """Stop and start again on the same cluster (the second `make run-prod`)."""
-        self.stop()
-        self.start()
 
 
 def _debian_postgres_bins() -> list[str]:

@@ -40,7 +40,7 @@ def test_a_rerun_completes_an_interrupted_demo_set_once_each(temporal, capsys):
     # case and a claimed one behind it, and a three-step case half done.
     assert [len(c.steps) for c in cases] == [0, 1, 4, 1, 3, 1, 3, 3]
     ids = [c.case_id for c in cases]
-    before = run(gateway.count_cases("WorkflowType = 'Case'", ttl=0))
+    before = run(gateway.count_cases("WorkflowType = 'Case'"))
 
     # The interrupted first run: the first three cases done, the fifth opened and claimed by
     # someone else (under another Update id, as the case page would), the rest never started.
@@ -57,8 +57,8 @@ def test_a_rerun_completes_an_interrupted_demo_set_once_each(temporal, capsys):
     assert "opened 0 cases" in capsys.readouterr().out
 
     def complete() -> None:
-        assert run(gateway.count_cases("WorkflowType = 'Case'", ttl=0)) == before + count
-        rows = run(gateway.list_cases(_ids_query(ids), page_size=50, shared=False)).rows
+        assert run(gateway.count_cases("WorkflowType = 'Case'")) == before + count
+        rows = run(gateway.list_cases(_ids_query(ids), page_size=50)).rows
         assert sorted(r.case_id for r in rows) == sorted(ids)  # each exactly once
         got = {r.case_id: (r.execution_status, r.assignee, r.comments) for r in rows}
         want = {c.case_id: _final(c) for c in cases}

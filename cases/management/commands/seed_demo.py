@@ -93,7 +93,7 @@ class Command(TemporalCommand):
 
         present = sum(await asyncio.gather(*(exists(c) for c in cases)))
         if if_empty and not present and await patient(
-            partial(gateway.count_cases, CaseFilter().query(), ttl=0)
+            partial(gateway.count_cases, CaseFilter().query())
         ):
             self.say("seed_demo: the namespace holds cases, none of them demo ones; not seeding")
             return
