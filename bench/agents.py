@@ -17,11 +17,14 @@ and opens its list page, a queue list (`/cases/?queue=<q>`, 3 in 5 agents) or "m
 
 - `poll` (today's pages): GET the results partial with `HX-Request: true` every
   LIST_REFRESH_SECONDS (10 s);
-- `push`: holds `GET /events/?<same filter>` (server-sent events) open and re-fetches the
-  results partial only when told `event: list`; `event: row` carries the row itself.
+- `push`: holds `GET /events/?<same filter>` (server-sent events) open; `event: row` carries
+  a changed row, `event: results` the list's new results (when its membership changed) and
+  `event: counts` the chips; it re-fetches the results partial only when told `event: list`.
 
 Now and then (every `--open-every` s on average) it opens a case from its list in a second
-tab (GET /cases/<id>/) and keeps it open for about `--case-open` s: in `poll` mode it asks
+tab ("my cases" agents pick from their queue's list, a "queue look", when they have nothing
+yet and 3 times in 10 otherwise, as agents look for work): GET /cases/<id>/, and keeps it
+open for about `--case-open` s: in `poll` mode it asks
 `?since=<version>` every CASE_REFRESH_SECONDS (5 s) with HX-Request, in `push` mode it holds
 `/events/?case=<id>` and re-fetches `?since=` when told `event: case`. About once a minute
 (`--act-every`) it acts on the open case (opening one first if none is): it claims an
@@ -79,7 +82,7 @@ from bench.harness import (
 VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
                          "ScanWorkflowExecutions")
 REQUESTS, REFUSED = "service_requests", "service_errors_resource_exhausted"
-KINDS = ("list load", "list refresh", "case load", "case refresh", "action")
+KINDS = ("list load", "list refresh", "queue look", "case load", "case refresh", "action")
 BUSY_PHRASE = "Many people are changing this case right now"
 
 ROW_RE = re.compile(r'<tr id="row-([^"]+)"[^>]*>(.*?)</tr>', re.S)
@@ -376,10 +379,10 @@ HX = {"HX-Request": "true"}
 
 
 class Agent:
-    def __init__(self, index: int, session_key: str, list_path: str, level: Level,
-                 args: argparse.Namespace, port: int, rnd: random.Random) -> None:
+    def __init__(self, index: int, session_key: str, list_path: str, queue_path: str,
+                 level: Level, args: argparse.Namespace, port: int, rnd: random.Random) -> None:
         self.index, self.level, self.args, self.rnd = index, level, args, rnd
-        self.list_path = list_path
+        self.list_path, self.queue_path = list_path, queue_path
         self.jar = {"sessionid": session_key}
         self.port = port
         self.rows: list[str] = []
@@ -460,6 +463,8 @@ class Agent:
                 found = ROW_RE.search(data)
                 if found:
                     self.level.observe(self.index, found[1], updated=_updated(found[2]))
+            elif event == "results":
+                self.saw_rows(data)  # the list's new results, pushed: no request
             elif event == "list":
                 self.level.observe(self.index, data.strip())
                 await refetch()
@@ -498,11 +503,17 @@ class Agent:
             await _sleep(stop, min(gap, max(0.0, self.next_act - time.monotonic())))
             if stop.is_set():
                 return
-            if not self.rows:
-                # Nothing on the list to open (an empty "my cases"): no action either.
+            choices = self.rows
+            if (not choices or rnd.random() < 0.3) and self.queue_path != self.list_path:
+                # A "my cases" agent looks at the queue for work now and then (always when
+                # nothing is theirs yet), in this tab, as a person would.
+                reply = await self.timed(conn, "queue look", "GET", self.queue_path)
+                choices = ROW_RE.findall(reply.text()) if reply is not None else []
+                choices = [case_id for case_id, _ in choices]
+            if not choices:
                 self.next_act = time.monotonic() + rnd.uniform(0.5, 1.5) * args.act_every
                 continue
-            self.case_id = rnd.choice(self.rows)
+            self.case_id = rnd.choice(choices)
             path = f"/cases/{self.case_id}/"
             reply = await self.timed(conn, "case load", "GET", path)
             if reply is None:
@@ -636,6 +647,7 @@ class Person:
     username: str
     session_key: str
     list_path: str
+    queue_path: str  # the queue's list, where an agent finds cases to take
 
 
 def create_agents(count: int, queues: list[str]) -> list[Person]:
@@ -664,7 +676,8 @@ def create_agents(count: int, queues: list[str]) -> list[Person]:
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         path = "/cases/?assignee=me" if i % 5 in (1, 3) else f"/cases/?queue={queue}"
-        people.append(Person(user.username, session.session_key or "", path))
+        people.append(Person(user.username, session.session_key or "", path,
+                             f"/cases/?queue={queue}"))
     return people
 
 
@@ -726,7 +739,7 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     args.mode_now = mode
     stop = asyncio.Event()
     rnd = random.Random(f"{args.seed}:{mode}:{count}")
-    agents = [Agent(i, p.session_key, p.list_path, level, args, stack.web_port,
+    agents = [Agent(i, p.session_key, p.list_path, p.queue_path, level, args, stack.web_port,
                     random.Random(rnd.random())) for i, p in enumerate(people[:count])]
     start = time.monotonic()
     # The window opens once every agent has arrived and had one refresh period to settle.

@@ -6,11 +6,14 @@ and a matcher: the same filter read in Python (`CaseFilter.matches`). Before an 
 the changes the feed published since are read against it, in memory:
 
 - a change that cannot touch it (the row matched neither before nor after) costs nothing;
-- a Count whose case moved in or out is corrected by one, when the change certainly came after
-  the answer was asked (so the answer cannot already include it); otherwise it is asked again;
+- a Count whose case moved in or out is left as it is when the change was indexed before the
+  Count was asked, corrected by one when it certainly came after the answer (made after it
+  came, or seen long after it was asked), and asked again only in between;
 - a list row that changed in place is replaced; a case that left a page with no next page is
-  removed; anything else (a new entrant, whose place in the order the index decides) is asked
-  again; and whenever a matcher cannot tell (title words, relative times), it is asked again.
+  removed; a live case that came in is placed by its start time (Visibility's order for live
+  cases) or, past the last row of a page with more, left to a later page; anything else (an
+  ended case, a tie, a page grown by PAGE_SLACK) is asked again, and so is whatever a matcher
+  cannot tell (title words, relative times).
 
 So a list nobody changed costs no Visibility call however many people look at it. Without a
 healthy feed, answers are shared for VISIBILITY_CACHE_SECONDS only, as before.
@@ -31,8 +34,13 @@ from django.core.cache import caches
 from . import feed, gateway
 
 Matcher = Callable[[gateway.CaseRow], "bool | None"]
-# A change this long after an answer was asked cannot be in it, whatever the clocks say.
+# A change seen this long after an answer was asked cannot be in it, whatever the clocks say
+# (the poller looks once a second).
 MARGIN_SECONDS = 2.0
+# How far the clocks of Temporal's server (a case's CaseUpdatedAt) and the web may disagree.
+CLOCK_SKEW_SECONDS = 0.5
+# A first page that took in this many new entrants is asked again (it only grows meanwhile).
+PAGE_SLACK = 10
 
 _inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
 
@@ -44,6 +52,7 @@ class _Answer:
     seq: int | None  # feed position when it was asked (None: not feed-checked)
     asked_at: float  # wall time the call started
     expires: float
+    answered_at: float = 0.0  # wall time the answer came
 
 
 def _store() -> Any:
@@ -55,6 +64,21 @@ def _key(kind: str, *parts: object) -> str:
     return f"vis:{kind}:{digest}"
 
 
+def _counted(answer: _Answer, change: feed.Change) -> bool | None:
+    """Does a Count answer already hold this change? None when only the index knows."""
+    if not change.seen_at:
+        return False  # not from a poller (nothing to compare)
+    if change.seen_at < answer.asked_at:
+        return True  # indexed before the Count was asked
+    updated = change.row.updated_at
+    if updated is not None and \
+            updated.timestamp() > (answer.answered_at or answer.asked_at) + CLOCK_SKEW_SECONDS:
+        return False  # made after the answer came: it cannot be indexed in it
+    if change.seen_at >= answer.asked_at + MARGIN_SECONDS:
+        return False
+    return None
+
+
 def _catch_up_count(answer: _Answer, changes: list[feed.Change], matches: Matcher
                     ) -> int | None:
     value: int = answer.value
@@ -64,15 +88,31 @@ def _catch_up_count(answer: _Answer, changes: list[feed.Change], matches: Matche
             return None
         if before == after:
             continue
-        if change.seen_at and change.seen_at < answer.asked_at + MARGIN_SECONDS:
-            # Perhaps indexed before the Count ran: it may already be counted.
+        counted = _counted(answer, change)
+        if counted is None:
             return None
-        value += 1 if after else -1
+        if not counted:
+            value += 1 if after else -1
     return value
 
 
-def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher
-                   ) -> gateway.CasePage | None:
+def _place(rows: list[gateway.CaseRow], row: gateway.CaseRow) -> int | None:
+    """Where Visibility's order puts a case that came into a page: live cases newest start
+    first (what SQL visibility and Elasticsearch both do for running executions). None when
+    only the index can tell (an ended case, or a start time equal to a listed one's)."""
+    if row.execution_status != "running" or row.started_at is None:
+        return None
+    for i, listed in enumerate(rows):
+        if listed.execution_status != "running" or listed.started_at is None or \
+                listed.started_at == row.started_at:
+            return None
+        if row.started_at > listed.started_at:
+            return i
+    return len(rows)
+
+
+def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher,
+                   page_size: int) -> gateway.CasePage | None:
     page: gateway.CasePage = answer.value
     rows = list(page.rows)
     for change in changes:
@@ -91,12 +131,22 @@ def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher
         if after is False and index is not None and not page.next_page_token:
             del rows[index]
             continue
+        if after is True and index is None and (
+                change.before is None or change.before.started_at == change.row.started_at):
+            # A newcomer (or one from further down): its start time places it. Past the
+            # last row of a page with more after it, it is on a later page; this one grows
+            # by it otherwise, so the next page's cursor still follows the same last row.
+            at = _place(rows, change.row)
+            if at is not None and len(rows) < page_size + PAGE_SLACK:
+                if at < len(rows) or not page.next_page_token:
+                    rows.insert(at, change.row)
+                continue
         return None
     return replace(page, rows=rows)
 
 
 async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher | None,
-                  ttl: float | None) -> Any:
+                  ttl: float | None, page_size: int = 0) -> Any:
     short = settings.VISIBILITY_CACHE_SECONDS if ttl is None else ttl
     if short <= 0:
         return await call()
@@ -115,8 +165,8 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         if changes is not None and matches is not None:
             if not changes:
                 return answer.value
-            caught = (_catch_up_count if kind == "count" else _catch_up_page)(
-                answer, changes, matches)
+            caught = (_catch_up_count(answer, changes, matches) if kind == "count" else
+                      _catch_up_page(answer, changes, matches, page_size))
             if caught is not None:
                 answer = replace(answer, value=caught, seq=changes[-1].seq)
                 await store.aset(key, answer, timeout=max(1, int(answer.expires - now)))
@@ -135,7 +185,7 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         value = await call()
         long = settings.VISIBILITY_FEED_TTL_SECONDS
         lifetime = long if seq is not None else short
-        await store.aset(key, _Answer(value, epoch, seq, asked, asked + lifetime),
+        await store.aset(key, _Answer(value, epoch, seq, asked, asked + lifetime, time.time()),
                          timeout=max(1, int(lifetime)))
     except BaseException as err:
         future.set_exception(err)
@@ -155,7 +205,7 @@ async def list_cases(query: str, page_size: int, page_token: str | None = None, 
     key = _key("list", query, page_size, page_token or "")
     return await _answer("list", key,
                          lambda: gateway.list_cases(query, page_size, page_token),
-                         matches if not page_token else None, None)
+                         matches if not page_token else None, None, page_size)
 
 
 async def count_cases(query: str, ttl: float | None = None, *,

@@ -8,9 +8,15 @@ concerns it, under the one access rule (a case outside the user's queues is neve
 - `event: row`, data the list row's HTML as an out-of-band swap (`<tr id="row-…"
   hx-swap-oob="true">`): a case the list shows, or might show, changed. Rendered once per
   change and column set for the whole process (`ROWS`), however many streams carry it;
-- `event: list`, data the case id: the list's membership may have changed (a case came into
-  or left the filter, or only the index can tell); the page re-fetches its results, at most
-  once per `EVENTS_LIST_DEBOUNCE_SECONDS` per stream;
+- `event: results`, data the list's results section (rows, pager and the status counts, out
+  of band): the list's membership may have changed (a case came into or left the filter, or
+  only the index can tell). Rendered once per change for every stream of the process that
+  shows the same list (`RENDERS`), at most once per `EVENTS_LIST_DEBOUNCE_SECONDS`;
+- `event: counts`, data the status counts as out-of-band spans: a listed case changed status
+  in place, so the chips changed though the rows did not (shared the same way);
+- `event: list`: the page re-fetches its results itself: after a `Resync`, for a later page
+  (its cursor cannot be kept fresh) or when the shared render failed (the page then shows
+  the outage its own way);
 - after a `Resync` (the process missed changes): `list` and `case`, so the page re-reads;
 - `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open.
 
@@ -24,17 +30,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from . import feed, gateway
+from . import feed, gateway, listing
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -89,6 +98,35 @@ class RowCache:
 ROWS = RowCache()
 
 
+class SharedRenders:
+    """A list's pushed results or counts, rendered once per (list, feed position) for every
+    stream of the process that shows that list: 60 agents watching one queue cost one render
+    and no Visibility call (the answers are the shared, feed-checked ones)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], asyncio.Future[str]] = OrderedDict()
+        self.renders = 0
+        self.shared = 0
+
+    async def get(self, key: tuple[Any, ...], make: Callable[[], Awaitable[str]]) -> str:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), *key)
+        task = self.entries.get(key)
+        if task is None:
+            self.renders += 1
+            task = self.entries[key] = loop.create_task(make())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.shared += 1
+        return await asyncio.shield(task)
+
+
+RENDERS = SharedRenders()
+
+
 # --- what one stream watches --------------------------------------------------------------------
 
 
@@ -98,35 +136,91 @@ class Watch:
     case_id: str = ""  # the case page's case, or ""
     case_filter: CaseFilter | None = None  # the list page's filter, or None
     columns: tuple[Attribute, ...] = ()
+    asked: listing.Questions | None = None  # the list's questions (None: a later page)
+    list_query: str = ""  # the list page's own query string
+    request: HttpRequest | None = field(default=None, compare=False)  # for rendering
 
     def answer(self, event: feed.Change | feed.Resync) -> list[tuple[str, str]]:
-        """The messages this stream's page gets for one feed event."""
+        """The messages this stream's page gets for one feed event: `row` and `case` as
+        they are sent; `list` (membership) and `counts` are flushed by the stream."""
         if isinstance(event, feed.Resync):
             return [("list", ""), ("case", "")]
-        row, before, access = event.row, event.before, self.access
+        row, access = event.row, self.access
         visible_now = access.can_see(row.queue)
         out: list[tuple[str, str]] = []
         if self.case_id and event.case_id == self.case_id and visible_now:
             out.append(("case", str(row.version or "")))
         if self.case_filter is None:
             return out
-        me, queues = access.username, access.visible_queues
-        listed_now = self.case_filter.matches(row, me, queues) if visible_now else False
-        listed_before: bool | None
-        if (before is None and not visible_now) or (
-                before is not None and not access.can_see(before.queue)):
-            listed_before = False  # nothing of it was on this user's screens
-        else:
-            listed_before = event.listed_before(
-                lambda r: self.case_filter.matches(r, me, queues))  # type: ignore[union-attr]
+        listed_now, listed_before = self._listed(event, self.case_filter)
         if listed_now is False and listed_before is False:
+            if self._counts_changed(event):
+                out.append(("counts", ""))
             return out
         if visible_now:
             out.append(("row", ROWS.html(row, self.columns)))
         if listed_now is None or listed_before is None or listed_now != listed_before:
             # It left the user's queues: the list re-reads (and drops it), told nothing new.
             out.append(("list", event.case_id if visible_now else ""))
+        elif self._counts_changed(event):
+            out.append(("counts", ""))
         return out
+
+    def _listed(self, event: feed.Change, case_filter: CaseFilter
+                ) -> tuple[bool | None, bool | None]:
+        """Does `case_filter` list the case now, and did it before the change?"""
+        row, before, access = event.row, event.before, self.access
+        matches = partial(case_filter.matches, me=access.username,
+                          visible_queues=access.visible_queues)
+        visible_now = access.can_see(row.queue)
+        listed_now = matches(row) if visible_now else False
+        if (before is None and not visible_now) or (
+                before is not None and not access.can_see(before.queue)):
+            return listed_now, False  # nothing of it was on this user's screens
+        return listed_now, event.listed_before(matches)
+
+    def _counts_changed(self, event: feed.Change) -> bool:
+        """Did a status chip's number change? (They count the filter without its statuses.)"""
+        assert self.case_filter is not None
+        now, before = self._listed(event, self.case_filter.without_statuses())
+        if now is False and before is False:
+            return False
+        if now is None or before is None or now != before:
+            return True
+        return event.before is None or event.before.status != event.row.status
+
+    @property
+    def group(self) -> tuple[Any, ...]:
+        """Streams showing the same list (same answers, same markup) share one render."""
+        assert self.asked is not None
+        return (*self.asked.key, self.list_query, tuple(a.name for a in self.columns))
+
+    async def results_html(self) -> str:
+        assert self.asked is not None
+        found = await listing.results(self.asked)
+        return render_to_string("cases/list.html#results", {
+            "page": found.page, "counts": found.counts, "columns": list(self.columns),
+            "first_page": False, "oob_counts": True, "request": self.request,
+            "results_url": reverse("cases:list") + (f"?{self.list_query}" if self.list_query
+                                                    else ""),
+            "refresh_seconds": settings.LIST_REFRESH_SECONDS,
+        }).strip()
+
+    async def counts_html(self) -> str:
+        assert self.asked is not None
+        found = await listing.results(self.asked)
+        return render_to_string("cases/list.html#counts", {"counts": found.counts}).strip()
+
+    async def flush(self, what: str, mark: tuple[int, float], fallback: str) -> bytes:
+        """The pushed results (`what` = "results") or counts, shared by the group; when the
+        list cannot be rendered here (a later page, Temporal away) the page re-fetches."""
+        if self.asked is None:
+            return message("list", fallback)
+        make = self.results_html if what == "results" else self.counts_html
+        try:
+            return message(what, await RENDERS.get((what, mark, *self.group), make))
+        except Exception:  # the page's own re-fetch shows the outage the page's way
+            return message("list", fallback)
 
 
 def _list_params(request: HttpRequest) -> bool:
@@ -140,17 +234,21 @@ async def _watch(request: HttpRequest) -> Watch | None:
     case_id = request.GET.get("case", "")
     if case_id and not is_case_id(case_id):
         return None
-    case_filter, columns = None, ()
+    case_filter, columns, asked = None, (), None
     if _list_params(request):
         form = CaseFilterForm(request.GET, queues=config.queues, attributes=config.attributes)
         if form.is_valid():
             case_filter = form.case_filter()
             try:
-                case_filter.query(access.username, access.visible_queues)
+                asked = listing.questions(case_filter, access)
             except InvalidFilter:
                 case_filter = None  # the page says "Fix the filter"; nothing to push
             columns = tuple(form.columns)
-    return Watch(access, case_id, case_filter, columns)
+            if request.GET.get("page"):
+                asked = None  # a later page re-fetches itself: its cursor is not kept fresh
+    list_query = request.GET.copy()
+    list_query.pop("case", None)
+    return Watch(access, case_id, case_filter, columns, asked, list_query.urlencode(), request)
 
 
 async def stream(watch: Watch) -> AsyncIterator[bytes]:
@@ -158,8 +256,13 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
     debounce = settings.EVENTS_LIST_DEBOUNCE_SECONDS
-    last_sent = last_list = loop.time() - debounce
-    pending_list: str | None = None  # a `list` message waiting out the debounce
+    last_sent = loop.time()
+    # A changed list is pushed at the next tick of a grid `debounce` apart, the same ticks
+    # for every stream of the process, so the streams of one list flush together, at the
+    # same feed position, and share one render.
+    pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
+    mark: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
+    flush_at, resync = 0.0, False
     async with feed.subscribe() as events:
         yield OPENING  # subscribed: from here on nothing is missed
         iterator = aiter(events)
@@ -168,9 +271,8 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
         upcoming: asyncio.Future[Any] = asyncio.ensure_future(anext(iterator))
         try:
             while True:
-                deadline = last_sent + keepalive
-                if pending_list is not None:
-                    deadline = min(deadline, last_list + debounce)
+                deadline = min(last_sent + keepalive, flush_at) if pending else \
+                    last_sent + keepalive
                 done, _ = await asyncio.wait({upcoming}, timeout=max(0.0, deadline - loop.time()))
                 chunks: list[bytes] = []
                 if done:
@@ -179,15 +281,26 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
                     except StopAsyncIteration:
                         return
                     upcoming = asyncio.ensure_future(anext(iterator))
+                    if isinstance(event, feed.Resync):
+                        resync = True
+                    else:
+                        mark = (event.seq, event.seen_at)
                     for name, data in watch.answer(event):
-                        if name == "list":
-                            pending_list = pending_list or data
-                        else:
+                        if name not in ("list", "counts"):
                             chunks.append(message(name, data))
+                            continue
+                        if not pending:
+                            flush_at = _tick(loop.time(), debounce)
+                        pending.setdefault(name, data)
+                if pending and loop.time() >= flush_at:
+                    if resync:
+                        chunks.append(message("list", ""))  # the page re-reads itself
+                    elif "list" in pending:
+                        chunks.append(await watch.flush("results", mark, pending["list"]))
+                    else:
+                        chunks.append(await watch.flush("counts", mark, ""))
+                    pending, resync = {}, False
                 now = loop.time()
-                if pending_list is not None and now - last_list >= debounce:
-                    chunks.append(message("list", pending_list))
-                    pending_list, last_list = None, now
                 if not chunks and now - last_sent >= keepalive:
                     chunks.append(KEEPALIVE)
                 if chunks:
@@ -196,6 +309,13 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
         finally:
             # The client went away (Django cancels the response) or the feed ended.
             upcoming.cancel()
+
+
+def _tick(now: float, every: float) -> float:
+    """The next tick of the process's debounce grid after `now`."""
+    if every <= 0:
+        return now
+    return (now // every + 1) * every
 
 
 @require_GET

@@ -58,7 +58,7 @@ class Change:
     case_id: str
     row: gateway.CaseRow  # the case as Visibility now shows it
     before: gateway.CaseRow | None  # the row the feed last published for it, if known
-    seen_at: float = 0.0  # wall time the poller found it (every row up to it was indexed)
+    seen_at: float = 0.0  # wall time the poller had it (it was indexed before then)
 
     def listed_before(self, matches: Callable[[gateway.CaseRow], bool | None]) -> bool | None:
         """Did the case match a filter before this change? Unknown to the feed: a case's
@@ -108,7 +108,6 @@ class Poller:
         now = datetime.now(UTC)
         overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
         watermark: datetime = store.get(KEY_WATERMARK) or now - overlap
-        started = time.time()
         rows: list[gateway.CaseRow] = []
         token: str | None = None
         query = changed_since_query(watermark - overlap)
@@ -118,6 +117,8 @@ class Poller:
             token = page.next_page_token
             if not token:
                 break
+        # Every row returned was indexed before now: a Count asked after this already holds it.
+        seen_at = time.time()
         self.polls += 1
         published = 0
         newest = watermark
@@ -127,7 +128,7 @@ class Poller:
             before: gateway.CaseRow | None = store.get(_known(row.case_id))
             if before is not None and _version(before) >= _version(row):
                 continue  # already published (the overlap brings rows back)
-            _publish(store, row, before, started)
+            _publish(store, row, before, seen_at)
             published += 1
         # Not past "now": a clock running ahead on a row must not hide the rows after it.
         store.set(KEY_WATERMARK, min(newest, now), timeout=None)

@@ -3,8 +3,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -17,9 +15,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from workers.model import PRIORITY_LABELS, STATUSES, CaseState, Requester
+from workers.model import PRIORITY_LABELS, CaseState, Requester
 
-from . import answers, custom_fields, gateway, lookup, saved_views
+from . import custom_fields, gateway, listing, lookup, saved_views
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -34,7 +32,7 @@ from .forms import (
 from .htmx import render_for
 from .ids import is_case_id
 from .lookup import Seen, case_for
-from .visibility import CaseFilter, InvalidFilter
+from .visibility import InvalidFilter
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -74,29 +72,25 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,
         "filter_query": filter_query,
+        "oob_counts": bool(request.htmx),  # a refresh brings the chips' numbers along
     }
     # Everything that waits on Temporal runs at once: the page, the status counts, and the
     # saved views' counts; the page costs about as much as its slowest call.
     waits: dict[str, Awaitable[Any]] = {}
     if form.is_valid():
         try:
-            queries = _list_queries(form.case_filter(), access)
+            asked = listing.questions(form.case_filter(), access)
         except InvalidFilter as err:
             form.add_error(None, str(err))
         else:
-            (query, matches), counts = queries
-            waits["results"] = asyncio.gather(
-                answers.list_cases(query, settings.CASE_PAGE_SIZE,
-                                   request.GET.get("page") or None, matches=matches),
-                answers.count_many({s: q for s, (q, _) in counts.items()},
-                                   matchers={s: m for s, (_, m) in counts.items()}))
+            waits["results"] = listing.results(asked, request.GET.get("page") or None)
     if full_page:
         waits["views"] = saved_views.view_links(config.views, user, access, queues, attributes)
     done = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
     if "results" in done:
-        page, counts = done["results"]
-        context.update(page=page, counts=counts, first_page=bool(request.GET.get("page")),
-                       columns=form.columns)
+        found = done["results"]
+        context.update(page=found.page, counts=found.counts,
+                       first_page=bool(request.GET.get("page")), columns=form.columns)
     if not full_page:
         # A new filter swaps #live (results and the push stream for that filter); a refresh
         # swaps #results only.
@@ -114,22 +108,6 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         assignee_options=config.usernames if access.is_supervisor else [access.username],
     )
     return render(request, "cases/list.html", context)
-
-
-Query = tuple[str, "answers.Matcher"]
-
-
-def _list_queries(case_filter: CaseFilter, access: Access) -> tuple[Query, dict[str, Query]]:
-    """The page's List query and one Count query per status (SQL visibility cannot GROUP BY
-    a custom attribute), each with its filter read in Python so the change feed can keep the
-    shared answer fresh. Counts ignore the status filter so every chip shows its number."""
-    me, visible = access.username, access.visible_queues
-    base = case_filter.without_statuses()
-
-    def pair(f: CaseFilter) -> Query:
-        return f.query(me, visible), partial(f.matches, me=me, visible_queues=visible)
-
-    return pair(case_filter), {s: pair(replace(base, statuses=[s])) for s in STATUSES}
 
 
 # --- create ------------------------------------------------------------------------------------

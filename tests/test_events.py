@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,8 +15,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from cases import events, feed, gateway
+from cases import events, feed, gateway, listing
 from cases.ids import new_case_id
+from workers.model import STATUSES
 
 READ_TIMEOUT = 5.0
 
@@ -53,13 +55,35 @@ class FakeFeed:
             queue.put_nowait(event)
 
 
+class FakeListing:
+    """`listing.results` as the pushed renders ask it: the rows it is given, tallied, and
+    every question it was asked (each one would be a shared-answer lookup)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.asked: list[str] = []
+
+    async def results(self, asked: listing.Questions, page_token: str | None = None) -> Any:
+        self.asked.append(asked.listing[0])
+        counts = {s: sum(1 for r in self.rows if r.status == s) for s in STATUSES}
+        return listing.Results(gateway.CasePage(list(self.rows)), counts)
+
+
 @pytest.fixture
 def fake_feed(monkeypatch, settings) -> FakeFeed:
     fake = FakeFeed()
     monkeypatch.setattr(feed, "subscribe", fake.subscribe)
     monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
     monkeypatch.setattr(events, "ROWS", events.RowCache())
+    monkeypatch.setattr(events, "RENDERS", events.SharedRenders())
     settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
+    return fake
+
+
+@pytest.fixture
+def fake_listing(monkeypatch) -> FakeListing:
+    fake = FakeListing()
+    monkeypatch.setattr(listing, "results", fake.results)
     return fake
 
 
@@ -72,8 +96,13 @@ def _row(case_id: str, *, queue: str = "technical", assignee: str | None = None,
         started_at=now, execution_status="running", version=version)
 
 
-def _change(row: Any, before: Any = None, seq: int = 1) -> feed.Change:
-    return feed.Change(seq=seq, case_id=row.case_id, row=row, before=before)
+_seq = itertools.count(1)
+
+
+def _change(row: Any, before: Any = None, seq: int | None = None) -> feed.Change:
+    """A change at the next position of the feed, as the poller publishes them."""
+    return feed.Change(seq=next(_seq) if seq is None else seq, case_id=row.case_id, row=row,
+                       before=before)
 
 
 class Stream:
@@ -146,7 +175,7 @@ def test_headers_and_login(client, agent, fake_feed):
     _sync(scenario)
 
 
-def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed):
+def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed, fake_listing):
     """alice works technical and general: nothing about a billing case reaches her, not
     even on a page that names it; a case that moved to billing only makes her list re-read."""
     billing, moved, mine = new_case_id(), new_case_id(), new_case_id()
@@ -161,7 +190,8 @@ def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed):
         fake_feed.publish(_change(_row(mine, assignee="alice"), _row(mine)))
         fake_feed.publish(feed.Resync("test"))
         got = [await listing.message() for _ in range(4)]
-        assert got[0] == ("list", "")  # moved away: re-read, told nothing of its new state
+        # Moved away: the list's results again, told nothing of its new state.
+        assert got[0][0] == "results" and got[0][1].startswith('<section id="results"')
         assert got[1][0] == "row" and f'id="row-{mine}"' in got[1][1]
         assert sorted(got[2:]) == [("case", ""), ("list", "")]  # the resync
         # The billing case's own page hears only the resync.
@@ -175,7 +205,7 @@ def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed):
     _sync(scenario)
 
 
-def test_a_list_stream_carries_rows_and_membership_changes(agent, fake_feed):
+def test_a_list_stream_carries_rows_and_membership_changes(agent, fake_feed, fake_listing):
     unassigned, claimed, elsewhere = new_case_id(), new_case_id(), new_case_id()
 
     async def scenario() -> None:
@@ -191,17 +221,83 @@ def test_a_list_stream_carries_rows_and_membership_changes(agent, fake_feed):
         # about the case after it).
         fake_feed.publish(_change(_row(elsewhere, assignee="bob"),
                                   _row(elsewhere, assignee="bob", version=1)))
-        # Claimed: it leaves the "unassigned" list: its row, then the list re-reads.
+        # Claimed: it leaves the "unassigned" list: its row, then the list's new results,
+        # counts and pager included, rendered from the shared answers.
+        fake_listing.rows = [_row(unassigned, version=3, title="Toner <low>")]
         fake_feed.publish(_change(_row(claimed, assignee="alice"), _row(claimed)))
         name, data = await stream.message()
         assert name == "row" and f'id="row-{claimed}"' in data and "alice" in data
-        assert await stream.message() == ("list", claimed)
+        name, data = await stream.message()
+        assert name == "results"
+        assert f'id="row-{unassigned}"' in data and f'id="row-{claimed}"' not in data
+        assert "Toner &lt;low&gt;" in data
+        assert '<span class="count" id="count-new" hx-swap-oob="true">1</span>' in data
+        # The section re-fetches (the poll fallback, a catch-up) from the list's own address.
+        assert 'hx-get="/cases/?assignee=none&amp;queue=technical"' in data
         # A new case (version 1) that matches comes into the list.
         fresh = new_case_id()
+        fake_listing.rows.insert(0, _row(fresh, version=1))
         fake_feed.publish(_change(_row(fresh, version=1)))
         assert (await stream.message())[0] == "row"
-        assert await stream.message() == ("list", fresh)
+        name, data = await stream.message()
+        assert name == "results" and f'id="row-{fresh}"' in data
         await stream.close()
+
+    _sync(scenario)
+
+
+def test_a_status_change_in_place_pushes_the_chips(agent, fake_feed, fake_listing):
+    """The queue list shows every status: a case changing status stays listed (its row),
+    but two chips change number (the counts, out of band)."""
+    case, elsewhere = new_case_id(), new_case_id()
+
+    async def scenario() -> None:
+        stream = await _open(agent, "queue=technical")
+        fake_listing.rows = [_row(case, status="waiting", version=3)]
+        fake_feed.publish(_change(_row(case, status="waiting", version=3),
+                                  _row(case, status="new")))
+        assert (await stream.message())[0] == "row"
+        name, data = await stream.message()
+        assert name == "counts"
+        assert '<span class="count" id="count-waiting" hx-swap-oob="true">1</span>' in data
+        assert '<span class="count" id="count-new" hx-swap-oob="true">0</span>' in data
+        # A comment (same status) changes the row only; a case of another queue, nothing.
+        fake_feed.publish(_change(_row(case, status="waiting", version=4),
+                                  _row(case, status="waiting", version=3)))
+        fake_feed.publish(_change(_row(elsewhere, queue="general", status="waiting"),
+                                  _row(elsewhere, queue="general")))
+        fake_feed.publish(_change(_row(case, status="waiting", version=5),
+                                  _row(case, status="waiting", version=4)))
+        assert [(await stream.message())[0] for _ in range(2)] == ["row", "row"]
+        await stream.close()
+
+    _sync(scenario)
+
+
+def test_a_changed_list_is_rendered_once_for_every_stream_of_it(agent, other_agent,
+                                                                 supervisor, fake_feed,
+                                                                 fake_listing):
+    """Six tabs of one queue list and a supervisor's: one change, two renders (one per list
+    as its viewer may see it), each sent to all of its tabs."""
+    case = new_case_id()
+
+    async def scenario() -> None:
+        same = [await _open(agent, "queue=technical&assignee=none") for _ in range(6)]
+        boss = await _open(supervisor, "queue=technical&assignee=none")
+        fake_listing.rows = [_row(new_case_id())]
+        fake_feed.publish(_change(_row(case, assignee="bob"), _row(case)))
+        got = []
+        for s in [*same, boss]:
+            assert (await s.message())[0] == "row"
+            got.append(await s.message())
+        assert {name for name, _ in got} == {"results"}
+        assert len({data for _, data in got[:6]}) == 1
+        for s in [*same, boss]:
+            await s.close()
+
+    _sync(scenario)
+    assert (events.RENDERS.renders, events.RENDERS.shared) == (2, 5)
+    assert len(fake_listing.asked) == 2 and len(set(fake_listing.asked)) == 2
 
     _sync(scenario)
 
@@ -244,7 +340,8 @@ def test_rows_are_rendered_once_for_every_stream(agent, other_agent, fake_feed, 
     assert (events.ROWS.renders, events.ROWS.hits) == (1, 5)
 
 
-def test_list_events_are_debounced_and_idle_streams_kept_alive(agent, fake_feed, settings):
+def test_list_changes_are_debounced_and_idle_streams_kept_alive(agent, fake_feed, settings,
+                                                                fake_listing):
     settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.5
     settings.EVENTS_KEEPALIVE_SECONDS = 0.2
     ids = [new_case_id() for _ in range(4)]
@@ -253,14 +350,35 @@ def test_list_events_are_debounced_and_idle_streams_kept_alive(agent, fake_feed,
         stream = await _open(agent, "assignee=none")
         loop = asyncio.get_running_loop()
         first = loop.time()
-        for case in ids:  # four cases claimed at once: a re-fetch now, one more after
+        for case in ids:  # four cases claimed at once: their rows now, one list push after
             fake_feed.publish(_change(_row(case, assignee="alice"), _row(case)))
-        got = [await stream.message() for _ in range(6)]
-        assert [name for name, _ in got] == ["row", "list", "row", "row", "row", "list"]
-        assert loop.time() - first >= 0.45  # the second waited out the debounce
+        got = [await stream.message() for _ in range(5)]
+        assert [name for name, _ in got] == ["row", "row", "row", "row", "results"]
+        assert loop.time() - first <= 0.5 + 0.3  # at the next tick of the grid
         assert await stream.next() == ("", "keepalive")
         assert await stream.next() == ("", "keepalive")
         await stream.close()
+
+    _sync(scenario)
+    assert events.RENDERS.renders == 1
+
+
+def test_a_list_that_cannot_be_rendered_is_re_read_by_its_page(agent, fake_feed,
+                                                                monkeypatch):
+    async def down(asked: Any, page_token: Any = None) -> Any:
+        raise gateway.TemporalUnavailable("Temporal is not answering.")
+
+    monkeypatch.setattr(listing, "results", down)
+    case = new_case_id()
+
+    async def scenario() -> None:
+        stream = await _open(agent, "assignee=none")
+        later = await _open(agent, "assignee=none&page=abc")
+        fake_feed.publish(_change(_row(case, assignee="alice"), _row(case)))
+        for s in (stream, later):
+            assert (await s.message())[0] == "row"
+            assert await s.message() == ("list", case)
+            await s.close()
 
     _sync(scenario)
 

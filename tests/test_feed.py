@@ -141,6 +141,48 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
     assert run(gateway.count_cases(query)) == first - 1
 
 
+def test_a_new_case_joins_a_shared_first_page_and_counts_without_a_call(
+        quick_feed, open_case, settings, monkeypatch):
+    """A case that comes into a filter takes its place on the shared first page (newest
+    start first) and in its Count from the feed, and a fresh List and Count agree."""
+    settings.VISIBILITY_CACHE_SECONDS = 3.0
+    answers.forget()
+    tag = f"join{time.time_ns() % 10**9}"
+    f = CaseFilter(tag=tag, execution="live")
+    query = f.query()
+    calls: list[str] = []
+    real_list, real_count = gateway._list_cases, gateway._count_cases
+
+    async def listing(q: str, *args, **kwargs):
+        if q == query:
+            calls.append("list")
+        return await real_list(q, *args, **kwargs)
+
+    async def counting(q: str) -> int:
+        if q == query:
+            calls.append("count")
+        return await real_count(q)
+
+    monkeypatch.setattr(gateway, "_list_cases", listing)
+    monkeypatch.setattr(gateway, "_count_cases", counting)
+    older = [open_case(title=f"Older {n}", queue="general", tags=[tag]) for n in range(2)]
+    _collect(set(older), time.monotonic() + 10, want=2)
+    page = run(answers.list_cases(query, 3, matches=f.matches))
+    count = run(answers.count_cases(query, matches=f.matches))
+    assert [r.case_id for r in page.rows] == older[::-1] and count == 2
+    time.sleep(answers.CLOCK_SKEW_SECONDS + 0.1)  # made after the answers came
+    newest = open_case(title="Newest", queue="general", tags=[tag])
+    _collect({newest}, time.monotonic() + 10, want=1)
+    time.sleep(0.3)  # this process's listener reads it too
+    page = run(answers.list_cases(query, 3, matches=f.matches))
+    assert [r.case_id for r in page.rows] == [newest, *older[::-1]]
+    assert run(answers.count_cases(query, matches=f.matches)) == 3
+    assert calls == ["list", "count"]  # placed and counted from the feed
+    assert [r.case_id for r in run(gateway.list_cases(query, 3)).rows] == \
+        [r.case_id for r in page.rows]
+    assert run(gateway.count_cases(query)) == 3
+
+
 def test_the_visibility_budget_holds_as_the_server_counts_it(temporal, settings):
     """Many simulated readers at once; the server's own metrics show the calls kept to the
     deployment-wide budget (a slot per call in the shared store)."""

@@ -369,7 +369,7 @@ CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 # Server push (cases/events.py): a comment line this often keeps idle streams open through
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
-EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 1.0)
+EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)
 
 LOGGING = {
     "version": 1,

@@ -293,8 +293,23 @@
   document.addEventListener("sse:list", deferred);
   document.addEventListener("sse:case", deferred);
 
+  // Pushed results (the list's membership changed; rendered once on the server for every tab
+  // showing this list) replace #results like a re-fetch would, announced the same way; a page
+  // that cannot take them now (hidden tab, ticked rows) re-reads once it can.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (!(event.target instanceof Element) || event.target.id !== "pushed-results") return;
+    const results = document.getElementById("results");
+    if (!results || document.visibilityState !== "visible" || tracerail.selecting()) {
+      event.preventDefault();
+      missedPush = true;
+      return;
+    }
+    swapping = { id: "results", target: results, submitted: null, focus: null, version: null,
+      fromFilters: false, rows: rowSignatures(results), degraded: false };
+  });
+
   // A pushed row replaces the row of the same case if this page shows it (nothing else: a
-  // case that came into the list arrives with the `list` re-fetch). Its tick box and the
+  // case that came into the list arrives with the pushed results). Its tick box and the
   // keyboard selection survive.
   const ROW_ID = /^\s*<tr id="(row-[^"]+)"/;
   let pushedRow = null;
