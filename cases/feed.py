@@ -172,6 +172,7 @@ class Listener:
         self.subscribers: set[_Subscriber] = set()
         self.last_read = 0.0  # monotonic time of the last successful read of the store
         self.resyncs = 0
+        self.gap_since: float | None = None  # since when an entry has been missing
 
     def read_once(self) -> None:
         store = _store()
@@ -188,13 +189,26 @@ class Listener:
         elif seq > self.cursor:
             wanted = range(self.cursor + 1, seq + 1)
             found = store.get_many([_entry(n) for n in wanted])
-            changes = [found.get(_entry(n)) for n in wanted]
-            if any(c is None for c in changes):
-                self._resync("changes expired before this process read them")
+            changes: list[Change] = []
+            for n in wanted:
+                change = found.get(_entry(n))
+                if change is None:
+                    break
+                changes.append(change)
+            for change in changes:
+                self._emit(change)
+            self.cursor += len(changes)
+            if self.cursor < seq:
+                # The poller takes a number, then writes the entry: a missing entry is most
+                # likely being written. Still missing after FEED_GAP_SECONDS, it is lost
+                # (expired, or its poller died between the two).
+                now = time.monotonic()
+                self.gap_since = self.gap_since or now
+                if now - self.gap_since > settings.FEED_GAP_SECONDS:
+                    self.cursor, self.gap_since = seq, None
+                    self._resync("changes expired before this process read them")
             else:
-                for change in changes:
-                    self._emit(change)
-            self.cursor = seq
+                self.gap_since = None
         self.last_read = time.monotonic()
 
     def _emit(self, event: Change | Resync) -> None:

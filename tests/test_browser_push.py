@@ -128,21 +128,25 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         expect(draft).to_be_focused()
         assert draft.evaluate("el => el.selectionStart") == 4
 
-        # A new case with the tag comes into B's list (a membership change: `list` re-fetch).
+        # A new case with the tag comes into B's list (a membership change): the results
+        # arrive pushed, rendered on the server, with the status chips' numbers.
+        new_chip = b_list.locator("#count-new")
+        before = int(new_chip.inner_text())
         fresh = open_case(title="Second parrot", queue="technical", tags=["pushparrot"])
         expect(b_list.locator(f"#row-{fresh}")).to_be_visible(timeout=PUSH_WITHIN_MS)
+        expect(new_chip).to_have_text(str(before + 1))
+        expect(b_list.locator("#announcer")).to_have_text("Case list updated: 1 new.")
         b_list.screenshot(path=screenshots_dir / "push-list.png", full_page=True)
         b_case.screenshot(path=screenshots_dir / "push-case.png", full_page=True)
 
         # Longer than a poll period has passed: a misbehaving fallback would have polled.
         b_list.wait_for_timeout(2500)
         assert requests.since(start, "poll") == []
-        # Every refresh B made was caused by a push; the list row itself needed no request.
+        # Every refresh B made was caused by a push, and only the case page made any: the
+        # list's rows and results came in the stream.
         refreshes = requests.since(start)
         assert refreshes and {cause for *_, cause in refreshes} == {"push"}, refreshes
-        assert any(name == "case" for _, name, *_ in refreshes)
-        assert b_list.evaluate("() => document.getElementById('announcer').textContent") \
-            .startswith("Case list updated")
+        assert {name for _, name, *_ in refreshes} == {"case"}, refreshes
     finally:
         a_context.close()
         b_context.close()

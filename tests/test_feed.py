@@ -284,3 +284,41 @@ def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
         assert any(isinstance(e, feed.Change) and e.case_id == after for e in events)
     finally:
         feed.stop()
+
+
+def test_an_entry_being_written_is_waited_for_and_a_lost_one_resyncs(settings, monkeypatch):
+    """The poller takes a number (incr), then writes its entry: a listener reading between
+    the two waits for the entry instead of resyncing every screen; one that never comes
+    (its poller died in between) resyncs after FEED_GAP_SECONDS."""
+    from django.core.cache import caches
+
+    store = caches[settings.FEED_CACHE]
+    store.clear()
+    settings.FEED_GAP_SECONDS = 0.3
+    row = gateway.CaseRow(case_id="case-7K2M9QXA", title="t", status="new", priority=3,
+                          queue="general", assignee=None, tags=[], due_at=None,
+                          updated_at=None, sla_breached=False, started_at=None,
+                          execution_status="running", version=2)
+    feed._publish(store, row, None, time.time())
+    listener = feed.Listener()
+    listener.read_once()  # starts from now
+    emitted: list[object] = []
+    monkeypatch.setattr(listener, "_emit", emitted.append)
+
+    def numbered_only() -> int:
+        return store.incr(feed.KEY_SEQ)
+
+    first = numbered_only()
+    listener.read_once()
+    assert emitted == [] and listener.resyncs == 0 and listener.cursor == first - 1
+    store.set(feed._entry(first), feed.Change(first, row.case_id, row, None, time.time()))
+    feed._publish(store, row, None, time.time())  # and the next one, written at once
+    listener.read_once()
+    assert [getattr(e, "seq", None) for e in emitted] == [first, first + 1]
+    assert listener.resyncs == 0
+    lost = numbered_only()
+    listener.read_once()
+    assert listener.resyncs == 0
+    time.sleep(0.4)
+    listener.read_once()
+    assert listener.resyncs == 1 and listener.cursor == lost

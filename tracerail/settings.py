@@ -353,6 +353,8 @@ FEED_KNOWN_SECONDS = envint("FEED_KNOWN_SECONDS", 86400)
 FEED_RECENT = envint("FEED_RECENT", 5000)
 # A feed not read for this long is not trusted to keep cached answers fresh.
 FEED_STALE_SECONDS = envfloat("FEED_STALE_SECONDS", 5.0)
+# A feed entry numbered but not yet written is waited for this long before it counts as lost.
+FEED_GAP_SECONDS = envfloat("FEED_GAP_SECONDS", 2.0)
 # Cached List/Count answers the feed keeps fresh are re-asked at least this often anyway.
 VISIBILITY_FEED_TTL_SECONDS = envfloat("VISIBILITY_FEED_TTL_SECONDS", 300.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
