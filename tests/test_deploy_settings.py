@@ -84,3 +84,27 @@ def test_healthz_is_exempt_from_the_https_redirect(client, settings):
     assert client.get("/healthz").status_code == 200
     login = client.get("/login/")
     assert login.status_code == 301 and login["Location"] == "https://testserver/login/"
+
+
+def test_every_middleware_is_async_capable_so_no_request_queues_for_a_thread():
+    """One sync-only middleware makes Django run the chain above it on the single thread
+    for thread-sensitive code: under ASGI every request (push streams too) would queue there."""
+    from django.conf import settings as django_settings
+    from django.utils.module_loading import import_string
+
+    sync_only = [m for m in django_settings.MIDDLEWARE
+                 if not getattr(import_string(m), "async_capable", False)]
+    assert sync_only == []
+
+
+def test_static_files_are_served_under_asgi(db):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    async def fetch():
+        return await AsyncClient().get("/static/js/app.js")
+
+    response = async_to_sync(fetch)()
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert b"tracerail" in body

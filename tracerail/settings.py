@@ -155,7 +155,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "cases.middleware.StaticFiles",  # WhiteNoise, async-capable
     # Outside everything that can answer an error, so every /api/ error reaches it.
     "cases.middleware.api_json_errors",
     "django.contrib.sessions.middleware.SessionMiddleware",
