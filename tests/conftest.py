@@ -125,6 +125,19 @@ def visibility_calls(harness: TemporalHarness) -> int:
     return int(total)
 
 
+def settled_visibility_calls(harness: TemporalHarness, quiet: float = 2.5) -> int:
+    """The server's count once it has stopped moving for `quiet` seconds: it publishes its
+    counters about once a second, so a reading taken right after other calls (an earlier
+    test's, a feed just stopped) would leave them to be counted as this test's."""
+    value, since = visibility_calls(harness), time.monotonic()
+    deadline = since + 30
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.25)
+        if (now := visibility_calls(harness)) != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 @pytest.fixture
 def tclient(temporal: TemporalHarness) -> Any:
     return temporal.client
