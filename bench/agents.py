@@ -156,6 +156,17 @@ class Reply:
         return self.body.decode("utf-8", "replace")
 
 
+_told: set[str] = set()
+
+
+def _say_why(kind: str, err: HttpError) -> None:
+    """A connection error's cause, once per kind of cause, on stderr: the table only counts."""
+    why = f"{kind}: {err.kind}: {err.__cause__!r}"
+    if err.__cause__ is not None and why not in _told and len(_told) < 20:
+        _told.add(why)
+        print(f"[bench] {why}", file=sys.stderr)
+
+
 class Conn:
     """One keep-alive connection, like one browser connection: requests one at a time."""
 
@@ -163,6 +174,7 @@ class Conn:
         self.port, self.jar = port, jar
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.busy = False  # HTTP/1.1: one request at a time; a second would read its answer
 
     def close(self) -> None:
         if self.writer is not None:
@@ -196,6 +208,16 @@ class Conn:
 
     async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                       form: dict[str, str] | None = None) -> Reply:
+        if self.busy:
+            raise RuntimeError("a connection carries one request at a time: use another")
+        self.busy = True
+        try:
+            return await self._request(method, path, headers, form)
+        finally:
+            self.busy = False
+
+    async def _request(self, method: str, path: str, headers: dict[str, str] | None,
+                       form: dict[str, str] | None) -> Reply:
         hdrs = dict(headers or {})
         body = b""
         if form is not None:
@@ -414,6 +436,7 @@ class Agent:
             outcome = "timeout"
         except HttpError as err:
             outcome = err.kind
+            _say_why(kind, err)
         except OSError as err:
             outcome = type(err).__name__
         else:
@@ -495,7 +518,9 @@ class Agent:
 
     async def case_tab(self, stop: asyncio.Event) -> None:
         rnd, args = self.rnd, self.args
-        conn = self.conn()
+        # A pushed refresh may come while an action is on its way: a browser sends it on a
+        # second connection, never interleaved on the first.
+        conn, refreshes = self.conn(), self.conn()
         self.next_act = time.monotonic() + rnd.uniform(0.5, 1.5) * args.act_every
         while not stop.is_set():
             # Between cases: until the next one is opened, or an action is due.
@@ -521,9 +546,9 @@ class Agent:
             self.seen_case(reply.text())
             until = time.monotonic() + rnd.uniform(0.5, 1.5) * args.case_open
             if args.mode_now == "poll":
-                refresher = self.poll_case(conn, path, until, stop)
+                refresher = self.poll_case(refreshes, path, until, stop)
             else:
-                refresher = self.push_case(conn, path, until, stop)
+                refresher = self.push_case(refreshes, path, until, stop)
             await asyncio.gather(refresher, self.actor(conn, path, until, stop))
             self.case_id = ""
 

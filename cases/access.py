@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from workers import rules
 from workers.model import Authority, CaseState, Command, SlaPolicy
@@ -41,8 +42,14 @@ class Access:
         return Authority(role=role, queues=self.visible_queues,
                          attributes=None if self.attributes is None else list(self.attributes))
 
+    @cached_property
+    def _seeing(self) -> Authority:
+        # can_see only reads it, and a push stream asks it for every change: built once.
+        # Commands get a fresh Authority each (the property above).
+        return self.authority
+
     def can_see(self, queue: str) -> bool:
-        return rules.can_see(queue, self.authority)
+        return rules.can_see(queue, self._seeing)
 
     def offers(self, state: CaseState, probe: Command, now: datetime, sla: SlaPolicy) -> bool:
         """Does this case, as it is now, take `probe`'s kind of command from this user? The

@@ -32,7 +32,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from django.conf import settings
@@ -50,7 +50,7 @@ from .custom_fields import Attribute
 from .forms import CaseFilterForm
 from .ids import is_case_id
 from .templatetags.case_tags import case_row
-from .visibility import CaseFilter, InvalidFilter
+from .visibility import ME, CaseFilter, InvalidFilter
 
 KEEPALIVE = b": keepalive\n\n"
 # Sent at once, so the browser sees the stream open (and proxies flush headers).
@@ -105,11 +105,11 @@ class SharedRenders:
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self.entries: OrderedDict[tuple[Any, ...], asyncio.Future[str]] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
         self.renders = 0
         self.shared = 0
 
-    async def get(self, key: tuple[Any, ...], make: Callable[[], Awaitable[str]]) -> str:
+    async def get(self, key: tuple[Any, ...], make: Callable[[], Awaitable[bytes]]) -> bytes:
         loop = asyncio.get_running_loop()
         key = (id(loop), *key)
         task = self.entries.get(key)
@@ -139,6 +139,17 @@ class Watch:
     asked: listing.Questions | None = None  # the list's questions (None: a later page)
     list_query: str = ""  # the list page's own query string
     request: HttpRequest | None = field(default=None, compare=False)  # for rendering
+
+    @cached_property
+    def interest(self) -> tuple[Any, ...]:
+        """What `answer` depends on: streams alike in it get the same answers, so the feed
+        works each change out once for all of them. The user's name only where the filter
+        names them ("assigned to me"); the rest of the access rule is role and queues."""
+        access, case_filter = self.access, self.case_filter
+        me = access.username if case_filter is not None and case_filter.assignee == ME \
+            else ""
+        return (access.role, access.queues, me, self.case_id, repr(case_filter),
+                tuple((a.name, a.type) for a in self.columns))
 
     def answer(self, event: feed.Change | feed.Resync) -> list[tuple[str, str]]:
         """The messages this stream's page gets for one feed event: `row` and `case` as
@@ -216,9 +227,13 @@ class Watch:
         list cannot be rendered here (a later page, Temporal away) the page re-fetches."""
         if self.asked is None:
             return message("list", fallback)
-        make = self.results_html if what == "results" else self.counts_html
+        html = self.results_html if what == "results" else self.counts_html
+
+        async def make() -> bytes:  # encoded once too: a results section is tens of kB
+            return message(what, await html())
+
         try:
-            return message(what, await RENDERS.get((what, mark, *self.group), make))
+            return await RENDERS.get((what, mark, *self.group), make)
         except Exception:  # the page's own re-fetch shows the outage the page's way
             return message("list", fallback)
 
@@ -263,7 +278,7 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
     pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
     mark: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
     flush_at, resync = 0.0, False
-    async with feed.subscribe() as events:
+    async with feed.subscribe(watch.answer, watch.interest) as events:
         yield OPENING  # subscribed: from here on nothing is missed
         iterator = aiter(events)
         # The next event is awaited across timeouts (never cancelled and re-asked), so the
@@ -277,7 +292,7 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
                 chunks: list[bytes] = []
                 if done:
                     try:
-                        event = upcoming.result()
+                        event, answered = upcoming.result()
                     except StopAsyncIteration:
                         return
                     upcoming = asyncio.ensure_future(anext(iterator))
@@ -285,7 +300,7 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
                         resync = True
                     else:
                         mark = (event.seq, event.seen_at)
-                    for name, data in watch.answer(event):
+                    for name, data in answered:
                         if name not in ("list", "counts"):
                             chunks.append(message(name, data))
                             continue

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,18 +149,45 @@ def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
 
 
 class _Subscriber:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[Change | Resync] = asyncio.Queue(maxsize=2000)
+    """One subscription. With `sift`, the queue holds (event, sift(event)) for the events
+    whose sift answer is not empty, and `sift` runs once per event for every subscriber of
+    the same `group` (500 screens of one queue cost one evaluation, not 500, and the screens
+    a change does not concern are not woken at all)."""
 
-    def offer(self, event: Change | Resync) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 sift: Callable[[Change | Resync], Any] | None = None,
+                 group: Hashable = None) -> None:
+        self.loop = loop
+        self.sift, self.group = sift, group
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2000)
+
+    def take(self, event: Change | Resync, memo: dict[Any, Any]) -> None:
+        if self.sift is None:
+            self.offer(event)
+            return
+        key = (event.seq if isinstance(event, Change) else id(event), self.group)
+        if self.group is None or key not in memo:
+            memo[key] = self.sift(event)
+        if memo[key]:
+            self.offer((event, memo[key]))
+
+    def offer(self, item: Any) -> None:
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # A subscriber this far behind re-reads its screen instead.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(Resync("fell behind"))
+            resync = Resync("fell behind")
+            self.queue.put_nowait(resync if self.sift is None else (resync, self.sift(resync)))
+
+
+def _hand_out(subscribers: list[_Subscriber], events: list[Change | Resync]) -> None:
+    """On the subscribers' own loop: a read's events, in order, to each of them."""
+    memo: dict[Any, Any] = {}
+    for event in events:
+        for sub in subscribers:
+            sub.take(event, memo)
 
 
 class Listener:
@@ -195,8 +222,7 @@ class Listener:
                 if change is None:
                     break
                 changes.append(change)
-            for change in changes:
-                self._emit(change)
+            self._emit(changes)
             self.cursor += len(changes)
             if self.cursor < seq:
                 # The poller takes a number, then writes the entry: a missing entry is most
@@ -211,19 +237,25 @@ class Listener:
                 self.gap_since = None
         self.last_read = time.monotonic()
 
-    def _emit(self, event: Change | Resync) -> None:
-        if isinstance(event, Change):
-            with self.lock:
-                self.recent.append(event)
+    def _emit(self, events: list[Change | Resync]) -> None:
+        if not events:
+            return
+        with self.lock:
+            self.recent.extend(e for e in events if isinstance(e, Change))
+        # One wake-up per event loop per read, however many subscribers it has.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Subscriber]] = {}
         for sub in list(self.subscribers):
-            sub.loop.call_soon_threadsafe(sub.offer, event)
+            by_loop.setdefault(sub.loop, []).append(sub)
+        for loop, subs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_hand_out, subs, events)
 
     def _resync(self, reason: str) -> None:
         logger.warning("feed: resync (%s)", reason)
         self.resyncs += 1
         with self.lock:
             self.recent.clear()  # cached answers cannot be checked across the gap
-        self._emit(Resync(reason))
+        self._emit([Resync(reason)])
 
     # What cases/answers.py asks.
 
@@ -325,21 +357,23 @@ class _Events:
     """The subscriber's events; waiting for the next one may be cancelled (a timeout, a
     closed stream) without ending the subscription, unlike an async generator."""
 
-    def __init__(self, queue: asyncio.Queue[Change | Resync]) -> None:
+    def __init__(self, queue: asyncio.Queue[Any]) -> None:
         self.queue = queue
 
     def __aiter__(self) -> _Events:
         return self
 
-    async def __anext__(self) -> Change | Resync:
+    async def __anext__(self) -> Any:
         return await self.queue.get()
 
 
 @contextlib.asynccontextmanager
-async def subscribe() -> AsyncIterator[_Events]:
-    """`async with feed.subscribe() as events: async for event in events: ...`"""
+async def subscribe(sift: Callable[[Change | Resync], Any] | None = None,
+                    group: Hashable = None) -> AsyncIterator[_Events]:
+    """`async with feed.subscribe() as events: async for event in events: ...`; with
+    `sift`, `async for event, answer in events` (see _Subscriber)."""
     listener = ensure_running().listener
-    sub = _Subscriber(asyncio.get_running_loop())
+    sub = _Subscriber(asyncio.get_running_loop(), sift, group)
     listener.subscribers.add(sub)
 
     try:

@@ -24,35 +24,36 @@ READ_TIMEOUT = 5.0
 
 class FakeFeed:
     """`feed.subscribe` and `feed.ensure_running` as the stream uses them; `publish` hands an
-    event to every subscriber, as the real listener does."""
+    event to every subscriber the way the real listener does (feed._hand_out), so sifting
+    and grouping are the real ones."""
 
     def __init__(self) -> None:
-        self.queues: list[asyncio.Queue[Any]] = []
+        self.subscribers: list[Any] = []
         self.started = 0
+        self.sifted = 0  # sift evaluations: one per event per group of alike streams
 
     def ensure_running(self) -> None:
         self.started += 1
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.queues.append(queue)
+    async def subscribe(self, sift: Any = None, group: Any = None) -> AsyncIterator[Any]:
+        def counted(event: Any) -> Any:
+            self.sifted += 1
+            return sift(event)
 
-        class Events:
-            def __aiter__(self) -> Events:
-                return self
-
-            async def __anext__(self) -> Any:
-                return await queue.get()
-
+        sub = feed._Subscriber(asyncio.get_running_loop(), sift and counted, group)
+        self.subscribers.append(sub)
         try:
-            yield Events()
+            yield feed._Events(sub.queue)
         finally:
-            self.queues.remove(queue)
+            self.subscribers.remove(sub)
 
     def publish(self, event: Any) -> None:
-        for queue in self.queues:
-            queue.put_nowait(event)
+        feed._hand_out(list(self.subscribers), [event])
+
+    @property
+    def queues(self) -> list[Any]:
+        return [sub.queue for sub in self.subscribers]
 
 
 class FakeListing:
@@ -337,7 +338,40 @@ def test_rows_are_rendered_once_for_every_stream(agent, other_agent, fake_feed, 
 
     _sync(scenario)
     assert renders == [case]
-    assert (events.ROWS.renders, events.ROWS.hits) == (1, 5)
+    # alice and bob see different queues: two groups, each works the change out once, and
+    # the second takes the row's markup from the first.
+    assert fake_feed.sifted == 2
+    assert (events.ROWS.renders, events.ROWS.hits) == (1, 1)
+
+
+def test_alike_streams_share_one_answer_but_my_cases_stay_each_users_own(agent, fake_feed):
+    """Streams alike in role, queues and filter get one evaluation per change, whoever
+    holds them; 'assigned to me' differs per person, so it is worked out per person."""
+    from .conftest import _persona
+
+    carol = _persona("carol", "Agent", queues=("technical", "general"))  # alice's queues
+    mine, others = new_case_id(), new_case_id()
+
+    async def scenario() -> None:
+        queue = [await _open(user, "queue=technical") for user in (agent, carol, agent)]
+        fake_feed.publish(_change(_row(mine, version=3), _row(mine)))
+        assert fake_feed.sifted == 1
+        for s in queue:
+            assert (await s.message())[0] == "row"
+            await s.close()
+        fake_feed.sifted = 0
+        alice_mine, carol_mine = [await _open(user, "assignee=me") for user in (agent, carol)]
+        fake_feed.publish(_change(_row(mine, assignee="alice", version=4),
+                                  _row(mine, version=3)))
+        fake_feed.publish(_change(_row(others, assignee="carol", version=2),
+                                  _row(others, version=1)))
+        assert fake_feed.sifted == 4  # two people, two changes
+        assert f'id="row-{mine}"' in (await alice_mine.message())[1]
+        assert f'id="row-{others}"' in (await carol_mine.message())[1]
+        for s in (alice_mine, carol_mine):
+            await s.close()
+
+    _sync(scenario)
 
 
 def test_list_changes_are_debounced_and_idle_streams_kept_alive(agent, fake_feed, settings,

@@ -305,7 +305,7 @@ def test_an_entry_being_written_is_waited_for_and_a_lost_one_resyncs(settings, m
     listener = feed.Listener()
     listener.read_once()  # starts from now
     emitted: list[object] = []
-    monkeypatch.setattr(listener, "_emit", emitted.append)
+    monkeypatch.setattr(listener, "_emit", emitted.extend)
 
     def numbered_only() -> int:
         return store.incr(feed.KEY_SEQ)
