@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
 
-from . import feed, gateway
+from . import feed, gateway, store
 
 Matcher = Callable[[gateway.CaseRow], "bool | None"]
 # A change seen this long after an answer was asked cannot be in it, whatever the clocks say
@@ -56,7 +55,7 @@ class _Answer:
 
 
 def _store() -> Any:
-    return caches[settings.FEED_CACHE]
+    return store.shared()
 
 
 def _key(kind: str, *parts: object) -> str:

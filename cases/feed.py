@@ -30,9 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
 
-from . import gateway
+from . import gateway, store
 from .visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class Resync:
 
 
 def _store() -> Any:
-    return caches[settings.FEED_CACHE]
+    return store.shared()
 
 
 def _version(row: gateway.CaseRow) -> tuple[int, datetime]:

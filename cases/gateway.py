@@ -25,7 +25,6 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
@@ -85,6 +84,8 @@ from workers.search_attributes import (
     initial_search_attributes,
     row_memo,
 )
+
+from . import store
 
 WORKFLOW_TYPE = "Case"
 
@@ -558,14 +559,14 @@ class _Budget:
         rate = settings.VISIBILITY_RPS
         if rate <= 0:
             return
-        store = caches[settings.FEED_CACHE]
+        shared = store.shared()
         while True:
             now = time.time()
             window = int(now)
             key = f"vis:budget:{window}"
             try:
-                store.add(key, 0, timeout=5)
-                used = store.incr(key)
+                shared.add(key, 0, timeout=5)
+                used = shared.incr(key)
             except Exception:  # the store away: fall back to this process's own share
                 return await _local.acquire()
             if used <= rate:

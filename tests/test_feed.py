@@ -324,3 +324,21 @@ def test_an_entry_being_written_is_waited_for_and_a_lost_one_resyncs(settings, m
     time.sleep(0.4)
     listener.read_once()
     assert listener.resyncs == 1 and listener.cursor == lost
+
+
+def test_the_shared_store_is_one_backend_for_every_task_and_thread(settings):
+    """Every request (an asyncio task) and every feed read (asyncio.to_thread) uses the same
+    backend, so with Redis one connection pool per process, not one per request."""
+    from cases import store
+
+    async def in_a_task() -> object:
+        return store.shared()
+
+    async def everywhere() -> list[object]:
+        tasks = [await asyncio.create_task(in_a_task()) for _ in range(3)]
+        return tasks + [await asyncio.to_thread(store.shared) for _ in range(2)]
+
+    found = asyncio.run(everywhere())
+    assert all(backend is found[0] for backend in found)
+    settings.FEED_CACHE = "default"  # a changed setting is a fresh backend
+    assert store.shared() is not found[0]
