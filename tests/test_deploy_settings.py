@@ -108,3 +108,51 @@ def test_static_files_are_served_under_asgi(db):
     assert response.status_code == 200
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert b"tracerail" in body
+
+
+def test_djangos_middleware_runs_on_the_loop_and_a_session_save_keeps_its_thread(
+        db, monkeypatch, agent):
+    """Session, common, authentication and messages middleware run their hooks on the
+    event loop (no thread hop each); saving a changed session still happens on a thread,
+    and the login it belongs to works."""
+    import threading
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from cases import middleware
+    from tests.conftest import PASSWORD
+
+    where: list[tuple[str, bool]] = []
+    for cls in (middleware.SessionMiddleware, middleware.CommonMiddleware,
+                middleware.AuthenticationMiddleware, middleware.MessageMiddleware):
+        for hook in ("process_request", "process_response"):
+            real = getattr(cls, hook, None)
+            if real is None:
+                continue
+
+            def spy(self, *args, _real=real, _name=f"{cls.__name__}.{hook}"):
+                where.append((_name, threading.current_thread() is loop_thread[0]))
+                return _real(self, *args)
+
+            monkeypatch.setattr(cls, hook, spy)
+    loop_thread: list[threading.Thread] = []
+
+    async def visit():
+        loop_thread.append(threading.current_thread())
+        client = AsyncClient()
+        page = await client.get("/login/")
+        where.append(("-- login", True))
+        login = await client.post("/login/", {"username": agent.username,
+                                               "password": PASSWORD})
+        return page, login
+
+    page, login = async_to_sync(visit)()
+    assert page.status_code == 200 and login.status_code == 302
+    split = where.index(("-- login", True))
+    before, after = where[:split], where[split + 1:]
+    assert len(before) == 7 and all(on_loop for _, on_loop in before), before
+    # The login changed the session: only its save went to a thread.
+    assert [name for name, on_loop in after if not on_loop] == [
+        "SessionMiddleware.process_response"]
+    assert "sessionid" in login.cookies

@@ -154,16 +154,19 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # cases.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
+    # run on the event loop instead of a thread hop per hook. The security three keep
+    # Django's names: `check --deploy` looks for exactly those.
     "django.middleware.security.SecurityMiddleware",
     "cases.middleware.StaticFiles",  # WhiteNoise, async-capable
     # Outside everything that can answer an error, so every /api/ error reaches it.
     "cases.middleware.api_json_errors",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "cases.middleware.SessionMiddleware",
+    "cases.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cases.middleware.AuthenticationMiddleware",
     "cases.middleware.resolve_user",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "cases.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "cases.middleware.TemporalErrors",
