@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db.models import Q
 from django.http import HttpRequest
@@ -42,7 +42,8 @@ async def config_for(request: HttpRequest, *, views: bool = False, usernames: bo
         return cached
     if cached is not None:
         wanted |= cached.loaded
-    user = await request.auser()
+    user = request.user if getattr(request, "_tracerail_user", False) else \
+        await request.auser()
     config = await sync_to_async(load)(user, views="views" in wanted,
                                        usernames="usernames" in wanted,
                                        holders="holders" in wanted)
@@ -80,7 +81,24 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
                               .values_list("username", flat=True).distinct())
     config.loaded = frozenset(name for name, on in (("views", views), ("usernames", usernames),
                                                     ("holders", holders)) if on)
+    if not access.is_supervisor:
+        config.loaded |= {"usernames"}  # only supervisors get the list: nothing to read
     return config
+
+
+def resolve(request: HttpRequest) -> None:
+    """The user and, when signed in, their configuration, in one trip to a thread (the
+    session, the user and the configuration would otherwise be three): every page and
+    stream needs both."""
+    user = get_user(request)
+    request.user = user
+    request._tracerail_user = True  # type: ignore[attr-defined]
+    if user.is_authenticated:
+        request._tracerail_config = load(user)  # type: ignore[attr-defined]
+
+
+async def aresolve(request: HttpRequest) -> None:
+    await sync_to_async(resolve)(request)
 
 
 def _access(user: AbstractBaseUser | AnonymousUser, registry: list[Attribute]) -> Access:

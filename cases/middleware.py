@@ -15,7 +15,7 @@ from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from . import gateway
+from . import config, gateway
 
 
 class StaticFiles(WhiteNoiseMiddleware):
@@ -153,7 +153,7 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponse:
-            request.user = await request.auser()
+            await config.aresolve(request)
             return await get_response(request)  # type: ignore[misc]
 
         return middleware
