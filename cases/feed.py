@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -199,6 +199,8 @@ class Listener:
         self.last_read = 0.0  # monotonic time of the last successful read of the store
         self.resyncs = 0
         self.gap_since: float | None = None  # since when an entry has been missing
+        # The newest version each recently changed case had in the feed (bounded).
+        self.versions: OrderedDict[str, int] = OrderedDict()
 
     def read_once(self) -> None:
         store = _store()
@@ -240,7 +242,14 @@ class Listener:
         if not events:
             return
         with self.lock:
-            self.recent.extend(e for e in events if isinstance(e, Change))
+            for change in events:
+                if isinstance(change, Change):
+                    self.recent.append(change)
+                    self.versions[change.case_id] = max(
+                        change.row.version or 0, self.versions.get(change.case_id, 0))
+                    self.versions.move_to_end(change.case_id)
+            while len(self.versions) > 4 * settings.FEED_RECENT:
+                self.versions.popitem(last=False)
         # One wake-up per event loop per read, however many subscribers it has.
         by_loop: dict[asyncio.AbstractEventLoop, list[_Subscriber]] = {}
         for sub in list(self.subscribers):
@@ -254,6 +263,7 @@ class Listener:
         self.resyncs += 1
         with self.lock:
             self.recent.clear()  # cached answers cannot be checked across the gap
+            self.versions.clear()
         self._emit([Resync(reason)])
 
     # What cases/answers.py asks.
@@ -261,6 +271,11 @@ class Listener:
     def healthy(self) -> bool:
         return self.cursor is not None and \
             time.monotonic() - self.last_read < settings.FEED_STALE_SECONDS
+
+    def known_version(self, case_id: str) -> int | None:
+        """The newest version of the case this process has seen in the feed, if any."""
+        with self.lock:
+            return self.versions.get(case_id)
 
     def position(self) -> tuple[str | None, int | None]:
         return self.epoch, self.cursor

@@ -8,14 +8,16 @@ ended, or no worker answers, it is rebuilt from its event history (no worker nee
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.http import Http404
 
 from workers.model import CaseState
 
-from . import gateway
+from . import feed, gateway
 from .access import Access
 from .ids import is_case_id
 
@@ -102,18 +104,92 @@ async def degraded(access: Access, case_id: str, reason: str) -> Seen:
     return Seen(case_id, None, row, degraded=reason)
 
 
+class SharedStates:
+    """Live case states this process read by Query or was handed by an Update, for the
+    refreshes a pushed change sets off: every open page of a changed case re-asks at once,
+    and one Query per process answers them all (render once per user, Query once per
+    change). A state is handed out only while the feed is healthy, has not resynced since,
+    and knows no newer version of the case than the state; anything else is a Query, and
+    concurrent Queries of one case are one."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.size = size
+        self.states: OrderedDict[str, tuple[tuple[int, int], CaseState]] = OrderedDict()
+        self.inflight: dict[tuple[int, str], asyncio.Future[CaseState]] = {}
+        self.queries = 0
+        self.shared = 0
+
+    @staticmethod
+    def _feed() -> tuple[feed.Listener | None, tuple[int, int]]:
+        current = feed.current()
+        listener = current.listener if current is not None else None
+        if listener is None or not listener.healthy():
+            return None, (0, 0)
+        return listener, (id(listener), listener.resyncs)
+
+    def remember(self, state: CaseState) -> None:
+        listener, era = self._feed()
+        if listener is None:
+            return
+        found = self.states.get(state.case_id)
+        if found is None or found[0] != era or found[1].version <= state.version:
+            self.states[state.case_id] = (era, state)
+            self.states.move_to_end(state.case_id)
+            while len(self.states) > self.size:
+                self.states.popitem(last=False)
+
+    def _newest(self, case_id: str, state: CaseState | None) -> bool:
+        """Is `state` (a Query's, or one stored) as new as the feed knows the case to be?"""
+        listener, era = self._feed()
+        known = listener.known_version(case_id) if listener is not None else None
+        found = self.states.get(case_id)
+        return (state is not None and known is not None and state.version >= known
+                and found is not None and found[0] == era)
+
+    async def get(self, case_id: str) -> CaseState:
+        found = self.states.get(case_id)
+        if found is not None and self._newest(case_id, found[1]):
+            self.shared += 1
+            return found[1]
+        key = (id(asyncio.get_running_loop()), case_id)
+        flight = self.inflight.get(key)
+        if flight is not None:  # a Query under way may be new enough: wait for it
+            state = await asyncio.shield(flight)
+            if self._newest(case_id, state):
+                self.shared += 1
+                return state
+        return await self._query(key, case_id)
+
+    async def _query(self, key: tuple[int, str], case_id: str) -> CaseState:
+        self.queries += 1
+        flight = asyncio.ensure_future(gateway.get_case(case_id))
+        self.inflight[key] = flight
+        try:
+            state = await asyncio.shield(flight)
+        finally:
+            if self.inflight.get(key) is flight:
+                del self.inflight[key]
+        self.remember(state)
+        return state
+
+
+STATES = SharedStates()
+
+
 async def case_for(access: Access, case_id: str, *, run_id: str | None = None,
-                   live_only: bool = False) -> Seen:
+                   live_only: bool = False, refresh: bool = False) -> Seen:
     """The case for this user: live, or from history when it ended or no worker answers;
     404 for ids that are malformed, unknown or outside the user's queues. `live_only`
-    re-raises WorkerUnavailable instead of reading history (callers that must not wait)."""
+    re-raises WorkerUnavailable instead of reading history (callers that must not wait).
+    `refresh`: a live page re-asking after a change; it may share another page's Query
+    (SharedStates). A page load, an action and an API read always ask the case itself."""
     if not is_case_id(case_id):
         raise Http404(NOT_FOUND)
     if run_id:
         # One particular run (an archived one, say): only its history can tell.
         return await from_history(access, case_id, run_id)
     try:
-        state = await gateway.get_case(case_id)
+        state = await (STATES.get(case_id) if refresh else gateway.get_case(case_id))
     except gateway.CaseNotFound as err:
         raise Http404(NOT_FOUND) from err
     except gateway.CaseCompleted:

@@ -223,8 +223,9 @@ async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 20
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
     access = (await config_for(request, usernames=True)).access
-    seen = await case_for(access, case_id, run_id=request.GET.get("run"))
     since = request.GET.get("since")
+    seen = await case_for(access, case_id, run_id=request.GET.get("run"),
+                          refresh=bool(request.htmx and since))
     if request.htmx and seen.live and since and since == str(seen.state.version):
         # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
         return HttpResponse(status=204)
@@ -278,6 +279,7 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         return await _rerender(request, access, case_id, action, form, status=409)
     # The Update's result is a state like any other: the access rule applies to it too.
     lookup.visible(access, state)
+    lookup.STATES.remember(state)  # the other open pages' refreshes may take it
     if not request.htmx:
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)

@@ -342,3 +342,42 @@ def test_the_shared_store_is_one_backend_for_every_task_and_thread(settings):
     assert all(backend is found[0] for backend in found)
     settings.FEED_CACHE = "default"  # a changed setting is a fresh backend
     assert store.shared() is not found[0]
+
+
+def test_the_open_pages_of_a_changed_case_share_one_query(quick_feed, open_case):
+    """After a pushed change every open page of the case re-asks at once: one Query answers
+    them all; a change the feed announces later is a new Query, never the stored state."""
+    from cases import lookup
+    from cases.access import Access
+
+    states = lookup.SharedStates()
+    access = Access("alice", "agent", ("general",))
+    case_id = open_case(title="Watched by many", queue="general")
+    _collect({case_id}, time.monotonic() + 10, want=1)
+
+    def announce(body: str) -> int:
+        version = run(gateway.act(case_id, AddComment(actor="alice", body=body))).version
+        deadline = time.monotonic() + 10
+        while (quick_feed.listener.known_version(case_id) or 0) < version \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return version
+
+    async def pages(n: int) -> list[int]:
+        seen = await asyncio.gather(*(
+            lookup.case_for(access, case_id, refresh=True) for _ in range(n)))
+        return [s.state.version for s in seen]
+
+    first = announce("one")
+    lookup.STATES, real = states, lookup.STATES
+    try:
+        assert run(pages(8)) == [first] * 8
+        assert (states.queries, states.shared) == (1, 7)
+        second = announce("two")  # the stored state is older than what the feed knows
+        assert run(pages(3)) == [second] * 3 and states.queries == 2
+        # A shared state still passes the one access rule, user by user.
+        other = Access("bob", "agent", ("billing",))
+        with pytest.raises(Exception, match="No such case"):
+            run(lookup.case_for(other, case_id, refresh=True))
+    finally:
+        lookup.STATES = real
