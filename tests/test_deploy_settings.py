@@ -156,3 +156,56 @@ def test_djangos_middleware_runs_on_the_loop_and_a_session_save_keeps_its_thread
     assert [name for name, on_loop in after if not on_loop] == [
         "SessionMiddleware.process_response"]
     assert "sessionid" in login.cookies
+
+
+def test_requests_borrow_their_thread_and_give_it_back(monkeypatch):
+    """Under ASGI each request's synchronous part runs on a thread of a reused pool, one
+    request at a time per thread, instead of two new threads per request."""
+    import asyncio
+    import threading
+
+    from asgiref.sync import async_to_sync
+
+    from cases import config
+    from tracerail.asgi import application
+
+    ran_on: list[int] = []
+    real = config.resolve
+
+    def resolve(request):
+        ran_on.append(threading.get_ident())
+        return real(request)
+
+    monkeypatch.setattr(config, "resolve", resolve)
+
+    async def get(path: str) -> int:
+        sent: list[dict] = []
+        asked, done = [], asyncio.Event()
+
+        async def receive() -> dict:
+            if not asked:
+                asked.append(1)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()  # then the client goes, as a browser does
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await application({"type": "http", "method": "GET", "path": path, "query_string": b"",
+                           "headers": [(b"host", b"testserver")], "scheme": "http",
+                           "server": ("testserver", 80), "client": ("127.0.0.1", 1)},
+                          receive, send)
+        return sent[0]["status"]
+
+    async def visits() -> list[int]:
+        one = [await get("/healthz") for _ in range(3)]  # one after another: one thread
+        together = await asyncio.gather(*(get("/healthz") for _ in range(3)))
+        return one + list(together)
+
+    assert async_to_sync(visits)() == [200] * 6
+    assert len(set(ran_on[:3])) == 1 and threading.get_ident() not in ran_on
+    assert len(set(ran_on[3:])) == 3  # at once: a thread each, the first one reused
+    assert ran_on[0] in ran_on[3:]
