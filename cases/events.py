@@ -294,21 +294,22 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
                 chunks: list[bytes] = []
                 if done:
                     try:
-                        event, answered = upcoming.result()
+                        batch = upcoming.result()  # what one feed read brought this page
                     except StopAsyncIteration:
                         return
                     upcoming = asyncio.ensure_future(anext(iterator))
-                    if isinstance(event, feed.Resync):
-                        resync = True
-                    else:
-                        mark = (event.seq, event.seen_at)
-                    for name, data in answered:
-                        if name not in ("list", "counts"):
-                            chunks.append(message(name, data))
-                            continue
-                        if not pending:
-                            flush_at = _tick(loop.time(), debounce)
-                        pending.setdefault(name, data)
+                    for event, answered in batch:
+                        if isinstance(event, feed.Resync):
+                            resync = True
+                        else:
+                            mark = (event.seq, event.seen_at)
+                        for name, data in answered:
+                            if name not in ("list", "counts"):
+                                chunks.append(message(name, data))
+                                continue
+                            if not pending:
+                                flush_at = _tick(loop.time(), debounce)
+                            pending.setdefault(name, data)
                 if pending and loop.time() >= flush_at:
                     if resync:
                         chunks.append(message("list", ""))  # the page re-reads itself

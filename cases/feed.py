@@ -148,10 +148,11 @@ def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
 
 
 class _Subscriber:
-    """One subscription. With `sift`, the queue holds (event, sift(event)) for the events
-    whose sift answer is not empty, and `sift` runs once per event for every subscriber of
-    the same `group` (500 screens of one queue cost one evaluation, not 500, and the screens
-    a change does not concern are not woken at all)."""
+    """One subscription. With `sift`, the queue holds one list per feed read of the
+    (event, sift(event)) pairs whose sift answer is not empty: one wake-up per read however
+    many of its changes concern the subscriber, and none when none do. `sift` runs once per
+    event for every subscriber of the same `group` (500 screens of one queue cost one
+    evaluation, not 500)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  sift: Callable[[Change | Resync], Any] | None = None,
@@ -160,15 +161,20 @@ class _Subscriber:
         self.sift, self.group = sift, group
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2000)
 
-    def take(self, event: Change | Resync, memo: dict[Any, Any]) -> None:
+    def take(self, events: list[Change | Resync], memo: dict[Any, Any]) -> None:
         if self.sift is None:
-            self.offer(event)
+            for event in events:
+                self.offer(event)
             return
-        key = (event.seq if isinstance(event, Change) else id(event), self.group)
-        if self.group is None or key not in memo:
-            memo[key] = self.sift(event)
-        if memo[key]:
-            self.offer((event, memo[key]))
+        batch = []
+        for event in events:
+            key = (event.seq if isinstance(event, Change) else id(event), self.group)
+            if self.group is None or key not in memo:
+                memo[key] = self.sift(event)
+            if memo[key]:
+                batch.append((event, memo[key]))
+        if batch:
+            self.offer(batch)
 
     def offer(self, item: Any) -> None:
         try:
@@ -178,15 +184,14 @@ class _Subscriber:
             while not self.queue.empty():
                 self.queue.get_nowait()
             resync = Resync("fell behind")
-            self.queue.put_nowait(resync if self.sift is None else (resync, self.sift(resync)))
+            self.queue.put_nowait(resync if self.sift is None else [(resync, self.sift(resync))])
 
 
 def _hand_out(subscribers: list[_Subscriber], events: list[Change | Resync]) -> None:
     """On the subscribers' own loop: a read's events, in order, to each of them."""
     memo: dict[Any, Any] = {}
-    for event in events:
-        for sub in subscribers:
-            sub.take(event, memo)
+    for sub in subscribers:
+        sub.take(events, memo)
 
 
 class Listener:
@@ -385,7 +390,7 @@ class _Events:
 async def subscribe(sift: Callable[[Change | Resync], Any] | None = None,
                     group: Hashable = None) -> AsyncIterator[_Events]:
     """`async with feed.subscribe() as events: async for event in events: ...`; with
-    `sift`, `async for event, answer in events` (see _Subscriber)."""
+    `sift`, `async for batch in events: for event, answer in batch: ...` (_Subscriber)."""
     listener = ensure_running().listener
     sub = _Subscriber(asyncio.get_running_loop(), sift, group)
     listener.subscribers.add(sub)

@@ -436,3 +436,22 @@ def test_unused_row_fields_do_not_split_the_cache(fake_feed):
     first = events.ROWS.html(row, [])
     assert events.ROWS.html(replace(row, comments=3), []) == first
     assert events.ROWS.renders == 1
+
+
+def test_what_one_feed_read_brings_a_page_is_sent_in_one_write(agent, fake_feed):
+    """Three changes of the page's queue in one feed read: one wake-up, one write with the
+    three rows; a change of a queue it cannot see adds nothing."""
+    ids = [new_case_id() for _ in range(3)]
+
+    async def scenario() -> None:
+        stream = await _open(agent, "queue=technical")
+        changes = [_change(_row(c, version=3), _row(c)) for c in ids]
+        hidden = _change(_row(new_case_id(), queue="billing", version=3),
+                         _row(new_case_id(), queue="billing"))
+        feed._hand_out(list(fake_feed.subscribers), [*changes, hidden])
+        chunk = (await asyncio.wait_for(anext(stream.chunks), READ_TIMEOUT)).decode()
+        assert chunk.count("event: row") == 3
+        assert all(f'id="row-{c}"' in chunk for c in ids)
+        await stream.close()
+
+    _sync(scenario)
