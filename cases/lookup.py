@@ -138,24 +138,25 @@ class SharedStates:
             while len(self.states) > self.size:
                 self.states.popitem(last=False)
 
-    def _newest(self, case_id: str, state: CaseState | None) -> bool:
-        """Is `state` (a Query's, or one stored) as new as the feed knows the case to be?"""
+    def _new_enough(self, case_id: str, state: CaseState) -> bool:
+        """Is `state` as new as the feed has shown this process the case to be, with no
+        resync since it was stored?"""
         listener, era = self._feed()
         known = listener.known_version(case_id) if listener is not None else None
         found = self.states.get(case_id)
-        return (state is not None and known is not None and state.version >= known
+        return (known is not None and state.version >= known
                 and found is not None and found[0] == era)
 
     async def get(self, case_id: str) -> CaseState:
         found = self.states.get(case_id)
-        if found is not None and self._newest(case_id, found[1]):
+        if found is not None and self._new_enough(case_id, found[1]):
             self.shared += 1
             return found[1]
         key = (id(asyncio.get_running_loop()), case_id)
         flight = self.inflight.get(key)
         if flight is not None:  # a Query under way may be new enough: wait for it
             state = await asyncio.shield(flight)
-            if self._newest(case_id, state):
+            if self._new_enough(case_id, state):
                 self.shared += 1
                 return state
         return await self._query(key, case_id)

@@ -83,9 +83,9 @@ def throwaway(tmp_path, settings, temporal) -> Iterator[Throwaway]:
         gateway.reset_client()
 
 
-def _timed_get(client, url: str):
+def _timed_get(client, url: str, **headers: str):
     started = time.monotonic()
-    response = client.get(url)
+    response = client.get(url, **headers)
     return response, time.monotonic() - started
 
 
@@ -117,6 +117,11 @@ def test_worker_down_case_page_is_degraded_within_budget(throwaway, agent_client
     assert "Waiting for a worker" in content  # the header, from Temporal's own records
     assert "/claim/" not in content  # actions disabled
     assert elapsed < BUDGET, elapsed
+    # A pushed refresh of the open page (it may share a Query) degrades the same way.
+    response, elapsed = _timed_get(agent_client, f"/cases/{case_id}/?since=1",
+                                   HTTP_HX_REQUEST="true", HTTP_HX_TARGET="case")
+    assert response.status_code == 200 and elapsed < BUDGET, elapsed
+    assert "Live details are unavailable" in response.content.decode()
     # The list still works without a worker: it is Visibility.
     eventually(lambda: _assert_in(case_id, agent_client.get("/cases/").content.decode()))
 
