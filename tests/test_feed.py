@@ -381,3 +381,22 @@ def test_the_open_pages_of_a_changed_case_share_one_query(quick_feed, open_case)
             run(lookup.case_for(other, case_id, refresh=True))
     finally:
         lookup.STATES = real
+
+
+def test_a_busy_local_memory_store_keeps_every_change(settings, monkeypatch):
+    """`make run`'s store is local memory: hundreds of changes (and the answers and rows
+    kept beside them) must not be culled before the listener reads them."""
+    store = feed._store()
+    store.clear()
+    listener = feed.Listener()
+    listener.read_once()  # starts from now
+    emitted: list[object] = []
+    monkeypatch.setattr(listener, "_emit", emitted.extend)
+    for n in range(400):
+        row = gateway.CaseRow(case_id=f"case-{n:08d}", title="t", status="new", priority=3,
+                              queue="general", assignee=None, tags=[], due_at=None,
+                              updated_at=None, sla_breached=False, started_at=None,
+                              execution_status="running", version=2)
+        feed._publish(store, row, None, time.time())
+    listener.read_once()
+    assert len(emitted) == 400 and listener.resyncs == 0

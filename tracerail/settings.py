@@ -228,6 +228,10 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "tracerail",
             "KEY_PREFIX": "tracerail",
+            # Local memory culls a third of its keys past MAX_ENTRIES (300 by default):
+            # the change feed's entries would go with them, and every screen resync. Keys
+            # expire on their own (the feed's in ten minutes); this only bounds memory.
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
         }}
     limit = timeout if timeout > 0 else None
     return {"default": {
