@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import os
 import random
 import re
 import shutil
@@ -120,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="VISIBILITY_CACHE_SECONDS (the product's default)")
     parser.add_argument("--redis", choices=("auto", "off"), default="auto",
                         help="auto: Redis as the shared cache when the tree has REDIS_URL")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                        help="Django's own tables (sessions, users, configuration): SQLite "
+                        "as `make run` has them, or PostgreSQL as `make run-prod` has them")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds a request may take before it counts as a timeout")
     parser.add_argument("--seed", type=int, default=20261126)
@@ -723,6 +727,24 @@ def start_redis(stack: Stack) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
+def start_postgres(stack: Stack) -> str:
+    """A throwaway cluster made and run by bin/prod-postgres, the production stack's own
+    script (its server settings, max_connections included, are the stack's)."""
+    port = free_port(TEMPORAL_PORTS, stack.ports)
+    var = stack.workdir / "pg"
+    var.mkdir(parents=True, exist_ok=True)
+    # Under root the server runs as an unprivileged user, who must reach its directory.
+    stack.workdir.chmod(stack.workdir.stat().st_mode | 0o011)
+    var.chmod(0o755)
+    child = stack.children.start("postgres", [REPO / "bin" / "prod-postgres", "-c", "fsync=off"],
+                                 {**stack.env, "TRACERAIL_VAR_DIR": str(var),
+                                  "PG_PORT": str(port)})
+    wait_for_port(port, child.proc, "PostgreSQL", 120)
+    password = (var / "pg-password").read_text().strip()
+    say(f"PostgreSQL on 127.0.0.1:{port}")
+    return f"postgres://tracerail:{password}@127.0.0.1:{port}/tracerail"
+
+
 def start_gunicorn(stack: Stack, args: argparse.Namespace, redis_url: str) -> None:
     env = {**stack.env, "VISIBILITY_CACHE_SECONDS": str(args.cache_seconds),
            "VISIBILITY_RPS": str(args.app_visibility_rps)}
@@ -886,12 +908,18 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with Stack(keep_dir=args.keep, server_visibility_rps=args.server_visibility_rps) as stack:
+        database = "Django's tables: SQLite"
+        if args.database == "postgres":
+            # Before Django is set up: the bench writes its users and sessions there too.
+            url = start_postgres(stack)
+            stack.env["DATABASE_URL"] = os.environ["DATABASE_URL"] = url
+            database = f"Django's tables: PostgreSQL ({url.rpartition('@')[2]})"
         stack.start_backend()
         from django.conf import settings
 
         args.list_refresh = settings.LIST_REFRESH_SECONDS
         args.case_refresh = settings.CASE_REFRESH_SECONDS
-        notes = []
+        notes = [database]
         redis_url = args.redis_url = ""
         if args.redis == "auto" and tree_has_redis_setting():
             redis_url = args.redis_url = start_redis(stack)

@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db.models import Q
 from django.http import HttpRequest
 
+from . import dbconn
 from .access import ADMIN, AGENT, NONE, SUPERVISOR, Access
 from .custom_fields import Attribute
 from .models import CaseAttribute, Queue, SavedView
@@ -95,6 +96,8 @@ def resolve(request: HttpRequest) -> None:
     request._tracerail_user = True  # type: ignore[attr-defined]
     if user.is_authenticated:
         request._tracerail_config = load(user)  # type: ignore[attr-defined]
+    # The rest of the request mostly waits on Temporal: not while holding a pooled connection.
+    dbconn.release()
 
 
 async def aresolve(request: HttpRequest) -> None:

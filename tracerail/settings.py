@@ -206,6 +206,21 @@ DATABASES = {
         os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI every request has a thread of its own, and a persistent connection per
+    # thread grew to 89 connections for two web processes at 500 agents (PostgreSQL allows
+    # 100 in all). A pool per process bounds them; a request holds a connection only while it
+    # reads (cases.dbconn.release), not while it waits on Temporal.
+    DB_POOL_SIZE = envint("DB_POOL_SIZE", 10)
+    DB_POOL_TIMEOUT = envfloat("DB_POOL_TIMEOUT", 10.0)
+    if DB_POOL_SIZE < 1 or DB_POOL_TIMEOUT <= 0:
+        raise ImproperlyConfigured(
+            "DB_POOL_SIZE must be at least 1 and DB_POOL_TIMEOUT more than 0 seconds, got "
+            f"{DB_POOL_SIZE} and {DB_POOL_TIMEOUT}")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not as well
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_SIZE), "max_size": DB_POOL_SIZE, "timeout": DB_POOL_TIMEOUT,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache --------------------------------------------------------------------------------
