@@ -89,6 +89,20 @@ def test_bad_cache_settings_stop_start_up_with_their_name(tmp_path, name, value,
     assert result.returncode != 0 and message in result.stderr
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be at least 1 and DB_POOL_TIMEOUT more than 0"),
+    ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_SIZE must be at least 1 and DB_POOL_TIMEOUT more than 0"),
+    ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE must be a whole number, got 'many'"),
+])
+def test_bad_pool_settings_stop_start_up_with_their_name(tmp_path, extra, message):
+    env = django_env(tmp_path, DATABASE_URL="postgres://u:p@127.0.0.1:1/db", **extra)
+    result = manage(["check"], env)
+    assert result.returncode != 0 and message in result.stderr
+    # The pool is PostgreSQL's: SQLite (`make run`) neither reads these nor refuses them.
+    env.pop("DATABASE_URL")
+    assert manage(["check"], env).returncode == 0
+
+
 @pytest.mark.parametrize("value", [
     "http://127.0.0.1:6379/0", "127.0.0.1:6379", "redis://", "redis://h:port/0",
     "redis://h:0/0", "redis://ok:6379/0,memcached://h:11211",
@@ -269,6 +283,96 @@ def test_migrate_and_the_orm_on_postgresql(postgres_server, tmp_path):
     assert got["queues"] == ["billing", "general", "technical"]
     # The model's check constraint is the database's: a group view without a group is refused.
     assert got["refused"] is not None and "group_view_has_group" in got["refused"]
+
+
+def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, tmp_path):
+    # 30 requests at once through the deployed ASGI app, each in a request thread of its
+    # own: with a persistent connection per thread that is 30 connections (89 at 500 agents
+    # in bench/agents.py, of PostgreSQL's 100); the pool keeps them to DB_POOL_SIZE.
+    env = django_env(tmp_path, DATABASE_URL=postgres_server.new_database(), DB_POOL_SIZE="3")
+    for step in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        done = manage(step, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    got = shell("""
+        import asyncio, json, threading, time
+        from importlib import import_module
+        import psycopg
+        from django.conf import settings
+        from django.contrib.auth.models import Group, User
+        from django.db import connections
+        from django.test import RequestFactory
+        from cases import config
+        from cases.models import Queue
+        from tracerail.asgi import application
+
+        user = User.objects.create_user("pool-agent", password="x" * 20)
+        user.groups.add(Group.objects.get(name="Agent"))
+        Queue.objects.get(slug="general").agents.add(user)
+        session = import_module(settings.SESSION_ENGINE).SessionStore()
+        session.update({"_auth_user_id": str(user.pk),
+                        "_auth_user_hash": user.get_session_auth_hash(),
+                        "_auth_user_backend": "django.contrib.auth.backends.ModelBackend"})
+        session.create()
+        connections.close_all()
+
+        # A request that has read its session, user and configuration holds no connection
+        # while it goes on (to Temporal, in a real page).
+        request = RequestFactory().get("/cases/")
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+        config.resolve(request)
+        held_after_resolve = connections["default"].connection is not None
+        signed_in = request.user.get_username()
+        connections.close_all()
+
+        url = settings.DATABASES["default"]
+        dsn = f"postgresql://{url['USER']}:{url['PASSWORD']}@{url['HOST']}:{url['PORT']}/{url['NAME']}"
+        peak, done = [0], threading.Event()
+
+        def watch():
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                while not done.is_set():
+                    n = conn.execute("select count(*) from pg_stat_activity where "
+                                     "datname = current_database() and pid <> pg_backend_pid() "
+                                     "and backend_type = 'client backend'").fetchone()[0]
+                    peak[0] = max(peak[0], n)
+                    time.sleep(0.005)
+
+        async def get(path):
+            cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                     "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                     "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+                     "server": ("127.0.0.1", 80),
+                     "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie)]}
+            sent, asked = [], []
+
+            async def receive():
+                if not asked:
+                    asked.append(1)
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                await asyncio.Event().wait()
+
+            async def send(message):
+                sent.append(message)
+
+            await application(scope, receive, send)
+            return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+        async def burst():
+            return await asyncio.gather(*(get("/cases/new/") for _ in range(30)))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        statuses = asyncio.run(burst())
+        time.sleep(0.2)
+        done.set()
+        watcher.join()
+        print(json.dumps({"statuses": sorted(set(statuses)), "peak": peak[0],
+                          "held_after_resolve": held_after_resolve, "user": signed_in}))
+    """, env)
+    assert got["statuses"] == [200]
+    assert 1 <= got["peak"] <= 3, got
+    assert got["user"] == "pool-agent" and got["held_after_resolve"] is False
 
 
 def test_a_second_start_keeps_the_cluster_and_its_data(postgres_server):
