@@ -16,7 +16,8 @@ class ReusedRequestThreads:
     to join it, each start holding the event loop until the new thread gets the GIL (a
     quarter of the loop's busy time at 500 agents). Here a request borrows a one-thread
     executor and gives it back: still one request at a time per thread, but the threads,
-    and their persistent database connections, are reused, as a WSGI server's are."""
+    and (on SQLite) their persistent database connections, are reused, as a WSGI server's
+    are. PostgreSQL connections come from a pool per process instead (settings)."""
 
     KEEP_IDLE = 64
 
