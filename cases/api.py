@@ -7,7 +7,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workers.model import CaseState
 
-from . import gateway
+from . import dbconn, gateway
 from .access import Access
 from .config import load
 from .custom_fields import FIELD_PREFIX
@@ -41,13 +40,16 @@ async def _authenticate(request: HttpRequest) -> AbstractBaseUser | None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return None
-    token = await ApiToken.objects.select_related("user").filter(
-        key_hash=ApiToken.hash(key.strip()), user__is_active=True
-    ).afirst()
-    if token is None:
-        return None
-    await ApiToken.objects.filter(pk=token.pk).aupdate(last_used=timezone.now())
-    return token.user
+
+    def find() -> AbstractBaseUser | None:
+        token = ApiToken.objects.select_related("user").filter(
+            key_hash=ApiToken.hash(key.strip()), user__is_active=True).first()
+        if token is None:
+            return None
+        ApiToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
+        return token.user
+
+    return await dbconn.read(find)
 
 
 def _json_value(value: Any) -> Any:
@@ -72,7 +74,7 @@ async def create_case(request: HttpRequest) -> JsonResponse:
     user = await _authenticate(request)
     if user is None:
         return _unauthorized()
-    config = await sync_to_async(load)(user)
+    config = await dbconn.read(lambda: load(user))
     if len(request.body) > MAX_BODY:
         return _error(413, f"The body has at most {MAX_BODY // 1024} KiB.")
     try:
@@ -171,7 +173,7 @@ async def _reader(request: HttpRequest, case_id: str) -> Access | JsonResponse:
         return _unauthorized()
     if not is_case_id(case_id):
         return _error(404, "No such case.")
-    access: Access = (await sync_to_async(load)(user)).access
+    access: Access = (await dbconn.read(lambda: load(user))).access
     return access
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from workers import rules
 from workers.model import AddTag, Assign, Close, Command, SetPriority
 
-from . import gateway, ids, lookup
+from . import dbconn, gateway, ids, lookup
 from .access import Access
 from .config import access_for
 from .forms import PRIORITY_CHOICES
@@ -128,7 +128,8 @@ async def bulk(request: HttpRequest) -> HttpResponse:
         d = form.cleaned_data
         if d["action"] == "assign":
             User = get_user_model()
-            if not await User.objects.filter(username=d["assignee"], is_active=True).aexists():
+            if not await dbconn.read(
+                    User.objects.filter(username=d["assignee"], is_active=True).exists):
                 form.add_error("assignee", "No such user.")
     if form.is_valid():
         outcomes = await run_bulk(form.cleaned_data["case"], form.command(access),

@@ -45,9 +45,9 @@ async def config_for(request: HttpRequest, *, views: bool = False, usernames: bo
         wanted |= cached.loaded
     user = request.user if getattr(request, "_tracerail_user", False) else \
         await request.auser()
-    config = await sync_to_async(load)(user, views="views" in wanted,
-                                       usernames="usernames" in wanted,
-                                       holders="holders" in wanted)
+    config = await dbconn.read(lambda: load(user, views="views" in wanted,
+                                            usernames="usernames" in wanted,
+                                            holders="holders" in wanted))
     request._tracerail_config = config  # type: ignore[attr-defined]
     return config
 

@@ -10,7 +10,13 @@ nothing changes: the thread keeps its connection as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from asgiref.sync import sync_to_async
 from django.db import connections
+
+T = TypeVar("T")
 
 
 def release() -> None:
@@ -22,3 +28,16 @@ def release() -> None:
         if getattr(conn, "pool", None) is not None:
             conn.close()
 
+
+
+async def read(fn: Callable[[], T]) -> T:
+    """`fn` (ORM work) in the request's thread, giving the connection back in the same hop:
+    for reads in the middle of a request that goes on to wait on Temporal."""
+
+    def run() -> T:
+        try:
+            return fn()
+        finally:
+            release()
+
+    return await sync_to_async(run)()

@@ -16,7 +16,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import answers
+from . import answers, dbconn
 from .access import Access
 from .config import access_for, config_for
 from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
@@ -65,8 +65,8 @@ async def view_links(views: list[SavedView], user: AbstractBaseUser, access: Acc
 
 async def default_view_url(user: AbstractBaseUser) -> str | None:
     """Where a member of a group with a default view lands on the bare case list."""
-    default = await GroupDefaultView.objects.filter(group__user=user).select_related(
-        "view").order_by("group__name").afirst()
+    default = await dbconn.read(GroupDefaultView.objects.filter(group__user=user).select_related(
+        "view").order_by("group__name").first)
     if default is None:
         return None
     return reverse("views:open", args=[default.view.pk])

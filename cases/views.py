@@ -17,7 +17,7 @@ from django_htmx.middleware import HtmxDetails
 
 from workers.model import PRIORITY_LABELS, CaseState, Requester
 
-from . import custom_fields, gateway, listing, lookup, saved_views
+from . import custom_fields, dbconn, gateway, listing, lookup, saved_views
 from .access import Access
 from .config import config_for
 from .custom_fields import Attribute
@@ -248,8 +248,8 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         form = form_class(request.POST, prefix=action)
     if form.is_valid() and isinstance(form, AssignForm):
         User = get_user_model()
-        if not await User.objects.filter(username=form.cleaned_data["assignee"],
-                                         is_active=True).aexists():
+        if not await dbconn.read(User.objects.filter(username=form.cleaned_data["assignee"],
+                                                     is_active=True).exists):
             form.add_error("assignee", "No such user.")
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)

@@ -301,7 +301,7 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         from django.contrib.auth.models import Group, User
         from django.db import connections
         from django.test import RequestFactory
-        from cases import config
+        from cases import config, dbconn
         from cases.models import Queue
         from tracerail.asgi import application
 
@@ -322,6 +322,19 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         config.resolve(request)
         held_after_resolve = connections["default"].connection is not None
         signed_in = request.user.get_username()
+        pool = connections["default"].pool
+
+        def lent():
+            stats = pool.get_stats()
+            return stats["pool_size"] - stats["pool_available"]
+
+        # Reads later in a request give theirs back too (the saved views, an assignee check).
+        async def later_reads():
+            await config.config_for(request, views=True, holders=True)
+            await dbconn.read(User.objects.filter(username="pool-agent").exists)
+            return lent()
+
+        lent_after_reads = asyncio.run(later_reads())
         connections.close_all()
 
         url = settings.DATABASES["default"]
@@ -368,11 +381,13 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         done.set()
         watcher.join()
         print(json.dumps({"statuses": sorted(set(statuses)), "peak": peak[0],
-                          "held_after_resolve": held_after_resolve, "user": signed_in}))
+                          "held_after_resolve": held_after_resolve, "user": signed_in,
+                          "lent_after_reads": lent_after_reads}))
     """, env)
     assert got["statuses"] == [200]
     assert 1 <= got["peak"] <= 3, got
     assert got["user"] == "pool-agent" and got["held_after_resolve"] is False
+    assert got["lent_after_reads"] == 0
 
 
 def test_a_second_start_keeps_the_cluster_and_its_data(postgres_server):
