@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import middleware as auth
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware import common
 from django.shortcuts import render
@@ -16,6 +19,8 @@ from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from . import config, gateway
+
+logger = logging.getLogger(__name__)
 
 
 class StaticFiles(WhiteNoiseMiddleware):
@@ -143,6 +148,26 @@ def api_json_errors(get_response: Callable[[HttpRequest], HttpResponse | Awaitab
     return sync_middleware
 
 
+def _database_unavailable(request: HttpRequest) -> HttpResponse:
+    request.user = AnonymousUser()  # the page must not ask the database who is reading it
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(
+            {"error": "The database is not answering; try again shortly."}, status=503)
+    else:
+        # Before django_htmx's middleware: its headers, read directly.
+        htmx = request.headers.get("HX-Request") == "true"
+        context = {"retry_url": (request.headers.get("HX-Current-URL") if htmx else None)
+                   or request.get_full_path()}
+        if htmx:
+            response = render(request, "db_unavailable.html#message", context, status=503)
+            response["HX-Retarget"] = "main"
+            response["HX-Reswap"] = "innerHTML"
+        else:
+            response = render(request, "db_unavailable.html", context, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
 @sync_and_async_middleware
 def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]):
     """Load the user before an async view runs.
@@ -153,7 +178,12 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponse:
-            await config.aresolve(request)
+            try:
+                await config.aresolve(request)
+            except OperationalError as err:
+                # Unreachable, or its pool busy beyond DB_POOL_TIMEOUT: say so, as for Temporal.
+                logger.warning("database unavailable for %s: %s", request.path, err)
+                return _database_unavailable(request)
             return await get_response(request)  # type: ignore[misc]
 
         return middleware
@@ -168,9 +198,14 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
 
 
 class TemporalErrors(MiddlewareMixin):
-    """Any page whose Temporal call failed says so in words, with a 503, never a traceback."""
+    """Any page whose Temporal call (or database read) failed says so in words, with a 503,
+    never a traceback."""
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, OperationalError):
+            # A view's own read (an API token, a saved view) found the database gone.
+            logger.warning("database unavailable for %s: %s", request.path, exception)
+            return _database_unavailable(request)
         if isinstance(exception, gateway.TemporalUnavailable | gateway.WorkerUnavailable):
             if request.path.startswith("/api/"):
                 response = JsonResponse({"error": exception.message}, status=503)

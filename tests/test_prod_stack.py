@@ -285,6 +285,40 @@ def test_migrate_and_the_orm_on_postgresql(postgres_server, tmp_path):
     assert got["refused"] is not None and "group_view_has_group" in got["refused"]
 
 
+# For `shell` scripts: one GET through the deployed ASGI app (tracerail.asgi), as a server
+# would send it; (status, headers, body).
+ASGI_GET = """
+import asyncio
+
+
+async def asgi_get(url, cookie="", headers=()):
+    from tracerail.asgi import application
+
+    path, _, query = url.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80),
+             "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode()),
+                         *((k.encode(), v.encode()) for k, v in headers)]}
+    sent, asked = [], []
+
+    async def receive():
+        if not asked:
+            asked.append(1)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body
+"""
+
+
 def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, tmp_path):
     # 30 requests at once through the deployed ASGI app, each in a request thread of its
     # own: with a persistent connection per thread that is 30 connections (89 at 500 agents
@@ -293,7 +327,7 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
     for step in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         done = manage(step, env)
         assert done.returncode == 0, done.stdout + done.stderr
-    got = shell("""
+    got = shell(ASGI_GET + textwrap.dedent("""
         import asyncio, json, threading, time
         from importlib import import_module
         import psycopg
@@ -303,7 +337,6 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         from django.test import RequestFactory
         from cases import config, dbconn
         from cases.models import Queue
-        from tracerail.asgi import application
 
         user = User.objects.create_user("pool-agent", password="x" * 20)
         user.groups.add(Group.objects.get(name="Agent"))
@@ -350,29 +383,11 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
                     peak[0] = max(peak[0], n)
                     time.sleep(0.005)
 
-        async def get(path):
-            cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                     "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-                     "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-                     "server": ("127.0.0.1", 80),
-                     "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie)]}
-            sent, asked = [], []
-
-            async def receive():
-                if not asked:
-                    asked.append(1)
-                    return {"type": "http.request", "body": b"", "more_body": False}
-                await asyncio.Event().wait()
-
-            async def send(message):
-                sent.append(message)
-
-            await application(scope, receive, send)
-            return next(m["status"] for m in sent if m["type"] == "http.response.start")
-
         async def burst():
-            return await asyncio.gather(*(get("/cases/new/") for _ in range(30)))
+            cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+            answers = await asyncio.gather(*(asgi_get("/cases/new/", cookie=cookie)
+                                             for _ in range(30)))
+            return [status for status, _, _ in answers]
 
         watcher = threading.Thread(target=watch)
         watcher.start()
@@ -383,11 +398,44 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         print(json.dumps({"statuses": sorted(set(statuses)), "peak": peak[0],
                           "held_after_resolve": held_after_resolve, "user": signed_in,
                           "lent_after_reads": lent_after_reads}))
-    """, env)
+    """), env)
     assert got["statuses"] == [200]
     assert 1 <= got["peak"] <= 3, got
     assert got["user"] == "pool-agent" and got["held_after_resolve"] is False
     assert got["lent_after_reads"] == 0
+
+
+def test_a_database_that_does_not_answer_is_a_503_page_that_says_so(tmp_path):
+    # Nothing listens on the port: every request's first read (the session) fails after
+    # DB_POOL_TIMEOUT, as it would with a pool that stays busy.
+    env = django_env(tmp_path, DATABASE_URL=f"postgres://u:p@127.0.0.1:{free_port()}/db",
+                     DB_POOL_TIMEOUT="0.5")
+    done = manage(["collectstatic", "--noinput", "-v0"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = shell(ASGI_GET + textwrap.dedent("""
+        import json
+        from django.conf import settings
+        cookie = f"{settings.SESSION_COOKIE_NAME}={'a' * 32}"
+
+        async def three():
+            page = await asgi_get("/cases/?q=x", cookie=cookie)
+            partial = await asgi_get("/cases/?q=x", cookie=cookie, headers=[
+                ("hx-request", "true"), ("hx-current-url", "http://127.0.0.1/cases/?q=x")])
+            api = await asgi_get("/api/cases/case-7K2M9QXA/", headers=[
+                ("authorization", "Bearer nope")])
+            return [(s, h, b.decode()) for s, h, b in (page, partial, api)]
+
+        print(json.dumps(asyncio.run(three())))
+    """), env)
+    (page_status, page_headers, page), (part_status, part_headers, part), api = got
+    assert page_status == 503 and page_headers["Retry-After"] == "5"
+    assert "The database is not answering" in page and 'href="/cases/?q=x"' in page
+    assert "Traceback" not in page and "psycopg" not in page
+    assert part_status == 503 and part_headers["HX-Retarget"] == "main"
+    assert part.lstrip().startswith('<section class="error-page"')
+    assert 'href="http://127.0.0.1/cases/?q=x"' in part
+    assert api[0] == 503 and json.loads(api[2]) == {
+        "error": "The database is not answering; try again shortly."}
 
 
 def test_a_second_start_keeps_the_cluster_and_its_data(postgres_server):
