@@ -148,24 +148,33 @@ def api_json_errors(get_response: Callable[[HttpRequest], HttpResponse | Awaitab
     return sync_middleware
 
 
-def _database_unavailable(request: HttpRequest) -> HttpResponse:
-    request.user = AnonymousUser()  # the page must not ask the database who is reading it
+def _unavailable(request: HttpRequest, template: str, error: str,
+                 context: dict[str, str] | None = None) -> HttpResponse:
+    """A 503 that says what is down: JSON for the API; for htmx the message in place of the
+    page's content (base.html's htmx-config swaps 503s), whatever it meant to update."""
     if request.path.startswith("/api/"):
-        response: HttpResponse = JsonResponse(
-            {"error": "The database is not answering; try again shortly."}, status=503)
+        response: HttpResponse = JsonResponse({"error": error}, status=503)
     else:
-        # Before django_htmx's middleware: its headers, read directly.
+        # Read from the headers: the database page is made before django_htmx's middleware.
         htmx = request.headers.get("HX-Request") == "true"
-        context = {"retry_url": (request.headers.get("HX-Current-URL") if htmx else None)
-                   or request.get_full_path()}
+        context = {**(context or {}), "retry_url": (
+            request.headers.get("HX-Current-URL") if htmx else None) or request.get_full_path()}
         if htmx:
-            response = render(request, "db_unavailable.html#message", context, status=503)
+            response = render(request, f"{template}#message", context, status=503)
             response["HX-Retarget"] = "main"
             response["HX-Reswap"] = "innerHTML"
         else:
-            response = render(request, "db_unavailable.html", context, status=503)
+            response = render(request, template, context, status=503)
     response["Retry-After"] = "5"
     return response
+
+
+def _database_unavailable(request: HttpRequest, err: Exception) -> HttpResponse:
+    # Unreachable, or its pool busy beyond DB_POOL_TIMEOUT: said as Temporal's outage is.
+    logger.warning("database unavailable for %s: %s", request.path, err)
+    request.user = AnonymousUser()  # the page must not ask the database who is reading it
+    return _unavailable(request, "db_unavailable.html",
+                        "The database is not answering; try again shortly.")
 
 
 @sync_and_async_middleware
@@ -181,9 +190,7 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
             try:
                 await config.aresolve(request)
             except OperationalError as err:
-                # Unreachable, or its pool busy beyond DB_POOL_TIMEOUT: say so, as for Temporal.
-                logger.warning("database unavailable for %s: %s", request.path, err)
-                return _database_unavailable(request)
+                return _database_unavailable(request, err)
             return await get_response(request)  # type: ignore[misc]
 
         return middleware
@@ -204,25 +211,9 @@ class TemporalErrors(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, OperationalError):
             # A view's own read (an API token, a saved view) found the database gone.
-            logger.warning("database unavailable for %s: %s", request.path, exception)
-            return _database_unavailable(request)
+            return _database_unavailable(request, exception)
         if isinstance(exception, gateway.TemporalUnavailable | gateway.WorkerUnavailable):
-            if request.path.startswith("/api/"):
-                response = JsonResponse({"error": exception.message}, status=503)
-                response["Retry-After"] = "5"
-                return response
-            htmx = getattr(request, "htmx", None)
-            context = {"reason": exception.message,
-                       "retry_url": (htmx.current_url if htmx else None) or request.path}
-            if htmx:
-                # htmx swaps 503s (see base.html's htmx-config): show the message in place of
-                # the page's content, whatever element the request meant to update.
-                response = render(request, "503.html#message", context, status=503)
-                response["HX-Retarget"] = "main"
-                response["HX-Reswap"] = "innerHTML"
-            else:
-                response = render(request, "503.html", context, status=503)
-            response["Retry-After"] = "5"
-            return response
+            return _unavailable(request, "503.html", exception.message,
+                                {"reason": exception.message})
         return None
 
