@@ -10,6 +10,8 @@ Visibility limit (`frontend.namespaceRPS.visibility=30`) and its `/metrics` port
 and the web app under gunicorn with 2 uvicorn workers (`-k uvicorn_worker.UvicornWorker -w 2`)
 with the production defaults for Visibility: `VISIBILITY_CACHE_SECONDS=3` and each process's
 share of the namespace's 30 calls/s (`VISIBILITY_RPS=15`). Then 300 cases are seeded.
+Django's own tables are SQLite, or with `--database postgres` a PostgreSQL made by
+`bin/prod-postgres` (the production stack's; its pool per process, `DB_POOL_SIZE`).
 
 Each simulated agent (a user in the Agent group, member of one queue) arrives during the ramp
 and opens its list page, a queue list (`/cases/?queue=<q>`, 3 in 5 agents) or "my cases"
