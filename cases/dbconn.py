@@ -29,7 +29,6 @@ def release() -> None:
             conn.close()
 
 
-
 async def read(fn: Callable[[], T]) -> T:
     """`fn` (ORM work) in the request's thread, giving the connection back in the same hop:
     for reads in the middle of a request that goes on to wait on Temporal."""

@@ -204,8 +204,8 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
     return sync_middleware
 
 
-class TemporalErrors(MiddlewareMixin):
-    """Any page whose Temporal call (or database read) failed says so in words, with a 503,
+class Outages(MiddlewareMixin):
+    """Any page whose Temporal call or database read failed says so in words, with a 503,
     never a traceback."""
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

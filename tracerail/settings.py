@@ -169,7 +169,7 @@ MIDDLEWARE = [
     "cases.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "cases.middleware.TemporalErrors",
+    "cases.middleware.Outages",
     # Last, as axes asks: it turns a login refused for lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
