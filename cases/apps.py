@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class CasesConfig(AppConfig):
     name = "cases"
     verbose_name = "Cases"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (connects the access-version receivers)

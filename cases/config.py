@@ -7,18 +7,33 @@ Here they run together in one synchronous function, once per request.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user, get_user_model
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user,
+    get_user_model,
+)
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
-from django.db.models import Q
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
+from django.db.models import DateTimeField, Q
 from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare
 
-from . import dbconn
+from . import access_version, dbconn, store
 from .access import ADMIN, AGENT, NONE, SUPERVISOR, Access
 from .custom_fields import Attribute
 from .models import CaseAttribute, Queue, SavedView
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,15 +60,27 @@ async def config_for(request: HttpRequest, *, views: bool = False, usernames: bo
         wanted |= cached.loaded
     user = request.user if getattr(request, "_tracerail_user", False) else \
         await request.auser()
-    config = await dbconn.read(lambda: load(user, views="views" in wanted,
-                                            usernames="usernames" in wanted,
-                                            holders="holders" in wanted))
+    base = cached
+
+    def read() -> RequestConfig:
+        return _extras(base if base is not None else _base(user), user,
+                       views="views" in wanted, usernames="usernames" in wanted,
+                       holders="holders" in wanted)
+
+    config = await dbconn.read(read)
     request._tracerail_config = config  # type: ignore[attr-defined]
     return config
 
 
 def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
          usernames: bool = False, holders: bool = False) -> RequestConfig:
+    """The configuration, read from the database (API tokens and tests; pages go through
+    `resolve`, which caches the part every request needs)."""
+    return _extras(_base(user), user, views=views, usernames=usernames, holders=holders)
+
+
+def _base(user: AbstractBaseUser | AnonymousUser) -> RequestConfig:
+    """What every request needs: the registry, the access rule's inputs, the user's queues."""
     registry = [
         Attribute(a.name, a.type, a.label or a.name, a.help_text, tuple(a.choice_list),
                   a.filterable, a.agent_editable)
@@ -64,6 +91,16 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
     if access.queues is not None:
         queues = queues.filter(slug__in=access.queues)
     config = RequestConfig(access, [(q.slug, q.name) for q in queues], registry)
+    if not access.is_supervisor:
+        config.loaded = frozenset({"usernames"})  # only supervisors get the list
+    return config
+
+
+def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
+            views: bool = False, usernames: bool = False, holders: bool = False
+            ) -> RequestConfig:
+    """The parts only some pages show, read on top of `config`."""
+    access = config.access
     if views and user.is_authenticated:
         groups = Group.objects.order_by("name")
         if not access.is_supervisor:
@@ -80,22 +117,161 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
         # Visibility cannot group by assignee: the dashboard counts per known person.
         config.holders = list(users.filter(groups__name__in=["Agent", "Supervisor"])
                               .values_list("username", flat=True).distinct())
-    config.loaded = frozenset(name for name, on in (("views", views), ("usernames", usernames),
-                                                    ("holders", holders)) if on)
-    if not access.is_supervisor:
-        config.loaded |= {"usernames"}  # only supervisors get the list: nothing to read
+    config.loaded = config.loaded | {
+        name for name, on in (("views", views), ("usernames", usernames),
+                              ("holders", holders)) if on}
     return config
+
+
+# --- the request path, cached under the access versions ----------------------------------------
+# A request would otherwise read the session, the user, their groups, their queues and the
+# attribute registry before it starts: five round trips to the database. The user and that
+# configuration are kept in the shared store under the user's access version and the shared
+# configuration's (cases/access_version.py), which every change to them replaces: a cached
+# entry is never read after the change it predates. The session is the cached_db engine's.
+
+SCHEMA = 1  # of the cached user and configuration; another is read as a miss
+_CACHE_SECONDS = 3600
+
+
+def _user_key(user_id: Any, version: str) -> str:
+    return f"auth:user:{user_id}:{version}"
+
+
+def _config_key(user_id: Any, version: str, shared: str) -> str:
+    return f"auth:config:{user_id}:{version}:{shared}"
+
+
+def _user_data(user: AbstractBaseUser) -> dict[str, Any]:
+    fields = {}
+    for f in user._meta.concrete_fields:
+        value = getattr(user, f.attname)
+        fields[f.attname] = value.isoformat() if isinstance(value, datetime) else value
+    return {"schema": SCHEMA, "fields": fields}
+
+
+def _user_from(data: Any) -> AbstractBaseUser | None:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return None
+    model = get_user_model()
+    try:
+        fields = {}
+        for f in model._meta.concrete_fields:
+            value = data["fields"][f.attname]
+            if isinstance(f, DateTimeField) and value is not None:
+                value = datetime.fromisoformat(value)
+            fields[f.attname] = value
+        user = model(**fields)
+    except (KeyError, TypeError, ValueError) as err:
+        logger.warning("config: unreadable cached user: %s", err)
+        return None
+    user._state.adding, user._state.db = False, "default"
+    return user
+
+
+def _config_data(config: RequestConfig) -> dict[str, Any]:
+    a = config.access
+    return {"schema": SCHEMA,
+            "access": [a.username, a.role, None if a.queues is None else list(a.queues),
+                       None if a.attributes is None else list(a.attributes)],
+            "queues": [list(q) for q in config.queues],
+            "attributes": [[x.name, x.type, x.label, x.help_text, list(x.choices), x.filterable,
+                            x.agent_editable] for x in config.attributes],
+            "loaded": sorted(config.loaded)}
+
+
+def _config_from(data: Any) -> RequestConfig | None:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return None
+    try:
+        username, role, queues, editable = data["access"]
+        access = Access(username, role, None if queues is None else tuple(queues),
+                        None if editable is None else tuple(editable))
+        attributes = [Attribute(n, t, label, help_text, tuple(choices), filterable, editable)
+                      for n, t, label, help_text, choices, filterable, editable
+                      in data["attributes"]]
+        return RequestConfig(access, [(slug, name) for slug, name in data["queues"]],
+                             attributes, loaded=frozenset(data["loaded"]))
+    except (KeyError, TypeError, ValueError) as err:
+        logger.warning("config: unreadable cached configuration: %s", err)
+        return None
+
+
+@dataclass
+class Resolved:
+    """Who a session belongs to now, and what they may see."""
+
+    user: AbstractBaseUser | None  # None: signed out (no session, logged out, hash changed)
+    config: RequestConfig | None
+    version: str = ""  # the user's access version it was read at
+
+
+def resolve_session(session: SessionBase) -> Resolved:
+    """The session's user and configuration, from the shared store when they are there.
+    Synchronous (it may read the database). Shared by every request and every open stream's
+    re-check, so both apply the same rule."""
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return Resolved(None, None)
+    if backend not in settings.AUTHENTICATION_BACKENDS:
+        return Resolved(None, None)
+    try:
+        versions = access_version.current(user_id, access_version.CONFIG)
+    except Exception as err:  # the store away: the database alone decides, uncached
+        logger.warning("config: the shared store is not answering: %s", err)
+        versions = None
+    shared = store.shared()
+    user = config = None
+    if versions is not None:
+        mine, everyone = versions[user_id], versions[access_version.CONFIG]
+        keys = (_user_key(user_id, mine), _config_key(user_id, mine, everyone))
+        try:
+            found = shared.get_many(list(keys))
+        except Exception as err:
+            logger.warning("config: the shared store is not answering: %s", err)
+            found = {}
+        user, config = _user_from(found.get(keys[0])), _config_from(found.get(keys[1]))
+    if user is None:
+        user = get_user_model()._default_manager.filter(pk=user_id).first()
+        if user is not None and versions is not None:
+            _put(shared, keys[0], _user_data(user))
+    if user is None or not getattr(user, "is_active", True):
+        return Resolved(None, None)
+    session_hash = session.get(HASH_SESSION_KEY)
+    if not session_hash or not constant_time_compare(session_hash,
+                                                     user.get_session_auth_hash()):
+        return Resolved(None, None)  # a changed password signs every other session out
+    if config is None:
+        config = _base(user)
+        if versions is not None:
+            _put(shared, keys[1], _config_data(config))
+    return Resolved(user, config, versions[user_id] if versions is not None else "")
+
+
+def _put(shared: Any, key: str, value: Any) -> None:
+    try:
+        shared.set(key, value, timeout=_CACHE_SECONDS)
+    except Exception as err:
+        logger.warning("config: could not cache %s: %s", key, err)
 
 
 def resolve(request: HttpRequest) -> None:
     """The user and, when signed in, their configuration, in one trip to a thread (the
     session, the user and the configuration would otherwise be three): every page and
     stream needs both."""
-    user = get_user(request)
-    request.user = user
+    found = resolve_session(request.session)
+    if found.user is None and SESSION_KEY in request.session:
+        # Not signed in by our rule, but a session says so: Django's own check decides
+        # (its fallback secret keys), and flushes a session it does not accept.
+        user = get_user(request)
+        found = Resolved(user, load(user), "") if user.is_authenticated else found
+    request.user = found.user or AnonymousUser()
     request._tracerail_user = True  # type: ignore[attr-defined]
-    if user.is_authenticated:
-        request._tracerail_config = load(user)  # type: ignore[attr-defined]
+    request._tracerail_access_version = found.version  # type: ignore[attr-defined]
+    if found.config is not None:
+        request._tracerail_config = found.config  # type: ignore[attr-defined]
     # The rest of the request mostly waits on Temporal: not while holding a pooled connection.
     dbconn.release()
 

@@ -18,7 +18,18 @@ concerns it, under the one access rule (a case outside the user's queues is neve
   (its cursor cannot be kept fresh) or when the shared render failed (the page then shows
   the outage its own way);
 - after a `Resync` (the process missed changes): `list` and `case`, so the page re-reads;
-- `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open.
+- `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open;
+- `event: signed-out`, data the login page's URL, and the stream ends: the session is no longer
+  signed in (logged out elsewhere, password changed, user deactivated or deleted);
+- `event: ended`, data a sentence for the page, and the stream ends: a newer stream of the same
+  session or user displaced it (EVENTS_MAX_PER_SESSION, EVENTS_MAX_PER_USER); the page stops
+  listening and says so.
+
+A stream is a request that never ends, so its access is checked again while it is open: when
+the user's access version moves (cases/access_version.py) and every EVENTS_RECHECK_SECONDS.
+If what the user may see changed, the stream tells its page to re-read (`list`, `case`) and
+ends; the browser reconnects as a fresh request, under the new access. A stream also ends after
+EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way.
 
 The query string is the list page's own filter parameters, or `case=<id>` for a case page
 (both together watch both). The stream ends when the client goes away (Django cancels the
@@ -28,11 +39,15 @@ response), and its subscription with it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -43,16 +58,19 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from . import feed, gateway, listing
+from . import access_version, dbconn, feed, gateway, listing
 from .access import Access
-from .config import config_for
+from .config import config_for, resolve_session
 from .custom_fields import Attribute
 from .forms import CaseFilterForm
 from .ids import is_case_id
 from .templatetags.case_tags import case_row
 from .visibility import ME, CaseFilter, InvalidFilter
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE = b": keepalive\n\n"
 # Sent at once, so the browser sees the stream open (and proxies flush headers).
@@ -141,6 +159,7 @@ class Watch:
     asked: listing.Questions | None = None  # the list's questions (None: a later page)
     list_query: str = ""  # the list page's own query string
     request: HttpRequest | None = field(default=None, compare=False)  # for rendering
+    page_path: str = ""  # the page the stream serves (where to come back after signing in)
 
     @cached_property
     def interest(self) -> tuple[Any, ...]:
@@ -240,6 +259,78 @@ class Watch:
             return message("list", fallback)
 
 
+# --- whose stream it is, and how many they hold --------------------------------------------
+
+
+DISPLACED = ("Live updates stopped in this tab: newer tabs of yours took them over. "
+             "Reload the page to resume them here.")
+
+
+class Guard:
+    """A stream's claim to its session: who it serves, the access version it was checked at,
+    and an Event set when that may no longer hold (the version moved, or a newer stream
+    displaced this one)."""
+
+    def __init__(self, session_key: str, user_id: int, version: str) -> None:
+        self.session_key, self.user_id, self.version = session_key, user_id, version
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        self.displaced = False
+
+    def watch(self, version: str) -> None:
+        """Wake when the user's access version is no longer `version`."""
+        self.version = version
+        access_version.WATCHER.watch(self.user_id, version, self.wake)
+
+    def unwatch(self) -> None:
+        access_version.WATCHER.unwatch(self.user_id, self.wake)
+
+    def displace(self) -> None:
+        self.displaced = True
+        self.loop.call_soon_threadsafe(self.wake.set)
+
+
+class OpenStreams:
+    """This process's open streams by session and by user: a new one over either limit
+    displaces the oldest. Per process because a stream's cost (memory, a slot on the loop) is
+    the process's; a deployment's limit is this times its web processes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by: dict[tuple[str, Any], OrderedDict[Guard, None]] = {}
+
+    def open(self, guard: Guard) -> None:
+        limits = ((("session", guard.session_key), settings.EVENTS_MAX_PER_SESSION),
+                  (("user", guard.user_id), settings.EVENTS_MAX_PER_USER))
+        with self.lock:
+            for key, limit in limits:
+                held = self.by.setdefault(key, OrderedDict())
+                held[guard] = None
+                while len(held) > limit:
+                    oldest, _ = held.popitem(last=False)
+                    oldest.displace()
+
+    def close(self, guard: Guard) -> None:
+        with self.lock:
+            for key in (("session", guard.session_key), ("user", guard.user_id)):
+                held = self.by.get(key)
+                if held is not None:
+                    held.pop(guard, None)
+                    if not held:
+                        del self.by[key]
+
+    def count(self, kind: str, who: Any) -> int:
+        with self.lock:
+            return len(self.by.get((kind, who), ()))
+
+
+OPEN = OpenStreams()
+
+
+def _session_store() -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
 def _list_params(request: HttpRequest) -> bool:
     """Does this stream watch a list? Yes without `case=`, or with list parameters too."""
     return "case" not in request.GET or any(k != "case" for k in request.GET)
@@ -265,34 +356,89 @@ async def _watch(request: HttpRequest) -> Watch | None:
                 asked = None  # a later page re-fetches itself: its cursor is not kept fresh
     list_query = request.GET.copy()
     list_query.pop("case", None)
-    return Watch(access, case_id, case_filter, columns, asked, list_query.urlencode(), request)
+    query = list_query.urlencode()
+    page_path = reverse("cases:detail", args=[case_id]) if case_id else \
+        reverse("cases:list") + (f"?{query}" if query else "")
+    return Watch(access, case_id, case_filter, columns, asked, query, request, page_path)
 
 
-async def stream(watch: Watch) -> AsyncIterator[bytes]:
+class _Ended(Exception):
+    """The stream must end, after sending `last`."""
+
+    def __init__(self, last: bytes = b"") -> None:
+        self.last = last
+
+
+async def _recheck(watch: Watch, guard: Guard) -> None:
+    """The session and access again, as a fresh request would read them. Raises _Ended when
+    the stream must not go on: signed out, or the access it serves changed (the page then
+    re-reads and reconnects under the new access)."""
+    if guard.displaced:
+        raise _Ended(message("ended", DISPLACED))
+    store_class = _session_store()
+    found = await dbconn.read(lambda: resolve_session(store_class(guard.session_key)))
+    if found.user is None or found.config is None or found.user.pk != guard.user_id:
+        login = reverse("login") + "?" + urlencode({"next": watch.page_path})
+        raise _Ended(message("signed-out", login))
+    if found.config.access != watch.access:
+        logger.info("events: %s's access changed; their stream ends",
+                    watch.access.username)
+        raise _Ended(message("list", "") + message("case", ""))
+    guard.watch(found.version)
+
+
+async def stream(watch: Watch, guard: Guard | None = None) -> AsyncIterator[bytes]:
     feed.ensure_running()
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
     debounce = settings.EVENTS_LIST_DEBOUNCE_SECONDS
-    last_sent = loop.time()
+    recheck_every = settings.EVENTS_RECHECK_SECONDS
+    started = last_sent = loop.time()
+    ends_at = started + settings.EVENTS_MAX_AGE_SECONDS * (1 + random.uniform(0, 0.1))
+    recheck_at = started + recheck_every
     # A changed list is pushed at the next tick of a grid `debounce` apart, the same ticks
     # for every stream of the process, so the streams of one list flush together, at the
     # same feed position, and share one render.
     pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
     mark: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
     flush_at, resync = 0.0, False
+    if guard is not None:
+        guard.watch(guard.version)
+        OPEN.open(guard)
     async with feed.subscribe(watch.answer, watch.interest) as events:
         yield OPENING  # subscribed: from here on nothing is missed
         iterator = aiter(events)
         # The next event is awaited across timeouts (never cancelled and re-asked), so the
         # feed's own queue stays the only buffer: a stream that falls behind gets a Resync.
         upcoming: asyncio.Future[Any] = asyncio.ensure_future(anext(iterator))
+        woken: asyncio.Future[Any] | None = None
         try:
             while True:
-                deadline = min(last_sent + keepalive, flush_at) if pending else \
-                    last_sent + keepalive
-                done, _ = await asyncio.wait({upcoming}, timeout=max(0.0, deadline - loop.time()))
+                deadline = min(last_sent + keepalive, ends_at)
+                if pending:
+                    deadline = min(deadline, flush_at)
+                waiting: set[asyncio.Future[Any]] = {upcoming}
+                if guard is not None:
+                    deadline = min(deadline, recheck_at)
+                    if woken is None:
+                        woken = asyncio.ensure_future(guard.wake.wait())
+                    waiting.add(woken)
+                done, _ = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if loop.time() >= ends_at:
+                    return  # the page reconnects as a fresh request
+                if guard is not None and (woken in done or loop.time() >= recheck_at):
+                    # Before anything more is sent: it may be for access that is gone.
+                    woken, recheck_at = None, loop.time() + recheck_every
+                    guard.wake.clear()
+                    try:
+                        await _recheck(watch, guard)
+                    except _Ended as end:
+                        if end.last:
+                            yield end.last
+                        return
                 chunks: list[bytes] = []
-                if done:
+                if upcoming in done:
                     try:
                         batch = upcoming.result()  # what one feed read brought this page
                     except StopAsyncIteration:
@@ -325,8 +471,13 @@ async def stream(watch: Watch) -> AsyncIterator[bytes]:
                     last_sent = now
                     yield b"".join(chunks)
         finally:
-            # The client went away (Django cancels the response) or the feed ended.
+            # The client went away (Django cancels the response) or the stream ended.
             upcoming.cancel()
+            if woken is not None:
+                woken.cancel()
+            if guard is not None:
+                guard.unwatch()
+                OPEN.close(guard)
 
 
 def _tick(now: float, every: float) -> float:
@@ -351,7 +502,9 @@ async def events(request: HttpRequest) -> HttpResponse:
     # gives its connection back now (a PostgreSQL allows a hundred or so in all, and a
     # contact centre keeps a stream or two open per agent).
     await sync_to_async(connections.close_all)()
-    response = StreamingHttpResponse(stream(watch), content_type="text/event-stream")
+    guard = Guard(request.session.session_key or "", request.user.pk,
+                  getattr(request, "_tracerail_access_version", ""))
+    response = StreamingHttpResponse(stream(watch, guard), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

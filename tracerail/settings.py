@@ -258,10 +258,10 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
 
 
 CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT)
-# Sessions stay in the database even with Redis: the Redis of `make run-prod` keeps nothing
-# across a restart (it is a cache), and a restart must not log out every agent. The session
-# read is one primary-key lookup on a connection the request already holds.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Sessions are written to the database and read from the shared store first (cached_db): a
+# request reads no table before it starts (cases/config.py caches the user and configuration
+# too), and a Redis restart, which keeps nothing, still logs nobody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -362,6 +362,12 @@ VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
 # Visibility calls per second this process allows itself (clusters default to 10 per frontend
 # per namespace); 0 disables the limiter.
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
+# A page waits at most this long for a slot in the Visibility budget, then says Temporal is
+# busy (a 503) instead of hanging; the change feed's own poll goes first in every window.
+VISIBILITY_WAIT_SECONDS = envfloat("VISIBILITY_WAIT_SECONDS", 5.0)
+if VISIBILITY_WAIT_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"VISIBILITY_WAIT_SECONDS must be more than 0 seconds, got {VISIBILITY_WAIT_SECONDS}")
 # --- The change feed (cases/feed.py): one Visibility reader per deployment, by lease.
 FEED_CACHE = os.getenv("FEED_CACHE", "default")
 FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
@@ -394,6 +400,24 @@ CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)
+# An open stream is a request that never ends: its user's access version (cases/
+# access_version.py) is read this often for all streams of a process at once, and a stream
+# re-checks its session and access when it moves, and every EVENTS_RECHECK_SECONDS anyway
+# (a change the store lost, a session deleted behind Django's back).
+ACCESS_WATCH_SECONDS = envfloat("ACCESS_WATCH_SECONDS", 1.0)
+EVENTS_RECHECK_SECONDS = envfloat("EVENTS_RECHECK_SECONDS", 60.0)
+# Streams one session / one user may hold open in a web process; a new one closes the oldest.
+EVENTS_MAX_PER_SESSION = envint("EVENTS_MAX_PER_SESSION", 8)
+EVENTS_MAX_PER_USER = envint("EVENTS_MAX_PER_USER", 16)
+# A stream ends after this long (plus up to a tenth more, so a deploy's streams do not all
+# come back at once) and the page reconnects as a fresh request.
+EVENTS_MAX_AGE_SECONDS = envfloat("EVENTS_MAX_AGE_SECONDS", 3600.0)
+for _name in ("ACCESS_WATCH_SECONDS", "EVENTS_RECHECK_SECONDS", "EVENTS_MAX_AGE_SECONDS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be more than 0 seconds, got {globals()[_name]}")
+for _name in ("EVENTS_MAX_PER_SESSION", "EVENTS_MAX_PER_USER"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 
 LOGGING = {
     "version": 1,

@@ -263,7 +263,32 @@
     document.dispatchEvent(new Event("visible-again"));
   }
   const sources = new Map();  // stream element -> its EventSource
+  // The server ends a stream for good with `ended` (newer tabs took over) or `signed-out`:
+  // this page stops listening and says so where typing is not disturbed (#stream-notice).
+  const told = new WeakSet();
+  function stopListening(source, text, href) {
+    source.close();
+    streams.delete(source);
+    const notice = document.getElementById("stream-notice");
+    if (!notice) return;
+    notice.textContent = text + " ";
+    if (href) {
+      const link = document.createElement("a");
+      link.href = href;
+      link.textContent = "Sign in again";
+      notice.appendChild(link);
+    }
+    notice.hidden = false;
+  }
   document.addEventListener("htmx:sseOpen", function (event) {
+    const source = event.detail.source;
+    if (source && !told.has(source)) {
+      told.add(source);
+      source.addEventListener("ended", function (e) { stopListening(source, e.data); });
+      source.addEventListener("signed-out", function (e) {
+        stopListening(source, "You are signed out: this page no longer updates.", e.data);
+      });
+    }
     streams.add(event.detail.source);
     sources.set(event.target, event.detail.source);
     const elt = event.target;
