@@ -267,7 +267,12 @@ def resolve(request: HttpRequest) -> None:
         # (its fallback secret keys), and flushes a session it does not accept.
         user = get_user(request)
         found = Resolved(user, load(user), "") if user.is_authenticated else found
-    request.user = found.user or AnonymousUser()
+    user = request.user = found.user or AnonymousUser()
+
+    async def auser() -> AbstractBaseUser | AnonymousUser:
+        return user  # what async decorators (login_required) ask: not Django's second read
+
+    request.auser = auser  # type: ignore[attr-defined]
     request._tracerail_user = True  # type: ignore[attr-defined]
     request._tracerail_access_version = found.version  # type: ignore[attr-defined]
     if found.config is not None:

@@ -476,3 +476,32 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
+
+
+# --- server push against a fake feed (tests/test_events.py's fakes) ---------------------------
+
+
+@pytest.fixture
+def fake_feed(monkeypatch: Any, settings: Any) -> Any:
+    from cases import events, feed
+
+    from .test_events import FakeFeed
+
+    fake = FakeFeed()
+    monkeypatch.setattr(feed, "subscribe", fake.subscribe)
+    monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
+    monkeypatch.setattr(events, "ROWS", events.RowCache())
+    monkeypatch.setattr(events, "RENDERS", events.SharedRenders())
+    settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
+    return fake
+
+
+@pytest.fixture
+def fake_listing(monkeypatch: Any) -> Any:
+    from cases import listing
+
+    from .test_events import FakeListing
+
+    fake = FakeListing()
+    monkeypatch.setattr(listing, "results", fake.results)
+    return fake

@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
@@ -70,22 +69,7 @@ class FakeListing:
         return listing.Results(gateway.CasePage(list(self.rows)), counts)
 
 
-@pytest.fixture
-def fake_feed(monkeypatch, settings) -> FakeFeed:
-    fake = FakeFeed()
-    monkeypatch.setattr(feed, "subscribe", fake.subscribe)
-    monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
-    monkeypatch.setattr(events, "ROWS", events.RowCache())
-    monkeypatch.setattr(events, "RENDERS", events.SharedRenders())
-    settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
-    return fake
-
-
-@pytest.fixture
-def fake_listing(monkeypatch) -> FakeListing:
-    fake = FakeListing()
-    monkeypatch.setattr(listing, "results", fake.results)
-    return fake
+# The fake_feed and fake_listing fixtures (tests/conftest.py) install the two fakes above.
 
 
 def _row(case_id: str, *, queue: str = "technical", assignee: str | None = None,
