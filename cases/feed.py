@@ -111,7 +111,7 @@ class Poller:
         token: str | None = None
         query = changed_since_query(watermark - overlap)
         while True:
-            page = await gateway.list_cases(query, PAGE, token)
+            page = await gateway.list_cases(query, PAGE, token, priority=True)
             rows.extend(page.rows)
             token = page.next_page_token
             if not token:

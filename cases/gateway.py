@@ -552,14 +552,31 @@ async def _exists(client: Client, case_id: str) -> bool:
 # Answers are shared and kept fresh by cases/answers.py and the change feed.
 
 
-class _Budget:
-    """A fixed one-second window per deployment: at most VISIBILITY_RPS calls in each."""
+class VisibilityBusy(TemporalUnavailable):
+    """No slot in the Visibility budget within VISIBILITY_WAIT_SECONDS."""
 
-    async def acquire(self) -> None:
+
+def _busy(waited: float) -> VisibilityBusy:
+    return VisibilityBusy(
+        f"Temporal is answering this deployment's other screens first (its Visibility limit is "
+        f"{settings.VISIBILITY_RPS:g} calls a second) and this page waited {waited:.0f} s; "
+        f"try again in a moment.")
+
+
+class _Budget:
+    """A fixed one-second window per deployment: at most VISIBILITY_RPS calls in each, of
+    which pages take all but one: the change feed's poll (`priority`), which keeps every
+    screen fresh, is never starved by page reads. A page waits at most
+    VISIBILITY_WAIT_SECONDS for a slot, then raises VisibilityBusy (a 503 that says so)."""
+
+    async def acquire(self, priority: bool = False) -> None:
         rate = settings.VISIBILITY_RPS
         if rate <= 0:
             return
+        limit = rate if priority or rate < 2 else rate - 1
         shared = store.shared()
+        started = time.time()
+        give_up = started + settings.VISIBILITY_WAIT_SECONDS
         while True:
             now = time.time()
             window = int(now)
@@ -567,12 +584,17 @@ class _Budget:
             try:
                 shared.add(key, 0, timeout=5)
                 used = shared.incr(key)
+                if used > limit and not priority:
+                    shared.decr(key)  # not taken: the feed's slot stays free
             except Exception:  # the store away: fall back to this process's own share
-                return await _local.acquire()
-            if used <= rate:
+                return await _local.acquire(None if priority else give_up)
+            if used <= limit:
                 return
             # Spread the ones that wait over the next window instead of all at its start.
-            await asyncio.sleep(window + 1 - now + random.uniform(0, 0.2))
+            wake = window + 1 + random.uniform(0, 0.2)
+            if not priority and wake > give_up:
+                raise _busy(now - started)
+            await asyncio.sleep(wake - now)
 
 
 class _RateLimiter:
@@ -582,11 +604,12 @@ class _RateLimiter:
         self.tokens = 0.0
         self.stamp: float | None = None
 
-    async def acquire(self) -> None:
+    async def acquire(self, give_up: float | None = None) -> None:
         rate = settings.VISIBILITY_RPS
         if rate <= 0:
             return
         loop = asyncio.get_running_loop()
+        started = time.time()
         while True:
             now = loop.time()
             if self.stamp is None:
@@ -596,17 +619,21 @@ class _RateLimiter:
             if self.tokens >= 1:
                 self.tokens -= 1
                 return
-            await asyncio.sleep((1 - self.tokens) / rate)
+            wait = (1 - self.tokens) / rate
+            if give_up is not None and time.time() + wait > give_up:
+                raise _busy(time.time() - started)
+            await asyncio.sleep(wait)
 
 
 _local = _RateLimiter()
 _limiter = _Budget()
 
 
-async def list_cases(query: str, page_size: int, page_token: str | None = None) -> CasePage:
+async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
+                     priority: bool = False) -> CasePage:
     """A page of cases, within the Visibility budget, asked now (shared, feed-checked
-    answers are cases/answers.py's)."""
-    await _limiter.acquire()
+    answers are cases/answers.py's). `priority`: the change feed's poll."""
+    await _limiter.acquire(priority)
     return await _list_cases(query, page_size, page_token)
 
 

@@ -189,6 +189,7 @@ def test_the_visibility_budget_holds_as_the_server_counts_it(temporal, settings)
     from .conftest import settled_visibility_calls, visibility_calls
 
     settings.VISIBILITY_RPS = 5
+    settings.VISIBILITY_WAIT_SECONDS = 30  # all 25 wait their turn (pages get 4 a window)
     query = "WorkflowType = 'Case' AND CaseTitle = 'budgettest'"
 
     async def readers() -> None:
