@@ -196,9 +196,12 @@ def resolve_user(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[
         return middleware
 
     def sync_middleware(request: HttpRequest) -> HttpResponse:
-        # Sync chain (WSGI, the test client): evaluate the lazy user here, on the request
-        # thread, before an async view runs on another thread.
-        request.user.is_authenticated  # noqa: B018
+        # Sync chain (WSGI, the test client): the same resolution, on the request thread,
+        # before an async view runs on another thread.
+        try:
+            config.resolve(request)
+        except OperationalError as err:
+            return _database_unavailable(request, err)
         return get_response(request)  # type: ignore[return-value]
 
     return sync_middleware
