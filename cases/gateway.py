@@ -120,6 +120,11 @@ class CaseCompleted(GatewayError):
     """The case's workflow has ended: it answers no Query; read it from its history."""
 
 
+class CaseUnreadable(GatewayError):
+    """The workflow's history is not one the case workflow wrote (another client started a
+    workflow of its type with an input of its own): there is no case state in it to read."""
+
+
 class CaseExists(GatewayError):
     pass
 
@@ -930,8 +935,14 @@ async def case_history(case_id: str, run_id: str | None = None, *,
     its timeline and the state right after it. Needs no worker. `raw` adds the JSON."""
     client = await get_client()
     runs = await _histories(client, case_id, run_id)
-    projection = project(case_id, ((rid, h.events) for rid, h in runs),
-                         client.data_converter.payload_converter)
+    try:
+        projection = project(case_id, ((rid, h.events) for rid, h in runs),
+                             client.data_converter.payload_converter)
+    except Exception as err:  # the payloads of a history are any starter's data
+        logger.warning("case %s: its history cannot be read as a case's (%s: %s)",
+                       case_id, type(err).__name__, err)
+        raise CaseUnreadable(f"{case_id} was not started as a case; its history cannot be "
+                             "read.") from err
     return CaseHistory(projection, [
         {"runId": rid, **h.to_json_dict()} for rid, h in runs] if raw else [])
 
