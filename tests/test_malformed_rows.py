@@ -187,10 +187,10 @@ def test_a_feed_that_cannot_poll_is_unhealthy_while_its_store_reads_fine(setting
     store.clear()
     poller, listener = feed.Poller(), feed.Listener()
 
-    async def answering(query: str, page_size: int, token: str | None = None):
+    async def answering(query: str, page_size: int, token: str | None = None, **kw: Any):
         return gateway.CasePage([])
 
-    async def down(query: str, page_size: int, token: str | None = None):
+    async def down(query: str, page_size: int, token: str | None = None, **kw: Any):
         raise gateway.TemporalUnavailable("Temporal did not answer (UNAVAILABLE)")
 
     monkeypatch.setattr(gateway, "list_cases", answering)
@@ -327,7 +327,7 @@ def test_the_feed_skips_a_row_it_cannot_order_and_publishes_the_rest(settings, m
     odd = gateway._row(_info(new_case_id()))
     odd.version = "banana"
 
-    async def listing(query: str, page_size: int, token: str | None = None):
+    async def listing(query: str, page_size: int, token: str | None = None, **kw: Any):
         return gateway.CasePage([odd, good])
 
     monkeypatch.setattr(gateway, "list_cases", listing)
