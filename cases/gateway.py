@@ -743,7 +743,7 @@ class _Fields:
         if value is None:
             return []
         if isinstance(value, str):
-            return [value]  # Temporal takes a lone keyword for a KeywordList
+            return [value]  # a lone keyword where a list belongs: one tag, not its letters
         if isinstance(value, list):
             words = [v for v in value if isinstance(v, str)]
             if len(words) < len(value):
