@@ -7,6 +7,7 @@ removes disappears from forms and filters at once, while values already on cases
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -131,18 +132,29 @@ def filters_from(form: forms.Form, attributes: list[Attribute]) -> dict[str, tup
 
 
 def display(attr_type: str, value: Any) -> str:
+    """A value as text. Values come from any Temporal client, not only this app's forms, so
+    one of another type than the registered one is shown as what it is, never an error."""
     if value is None:
         return ""
-    if attr_type == "Bool" or isinstance(value, bool):
+    if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(_text(v) for v in value)
     if attr_type == "Datetime" and isinstance(value, str):
         try:
             return timezone.localtime(datetime.fromisoformat(value)).strftime("%b %-d, %H:%M")
-        except ValueError:
+        except (ValueError, OverflowError):  # not a date, no offset, or past the calendar
             return value
-    return str(value)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    try:
+        if isinstance(value, dict | list):
+            return json.dumps(value, ensure_ascii=False, default=str)
+        return str(value)
+    except (ValueError, RecursionError):  # an int past str()'s digit limit, or nested deep
+        return "(unreadable)"
 
 
 def attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple[str, str, bool]]:

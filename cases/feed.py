@@ -40,6 +40,7 @@ KEY_SEQ = "feed:seq"
 KEY_EPOCH = "feed:epoch"
 KEY_LEASE = "feed:lease"
 KEY_WATERMARK = "feed:watermark"
+KEY_POLLED = "feed:polled"  # wall time (a float) of the last poll that succeeded
 PAGE = 1000
 
 
@@ -121,17 +122,44 @@ class Poller:
         self.polls += 1
         published = 0
         newest = watermark
-        for row in sorted(rows, key=_version):
+        # Rows come from any Temporal client: one that cannot be ordered or published is
+        # skipped, so it never holds back the rows after it or the watermark. Within the
+        # overlap it is asked for again on the next polls.
+        for key, row in sorted(_orderable(rows), key=lambda pair: pair[0]):
             if row.updated_at is not None and row.updated_at > newest:
                 newest = row.updated_at
+            # A store that fails here fails the poll, as it should: nothing was skipped.
             before: gateway.CaseRow | None = store.get(_known(row.case_id))
-            if before is not None and _version(before) >= _version(row):
-                continue  # already published (the overlap brings rows back)
-            _publish(store, row, before, seen_at)
+            try:
+                if before is not None and _version(before) >= key:
+                    continue  # already published (the overlap brings rows back)
+            except (TypeError, AttributeError):
+                before = None  # kept by an older version in a shape that does not compare
+            try:
+                _publish(store, row, before, seen_at)
+            except Exception:
+                logger.exception("feed: skipped the change of case %s", row.case_id)
+                continue
             published += 1
         # Not past "now": a clock running ahead on a row must not hide the rows after it.
         store.set(KEY_WATERMARK, min(newest, now), timeout=None)
+        store.set(KEY_POLLED, time.time(), timeout=None)
         return published
+
+
+def _orderable(rows: list[gateway.CaseRow]
+               ) -> list[tuple[tuple[int, datetime], gateway.CaseRow]]:
+    """The rows with their order keys, leaving out (with a log line) any whose key would not
+    compare with the others'."""
+    out = []
+    for row in rows:
+        key = _version(row)
+        if isinstance(key[0], int) and isinstance(key[1], datetime) and key[1].tzinfo:
+            out.append((key, row))
+        else:
+            logger.warning("feed: skipped case %s: its version or update time is unreadable",
+                           row.case_id)
+    return out
 
 
 def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
@@ -202,6 +230,7 @@ class Listener:
         self.lock = threading.Lock()
         self.subscribers: set[_Subscriber] = set()
         self.last_read = 0.0  # monotonic time of the last successful read of the store
+        self.polled_at = 0.0  # wall time of the feed's last successful poll, as last read
         self.resyncs = 0
         self.gap_since: float | None = None  # since when an entry has been missing
         # The newest version each recently changed case had in the feed (bounded).
@@ -241,6 +270,8 @@ class Listener:
                     self._resync("changes expired before this process read them")
             else:
                 self.gap_since = None
+        polled = store.get(KEY_POLLED)
+        self.polled_at = float(polled) if isinstance(polled, int | float) else 0.0
         self.last_read = time.monotonic()
 
     def _emit(self, events: list[Change | Resync]) -> None:
@@ -274,8 +305,17 @@ class Listener:
     # What cases/answers.py asks.
 
     def healthy(self) -> bool:
+        """Read recently, and fed recently: a store that answers says nothing of a poller
+        that cannot reach Temporal, and answers checked against a feed that publishes
+        nothing would miss every change. The lease holder stamps each poll that succeeded,
+        about every FEED_INTERVAL_SECONDS; when it dies, another process polls once its
+        lease lapses (FEED_LEASE_SECONDS). Quiet for FEED_STALE_SECONDS beyond that, the
+        feed cannot poll. The stamp is another host's wall clock: answers.py already
+        counts on the hosts' clocks agreeing to within a fraction of a second."""
+        polled_within = settings.FEED_STALE_SECONDS + settings.FEED_LEASE_SECONDS
         return self.cursor is not None and \
-            time.monotonic() - self.last_read < settings.FEED_STALE_SECONDS
+            time.monotonic() - self.last_read < settings.FEED_STALE_SECONDS and \
+            time.time() - self.polled_at < polled_within
 
     def known_version(self, case_id: str) -> int | None:
         """The newest version of the case this process has seen in the feed, if any."""

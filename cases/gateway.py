@@ -12,11 +12,12 @@ import base64
 import binascii
 import itertools
 import json
+import logging
 import os
 import random
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ from workers.search_attributes import (
 
 from . import store
 
+logger = logging.getLogger(__name__)
+
 WORKFLOW_TYPE = "Case"
 
 UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMANDS.items()}
@@ -115,6 +118,11 @@ class CaseNotFound(GatewayError):
 
 class CaseCompleted(GatewayError):
     """The case's workflow has ended: it answers no Query; read it from its history."""
+
+
+class CaseUnreadable(GatewayError):
+    """The workflow's history is not one the case workflow wrote (another client started a
+    workflow of its type with an input of its own): there is no case state in it to read."""
 
 
 class CaseExists(GatewayError):
@@ -159,6 +167,10 @@ class CaseRow:
     closed_at: datetime | None = None
     # Other search attributes on the case (admin-registered ones among them), raw JSON values.
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Fields any client wrote in a type or shape this row could not read (shown as their
+    # defaults): Temporal names, e.g. "CaseTags" or "row.version". A plain default rather
+    # than a factory, so rows pickled before this field existed still read.
+    unreadable: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -693,50 +705,163 @@ def _decode_token(token: str | None) -> bytes:
         return b""
 
 
+# A payload present but not JSON (another encoding, or nested deeper than the parser goes):
+# unreadable rather than absent, so the row can say so.
+_UNREADABLE: Any = object()
+
+
 def _json(payload: Any) -> Any:
     try:
         return json.loads(payload.data) if payload.data else None
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return _UNREADABLE
 
 
 def _datetime(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # In UTC, so rows compare with each other and with the feed's watermark; Temporal
+        # writes UTC, so a value without an offset is read as UTC.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or one past the calendar in UTC
         return None
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _whole(value: Any) -> int | None:
+    # Some JSON writers send 3.0 for 3; true is not a number here.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+class _Fields:
+    """One row's values (decoded search attributes, or the row memo), read field by field:
+    a value of the wrong type or shape is the field's default, and its name is noted."""
+
+    def __init__(self, values: dict[str, Any], bad: list[str], prefix: str = "") -> None:
+        self.values, self.bad, self.prefix = values, bad, prefix
+
+    def read(self, key: str, read: Any, default: Any) -> Any:
+        value = self.values.get(key)
+        if value is None:
+            return default
+        out = None if value is _UNREADABLE else read(value)
+        if out is None:
+            self.bad.append(self.prefix + key)
+            return default
+        return out
+
+    def keywords(self, key: str) -> list[str]:
+        value = self.values.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]  # a lone keyword where a list belongs: one tag, not its letters
+        if isinstance(value, list):
+            words = [v for v in value if isinstance(v, str)]
+            if len(words) < len(value):
+                self.bad.append(self.prefix + key)  # shown: the words that are words
+            return words
+        self.bad.append(self.prefix + key)
+        return []
+
+
+def _time(info: WorkflowExecutionInfo, name: str, label: str, bad: list[str]
+          ) -> datetime | None:
+    if not info.HasField(name):
+        return None
+    try:
+        return getattr(info, name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        bad.append(label)
+        return None
+
+
+def _execution_status(info: WorkflowExecutionInfo, bad: list[str]) -> str:
+    try:
+        name = WorkflowExecutionStatus.Name(info.status)
+    except ValueError:  # a status newer than this SDK
+        bad.append("ExecutionStatus")
+        return "unknown"
+    return name.removeprefix("WORKFLOW_EXECUTION_STATUS_").lower()
+
+
 def _row(info: WorkflowExecutionInfo) -> CaseRow:
-    sa = {k: _json(v) for k, v in info.search_attributes.indexed_fields.items()}
+    """A Visibility row as a CaseRow. Any client can start a workflow of this type with any
+    memo and search attributes, so nothing here may raise on what a row holds: a field that
+    cannot be read is its default, named in `unreadable` and in one log line."""
+    bad: list[str] = []
+    sa_values = {k: _json(v) for k, v in info.search_attributes.indexed_fields.items()}
+    sa = _Fields(sa_values, bad)
     memo_payload = info.memo.fields.get(ROW_MEMO_KEY)
-    memo = (_json(memo_payload) if memo_payload is not None else None) or {}
-    priority = sa.get("CasePriority")
-    return CaseRow(
+    memo_value = _json(memo_payload) if memo_payload is not None else None
+    if memo_value is not None and not isinstance(memo_value, dict):
+        bad.append(ROW_MEMO_KEY)
+        memo_value = None
+    memo = _Fields(memo_value or {}, bad, f"{ROW_MEMO_KEY}.")
+    attributes: dict[str, Any] = {}
+    for name, value in sa_values.items():
+        if name in _CORE_NAMES:
+            continue
+        if value is _UNREADABLE:
+            bad.append(name)
+            value = None
+        attributes[name] = value
+    row = CaseRow(
         case_id=info.execution.workflow_id,
-        title=str(sa.get("CaseTitle") or ""),
-        status=str(sa.get("CaseStatus") or "new"),
-        priority=int(priority) if isinstance(priority, int | float) else None,
-        queue=str(sa.get("CaseQueue") or ""),
-        assignee=sa.get("CaseAssignee") or None,
-        tags=list(sa.get("CaseTags") or []),
-        due_at=_datetime(sa.get("CaseDueAt")),
-        updated_at=_datetime(sa.get("CaseUpdatedAt")),
-        sla_breached=bool(sa.get("CaseSlaBreached")),
-        started_at=info.start_time.ToDatetime(tzinfo=UTC) if info.HasField("start_time") else None,
-        execution_status=WorkflowExecutionStatus.Name(info.status)
-        .removeprefix("WORKFLOW_EXECUTION_STATUS_")
-        .lower(),
-        requester=str(memo.get("requester") or ""),
-        version=memo.get("version"),
-        comments=int(memo.get("comments") or 0),
-        attributes={k: v for k, v in sa.items() if k not in _CORE_NAMES},
+        title=sa.read("CaseTitle", _text, ""),
+        status=sa.read("CaseStatus", _text, "new") or "new",
+        priority=sa.read("CasePriority", _whole, None),
+        queue=sa.read("CaseQueue", _text, ""),
+        assignee=sa.read("CaseAssignee", _text, None) or None,
+        tags=sa.keywords("CaseTags"),
+        due_at=sa.read("CaseDueAt", _datetime, None),
+        updated_at=sa.read("CaseUpdatedAt", _datetime, None),
+        sla_breached=sa.read("CaseSlaBreached", _flag, False),
+        started_at=_time(info, "start_time", "StartTime", bad),
+        execution_status=_execution_status(info, bad),
+        requester=memo.read("requester", _text, ""),
+        version=memo.read("version", _whole, None),
+        comments=memo.read("comments", _whole, 0),
+        attributes=attributes,
         run_id=info.execution.run_id,
-        closed_at=info.close_time.ToDatetime(tzinfo=UTC) if info.HasField("close_time")
-        else None,
+        closed_at=_time(info, "close_time", "CloseTime", bad),
+        unreadable=tuple(bad),
     )
+    if bad:
+        _warn_unreadable(row)
+    return row
+
+
+# Rows already reported by this process: a list refreshed by many people, or the feed's
+# overlap, reads the same bad row again and again, and one line says it.
+_reported: OrderedDict[tuple[str, str, tuple[str, ...]], None] = OrderedDict()
+_REPORTED_MAX = 1000
+
+
+def _warn_unreadable(row: CaseRow) -> None:
+    key = (row.case_id, row.run_id, row.unreadable)
+    if key in _reported:
+        return
+    _reported[key] = None
+    while len(_reported) > _REPORTED_MAX:
+        _reported.popitem(last=False)
+    logger.warning("case row %s (run %s): unreadable %s, shown as their defaults",
+                   row.case_id, row.run_id, ", ".join(row.unreadable))
 
 
 _CORE_NAMES = frozenset(k.name for k in CORE_KEYS)
@@ -837,8 +962,14 @@ async def case_history(case_id: str, run_id: str | None = None, *,
     its timeline and the state right after it. Needs no worker. `raw` adds the JSON."""
     client = await get_client()
     runs = await _histories(client, case_id, run_id)
-    projection = project(case_id, ((rid, h.events) for rid, h in runs),
-                         client.data_converter.payload_converter)
+    try:
+        projection = project(case_id, ((rid, h.events) for rid, h in runs),
+                             client.data_converter.payload_converter)
+    except Exception as err:  # the payloads of a history are any starter's data
+        logger.warning("case %s: its history cannot be read as a case's (%s: %s)",
+                       case_id, type(err).__name__, err)
+        raise CaseUnreadable(f"{case_id} was not started as a case; its history cannot be "
+                             "read.") from err
     return CaseHistory(projection, [
         {"runId": rid, **h.to_json_dict()} for rid, h in runs] if raw else [])
 

@@ -70,7 +70,9 @@ async def history_for(access: Access, case_id: str, run_id: str | None = None, *
         raise Http404(NOT_FOUND)
     try:
         history = await gateway.case_history(case_id, _run_id(run_id), raw=raw)
-    except gateway.CaseNotFound as err:
+    except (gateway.CaseNotFound, gateway.CaseUnreadable) as err:
+        # One this app cannot read is no case of its own to these pages; a live one is
+        # still shown from Visibility (degraded).
         raise Http404(NOT_FOUND) from err
     visible(access, history.projection.state)
     return history

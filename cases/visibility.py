@@ -181,6 +181,15 @@ class CaseFilter:
         in Python, for the change feed (which cached answers a changed case touches, which
         open screens it concerns). None where only the index can tell (title words, custom
         attributes, relative times): callers treat that as "maybe"."""
+        try:
+            return self._matches(row, me, visible_queues)
+        except (TypeError, AttributeError, ValueError, OverflowError):
+            # A field of a type no row should have (one kept in the shared store by an
+            # older version, say): the feed reads it as "maybe" and carries on.
+            return None
+
+    def _matches(self, row: Any, me: str, visible_queues: Sequence[str] | None
+                 ) -> bool | None:
         if row.execution_status == "continued_as_new":
             return False
         if visible_queues is not None and row.queue not in visible_queues:

@@ -129,6 +129,11 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
                if row.updated_at else "")
     tags = "".join(f'<span class="tag">{e(t)}</span>' for t in row.tags)
     requester = f'<div class="muted small">{e(row.requester)}</div>' if row.requester else ""
+    # Written by another Temporal client in a shape this app cannot read: say so, rather
+    # than pass the defaults shown for those fields off as the case's values.
+    unreadable = (f' <span class="badge warn" title="Not readable: '
+                  f'{e(", ".join(row.unreadable))}">unreadable fields</span>'
+                  if row.unreadable else "")
     extra = "".join(f'<td class="attr">{e(display(a.type, row.attributes.get(a.name)))}</td>'
                     for a in columns or [])
     priority = e(row.priority or "")
@@ -142,7 +147,7 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
         f'<td class="select"><input type="checkbox" name="case" value="{case_id}" form="bulk" '
         f'aria-label="Select {case_id}"></td>'
         f'<td class="mono"><a href="{url}">{case_id}</a></td>'
-        f'<td class="title"><a href="{url}">{e(row.title)}</a>{tags}{requester}</td>'
+        f'<td class="title"><a href="{url}">{e(row.title)}</a>{unreadable}{tags}{requester}</td>'
         f'<td><span class="badge status-{e(row.status)}">{e(status_label(row.status))}</span>'
         f'{stopped}</td>'
         f'<td><span class="prio p{priority}" title="{e(PRIORITY_LABELS.get(row.priority, ""))}">'
