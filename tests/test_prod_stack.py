@@ -71,12 +71,14 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
     kind, conf = shell(code, django_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/2"))
     assert kind == "RedisCache"
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
-    assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
+    assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
+                               "serializer": "cases.wire.JSONSerializer"}
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
-    assert kind == "LocMemCache" and conf["KEY_PREFIX"] == "tracerail"
+    assert kind == "JSONLocMemCache" and conf["KEY_PREFIX"] == "tracerail"
     assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
-        "socket_connect_timeout": None, "socket_timeout": None}  # 0: no limit
+        "socket_connect_timeout": None, "socket_timeout": None,  # 0: no limit
+        "serializer": "cases.wire.JSONSerializer"}
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
