@@ -221,10 +221,13 @@ def record(name: str, make: Callable[[], type], fields: dict[str, Kind]) -> Kind
     def dump_record(value: Any) -> dict[str, Any]:
         if type(value) is not make():
             raise Malformed(f"{type(value).__name__}, not {name}")
-        try:
-            return {attr: convert(getattr(value, attr)) for attr, convert in dumps}
-        except Malformed as err:
-            raise Malformed(f"{name}: {err}") from None
+        out = {}
+        for attr, convert in dumps:
+            try:
+                out[attr] = convert(getattr(value, attr))
+            except Malformed as err:
+                raise Malformed(f"{name}.{attr}: {err}") from None
+        return out
 
     def load_record(data: Any) -> Any:
         if type(data) is not dict or data.keys() != keys:
