@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import feed, gateway, store
+from . import feed, gateway, store, wire
 
 Matcher = Callable[[gateway.CaseRow], "bool | None"]
 # A change seen this long after an answer was asked cannot be in it, whatever the clocks say
@@ -156,7 +156,8 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         feed.ensure_running()  # from the next request on, answers are feed-checked
     store = _store()
     now = time.time()
-    answer: _Answer | None = await store.aget(key)
+    # Unreadable (another schema, not ours) is missing: asked again, and overwritten.
+    answer: _Answer | None = wire.load(wire.ANSWER, await store.aget(key))
     if answer is not None and answer.expires > now:
         if answer.seq is None:
             return answer.value
@@ -168,7 +169,8 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
                       _catch_up_page(answer, changes, matches, page_size))
             if caught is not None:
                 answer = replace(answer, value=caught, seq=changes[-1].seq)
-                await store.aset(key, answer, timeout=max(1, int(answer.expires - now)))
+                await store.aset(key, wire.dump(wire.ANSWER, answer),
+                                 timeout=max(1, int(answer.expires - now)))
                 return caught
     # Ask Visibility: once per process for identical concurrent questions.
     loop = asyncio.get_running_loop()
@@ -184,8 +186,8 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         value = await call()
         long = settings.VISIBILITY_FEED_TTL_SECONDS
         lifetime = long if seq is not None else short
-        await store.aset(key, _Answer(value, epoch, seq, asked, asked + lifetime, time.time()),
-                         timeout=max(1, int(lifetime)))
+        fresh = _Answer(value, epoch, seq, asked, asked + lifetime, time.time())
+        await store.aset(key, wire.dump(wire.ANSWER, fresh), timeout=max(1, int(lifetime)))
     except BaseException as err:
         future.set_exception(err)
         future.exception()  # mark retrieved: waiters re-raise it, nobody else must

@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import gateway, store
+from . import gateway, store, wire
 from .visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Poller:
         store = _store()
         now = datetime.now(UTC)
         overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
-        watermark: datetime = store.get(KEY_WATERMARK) or now - overlap
+        watermark: datetime = wire.load(wire.TIME, store.get(KEY_WATERMARK)) or now - overlap
         rows: list[gateway.CaseRow] = []
         token: str | None = None
         query = changed_since_query(watermark - overlap)
@@ -129,7 +129,7 @@ class Poller:
             if row.updated_at is not None and row.updated_at > newest:
                 newest = row.updated_at
             # A store that fails here fails the poll, as it should: nothing was skipped.
-            before: gateway.CaseRow | None = store.get(_known(row.case_id))
+            before: gateway.CaseRow | None = wire.load(wire.ROW, store.get(_known(row.case_id)))
             try:
                 if before is not None and _version(before) >= key:
                     continue  # already published (the overlap brings rows back)
@@ -142,7 +142,7 @@ class Poller:
                 continue
             published += 1
         # Not past "now": a clock running ahead on a row must not hide the rows after it.
-        store.set(KEY_WATERMARK, min(newest, now), timeout=None)
+        store.set(KEY_WATERMARK, wire.dump(wire.TIME, min(newest, now)), timeout=None)
         store.set(KEY_POLLED, time.time(), timeout=None)
         return published
 
@@ -167,9 +167,9 @@ def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
     store.add(KEY_EPOCH, secrets.token_hex(8), timeout=None)
     store.add(KEY_SEQ, 0, timeout=None)
     seq = store.incr(KEY_SEQ)
-    store.set(_entry(seq), Change(seq, row.case_id, row, before, seen_at),
+    store.set(_entry(seq), wire.dump(wire.CHANGE, Change(seq, row.case_id, row, before, seen_at)),
               timeout=settings.FEED_RETENTION_SECONDS)
-    store.set(_known(row.case_id), row, timeout=settings.FEED_KNOWN_SECONDS)
+    store.set(_known(row.case_id), wire.dump(wire.ROW, row), timeout=settings.FEED_KNOWN_SECONDS)
 
 
 # --- the listener (every process) ---------------------------------------------------------------
@@ -253,7 +253,8 @@ class Listener:
             found = store.get_many([_entry(n) for n in wanted])
             changes: list[Change] = []
             for n in wanted:
-                change = found.get(_entry(n))
+                # Unreadable (another schema, not ours) is missing: waited for, then resynced.
+                change = wire.load(wire.CHANGE, found.get(_entry(n)))
                 if change is None:
                     break
                 changes.append(change)

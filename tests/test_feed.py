@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from cases import answers, feed, gateway
+from cases import answers, feed, gateway, wire
 from cases.visibility import CaseFilter
 from workers.model import AddComment, Claim
 
@@ -79,7 +79,8 @@ def test_a_row_indexed_after_the_watermark_passed_it_still_arrives(quick_feed, o
     # row had been indexed after the poller had already looked beyond its time.
     feed.stop()
     state = run(gateway.act(case_id, AddComment(actor="alice", body="indexed late")))
-    store.set(feed.KEY_WATERMARK, state.updated_at + timedelta(seconds=5), timeout=None)
+    store.set(feed.KEY_WATERMARK, wire.dump(wire.TIME, state.updated_at + timedelta(seconds=5)),
+              timeout=None)
     feed.ensure_running()
     changes = _collect({case_id}, time.monotonic() + 15, want=1)
     assert any(c.row.version == state.version for c in changes)
@@ -254,7 +255,8 @@ def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
     subscribers are told to re-read (Resync) and later changes still arrive."""
     settings.CACHES = {**settings.CACHES, "feedredis": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": redis_server.url, "KEY_PREFIX": "feedtest"}}
+        "LOCATION": redis_server.url, "KEY_PREFIX": "feedtest",
+        "OPTIONS": {"serializer": "cases.wire.JSONSerializer"}}}
     settings.FEED_CACHE = "feedredis"
     settings.FEED_INTERVAL_SECONDS = 0.2
     settings.FEED_LISTEN_SECONDS = 0.05
@@ -314,7 +316,8 @@ def test_an_entry_being_written_is_waited_for_and_a_lost_one_resyncs(settings, m
     first = numbered_only()
     listener.read_once()
     assert emitted == [] and listener.resyncs == 0 and listener.cursor == first - 1
-    store.set(feed._entry(first), feed.Change(first, row.case_id, row, None, time.time()))
+    store.set(feed._entry(first),
+              wire.dump(wire.CHANGE, feed.Change(first, row.case_id, row, None, time.time())))
     feed._publish(store, row, None, time.time())  # and the next one, written at once
     listener.read_once()
     assert [getattr(e, "seq", None) for e in emitted] == [first, first + 1]

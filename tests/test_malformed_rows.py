@@ -19,7 +19,7 @@ from django.test import Client
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 
-from cases import feed, gateway
+from cases import feed, gateway, wire
 from cases.custom_fields import display
 from cases.ids import new_case_id
 from cases.models import ApiToken, CaseAttribute
@@ -160,22 +160,24 @@ def test_the_feed_publishes_past_a_malformed_row_and_its_watermark_moves(
     normal = open_case(title=f"Normal {word}", queue="general")
     _listed(f"CaseTitle = '{word}'", crafted, normal)
     watermark = started - timedelta(seconds=1)
-    store.set(feed.KEY_WATERMARK, watermark, timeout=None)
+    store.set(feed.KEY_WATERMARK, wire.dump(wire.TIME, watermark), timeout=None)
     caplog.set_level(logging.WARNING)
 
     poller = feed.Poller()
     before = time.time()
     assert run(poller.poll_once()) >= 2
-    published = store.get(feed._known(normal))
+    published = wire.load(wire.ROW, store.get(feed._known(normal)))
     assert published is not None and published.version == 1
-    assert store.get(feed._known(crafted)).version is None  # shown as far as readable
-    assert store.get(feed.KEY_WATERMARK) >= published.updated_at > watermark
+    # Shown as far as it can be read.
+    assert wire.load(wire.ROW, store.get(feed._known(crafted))).version is None
+    assert wire.load(wire.TIME, store.get(feed.KEY_WATERMARK)) >= published.updated_at > watermark
     assert store.get(feed.KEY_POLLED) >= before
     assert any("row.version" in line for line in _named(caplog, crafted))
     # The next poll takes the crafted row back (the overlap), carries on past it again and
     # does not publish it twice.
     run(poller.poll_once())
-    entries = [store.get(feed._entry(n)) for n in range(1, store.get(feed.KEY_SEQ) + 1)]
+    entries = [wire.load(wire.CHANGE, store.get(feed._entry(n)))
+               for n in range(1, store.get(feed.KEY_SEQ) + 1)]
     assert [e.case_id for e in entries].count(crafted) == 1
 
 
@@ -336,7 +338,7 @@ def test_the_feed_skips_a_row_it_cannot_order_and_publishes_the_rest(settings, m
     assert store.get(feed._known(good.case_id)) is not None
     assert store.get(feed._known(odd.case_id)) is None
     assert _named(caplog, odd.case_id)
-    assert store.get(feed.KEY_WATERMARK) == good.updated_at
+    assert wire.load(wire.TIME, store.get(feed.KEY_WATERMARK)) == good.updated_at
 
 
 # --- showing values of any type -------------------------------------------------------------

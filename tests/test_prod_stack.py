@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
-import pickle
 import re
 import secrets
 import shutil
@@ -27,7 +26,10 @@ import pytest
 import redis
 from django.core.cache import cache, caches
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from cases import wire
 from cases.management.commands.seed_demo import DEFAULT_SEED, demo_case
 from tracerail.settings import cache_settings, envurl
 
@@ -71,12 +73,14 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
     kind, conf = shell(code, django_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/2"))
     assert kind == "RedisCache"
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
-    assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
+    assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
+                               "serializer": "cases.wire.JSONSerializer"}
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
-    assert kind == "LocMemCache" and conf["KEY_PREFIX"] == "tracerail"
+    assert kind == "JSONLocMemCache" and conf["KEY_PREFIX"] == "tracerail"
     assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
-        "socket_connect_timeout": None, "socket_timeout": None}  # 0: no limit
+        "socket_connect_timeout": None, "socket_timeout": None,  # 0: no limit
+        "serializer": "cases.wire.JSONSerializer"}
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -681,15 +685,20 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
         streams.append(stream)
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert stream.readline() == b": connected\n"
-        store = redis.Redis(port=ports["REDIS_PORT"])
+        store = redis.Redis(port=ports["REDIS_PORT"],
+                            password=(var / "redis-password").read_text().strip())
 
         def lease_holder() -> str | None:
             raw = store.get("tracerail:1:feed:lease")
-            return pickle.loads(raw) if raw else None  # Django's RedisSerializer
+            return wire.decode(raw) if raw else None
 
         holder = wait_for(lease_holder, 20, "the feed's lease in Redis", proc, log)
         web_pids = {pid for pid, cmd in seen.items() if "uvicorn_worker.UvicornWorker" in cmd}
         assert int(holder.split(":")[1]) in web_pids
+        # The stack's Redis answers only with the password its processes have in REDIS_URL.
+        with pytest.raises(redis.exceptions.AuthenticationError):  # not retried for seconds
+            redis.Redis(port=ports["REDIS_PORT"], retry=Retry(NoBackoff(), 0)).ping()
+        assert (var / "redis-password").stat().st_mode & 0o777 == 0o600
         assert (var / "staticfiles" / "staticfiles.json").exists()
         assert (var / "secret-key").stat().st_mode & 0o777 == 0o600
     finally:

@@ -238,9 +238,11 @@ if REDIS_TIMEOUT < 0:
 def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
     # One prefix for every key ("tracerail:1:<key>"), so a Redis shared with other apps (or
     # a raw-client SCAN) can tell ours apart; the raw client needs cache.make_key(key).
+    # Values are JSON in both (cases/wire.py): Django's Redis backend would unpickle what it
+    # reads, and anyone able to write to the store would run code in every web process.
     if redis_url is None:
         return {"default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "cases.wire.JSONLocMemCache",
             "LOCATION": "tracerail",
             "KEY_PREFIX": "tracerail",
             # Local memory culls a third of its keys past MAX_ENTRIES (300 by default):
@@ -253,7 +255,8 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": "tracerail",
-        "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit},
+        "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit,
+                    "serializer": "cases.wire.JSONSerializer"},
     }}
 
 
