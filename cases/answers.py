@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,6 +41,11 @@ MARGIN_SECONDS = 2.0
 CLOCK_SKEW_SECONDS = 0.5
 # A first page that took in this many new entrants is asked again (it only grows meanwhile).
 PAGE_SLACK = 10
+
+# How long a process waits for another's answer to the same question before asking itself.
+ASK_WAIT_SECONDS = 2.0
+
+logger = logging.getLogger(__name__)
 
 _inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
 
@@ -182,6 +188,11 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
     _inflight[flight] = future
     try:
         epoch, seq = listener.position() if listener is not None else (None, None)
+        if seq is not None:
+            found = await _asked_elsewhere(store, key, epoch, seq)
+            if found is not None:
+                future.set_result(found.value)
+                return found.value
         asked = time.time()
         value = await call()
         long = settings.VISIBILITY_FEED_TTL_SECONDS
@@ -197,6 +208,29 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         return value
     finally:
         del _inflight[flight]
+
+
+async def _asked_elsewhere(store: Any, key: str, epoch: str | None, seq: int
+                           ) -> _Answer | None:
+    """The same question at the same feed position is asked once for the whole deployment:
+    the first process to claim it asks, the others wait up to ASK_WAIT_SECONDS for its answer
+    (then ask themselves, so a process that died asking costs a moment, not an answer). A
+    filter the feed cannot keep fresh (title words) is so re-asked once per change, not once
+    per web process."""
+    claim = f"{key}:asking:{epoch}:{seq}"
+    try:
+        if await store.aadd(claim, 1, timeout=max(1, int(ASK_WAIT_SECONDS) + 1)):
+            return None  # ours to ask
+        deadline = time.monotonic() + ASK_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            found = wire.load(wire.ANSWER, await store.aget(key))
+            if found is not None and found.epoch == epoch and found.seq is not None \
+                    and found.seq >= seq:
+                return found
+    except Exception as err:  # the store away: ask, as every process did before
+        logger.warning("answers: could not share a question: %s", err)
+    return None
 
 
 async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
