@@ -215,3 +215,48 @@ def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_se
         assert requests.since(start, "poll") == []
     finally:
         context.close()
+
+
+def test_logging_out_in_another_tab_says_so_and_keeps_the_typing(
+        browser: Browser, asgi_server: str, other_agent: Any, open_case: Any) -> None:
+    """An open stream is a request that never ends: logging out elsewhere ends it, and the
+    page says so without losing what was being typed."""
+    base = asgi_server
+    case_id = open_case(title="Logged out parrot", queue="technical")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        login(page, base, "bob")
+        page.goto(f"{base}/cases/{case_id}/")
+        _streaming(page)
+        page.fill("textarea[name=comment-body]", "Half a reply")
+        other = context.new_page()
+        other.goto(f"{base}/cases/")
+        other.click("form.logout button")
+        notice = page.locator("#stream-notice")
+        expect(notice).to_contain_text("You are signed out", timeout=5000)
+        expect(notice.locator("a")).to_have_attribute(
+            "href", f"/login/?next=%2Fcases%2F{case_id}%2F")
+        expect(page.locator("textarea[name=comment-body]")).to_have_value("Half a reply")
+        assert not page.evaluate("() => tracerail.pushed()")
+    finally:
+        context.close()
+
+
+def test_an_agent_taken_out_of_a_queue_loses_its_rows_on_the_open_list(
+        browser: Browser, asgi_server: str, other_agent: Any, open_case: Any) -> None:
+    from cases.models import Queue
+
+    base = asgi_server
+    case_id = open_case(title="Moved parrot", queue="technical", tags=["movedparrot"])
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        login(page, base, "bob")
+        page.goto(f"{base}/cases/?tag=movedparrot")
+        expect(page.locator(f"#row-{case_id}")).to_be_visible()
+        _streaming(page)
+        Queue.objects.get(slug="technical").agents.remove(other_agent)
+        expect(page.locator(f"#row-{case_id}")).to_have_count(0, timeout=5000)
+    finally:
+        context.close()
