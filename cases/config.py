@@ -24,11 +24,11 @@ from django.contrib.auth import (
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
-from django.db.models import DateTimeField, Q
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
-from . import access_version, dbconn, store
+from . import access_version, dbconn, store, wire
 from .access import ADMIN, AGENT, NONE, SUPERVISOR, Access
 from .custom_fields import Attribute
 from .models import CaseAttribute, Queue, SavedView
@@ -79,21 +79,38 @@ def load(user: AbstractBaseUser | AnonymousUser, *, views: bool = False,
     return _extras(_base(user), user, views=views, usernames=usernames, holders=holders)
 
 
-def _base(user: AbstractBaseUser | AnonymousUser) -> RequestConfig:
-    """What every request needs: the registry, the access rule's inputs, the user's queues."""
-    registry = [
+@dataclass(frozen=True)
+class Basics:
+    """What every request needs (cached under the access versions): the access rule's inputs,
+    the queues this user may see, the attribute registry."""
+
+    access: Access
+    queues: tuple[tuple[str, str], ...]
+    attributes: tuple[Attribute, ...]
+
+    def config(self) -> RequestConfig:
+        # Only supervisors get the user list: for anyone else it is read, and empty.
+        loaded = frozenset() if self.access.is_supervisor else frozenset({"usernames"})
+        return RequestConfig(self.access, list(self.queues), list(self.attributes),
+                             loaded=loaded)
+
+
+def _basics(user: AbstractBaseUser | AnonymousUser) -> Basics:
+    registry = tuple(
         Attribute(a.name, a.type, a.label or a.name, a.help_text, tuple(a.choice_list),
                   a.filterable, a.agent_editable)
         for a in CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED).order_by("label")
-    ]
-    access = _access(user, registry)
+    )
+    access = _access(user, list(registry))
     queues = Queue.objects.order_by("slug")
     if access.queues is not None:
         queues = queues.filter(slug__in=access.queues)
-    config = RequestConfig(access, [(q.slug, q.name) for q in queues], registry)
-    if not access.is_supervisor:
-        config.loaded = frozenset({"usernames"})  # only supervisors get the list
-    return config
+    return Basics(access, tuple((q.slug, q.name) for q in queues), registry)
+
+
+def _base(user: AbstractBaseUser | AnonymousUser) -> RequestConfig:
+    """What every request needs, read from the database."""
+    return _basics(user).config()
 
 
 def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
@@ -130,8 +147,10 @@ def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
 # configuration's (cases/access_version.py), which every change to them replaces: a cached
 # entry is never read after the change it predates. The session is the cached_db engine's.
 
-SCHEMA = 1  # of the cached user and configuration; another is read as a miss
 _CACHE_SECONDS = 3600
+# Read from the database when the user is saved, never kept in the store (the password hash
+# would otherwise sit in Redis); a cached user that is saved writes only the other fields.
+_DEFERRED = frozenset({"password", "last_login"})
 
 
 def _user_key(user_id: Any, version: str) -> str:
@@ -142,59 +161,31 @@ def _config_key(user_id: Any, version: str, shared: str) -> str:
     return f"auth:config:{user_id}:{version}:{shared}"
 
 
-def _user_data(user: AbstractBaseUser) -> dict[str, Any]:
-    fields = {}
-    for f in user._meta.concrete_fields:
-        value = getattr(user, f.attname)
-        fields[f.attname] = value.isoformat() if isinstance(value, datetime) else value
-    return {"schema": SCHEMA, "fields": fields}
+@dataclass(frozen=True)
+class SignedIn:
+    """A user as the store keeps them (cases/wire.py SIGNED_IN)."""
 
+    id: int
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    is_staff: bool
+    is_active: bool
+    is_superuser: bool
+    date_joined: datetime
+    auth_hash: str  # the session auth hash the sign-in check compares
 
-def _user_from(data: Any) -> AbstractBaseUser | None:
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        return None
-    model = get_user_model()
-    try:
-        fields = {}
-        for f in model._meta.concrete_fields:
-            value = data["fields"][f.attname]
-            if isinstance(f, DateTimeField) and value is not None:
-                value = datetime.fromisoformat(value)
-            fields[f.attname] = value
-        user = model(**fields)
-    except (KeyError, TypeError, ValueError) as err:
-        logger.warning("config: unreadable cached user: %s", err)
-        return None
-    user._state.adding, user._state.db = False, "default"
-    return user
+    @classmethod
+    def of(cls, user: Any) -> SignedIn:
+        return cls(user.pk, user.username, user.first_name, user.last_name, user.email,
+                   user.is_staff, user.is_active, user.is_superuser, user.date_joined,
+                   user.get_session_auth_hash())
 
-
-def _config_data(config: RequestConfig) -> dict[str, Any]:
-    a = config.access
-    return {"schema": SCHEMA,
-            "access": [a.username, a.role, None if a.queues is None else list(a.queues),
-                       None if a.attributes is None else list(a.attributes)],
-            "queues": [list(q) for q in config.queues],
-            "attributes": [[x.name, x.type, x.label, x.help_text, list(x.choices), x.filterable,
-                            x.agent_editable] for x in config.attributes],
-            "loaded": sorted(config.loaded)}
-
-
-def _config_from(data: Any) -> RequestConfig | None:
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        return None
-    try:
-        username, role, queues, editable = data["access"]
-        access = Access(username, role, None if queues is None else tuple(queues),
-                        None if editable is None else tuple(editable))
-        attributes = [Attribute(n, t, label, help_text, tuple(choices), filterable, editable)
-                      for n, t, label, help_text, choices, filterable, editable
-                      in data["attributes"]]
-        return RequestConfig(access, [(slug, name) for slug, name in data["queues"]],
-                             attributes, loaded=frozenset(data["loaded"]))
-    except (KeyError, TypeError, ValueError) as err:
-        logger.warning("config: unreadable cached configuration: %s", err)
-        return None
+    def user(self) -> AbstractBaseUser:
+        model = get_user_model()
+        names = [f.attname for f in model._meta.concrete_fields if f.attname not in _DEFERRED]
+        return model.from_db("default", names, [getattr(self, n) for n in names])
 
 
 @dataclass
@@ -223,7 +214,7 @@ def resolve_session(session: SessionBase) -> Resolved:
         logger.warning("config: the shared store is not answering: %s", err)
         versions = None
     shared = store.shared()
-    user = config = None
+    signed_in = basics = None
     if versions is not None:
         mine, everyone = versions[user_id], versions[access_version.CONFIG]
         keys = (_user_key(user_id, mine), _config_key(user_id, mine, everyone))
@@ -232,22 +223,26 @@ def resolve_session(session: SessionBase) -> Resolved:
         except Exception as err:
             logger.warning("config: the shared store is not answering: %s", err)
             found = {}
-        user, config = _user_from(found.get(keys[0])), _config_from(found.get(keys[1]))
-    if user is None:
+        signed_in = wire.load(wire.SIGNED_IN, found.get(keys[0]))
+        basics = wire.load(wire.BASICS, found.get(keys[1]))
+    if signed_in is None:
         user = get_user_model()._default_manager.filter(pk=user_id).first()
-        if user is not None and versions is not None:
-            _put(shared, keys[0], _user_data(user))
-    if user is None or not getattr(user, "is_active", True):
+        if user is None:
+            return Resolved(None, None)
+        signed_in = SignedIn.of(user)
+        if versions is not None:
+            _put(shared, keys[0], wire.dump(wire.SIGNED_IN, signed_in))
+    if not signed_in.is_active:
         return Resolved(None, None)
     session_hash = session.get(HASH_SESSION_KEY)
-    if not session_hash or not constant_time_compare(session_hash,
-                                                     user.get_session_auth_hash()):
+    if not session_hash or not constant_time_compare(session_hash, signed_in.auth_hash):
         return Resolved(None, None)  # a changed password signs every other session out
-    if config is None:
-        config = _base(user)
+    user = signed_in.user()
+    if basics is None:
+        basics = _basics(user)
         if versions is not None:
-            _put(shared, keys[1], _config_data(config))
-    return Resolved(user, config, versions[user_id] if versions is not None else "")
+            _put(shared, keys[1], wire.dump(wire.BASICS, basics))
+    return Resolved(user, basics.config(), versions[user_id] if versions is not None else "")
 
 
 def _put(shared: Any, key: str, value: Any) -> None:

@@ -168,8 +168,7 @@ class CaseRow:
     # Other search attributes on the case (admin-registered ones among them), raw JSON values.
     attributes: dict[str, Any] = field(default_factory=dict)
     # Fields any client wrote in a type or shape this row could not read (shown as their
-    # defaults): Temporal names, e.g. "CaseTags" or "row.version". A plain default rather
-    # than a factory, so rows pickled before this field existed still read.
+    # defaults): Temporal names, e.g. "CaseTags" or "row.version".
     unreadable: tuple[str, ...] = ()
 
     @property

@@ -324,3 +324,57 @@ ANSWER = record("answer", _answer, {
     "expires": SECONDS,
     "answered_at": SECONDS,
 })
+
+
+# --- who is signed in, and what they may see (cases/config.py's request path) --------------
+
+
+def _signed_in() -> type:
+    from .config import SignedIn
+    return SignedIn
+
+
+# Never the password hash: the session's auth hash (an HMAC of it, already in the session)
+# is all the sign-in check needs; the user's password and last login are left deferred.
+SIGNED_IN = record("signed-in", _signed_in, {
+    "id": INT,
+    "username": STR,
+    "first_name": STR,
+    "last_name": STR,
+    "email": STR,
+    "is_staff": BOOL,
+    "is_active": BOOL,
+    "is_superuser": BOOL,
+    "date_joined": TIME,
+    "auth_hash": STR,
+})
+
+
+def _access() -> type:
+    from .access import Access
+    return Access
+
+
+def _attribute() -> type:
+    from .custom_fields import Attribute
+    return Attribute
+
+
+def _basics() -> type:
+    from .config import Basics
+    return Basics
+
+
+BASICS = record("basics", _basics, {
+    "access": record("access", _access, {
+        "username": STR,
+        "role": STR,
+        "queues": optional(tuple_of(STR)),
+        "attributes": optional(tuple_of(STR)),
+    }),
+    "queues": tuple_of(tuple_of(STR)),
+    "attributes": tuple_of(record("attribute", _attribute, {
+        "name": STR, "type": STR, "label": STR, "help_text": STR,
+        "choices": tuple_of(STR), "filterable": BOOL, "agent_editable": BOOL,
+    })),
+})

@@ -77,6 +77,17 @@ def _streaming(page: Page) -> None:
     page.wait_for_function("() => window.tracerail && tracerail.pushed()", timeout=10_000)
 
 
+def _bob_live_on(context: Any, base: str, path: str, row: str = "") -> Page:
+    """bob signed in, on `path` (showing `row`'s case, if given), with its stream open."""
+    page = context.new_page()
+    login(page, base, "bob")
+    page.goto(f"{base}{path}")
+    if row:
+        expect(page.locator(f"#row-{row}")).to_be_visible()
+    _streaming(page)
+    return page
+
+
 def test_what_one_person_does_shows_on_the_others_open_pages(
         browser: Browser, asgi_server: str, agent: Any, other_agent: Any, open_case: Any,
         screenshots_dir: Any) -> None:
@@ -184,11 +195,7 @@ def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_se
     case_id = open_case(title="Sleepy parrot", queue="technical", tags=["sleepyparrot"])
     context = browser.new_context()
     try:
-        page = context.new_page()
-        login(page, base, "bob")
-        page.goto(f"{base}/cases/?tag=sleepyparrot")
-        expect(page.locator(f"#row-{case_id}")).to_be_visible()
-        _streaming(page)
+        page = _bob_live_on(context, base, "/cases/?tag=sleepyparrot", case_id)
         page.evaluate("""() => {
             window.__visibility = "visible";
             Object.defineProperty(document, "visibilityState",
@@ -225,10 +232,7 @@ def test_logging_out_in_another_tab_says_so_and_keeps_the_typing(
     case_id = open_case(title="Logged out parrot", queue="technical")
     context = browser.new_context()
     try:
-        page = context.new_page()
-        login(page, base, "bob")
-        page.goto(f"{base}/cases/{case_id}/")
-        _streaming(page)
+        page = _bob_live_on(context, base, f"/cases/{case_id}/")
         page.fill("textarea[name=comment-body]", "Half a reply")
         other = context.new_page()
         other.goto(f"{base}/cases/")
@@ -251,11 +255,7 @@ def test_an_agent_taken_out_of_a_queue_loses_its_rows_on_the_open_list(
     case_id = open_case(title="Moved parrot", queue="technical", tags=["movedparrot"])
     context = browser.new_context()
     try:
-        page = context.new_page()
-        login(page, base, "bob")
-        page.goto(f"{base}/cases/?tag=movedparrot")
-        expect(page.locator(f"#row-{case_id}")).to_be_visible()
-        _streaming(page)
+        page = _bob_live_on(context, base, "/cases/?tag=movedparrot", case_id)
         Queue.objects.get(slug="technical").agents.remove(other_agent)
         expect(page.locator(f"#row-{case_id}")).to_have_count(0, timeout=5000)
     finally:

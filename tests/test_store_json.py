@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cases import answers, feed, gateway, store, wire
+from cases import answers, config, feed, gateway, store, wire
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import _require, _stop, free_port
@@ -304,7 +304,8 @@ def test_every_stored_type_round_trips():
 def test_the_codecs_know_every_field_of_what_they_store():
     # A new field on a stored type must get a codec (and a new SCHEMA), not fall away.
     for kind, cls in ((wire.ROW, gateway.CaseRow), (wire.PAGE, gateway.CasePage),
-                      (wire.CHANGE, feed.Change), (wire.ANSWER, answers._Answer)):
+                      (wire.CHANGE, feed.Change), (wire.ANSWER, answers._Answer),
+                      (wire.SIGNED_IN, config.SignedIn), (wire.BASICS, config.Basics)):
         assert set(kind.fields) == {f.name for f in dataclasses.fields(cls)}, kind.name
 
 

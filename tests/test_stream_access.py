@@ -295,3 +295,39 @@ def test_bumps_land_in_the_store_for_every_kind_of_change(agent, admin_user):
         assert seen[-1] != seen[-2], f"change {len(seen) - 1} did not bump"
     agent.save(update_fields=["last_login"])  # a login changes nobody's access
     assert version() == seen[-1]
+
+
+def test_the_store_keeps_no_password_hash_and_a_cached_user_saves_without_losing_it(agent):
+    """The request path caches the user without their password hash (the session's auth hash
+    is what the sign-in check compares); a cached user that is saved keeps its password."""
+    from django.conf import settings as django_settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from cases import config, store, wire
+
+    client = Client()
+    client.force_login(agent)
+    # Any page resolves its user (this one then finds no Temporal here: a 503).
+    assert client.get("/cases/").wsgi_request.user.get_username() == "alice"
+    version = access_version.current(agent.pk)[agent.pk]
+    raw = store.shared().get(config._user_key(agent.pk, version))
+    assert raw is not None and "password" not in raw
+    assert agent.password not in str(raw)
+    key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    found = config.resolve_session(_session_store()(key))
+    assert found.user is not None and found.user.get_deferred_fields() == {"password",
+                                                                            "last_login"}
+    found.user.first_name = "Alice"
+    found.user.save()
+    fresh = get_user_model().objects.get(pk=agent.pk)
+    assert fresh.first_name == "Alice" and fresh.check_password("correct-horse-battery-staple")
+    assert wire.load(wire.SIGNED_IN, raw).auth_hash == agent.get_session_auth_hash()
+
+
+def _session_store() -> Any:
+    from importlib import import_module
+
+    from django.conf import settings as django_settings
+
+    return import_module(django_settings.SESSION_ENGINE).SessionStore
