@@ -147,7 +147,11 @@ def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
 # configuration's (cases/access_version.py), which every change to them replaces: a cached
 # entry is never read after the change it predates. The session is the cached_db engine's.
 
+# Every process writing users and queues bumps versions in a shared store (Redis), so an
+# entry there lives long. A process-local store (`make run`) never hears of a change made in
+# another process (`manage.py shell`, a management command): its entries live seconds.
 _CACHE_SECONDS = 3600
+LOCAL_CACHE_SECONDS = 5.0
 # Read from the database when the user is saved, never kept in the store (the password hash
 # would otherwise sit in Redis); a cached user that is saved writes only the other fields.
 _DEFERRED = frozenset({"password", "last_login"})
@@ -247,7 +251,8 @@ def resolve_session(session: SessionBase) -> Resolved:
 
 def _put(shared: Any, key: str, value: Any) -> None:
     try:
-        shared.set(key, value, timeout=_CACHE_SECONDS)
+        shared.set(key, value, timeout=_CACHE_SECONDS if store.spans_processes()
+                   else LOCAL_CACHE_SECONDS)
     except Exception as err:
         logger.warning("config: could not cache %s: %s", key, err)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -32,6 +33,11 @@ def shared() -> BaseCache:
         if found is None or found[0] != pid:
             found = _stores[alias] = (pid, caches.create_connection(alias))
         return found[1]
+
+
+def spans_processes() -> bool:
+    """Does the store reach every process (Redis), or only this one (local memory)?"""
+    return not isinstance(shared(), LocMemCache)
 
 
 @receiver(setting_changed)

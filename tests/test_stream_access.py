@@ -331,3 +331,23 @@ def _session_store() -> Any:
     from django.conf import settings as django_settings
 
     return import_module(django_settings.SESSION_ENGINE).SessionStore
+
+
+def test_with_a_local_store_a_change_made_in_another_process_is_read_within_seconds(
+        agent, monkeypatch):
+    """`make run` keeps its store in the web process's memory: a change made elsewhere (a
+    management command; here an update that sends no signal) bumps nothing there, so what is
+    cached lives only LOCAL_CACHE_SECONDS."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from cases import config
+
+    monkeypatch.setattr(config, "LOCAL_CACHE_SECONDS", 0.5)
+    client = Client()
+    client.force_login(agent)
+    assert client.get("/cases/").wsgi_request.user.is_authenticated
+    get_user_model().objects.filter(pk=agent.pk).update(is_active=False)
+    assert client.get("/cases/").wsgi_request.user.is_authenticated  # still cached
+    time.sleep(0.6)
+    assert not client.get("/cases/").wsgi_request.user.is_authenticated
