@@ -8,7 +8,7 @@ Ctrl-C. Nothing here touches `var/` or the ports `make run` uses.
 
 Temporal calls made from the benchmark process go through `Stack.run(coro)`, which runs them
 on one private event loop in the main thread (the same client the web tier uses, built by
-`cases.gateway`).
+`cases.temporal.gateway`).
 """
 
 from __future__ import annotations
@@ -453,7 +453,7 @@ class Stack:
         settings.TEMPORAL_TASK_QUEUE = TASK_QUEUE
 
     def setup_namespace(self) -> None:
-        from cases import gateway
+        from cases.temporal import gateway
 
         gateway.reset_client()
         self.run(gateway.wait_until_reachable(60))
@@ -539,9 +539,9 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 async def _seed(count: int, concurrency: int, queues: list[str]) -> list[str]:
     from tqdm import tqdm
 
-    from cases import gateway
-    from cases.ids import new_case_id
     from cases.management.commands.seed_demo import demo_new_case
+    from cases.temporal import gateway
+    from cases.temporal.ids import new_case_id
 
     rnd = random.Random(20261126)
     gate = asyncio.Semaphore(concurrency)
@@ -576,8 +576,8 @@ async def _wait_until_ready(case_ids: list[str], within: float,
                             check_alive: Callable[[], None]) -> None:
     from tqdm import tqdm
 
-    from cases import gateway
-    from cases.visibility import CaseFilter
+    from cases.temporal import gateway
+    from cases.temporal.visibility import CaseFilter
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within

@@ -119,7 +119,7 @@ class Built:
 
 
 async def _measure(built: Built) -> None:
-    from cases import gateway
+    from cases.temporal import gateway
 
     client = await gateway.get_client()
     desc = await client.get_workflow_handle(built.case_id).describe()
@@ -136,9 +136,9 @@ async def _measure(built: Built) -> None:
 async def build_case(target: int, queue: str, note_chars: int, *, close: bool) -> Built:
     """A case with at least `target` history events (counted over every run, should the
     workflow continue as new on the way), made the way the app makes them."""
-    from cases import gateway
-    from cases.ids import new_case_id
     from cases.management.commands.seed_demo import demo_new_case
+    from cases.temporal import gateway
+    from cases.temporal.ids import new_case_id
     from workers.model import AddComment, Close
 
     built = Built(new_case_id())
@@ -214,7 +214,7 @@ async def start_in_process_worker(max_cached_workflows: int) -> InProcessWorker:
     from django.conf import settings
     from temporalio.worker import Worker
 
-    from cases import gateway
+    from cases.temporal import gateway
     from workers.activities import notify_sla_breach
     from workers.workflows import CaseWorkflow
 
@@ -259,7 +259,7 @@ def stop_harness_worker(stack: Stack) -> None:
 async def first_answer(case_id: str) -> float:
     """Seconds until the case answers a Query after a worker switch (retried: the server may
     first try the old worker's sticky queue)."""
-    from cases import gateway
+    from cases.temporal import gateway
 
     client = await gateway.get_client()
     handle = client.get_workflow_handle(case_id)
@@ -282,7 +282,7 @@ async def make_sticky(case_id: str) -> None:
     The server learns a worker's sticky queue only from a completed workflow task, never from
     a Query answer. A refused Update (an empty comment fails the validator) runs a
     speculative task that leaves no events, so the case stays exactly as built."""
-    from cases import gateway
+    from cases.temporal import gateway
     from workers.model import AddComment
 
     try:
@@ -307,7 +307,7 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
             args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     from django.conf import settings
 
-    from cases import gateway
+    from cases.temporal import gateway
 
     notes: dict[str, str] = {}
     client = stack.run(gateway.get_client())

@@ -128,8 +128,8 @@ def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Na
         ListWorkflowExecutionsRequest,
     )
 
-    from cases import gateway
-    from cases.visibility import CaseFilter
+    from cases.temporal import gateway
+    from cases.temporal.visibility import CaseFilter
     from workers.model import STATUSES, AddComment
 
     client = stack.run(gateway.get_client())

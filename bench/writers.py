@@ -162,8 +162,8 @@ def start_web(stack: Stack, scenario: Scenario) -> tuple[Child, int]:
 
 def crowd(stack: Stack, scenario: Scenario, users: list[tuple[str, str]], comments: int
           ) -> Result:
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases.temporal import gateway
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     child, port = start_web(stack, scenario)

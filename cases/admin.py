@@ -15,8 +15,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import attributes, gateway
-from .models import ApiToken, CaseAttribute, Queue
+from cases.config import attributes
+from cases.models import ApiToken, CaseAttribute, Queue
+from cases.temporal import gateway
 
 
 def _namespace_or_say_why(request: HttpRequest) -> gateway.NamespaceAttributes | None:

@@ -64,7 +64,7 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
     from django.conf import settings
     from temporalio.testing import WorkflowEnvironment
 
-    from cases import gateway
+    from cases.temporal import gateway
     from workers.worker import build_worker, run_worker
 
     global _harness_loop
@@ -169,15 +169,15 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 def current_state(case_id: str) -> Any:
     """The case now, through the product's own door: its live Query, or for an ended case
     (or one no worker answers for) the end of its history."""
-    from cases.access import ADMIN, Access
-    from cases.lookup import case_for
+    from cases.config.access import ADMIN, Access
+    from cases.web.lookup import case_for
 
     return run(case_for(Access("tests", ADMIN, None), case_id)).state
 
 
 def timeline(case_id: str) -> list[Any]:
     """The case's timeline entries, projected from its event history."""
-    from cases import gateway
+    from cases.temporal import gateway
 
     return run(gateway.case_history(case_id)).projection.entries
 
@@ -246,8 +246,8 @@ def supervisor_client(supervisor: User) -> Client:
 @pytest.fixture
 def open_case(temporal: TemporalHarness) -> Callable[..., str]:
     """Open a real case through the gateway and return its id."""
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases.temporal import gateway
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     def _open(title: str = "Printer on fire", queue: str = "technical", priority: int = 3,
@@ -483,7 +483,8 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def fake_feed(monkeypatch: Any, settings: Any) -> Any:
-    from cases import events, feed
+    from cases.live import feed
+    from cases.web import events
 
     from .test_events import FakeFeed
 
@@ -498,7 +499,7 @@ def fake_feed(monkeypatch: Any, settings: Any) -> Any:
 
 @pytest.fixture
 def fake_listing(monkeypatch: Any) -> Any:
-    from cases import listing
+    from cases.live import listing
 
     from .test_events import FakeListing
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import Client
 
-from cases import gateway
 from cases.models import ApiToken
+from cases.temporal import gateway
 
 from .conftest import _persona
 
@@ -109,7 +109,7 @@ def test_api_says_503_in_json_when_temporal_is_down(token, settings, temporal):
 
 
 def test_an_ended_case_reads_back_from_its_history(token, temporal):
-    from cases import gateway
+    from cases.temporal import gateway
     from workers.model import Close
 
     from .conftest import run
@@ -123,7 +123,7 @@ def test_an_ended_case_reads_back_from_its_history(token, temporal):
 
 
 def test_history_reads_back_the_timeline_with_the_same_access_rule(token, temporal):
-    from cases import gateway
+    from cases.temporal import gateway
     from workers.model import Claim
 
     from .conftest import run
@@ -136,7 +136,7 @@ def test_history_reads_back_the_timeline_with_the_same_access_rule(token, tempor
     events = history.json()["events"]
     assert [(e["actor"], e["text"], e["version"]) for e in events] == [
         ("intake-bot", "intake-bot opened the case", 1), ("sam", "sam claimed the case", 2)]
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     hidden = new_case_id()  # technical: not one of intake-bot's queues

@@ -53,7 +53,7 @@ def test_unknown_api_path_is_a_json_404(token, agent_client):
 
 
 def test_an_unexpected_error_is_a_logged_json_500(token, monkeypatch, caplog):
-    from cases import api
+    from cases.web import api
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail from deep inside")

@@ -17,9 +17,9 @@ from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from cases import attributes, gateway
 from cases.admin import CaseAttributeForm
-from cases.attributes import (
+from cases.config import attributes
+from cases.config.attributes import (
     CORE_ATTRIBUTES,
     SQL_LIMITS,
     check_capacity,
@@ -27,6 +27,7 @@ from cases.attributes import (
     validate_name,
 )
 from cases.models import CaseAttribute
+from cases.temporal import gateway
 from workers.search_attributes import CORE_KEYS
 
 from .conftest import TemporalHarness, logged_in, run

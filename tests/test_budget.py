@@ -1,4 +1,4 @@
-"""The deployment's Visibility budget (cases/gateway.py `_Budget`): the change feed's poll goes
+"""The deployment's Visibility budget (cases/temporal/gateway.py `_Budget`): the change feed's poll goes
 first, and a page never waits past VISIBILITY_WAIT_SECONDS: it says Temporal is busy."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cases import gateway, store
+from cases import store
+from cases.temporal import gateway
 
 from .conftest import run
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cases import gateway
+from cases.temporal import gateway
 from workers.model import AddComment, CaseState
 
 from .conftest import LoopThread, current_state, run

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from cases import gateway
 from cases.models import CaseAttribute
+from cases.temporal import gateway
 from workers.model import AddComment, AttributeValue, Claim, SetAttributes
 
 from .conftest import eventually, run, timeline
@@ -139,7 +139,7 @@ def test_agents_edit_only_agent_editable_attributes_on_their_cases(registered, a
                                  {"attributes-attr_CxRegion": "APAC"}, HTTP_HX_REQUEST="true")
     assert "Save attributes: done." in response.content.decode()
     # The workflow itself refuses what the page would not offer.
-    from cases.access import Access
+    from cases.config.access import Access
 
     authority = Access("alice", "agent", ("technical",), ("CxRegion", "CxSkills")).authority
     with pytest.raises(gateway.ActionRefused, match="Only supervisors can set those"):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.test import Client
 
-from cases import gateway
+from cases.temporal import gateway
 from workers.model import Claim, Resolve, SetDue
 
 from .conftest import eventually, run

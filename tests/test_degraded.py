@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cases import gateway
-from cases.ids import new_case_id
+from cases.temporal import gateway
+from cases.temporal.ids import new_case_id
 from workers.model import NewCase
 
 from .conftest import TEMPORAL_BIN, eventually, run

@@ -120,7 +120,7 @@ def test_djangos_middleware_runs_on_the_loop_and_a_session_save_keeps_its_thread
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    from cases import middleware
+    from cases.web import middleware
     from tests.conftest import PASSWORD
 
     where: list[tuple[str, bool]] = []
@@ -166,7 +166,7 @@ def test_requests_borrow_their_thread_and_give_it_back(monkeypatch):
 
     from asgiref.sync import async_to_sync
 
-    from cases import config
+    from cases.config import reading as config
     from tracerail.asgi import application
 
     ran_on: list[int] = []

@@ -1,4 +1,4 @@
-"""The server-push stream (`GET /events/`, cases/events.py) against a fake feed: what each
+"""The server-push stream (`GET /events/`, cases/web/events.py) against a fake feed: what each
 page is told, under the one access rule, with rows rendered once for every stream."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from cases import events, feed, gateway, listing
-from cases.ids import new_case_id
+from cases.live import feed, listing
+from cases.temporal import gateway
+from cases.temporal.ids import new_case_id
+from cases.web import events
 from workers.model import STATUSES
 
 READ_TIMEOUT = 5.0

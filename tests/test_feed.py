@@ -9,8 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from cases import answers, feed, gateway, wire
-from cases.visibility import CaseFilter
+from cases.live import answers, feed
+from cases.store import wire
+from cases.temporal import gateway
+from cases.temporal.visibility import CaseFilter
 from workers.model import AddComment, Claim
 
 from .conftest import run
@@ -256,7 +258,7 @@ def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
     settings.CACHES = {**settings.CACHES, "feedredis": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_server.url, "KEY_PREFIX": "feedtest",
-        "OPTIONS": {"serializer": "cases.wire.JSONSerializer"}}}
+        "OPTIONS": {"serializer": "cases.store.wire.JSONSerializer"}}}
     settings.FEED_CACHE = "feedredis"
     settings.FEED_INTERVAL_SECONDS = 0.2
     settings.FEED_LISTEN_SECONDS = 0.05
@@ -351,8 +353,8 @@ def test_the_shared_store_is_one_backend_for_every_task_and_thread(settings):
 def test_the_open_pages_of_a_changed_case_share_one_query(quick_feed, open_case):
     """After a pushed change every open page of the case re-asks at once: one Query answers
     them all; a change the feed announces later is a new Query, never the stored state."""
-    from cases import lookup
-    from cases.access import Access
+    from cases.config.access import Access
+    from cases.web import lookup
 
     states = lookup.SharedStates()
     access = Access("alice", "agent", ("general",))

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from cases import gateway
-from cases.ids import new_case_id
+from cases.temporal import gateway
+from cases.temporal.ids import new_case_id
 from workers.model import (
     AddComment,
     AddTag,

@@ -19,11 +19,13 @@ from django.test import Client
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 
-from cases import feed, gateway, wire
-from cases.custom_fields import display
-from cases.ids import new_case_id
+from cases.config.custom_fields import display
+from cases.live import feed
 from cases.models import ApiToken, CaseAttribute
-from cases.visibility import CaseFilter
+from cases.store import wire
+from cases.temporal import gateway
+from cases.temporal.ids import new_case_id
+from cases.temporal.visibility import CaseFilter
 from workers.search_attributes import ROW_MEMO_KEY
 
 from .conftest import TEMPORAL_BIN, _persona, eventually, run
@@ -274,7 +276,7 @@ def _info(case_id: str, sa: dict[str, Any] | None = None, memo: Any = GOOD_MEMO,
 ])
 def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, expect, caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
+    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
     row = gateway._row(_info(case_id, **info_args))
     for name, value in expect.items():
         assert getattr(row, name) == value, name
@@ -292,7 +294,7 @@ def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, e
 
 def test_a_well_formed_row_reads_whole_and_logs_nothing(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
+    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
     row = gateway._row(_info(case_id, sa={"CasePriority": 2.0, "CaseTags": "solo",
                                          "CaseUpdatedAt": "2030-01-01T00:00:00"}))
     assert (row.priority, row.tags, row.version, row.comments) == (2, ["solo"], 3, 2)
@@ -313,7 +315,7 @@ def test_odd_times_and_statuses_from_the_server_are_named_too(caplog):
 
 def test_a_bad_row_is_logged_once_however_often_it_is_read(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
+    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
     info = _info(case_id, memo={"version": "banana"})
     for _ in range(3):
         gateway._row(info)
@@ -333,7 +335,7 @@ def test_the_feed_skips_a_row_it_cannot_order_and_publishes_the_rest(settings, m
         return gateway.CasePage([odd, good])
 
     monkeypatch.setattr(gateway, "list_cases", listing)
-    caplog.set_level(logging.WARNING, logger="cases.feed")
+    caplog.set_level(logging.WARNING, logger="cases.live.feed")
     assert run(feed.Poller().poll_once()) == 1
     assert store.get(feed._known(good.case_id)) is not None
     assert store.get(feed._known(odd.case_id)) is None
@@ -363,9 +365,9 @@ def test_a_custom_value_of_any_type_is_shown_as_far_as_it_can_be_read(kind, valu
 
 
 def test_a_list_row_and_its_export_show_odd_attributes_and_say_what_is_unreadable():
-    from cases.custom_fields import Attribute
-    from cases.export import _cells
+    from cases.config.custom_fields import Attribute
     from cases.templatetags.case_tags import case_row
+    from cases.web.export import _cells
 
     columns = [Attribute(n, k, n, "", (), True, False)
                for n, k in (("CxA", "Int"), ("CxB", "Datetime"), ("CxC", "Bool"))]

@@ -29,8 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cases import wire
 from cases.management.commands.seed_demo import DEFAULT_SEED, demo_case
+from cases.store import wire
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import free_port, run
@@ -74,13 +74,13 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
     assert kind == "RedisCache"
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
     assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
-                               "serializer": "cases.wire.JSONSerializer"}
+                               "serializer": "cases.store.wire.JSONSerializer"}
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
     assert kind == "JSONLocMemCache" and conf["KEY_PREFIX"] == "tracerail"
     assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
         "socket_connect_timeout": None, "socket_timeout": None,  # 0: no limit
-        "serializer": "cases.wire.JSONSerializer"}
+        "serializer": "cases.store.wire.JSONSerializer"}
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -339,7 +339,8 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         from django.contrib.auth.models import Group, User
         from django.db import connections
         from django.test import RequestFactory
-        from cases import config, dbconn
+        from cases.config import reading as config
+        from cases.config import dbconn
         from cases.models import Queue
 
         user = User.objects.create_user("pool-agent", password="x" * 20)

@@ -28,7 +28,11 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cases import answers, config, feed, gateway, store, wire
+from cases import store
+from cases.config import reading as config
+from cases.live import answers, feed
+from cases.store import wire
+from cases.temporal import gateway
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import _require, _stop, free_port
@@ -183,7 +187,7 @@ def test_a_pickle_planted_as_a_feed_entry_is_not_run_and_reads_as_missing(
     seq = redis_store.get(feed.KEY_SEQ)
     raw.set(redis_store.make_key(feed._entry(seq)), payload)
 
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
         assert emitted == [] and listener.cursor == seq - 1  # as for an entry being written
         time.sleep(0.3)
@@ -204,7 +208,7 @@ def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
     payload, marker = planted(tmp_path)
     key = answers._key("count", "CaseQueue = 'general'")
     raw.set(redis_store.make_key(key), payload)
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         assert ask(key, 5) == (5, 1)
     assert not marker.exists()
     assert "(a pickle, never unpickled): read as missing" in caplog.text
@@ -235,7 +239,7 @@ def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
     raw.set(redis_store.make_key(feed._entry(seq)), newer)
     key = answers._key("count", "q")
     raw.set(redis_store.make_key(key), json.dumps({"v": 2, "d": {"anything": 1}}))
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
         assert ask(key, 3) == (3, 1)
     assert emitted == [] and listener.resyncs == 0  # waited for, as a missing entry is
@@ -252,7 +256,7 @@ def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
 ])
 def test_anything_else_in_the_store_reads_as_missing(redis_store, raw, stored, caplog):
     raw.set(redis_store.make_key(feed._entry(1)), stored)
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         assert wire.load(wire.CHANGE, redis_store.get(feed._entry(1))) is None
     assert "read as missing" in caplog.text
 
@@ -268,7 +272,7 @@ def test_a_shape_that_is_not_the_one_expected_reads_as_missing(caplog):
         {**good, "extra": 1},
         {**good, "version": 4.0},
     ]
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         assert [wire.load(wire.ROW, b) for b in bad] == [None] * len(bad)
     assert wire.load(wire.ROW, good) == make_row()
     assert caplog.text.count("a row of another shape: read as missing") == 1  # once a minute

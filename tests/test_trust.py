@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from cases import gateway
-from cases.forms import ACTION_FORMS
-from cases.ids import new_case_id
 from cases.models import Queue
+from cases.temporal import gateway
+from cases.temporal.ids import new_case_id
+from cases.web.forms import ACTION_FORMS
 from workers import projection, rules
 from workers.model import (
     AddComment,
@@ -72,7 +72,7 @@ def test_an_update_result_passes_the_access_rule_even_for_its_own_author(
 
 
 def test_update_ids_are_the_users_own():
-    from cases.ids import update_id
+    from cases.temporal.ids import update_id
 
     mine = update_id("alice", "case-AAAAAAAA", "comment", "k1")
     assert mine == update_id("alice", "case-AAAAAAAA", "comment", "k1")
@@ -318,17 +318,18 @@ def test_the_access_rule_does_not_import_the_request_configuration():
     import ast
     from pathlib import Path
 
-    import cases.access
+    import cases.config.access
 
-    tree = ast.parse(Path(cases.access.__file__).read_text())
+    tree = ast.parse(Path(cases.config.access.__file__).read_text())
     imported = {node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.split(".")[-1] == "config"}, imported
 
 
 def test_statuses_and_core_attributes_have_one_home():
-    from cases import attributes, forms
+    from cases.config import attributes
     from cases.templatetags import case_tags
+    from cases.web import forms
     from workers import model, search_attributes
 
     assert dict(forms.STATUS_CHOICES) == model.STATUS_LABELS

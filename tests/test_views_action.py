@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases import gateway
+from cases.temporal import gateway
 from workers.model import Claim
 
 from .conftest import run
@@ -96,8 +96,8 @@ def test_unknown_action_and_case_are_404(agent_client, open_case):
 def test_an_action_reads_its_configuration_once(agent_client, supervisor_client, open_case,
                                                 monkeypatch):
     """Read from the database at most once per request, and not at all once it is cached
-    under the user's access version (cases/config.py)."""
-    from cases import config
+    under the user's access version (cases/config/reading.py)."""
+    from cases.config import reading as config
 
     reads: list[int] = []
     real = config._base

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases import gateway
+from cases.temporal import gateway
 from workers.model import Claim
 
 from .conftest import run
@@ -32,7 +32,7 @@ def test_unknown_well_formed_id_is_404(agent_client, temporal):
 
 
 def test_detail_without_worker_is_degraded_not_broken(agent_client, settings, temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
@@ -94,7 +94,7 @@ def test_action_response_also_updates_the_list_row(agent_client, open_case):
 
 
 def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings, temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
@@ -106,7 +106,7 @@ def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings
 
 def test_live_refresh_without_worker_swaps_a_degraded_partial(agent_client, settings,
                                                               temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"

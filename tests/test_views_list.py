@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from cases import answers, gateway
+from cases.live import answers
+from cases.temporal import gateway
 from workers.model import Claim
 
 from .conftest import eventually, run

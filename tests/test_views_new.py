@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from cases import gateway
+from cases.temporal import gateway
 
 from .conftest import run
 

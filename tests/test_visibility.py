@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cases import gateway
-from cases.visibility import BASE, NOTHING, CaseFilter, InvalidFilter, quote, title_words
+from cases.temporal import gateway
+from cases.temporal.visibility import BASE, NOTHING, CaseFilter, InvalidFilter, quote, title_words
 
 from .conftest import eventually, run
 
@@ -63,7 +63,7 @@ def test_title_words_split_on_punctuation():
 @pytest.fixture(scope="module")
 def corpus(temporal, django_db_blocker):
     """A few cases with awkward titles, tags and assignees for the property tests."""
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import Claim, NewCase
 
     made = []
@@ -163,7 +163,7 @@ def test_quote_in_keyword_round_trips_on_the_server(corpus):
 
 
 def test_archived_queries_speak_each_archivers_language():
-    from cases.visibility import archived_queries
+    from cases.temporal.visibility import archived_queries
 
     day, next_day = date(2026, 3, 5), date(2026, 3, 6)
     assert archived_queries("file:///var/archive", "case-7K2M9QXA", day, day) == [

@@ -154,22 +154,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # cases.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
+    # cases.web.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
     # run on the event loop instead of a thread hop per hook. The security three keep
     # Django's names: `check --deploy` looks for exactly those.
     "django.middleware.security.SecurityMiddleware",
-    "cases.middleware.StaticFiles",  # WhiteNoise, async-capable
+    "cases.web.middleware.StaticFiles",  # WhiteNoise, async-capable
     # Outside everything that can answer an error, so every /api/ error reaches it.
-    "cases.middleware.api_json_errors",
-    "cases.middleware.SessionMiddleware",
-    "cases.middleware.CommonMiddleware",
+    "cases.web.middleware.api_json_errors",
+    "cases.web.middleware.SessionMiddleware",
+    "cases.web.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "cases.middleware.AuthenticationMiddleware",
-    "cases.middleware.resolve_user",
-    "cases.middleware.MessageMiddleware",
+    "cases.web.middleware.AuthenticationMiddleware",
+    "cases.web.middleware.resolve_user",
+    "cases.web.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "cases.middleware.Outages",
+    "cases.web.middleware.Outages",
     # Last, as axes asks: it turns a login refused for lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -195,7 +195,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "cases.context_processors.tracerail",
+                "cases.web.context_processors.tracerail",
             ],
         },
     },
@@ -210,7 +210,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request has a thread of its own, and a persistent connection per
     # thread grew to 89 connections for two web processes at 500 agents (PostgreSQL allows
     # 100 in all). A pool per process bounds them; a request holds a connection only while it
-    # reads (cases.dbconn.release), not while it waits on Temporal.
+    # reads (cases.config.dbconn.release), not while it waits on Temporal.
     DB_POOL_SIZE = envint("DB_POOL_SIZE", 10)
     DB_POOL_TIMEOUT = envfloat("DB_POOL_TIMEOUT", 10.0)
     if DB_POOL_SIZE < 1 or DB_POOL_TIMEOUT <= 0:
@@ -238,11 +238,11 @@ if REDIS_TIMEOUT < 0:
 def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
     # One prefix for every key ("tracerail:1:<key>"), so a Redis shared with other apps (or
     # a raw-client SCAN) can tell ours apart; the raw client needs cache.make_key(key).
-    # Values are JSON in both (cases/wire.py): Django's Redis backend would unpickle what it
+    # Values are JSON in both (cases/store/wire.py): Django's Redis backend would unpickle what it
     # reads, and anyone able to write to the store would run code in every web process.
     if redis_url is None:
         return {"default": {
-            "BACKEND": "cases.wire.JSONLocMemCache",
+            "BACKEND": "cases.store.wire.JSONLocMemCache",
             "LOCATION": "tracerail",
             "KEY_PREFIX": "tracerail",
             # Local memory culls a third of its keys past MAX_ENTRIES (300 by default):
@@ -256,13 +256,13 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
         "LOCATION": redis_url,
         "KEY_PREFIX": "tracerail",
         "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit,
-                    "serializer": "cases.wire.JSONSerializer"},
+                    "serializer": "cases.store.wire.JSONSerializer"},
     }}
 
 
 CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT)
 # Sessions are written to the database and read from the shared store first (cached_db): a
-# request reads no table before it starts (cases/config.py caches the user and configuration
+# request reads no table before it starts (cases/config/reading.py caches the user and configuration
 # too), and a Redis restart, which keeps nothing, still logs nobody out.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
@@ -283,7 +283,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 
 # A right password clears the count, so a week of occasional typos never adds up to a lock.
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "cases.throttle.client_ip"
+AXES_CLIENT_IP_CALLABLE = "cases.web.throttle.client_ip"
 # Proxies in front of the app that append the client address to X-Forwarded-For (a load
 # balancer: 1). 0 trusts only the socket's address; behind a proxy that would make every
 # client one address, and the lock per username alone.
@@ -371,7 +371,7 @@ VISIBILITY_WAIT_SECONDS = envfloat("VISIBILITY_WAIT_SECONDS", 5.0)
 if VISIBILITY_WAIT_SECONDS <= 0:
     raise ImproperlyConfigured(
         f"VISIBILITY_WAIT_SECONDS must be more than 0 seconds, got {VISIBILITY_WAIT_SECONDS}")
-# --- The change feed (cases/feed.py): one Visibility reader per deployment, by lease.
+# --- The change feed (cases/live/feed.py): one Visibility reader per deployment, by lease.
 FEED_CACHE = os.getenv("FEED_CACHE", "default")
 FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
 # Rows changed this long before the watermark are asked for again: Visibility's indexing lag
@@ -399,7 +399,7 @@ DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 4)
 DASHBOARD_AGING_DAYS = envints("DASHBOARD_AGING_DAYS", "1,3,7")
 DASHBOARD_TOP_ASSIGNEES = envint("DASHBOARD_TOP_ASSIGNEES", 8)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
-# Server push (cases/events.py): a comment line this often keeps idle streams open through
+# Server push (cases/web/events.py): a comment line this often keeps idle streams open through
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)

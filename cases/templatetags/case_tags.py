@@ -99,7 +99,7 @@ def percent_of(value: float, whole: float) -> float:
 @register.filter
 def attribute(values: dict[str, Any] | None, attr: Any) -> str:
     """A custom attribute's value for a table cell."""
-    from cases.custom_fields import display
+    from cases.config.custom_fields import display
 
     return display(attr.type, (values or {}).get(attr.name))
 
@@ -111,7 +111,7 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     A 50-row page rendered through template nodes (or even format_html) cost more than the
     Visibility call behind it, so this is the one place markup is assembled by hand: each
     interpolated value below goes through `e` (html.escape)."""
-    from cases.custom_fields import display
+    from cases.config.custom_fields import display
     from workers.model import PRIORITY_LABELS
 
     e = _escape

@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from cases import gateway
 from cases.management.temporal_command import TemporalCommand
+from cases.temporal import gateway
 from workers.worker import build_worker, run_worker
 
 

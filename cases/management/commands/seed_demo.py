@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from cases import gateway
-from cases.ids import case_id_for_key
 from cases.management.temporal_command import TemporalCommand
 from cases.models import Queue
-from cases.visibility import CaseFilter
+from cases.temporal import gateway
+from cases.temporal.ids import case_id_for_key
+from cases.temporal.visibility import CaseFilter
 from workers import model
 from workers.model import AddComment, Claim, Close, NewCase, Resolve
 

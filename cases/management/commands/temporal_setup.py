@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from temporalio.service import RPCError
 
-from cases import gateway
 from cases.management.temporal_command import TemporalCommand
+from cases.temporal import gateway
 
 
 class Command(TemporalCommand):

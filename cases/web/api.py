@@ -14,16 +14,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from cases.config import dbconn
+from cases.config.access import Access
+from cases.config.custom_fields import FIELD_PREFIX
+from cases.config.reading import load
+from cases.models import ApiToken
+from cases.temporal import gateway
+from cases.temporal.ids import case_id_for_key, is_case_id, new_case_id
+from cases.web.forms import NewCaseForm
+from cases.web.lookup import case_for, history_for
 from workers.model import CaseState
-
-from . import dbconn, gateway
-from .access import Access
-from .config import load
-from .custom_fields import FIELD_PREFIX
-from .forms import NewCaseForm
-from .ids import case_id_for_key, is_case_id, new_case_id
-from .lookup import case_for, history_for
-from .models import ApiToken
 
 MAX_BODY = 64 * 1024
 

@@ -18,14 +18,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from cases.config import custom_fields
+from cases.config.reading import config_for
+from cases.temporal import gateway
+from cases.temporal.ids import is_case_id
+from cases.temporal.visibility import InvalidFilter, archived_queries
+from cases.web.export import spreadsheet_safe
+from cases.web.lookup import history_for
 from workers.model import PRIORITY_LABELS
-
-from . import custom_fields, gateway
-from .config import config_for
-from .export import spreadsheet_safe
-from .ids import is_case_id
-from .lookup import history_for
-from .visibility import InvalidFilter, archived_queries
 
 ARCHIVE_PAGE_SIZE = 50
 

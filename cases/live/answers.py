@@ -31,7 +31,10 @@ from typing import Any
 
 from django.conf import settings
 
-from . import feed, gateway, store, wire
+from cases import store
+from cases.live import feed
+from cases.store import wire
+from cases.temporal import gateway
 
 Matcher = Callable[[gateway.CaseRow], "bool | None"]
 # A change seen this long after an answer was asked cannot be in it, whatever the clocks say

@@ -15,14 +15,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from cases.config import dbconn
+from cases.config.access import Access
+from cases.config.reading import access_for
+from cases.temporal import gateway, ids
+from cases.temporal.ids import CASE_ID_RE
+from cases.web import lookup
+from cases.web.forms import PRIORITY_CHOICES
 from workers import rules
 from workers.model import AddTag, Assign, Close, Command, SetPriority
-
-from . import dbconn, gateway, ids, lookup
-from .access import Access
-from .config import access_for
-from .forms import PRIORITY_CHOICES
-from .ids import CASE_ID_RE
 
 logger = logging.getLogger(__name__)
 

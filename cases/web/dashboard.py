@@ -13,16 +13,15 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from cases.config.access import Access
+from cases.config.custom_fields import Attribute
+from cases.config.reading import config_for
+from cases.live import answers
+from cases.temporal.visibility import UNASSIGNED, CaseFilter, InvalidFilter
+from cases.web.forms import STATUS_CHOICES, CaseFilterForm
+from cases.web.htmx import render_for
+from cases.web.saved_views import clean_query
 from workers.model import OPEN_STATUSES, PRIORITY_LABELS, STATUSES
-
-from . import answers
-from .access import Access
-from .config import config_for
-from .custom_fields import Attribute
-from .forms import STATUS_CHOICES, CaseFilterForm
-from .htmx import render_for
-from .saved_views import clean_query
-from .visibility import UNASSIGNED, CaseFilter, InvalidFilter
 
 
 @dataclass

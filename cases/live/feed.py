@@ -5,8 +5,8 @@ Whichever process holds the lease (in the shared store: Redis in production, loc
 (`CaseUpdatedAt`, minus an overlap for Visibility's lag, so a row indexed late still comes
 back) and appends each case's new row to a log in the store. Every web process reads that
 log a few times a second, keeps the recent part in memory (cached List and Count answers are
-checked against it, cases/answers.py) and hands each change to its subscribers (the
-Server-Sent-Event streams, cases/events.py). The cost in Visibility calls follows how often
+checked against it, cases/live/answers.py) and hands each change to its subscribers (the
+Server-Sent-Event streams, cases/web/events.py). The cost in Visibility calls follows how often
 cases change, not how many people watch.
 
 Changes are deduplicated by case version, so the overlap never publishes a change twice. The
@@ -31,8 +31,10 @@ from typing import Any
 
 from django.conf import settings
 
-from . import gateway, store, wire
-from .visibility import changed_since_query
+from cases import store
+from cases.store import wire
+from cases.temporal import gateway
+from cases.temporal.visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +305,7 @@ class Listener:
             self.versions.clear()
         self._emit([Resync(reason)])
 
-    # What cases/answers.py asks.
+    # What cases/live/answers.py asks.
 
     def healthy(self) -> bool:
         """Read recently, and fed recently: a store that answers says nothing of a poller

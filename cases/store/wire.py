@@ -243,12 +243,12 @@ def record(name: str, make: Callable[[], type], fields: dict[str, Kind]) -> Kind
 
 
 def _row() -> type:
-    from .gateway import CaseRow
+    from cases.temporal.gateway import CaseRow
     return CaseRow
 
 
 def _page() -> type:
-    from .gateway import CasePage
+    from cases.temporal.gateway import CasePage
     return CasePage
 
 
@@ -283,7 +283,7 @@ PAGE = record("page", _page, {
 
 
 def _change() -> type:
-    from .feed import Change
+    from cases.live.feed import Change
     return Change
 
 
@@ -311,7 +311,7 @@ def _load_answer_value(data: Any) -> Any:
 
 
 def _answer() -> type:
-    from .answers import _Answer
+    from cases.live.answers import _Answer
     return _Answer
 
 
@@ -326,11 +326,11 @@ ANSWER = record("answer", _answer, {
 })
 
 
-# --- who is signed in, and what they may see (cases/config.py's request path) --------------
+# --- who is signed in, and what they may see (cases/config/reading.py's request path) --------------
 
 
 def _signed_in() -> type:
-    from .config import SignedIn
+    from cases.config.reading import SignedIn
     return SignedIn
 
 
@@ -351,17 +351,17 @@ SIGNED_IN = record("signed-in", _signed_in, {
 
 
 def _access() -> type:
-    from .access import Access
+    from cases.config.access import Access
     return Access
 
 
 def _attribute() -> type:
-    from .custom_fields import Attribute
+    from cases.config.custom_fields import Attribute
     return Attribute
 
 
 def _basics() -> type:
-    from .config import Basics
+    from cases.config.reading import Basics
     return Basics
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from django.http import Http404
 
+from cases.config.access import Access
+from cases.live import feed
+from cases.temporal import gateway
+from cases.temporal.ids import is_case_id
 from workers.model import CaseState
-
-from . import feed, gateway
-from .access import Access
-from .ids import is_case_id
 
 NOT_FOUND = "No such case."
 

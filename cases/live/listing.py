@@ -1,7 +1,7 @@
 """A list page's results (one page of cases and the per-status counts), from the shared answers.
 
 One home for the list's Visibility questions, asked by the list view and by the push streams
-(cases/events.py), which render a changed list once for every tab that shows it.
+(cases/web/events.py), which render a changed list once for every tab that shows it.
 
 Counts are the biggest spender (SQL visibility cannot GROUP BY a custom attribute: one Count per
 status). When the list has no status filter and its first page holds every match (no next
@@ -18,11 +18,11 @@ from typing import Any
 
 from django.conf import settings
 
+from cases.config.access import Access
+from cases.live import answers
+from cases.temporal import gateway
+from cases.temporal.visibility import CaseFilter
 from workers.model import STATUSES
-
-from . import answers, gateway
-from .access import Access
-from .visibility import CaseFilter
 
 Query = tuple[str, "answers.Matcher"]
 

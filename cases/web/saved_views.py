@@ -16,13 +16,14 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import answers, dbconn
-from .access import Access
-from .config import access_for, config_for
-from .custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
-from .forms import CaseFilterForm
-from .models import GroupDefaultView, SavedView
-from .visibility import InvalidFilter
+from cases.config import dbconn
+from cases.config.access import Access
+from cases.config.custom_fields import COLUMNS_PARAM, FILTER_PREFIX, Attribute
+from cases.config.reading import access_for, config_for
+from cases.live import answers
+from cases.models import GroupDefaultView, SavedView
+from cases.temporal.visibility import InvalidFilter
+from cases.web.forms import CaseFilterForm
 
 
 @dataclass

@@ -28,10 +28,12 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
-from . import access_version, dbconn, store, wire
-from .access import ADMIN, AGENT, NONE, SUPERVISOR, Access
-from .custom_fields import Attribute
-from .models import CaseAttribute, Queue, SavedView
+from cases import store
+from cases.config import access_version, dbconn
+from cases.config.access import ADMIN, AGENT, NONE, SUPERVISOR, Access
+from cases.config.custom_fields import Attribute
+from cases.models import CaseAttribute, Queue, SavedView
+from cases.store import wire
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
 # A request would otherwise read the session, the user, their groups, their queues and the
 # attribute registry before it starts: five round trips to the database. The user and that
 # configuration are kept in the shared store under the user's access version and the shared
-# configuration's (cases/access_version.py), which every change to them replaces: a cached
+# configuration's (cases/config/access_version.py), which every change to them replaces: a cached
 # entry is never read after the change it predates. The session is the cached_db engine's.
 
 # Every process writing users and queues bumps versions in a shared store (Redis), so an
@@ -167,7 +169,7 @@ def _config_key(user_id: Any, version: str, shared: str) -> str:
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A user as the store keeps them (cases/wire.py SIGNED_IN)."""
+    """A user as the store keeps them (cases/store/wire.py SIGNED_IN)."""
 
     id: int
     username: str

@@ -3,10 +3,10 @@ decides what the user may see changes (queues, groups, role, activation, passwor
 and one for the configuration everyone shares (queues, groups, the attribute registry).
 
 Two things hang on them, so one bump serves both:
-- the request path caches a user and their configuration under the versions (cases/config.py),
+- the request path caches a user and their configuration under the versions (cases/config/reading.py),
   so a request reads the store, not five tables, and a change is never served stale;
 - every open push stream watches its user's version (`Watcher`) and re-checks its access as
-  soon as it moves (cases/events.py): a stream is a request that never ends.
+  soon as it moves (cases/web/events.py): a stream is a request that never ends.
 
 A version is a random token, not a counter: `set` is atomic on every backend, and a token
 that went missing (a store restart, an eviction) is replaced by a new one, never by a value
@@ -23,7 +23,7 @@ import threading
 
 from django.conf import settings
 
-from . import store
+from cases import store
 
 logger = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from cases.config import custom_fields
+from cases.config.custom_fields import Attribute
+from cases.config.reading import config_for
+from cases.temporal import gateway
+from cases.temporal.visibility import InvalidFilter
+from cases.web.forms import CaseFilterForm
 from workers.model import STATUS_LABELS
-
-from . import custom_fields, gateway
-from .config import config_for
-from .custom_fields import Attribute
-from .forms import CaseFilterForm
-from .visibility import InvalidFilter
 
 EXPORT_PAGE_SIZE = 1000  # Visibility's page size ceiling
 BASE_COLUMNS = ["Case", "Title", "Status", "Priority", "Queue", "Assignee", "Tags", "Due",

@@ -1,6 +1,6 @@
 """Server push: one Server-Sent-Event stream per open list or case page (`GET /events/`).
 
-A stream subscribes to this process's change feed (cases/feed.py) and tells its page only what
+A stream subscribes to this process's change feed (cases/live/feed.py) and tells its page only what
 concerns it, under the one access rule (a case outside the user's queues is never described):
 
 - `event: case`, data the new version: the case page's case changed (the page re-asks with
@@ -26,7 +26,7 @@ concerns it, under the one access rule (a case outside the user's queues is neve
   listening and says so.
 
 A stream is a request that never ends, so its access is checked again while it is open: when
-the user's access version moves (cases/access_version.py) and every EVENTS_RECHECK_SECONDS.
+the user's access version moves (cases/config/access_version.py) and every EVENTS_RECHECK_SECONDS.
 If what the user may see changed, the stream tells its page to re-read (`list`, `case`) and
 ends; the browser reconnects as a fresh request, under the new access. A stream also ends after
 EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way.
@@ -61,14 +61,16 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from . import access_version, dbconn, feed, gateway, listing
-from .access import Access
-from .config import config_for, resolve_session
-from .custom_fields import Attribute
-from .forms import CaseFilterForm
-from .ids import is_case_id
-from .templatetags.case_tags import case_row
-from .visibility import ME, CaseFilter, InvalidFilter
+from cases.config import access_version, dbconn
+from cases.config.access import Access
+from cases.config.custom_fields import Attribute
+from cases.config.reading import config_for, resolve_session
+from cases.live import feed, listing
+from cases.templatetags.case_tags import case_row
+from cases.temporal import gateway
+from cases.temporal.ids import is_case_id
+from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
+from cases.web.forms import CaseFilterForm
 
 logger = logging.getLogger(__name__)
 

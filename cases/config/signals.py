@@ -1,4 +1,4 @@
-"""What changes a user's access, told to cases/access_version.py: every save or link that
+"""What changes a user's access, told to cases/config/access_version.py: every save or link that
 decides who sees what bumps the users it touches (or the shared configuration's version).
 Each bump is made at once and again when the transaction commits: a re-check woken by the
 first may still read the old rows, the second wakes it after they are written."""
@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from . import access_version
-from .models import CaseAttribute, Queue
+from cases.config import access_version
+from cases.models import CaseAttribute, Queue
 
 User = get_user_model()
 

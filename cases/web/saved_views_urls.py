@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import saved_views
+from cases.web import saved_views
 
 app_name = "views"
 

@@ -15,13 +15,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from workers.model import PRIORITY_LABELS, CaseState, Requester
-
-from . import custom_fields, dbconn, gateway, listing, lookup, saved_views
-from .access import Access
-from .config import config_for
-from .custom_fields import Attribute
-from .forms import (
+from cases.config import custom_fields, dbconn
+from cases.config.access import Access
+from cases.config.custom_fields import Attribute
+from cases.config.reading import config_for
+from cases.live import listing
+from cases.temporal import gateway
+from cases.temporal.ids import is_case_id
+from cases.temporal.visibility import InvalidFilter
+from cases.web import lookup, saved_views
+from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
     AssignForm,
@@ -29,10 +32,9 @@ from .forms import (
     CaseFilterForm,
     NewCaseForm,
 )
-from .htmx import render_for
-from .ids import is_case_id
-from .lookup import Seen, case_for
-from .visibility import InvalidFilter
+from cases.web.htmx import render_for
+from cases.web.lookup import Seen, case_for
+from workers.model import PRIORITY_LABELS, CaseState, Requester
 
 
 class HtmxHttpRequest(HttpRequest):

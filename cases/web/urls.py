@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import bulk, export, history, views
+from cases.web import bulk, export, history, views
 
 app_name = "cases"
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from cases.temporal.ids import CASE_ID_RE
 from workers.model import STATUSES
 from workers.rules import ATTRIBUTE_NAME_RE, QUEUE_RE, TAG_RE, USERNAME_RE
-
-from .ids import CASE_ID_RE
 
 # A case that continued as new leaves its earlier runs in Visibility; only the latest counts.
 BASE = "WorkflowType = 'Case' AND ExecutionStatus != 'ContinuedAsNew'"

@@ -18,7 +18,8 @@ from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from . import config, gateway
+from cases.config import reading as config
+from cases.temporal import gateway
 
 logger = logging.getLogger(__name__)
 

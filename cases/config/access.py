@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
+from cases.config.custom_fields import Attribute
 from workers import rules
 from workers.model import Authority, CaseState, Command, SlaPolicy
-
-from .custom_fields import Attribute
 
 AGENT, SUPERVISOR, ADMIN, NONE = "agent", "supervisor", "admin", "none"
 

@@ -7,6 +7,27 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from cases.config.custom_fields import (
+    COLUMNS_PARAM,
+    FIELD_PREFIX,
+    Attribute,
+    add_fields,
+    filters_from,
+    form_field,
+    to_initial,
+    values_from,
+)
+from cases.temporal import ids
+from cases.temporal.ids import is_case_id, new_case_id
+from cases.temporal.visibility import (
+    ANYONE,
+    EXECUTIONS,
+    ME,
+    UNASSIGNED,
+    CaseFilter,
+    InvalidFilter,
+    title_words,
+)
 from workers import rules
 from workers.model import (
     OPEN_STATUSES,
@@ -26,28 +47,6 @@ from workers.model import (
     SetDue,
     SetPriority,
     SetStatus,
-)
-
-from . import ids
-from .custom_fields import (
-    COLUMNS_PARAM,
-    FIELD_PREFIX,
-    Attribute,
-    add_fields,
-    filters_from,
-    form_field,
-    to_initial,
-    values_from,
-)
-from .ids import is_case_id, new_case_id
-from .visibility import (
-    ANYONE,
-    EXECUTIONS,
-    ME,
-    UNASSIGNED,
-    CaseFilter,
-    InvalidFilter,
-    title_words,
 )
 
 PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]

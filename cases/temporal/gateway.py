@@ -69,6 +69,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
+from cases import store
 from workers import rules
 from workers.model import (
     CaseInput,
@@ -85,8 +86,6 @@ from workers.search_attributes import (
     initial_search_attributes,
     row_memo,
 )
-
-from . import store
 
 logger = logging.getLogger(__name__)
 
@@ -560,7 +559,7 @@ async def _exists(client: Client, case_id: str) -> bool:
 # 10-30 self-hosted). Every List and Count this deployment makes takes a slot in one budget kept
 # in the shared store (Redis in production), so N web processes and the change feed together
 # stay within VISIBILITY_RPS; callers wait for a slot instead of being refused by the cluster.
-# Answers are shared and kept fresh by cases/answers.py and the change feed.
+# Answers are shared and kept fresh by cases/live/answers.py and the change feed.
 
 
 class VisibilityBusy(TemporalUnavailable):
@@ -643,7 +642,7 @@ _limiter = _Budget()
 async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
                      priority: bool = False) -> CasePage:
     """A page of cases, within the Visibility budget, asked now (shared, feed-checked
-    answers are cases/answers.py's). `priority`: the change feed's poll."""
+    answers are cases/live/answers.py's). `priority`: the change feed's poll."""
     await _limiter.acquire(priority)
     return await _list_cases(query, page_size, page_token)
 
