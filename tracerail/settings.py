@@ -378,14 +378,20 @@ FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
 # (seconds on a loaded cluster) must be shorter, or a late row would be missed.
 FEED_OVERLAP_SECONDS = envfloat("FEED_OVERLAP_SECONDS", 30.0)
 FEED_LEASE_SECONDS = envint("FEED_LEASE_SECONDS", 5)
-FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 0.2)
-FEED_RETENTION_SECONDS = envint("FEED_RETENTION_SECONDS", 600)
+# The longest a process's follower of the change log waits in one read (it wakes at once
+# when a change is written): how soon it notices a lost store, and how soon it stops.
+FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 1.0)
+# Changes the log keeps (a Redis Stream trimmed to about this many entries); a tab away for
+# longer than these changes take re-reads its page instead of resuming.
+FEED_LOG_LENGTH = envint("FEED_LOG_LENGTH", 20000)
+# How long the log remembers a case's last published row (to tell a change from a repeat,
+# and what the case looked like before it), in Redis; `make run`'s log keeps this many cases.
 FEED_KNOWN_SECONDS = envint("FEED_KNOWN_SECONDS", 86400)
+FEED_KNOWN_CASES = envint("FEED_KNOWN_CASES", 100_000)
+# Changes each process keeps in memory to check cached answers and resume streams against.
 FEED_RECENT = envint("FEED_RECENT", 5000)
 # A feed not read for this long is not trusted to keep cached answers fresh.
 FEED_STALE_SECONDS = envfloat("FEED_STALE_SECONDS", 5.0)
-# A feed entry numbered but not yet written is waited for this long before it counts as lost.
-FEED_GAP_SECONDS = envfloat("FEED_GAP_SECONDS", 2.0)
 # Cached List/Count answers the feed keeps fresh are re-asked at least this often anyway.
 VISIBILITY_FEED_TTL_SECONDS = envfloat("VISIBILITY_FEED_TTL_SECONDS", 300.0)
 # Seconds between live refreshes of the list and the case page while they are visible.

@@ -19,7 +19,7 @@ from cases.config import custom_fields, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
-from cases.live import listing
+from cases.live import feed, listing
 from cases.temporal import gateway
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
@@ -62,6 +62,9 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         if default:
             return redirect(default)
     full_page = not request.htmx
+    # Before anything is read: the page's stream starts from here, so a change made while
+    # the page is being put together still reaches it.
+    position = feed.position_id()
     config = await config_for(request, views=full_page, usernames=full_page)
     access, queues, attributes = config.access, config.queues, config.attributes
     form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
@@ -74,6 +77,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,
         "filter_query": filter_query,
+        "feed_position": position,
         "oob_counts": bool(request.htmx),  # a refresh brings the chips' numbers along
     }
     # Everything that waits on Temporal runs at once: the page, the status counts, and the
@@ -224,6 +228,7 @@ async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 20
 @login_required
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
+    position = feed.position_id()  # before the case is read (see case_list)
     access = (await config_for(request, usernames=True)).access
     since = request.GET.get("since")
     seen = await case_for(access, case_id, run_id=request.GET.get("run"),
@@ -231,7 +236,7 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     if request.htmx and seen.live and since and since == str(seen.state.version):
         # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
         return HttpResponse(status=204)
-    return await _render_case(request, seen)
+    return await _render_case(request, seen, feed_position=position)
 
 
 @require_POST
