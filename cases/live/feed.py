@@ -353,6 +353,12 @@ def position_id() -> str:
     return log.position_id(running.listener.position()) if running is not None else ""
 
 
+def since(position: Position | None) -> list[Change] | None:
+    """The changes after `position` this process still holds (Listener.since)."""
+    running = current()
+    return running.listener.since(position) if running is not None else None
+
+
 def current() -> Feed | None:
     return _feed if _feed_pid == os.getpid() else None
 

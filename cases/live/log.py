@@ -39,6 +39,8 @@ from cases.temporal.gateway import CaseRow
 logger = logging.getLogger(__name__)
 
 Position = tuple[str | None, int]
+# A log nothing was ever written to has no epoch yet: its first change is not a new log.
+_EMPTY: Position = (None, 0)
 
 
 @dataclass
@@ -167,7 +169,7 @@ class LocalLog:
             if after is None:
                 return (self.epoch, self.seq), []
             epoch, seq = after
-            if epoch != self.epoch or seq > self.seq:
+            if (epoch != self.epoch and after != _EMPTY) or seq > self.seq:
                 return Gap("the log was replaced")
             if block > 0 and seq == self.seq:
                 self.grew.wait(block)
@@ -280,8 +282,9 @@ class RedisLog:
         epoch = self._epoch()
         if after is None:
             return (epoch, int(self.client.get(self.counter) or 0)), []
-        if epoch != after[0]:
+        if epoch != after[0] and after != _EMPTY:
             return Gap("the log was replaced (the store restarted or was cleared)")
+        epoch = epoch if epoch is not None else after[0]
         seq = after[1]
         if block > 0:
             found = self.client.xread({self.stream: f"{seq}-1"}, count=limit,

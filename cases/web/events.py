@@ -429,7 +429,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
     """`resume` is the page's position (its last event id, or the feed's position when the page
     was rendered): what changed since is sent first, or, when this process no longer holds
     it, one re-read. `resuming` with no readable position is a re-read too."""
-    running = feed.ensure_running()
+    feed.ensure_running()
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
     debounce = settings.EVENTS_LIST_DEBOUNCE_SECONDS
@@ -466,7 +466,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
 
         # Subscribed first, then what was missed: nothing falls between the two, and a change
         # in both is sent once (`replayed`: the last seq the replay sent).
-        missed = running.listener.since(resume)
+        missed = feed.since(resume)
         replayed = 0
         if missed is None and (resuming or resume is not None):
             chunks.append(message("list", "") + message("case", ""))
