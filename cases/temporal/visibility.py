@@ -223,7 +223,7 @@ def _words_hold(words: str, text: Any) -> bool | None:
     the certain answers are given here (no words asks nothing; an unset value holds none)."""
     if not title_words(words):
         return True
-    return False if text is None or text == "" else None
+    return False if text is None else None
 
 
 def _parse_words(value: str | None) -> str:
@@ -400,7 +400,11 @@ def _closed(row: Any) -> datetime | None:
     return row.closed_at
 
 
+# In the order of the list form's parameters, which is the order of URLs and saved views.
 FIELDS: tuple[Field, ...] = (
+    # Words are matched by the index's tokenizer (folding case and diacritics).
+    Field("words", "q", _words, lambda v, row, s: _words_hold(v, row.title),
+          parse=_parse_words, index_only=_always),
     Field("statuses", "status", _statuses, lambda v, row, s: row.status in v,
           parse=lambda v: list(v or [])),
     Field("priorities", "priority", _priorities, lambda v, row, s: row.priority in v,
@@ -415,16 +419,13 @@ FIELDS: tuple[Field, ...] = (
     Field("due_before", "due_before",
           lambda v, s: [f"CaseDueAt < {quote_time(_midnight(_is_date(v)))}"],
           lambda v, row, s: row.due_at is not None and row.due_at < _midnight(v)),
-    # Words are matched by the index's tokenizer (folding case and diacritics).
-    Field("words", "q", _words, lambda v, row, s: _words_hold(v, row.title),
-          parse=_parse_words, index_only=_always),
-    _first_day("opened_from", "StartTime", _started),
-    _last_day("opened_to", "StartTime", _started),
     # Relative to a `now` that the feed, judging a row later, does not share.
     Field("due_within_hours", "due_within", _due_within, lambda v, row, s: None,
           index_only=_always),
     Field("older_than_days", "older_than", _older_than, lambda v, row, s: None,
           index_only=_always),
+    _first_day("opened_from", "StartTime", _started),
+    _last_day("opened_to", "StartTime", _started),
     Field("execution", "execution", _execution,
           lambda v, row, s: EXECUTIONS[v].holds(row.execution_status)),
     _first_day("closed_from", "CloseTime", _closed),

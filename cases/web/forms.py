@@ -397,7 +397,7 @@ class CaseFilterForm(forms.Form):
         return data
 
     def case_filter(self) -> CaseFilter:
+        # Every parameter is cleaned and parsed by now; one left blank is its field's "any".
         d = self.cleaned_data
-        given = {f.name: d[f.param] for f in visibility.FIELDS
-                 if f.param and d.get(f.param) not in (None, "", [])}
-        return CaseFilter(**given, attributes=filters_from(self, self.attributes))
+        return CaseFilter(**{f.name: d[f.param] for f in visibility.FIELDS if f.param},
+                          attributes=filters_from(self, self.attributes))
