@@ -17,7 +17,7 @@ from cases.config.custom_fields import (
     to_initial,
     values_from,
 )
-from cases.temporal import ids
+from cases.temporal import ids, visibility
 from cases.temporal.ids import is_case_id, new_case_id
 from cases.temporal.visibility import (
     ANYONE,
@@ -26,7 +26,6 @@ from cases.temporal.visibility import (
     UNASSIGNED,
     CaseFilter,
     InvalidFilter,
-    title_words,
 )
 from workers import rules
 from workers.model import (
@@ -356,17 +355,16 @@ class CaseFilterForm(forms.Form):
     opened_to = forms.DateField(required=False, label="Opened to",
                                 widget=forms.DateInput(attrs={"type": "date"}))
     execution = forms.ChoiceField(
-        choices=[("", "Live and ended"), *((k, v[0]) for k, v in EXECUTIONS.items())],
+        choices=[("", "Live and ended"), *((k, v.label) for k, v in EXECUTIONS.items())],
         required=False, label="Cases")
     closed_from = forms.DateField(required=False, label="Ended from",
                                   widget=forms.DateInput(attrs={"type": "date"}))
     closed_to = forms.DateField(required=False, label="Ended to",
                                 widget=forms.DateInput(attrs={"type": "date"}))
 
-    # Filter parameters, as they appear in URLs and saved views.
-    PARAMS = ("q", "status", "priority", "queue", "assignee", "tag", "breached", "due_before",
-              "due_within", "older_than", "opened_from", "opened_to", "execution",
-              "closed_from", "closed_to")
+    # Filter parameters, as they appear in URLs and saved views: one per row of the filter
+    # table, each a form field above of the same name.
+    PARAMS = visibility.PARAMS
 
     def __init__(self, *args: Any, queues: list[tuple[str, str]],
                  attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
@@ -387,49 +385,19 @@ class CaseFilterForm(forms.Form):
         chosen = set(self.cleaned_data.get(COLUMNS_PARAM) or []) if self.is_valid() else set()
         return [a for a in self.attributes if a.name in chosen]
 
-    def clean_assignee(self) -> str:
-        value = (self.cleaned_data.get("assignee") or "").strip()
-        if value.lower() in ("", "anyone", "any"):
-            return ANYONE
-        if value.lower() in ("none", "unassigned"):
-            return UNASSIGNED
-        if value.lower() == "me":
-            return ME
-        if not rules.USERNAME_RE.match(value):
-            raise forms.ValidationError("That is not a username.")
-        return value
-
-    def clean_tag(self) -> str:
-        value = (self.cleaned_data.get("tag") or "").strip()
-        if value and not rules.TAG_RE.match(value):
-            raise forms.ValidationError("A tag uses letters, digits, '-', '_' and '.'.")
-        return value
-
-    def clean_q(self) -> str:
-        value = self.cleaned_data.get("q") or ""
-        try:
-            title_words(value)
-        except InvalidFilter as err:
-            raise forms.ValidationError(str(err)) from err
-        return value
+    def clean(self) -> dict[str, Any]:
+        """Each filter field as the filter table parses it (normalised, or a field error)."""
+        data = super().clean() or {}
+        for f in visibility.FIELDS:
+            if f.param in data:
+                try:
+                    data[f.param] = f.parse(data[f.param])
+                except InvalidFilter as err:
+                    self.add_error(f.param, str(err))
+        return data
 
     def case_filter(self) -> CaseFilter:
+        # Every parameter is cleaned and parsed by now; one left blank is its field's "any".
         d = self.cleaned_data
-        return CaseFilter(
-            statuses=d.get("status") or [],
-            priorities=d.get("priority") or [],
-            queues=d.get("queue") or [],
-            assignee=d.get("assignee") or ANYONE,
-            tag=d.get("tag") or "",
-            breached=d.get("breached"),
-            due_before=d.get("due_before"),
-            words=d.get("q") or "",
-            opened_from=d.get("opened_from"),
-            opened_to=d.get("opened_to"),
-            execution=d.get("execution") or "",
-            closed_from=d.get("closed_from"),
-            closed_to=d.get("closed_to"),
-            due_within_hours=d.get("due_within"),
-            older_than_days=d.get("older_than"),
-            attributes=filters_from(self, self.attributes),
-        )
+        return CaseFilter(**{f.name: d[f.param] for f in visibility.FIELDS if f.param},
+                          attributes=filters_from(self, self.attributes))
