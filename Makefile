@@ -55,6 +55,8 @@ redis-server:
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	@# A binary committed once stays in every clone for good (issue 15's 2.9 MB wheel).
+	$(BIN)/python bin/check-file-sizes
 
 test: $(VENV)/.installed chromium redis-server lint
 	$(BIN)/python -m pytest

@@ -326,7 +326,7 @@ ANSWER = record("answer", _answer, {
 })
 
 
-# --- who is signed in, and what they may see (cases/config/reading.py's request path) --------------
+# --- who is signed in, and what they may see (cases/config/reading.py's request path) ---
 
 
 def _signed_in() -> type:
