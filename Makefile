@@ -18,6 +18,8 @@ PG_PORT ?= 5433
 REDIS_PORT ?= 6380
 WEB_WORKERS ?= 3
 PROD_VAR_DIR ?= var/prod
+# Empty: bin/prod-env's 25 calls/s (see run-prod below).
+PROD_VISIBILITY_RPS ?=
 
 .PHONY: run setup test lint chromium redis-server run-prod bench bench-agents clean-data
 
