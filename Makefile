@@ -64,10 +64,10 @@ test: $(VENV)/.installed chromium redis-server lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/pages.py
+	$(BIN)/python -m bench.pages
 
 bench-agents: $(VENV)/.installed
-	$(BIN)/python bench/agents.py
+	$(BIN)/python -m bench.agents
 
 clean-data:
 	rm -rf var/
