@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/agents.py [--agents 50,200,500] [--minutes 2] [--mode push,poll]
+    .venv/bin/python -m bench.agents [--agents 50,200,500] [--minutes 2] [--mode push,poll]
 
 Starts its own stack (bench/harness.py): a Temporal dev server with Temporal Cloud's
 Visibility limit (`frontend.namespaceRPS.visibility=30`) and its `/metrics` port, one
@@ -63,10 +63,6 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     BIN,

@@ -1,10 +1,11 @@
 """The case rebuilt from its event history, by the workflow's own rules.
 
-ADR-002 makes the event history the audit trail: every accepted Update is in it with its
-input, and every timer the workflow acted on left a trace (the SLA-breach notification it
-scheduled, the completion it wrote). Folding those events through `rules.decide`/`rules.apply`
-— the functions the live workflow runs — yields the case as it was after any event, for the
-History tab, time travel and completed cases, with no worker and no second copy of the rules.
+ADR-002 (docs/adr/ADR-002-workflow-as-system-of-record.md) makes the event history the audit
+trail: every accepted Update is in it with its input, and every timer the workflow acted on
+left a trace (the SLA-breach notification it scheduled, the completion it wrote). Folding
+those events through `rules.decide`/`rules.apply` — the functions the live workflow runs —
+yields the case as it was after any event, for the History tab, time travel and completed
+cases, with no worker and no second copy of the rules.
 
 Workflow time is the start time of the workflow task that ran the code, so the projector
 tracks WorkflowTaskStarted events and uses exactly what `workflow.now()` returned.
