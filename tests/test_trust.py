@@ -169,6 +169,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         AddTag,
         Assign,
         AttributeValue,
+        ChangeRequester,
         Close,
         RemoveTag,
         Reopen,
@@ -200,6 +201,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         "close": [(held, Close(actor="ann"))],
         "set_attributes": [(held, SetAttributes(actor="ann", values={
             "Region": AttributeValue("Keyword", "EU")}))],
+        "change_requester": [(held, ChangeRequester(actor="ann", name="Grace",
+                                                    email="grace@example.com"))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():

@@ -24,6 +24,7 @@ from .model import (
     AttributeValue,
     Authority,
     CaseState,
+    ChangeRequester,
     Claim,
     Close,
     Command,
@@ -389,6 +390,22 @@ def _close(s: CaseState, c: Close, now: datetime, sla: SlaPolicy) -> Effect:
     return Effect("closed", changes={"status": "closed", "closed_at": now})
 
 
+def _change_requester(s: CaseState, c: ChangeRequester, now: datetime,
+                      sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    name, email = c.name.strip(), c.email.strip()
+    if not name:
+        raise RuleError("The requester needs a name.", "name")
+    if len(name) > MAX_NAME:
+        raise RuleError(f"The name has at most {MAX_NAME} characters.", "name")
+    if len(email) > MAX_NAME or not EMAIL_RE.match(email):
+        raise RuleError("Enter a valid email address.", "email")
+    requester = Requester(name=name, email=email)
+    if requester == s.requester:
+        raise RuleError(f"{name} <{email}> is already the requester.", "name")
+    return Effect("requester", f"{name} <{email}>", {"requester": requester})
+
+
 # --- who among agents may send a command (supervisors and admins may send any) -------------
 # Each command's entry names one of these; a refusal here is about the actor, so it names no
 # field and the page does not offer the action.
@@ -552,6 +569,13 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                 {"attributes": "{actor} set {detail}"},
                 agents=_agents_setting_attributes, forms=(
                     Form("Save attributes", (Input("values", "attributes"),)),)),
+    CommandRule("change_requester", ChangeRequester, _change_requester,
+                {"requester": "{actor} changed the requester to {detail}"},
+                agents=agents_holding_it, forms=(Form("Change requester", (
+                    Input("name", label="Requester", max_length=MAX_NAME,
+                          initial="requester.name"),
+                    Input("email", "email", max_length=MAX_NAME, initial="requester.email"),
+                )),)),
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
 
