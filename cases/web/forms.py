@@ -138,32 +138,31 @@ class AwareDateTimeField(forms.DateTimeField):
 
 def form_field(inp: rules.Input) -> forms.Field:
     """The Django field for one of a command's inputs."""
-    common: dict[str, Any] = {"required": inp.required}
+    kwargs: dict[str, Any] = {"required": inp.required and inp.kind != "bool"}
     if inp.label:
-        common["label"] = inp.label
+        kwargs["label"] = inp.label
     attrs = {"placeholder": inp.placeholder} if inp.placeholder else {}
-    field: forms.Field
-    if inp.kind == "textarea":
-        field = forms.CharField(max_length=inp.max_length, widget=forms.Textarea(
-            attrs={"rows": 3, **attrs}), **common)
-    elif inp.kind in ("text", "email", "username"):
-        if inp.kind == "username":
-            attrs.update({"list": "assignee-options", "autocomplete": "off"})
+    if inp.kind == "username":
+        attrs.update({"list": "assignee-options", "autocomplete": "off"})
+    kind: type[forms.Field]
+    if inp.kind in ("text", "textarea", "email", "username"):
         kind = forms.EmailField if inp.kind == "email" else forms.CharField
-        field = kind(max_length=inp.max_length, widget=forms.TextInput(attrs=attrs), **common)
+        widget = forms.Textarea(attrs={"rows": 3, **attrs}) if inp.kind == "textarea" \
+            else forms.TextInput(attrs=attrs)
+        kwargs.update(max_length=inp.max_length, widget=widget)
     elif inp.kind == "choice":
-        field = forms.TypedChoiceField(choices=list(inp.choices),
-                                       coerce=type(inp.choices[0][0]), **common)
+        kind = forms.TypedChoiceField
+        kwargs.update(choices=list(inp.choices), coerce=type(inp.choices[0][0]))
     elif inp.kind == "datetime":
-        field = AwareDateTimeField(**common)
+        kind = AwareDateTimeField
     elif inp.kind == "bool":
-        field = forms.BooleanField(**{**common, "required": False})
+        kind = forms.BooleanField
     else:
         raise ValueError(f"{inp.name}: no form field for input kind {inp.kind!r}")
     if inp.clean is not None:
-        field.__class__ = type(f"Checked{type(field).__name__}", (_RuleChecked, type(field)),
-                               {"check": staticmethod(inp.clean)})
-    return field
+        kind = type(f"Checked{kind.__name__}", (_RuleChecked, kind),
+                    {"check": staticmethod(inp.clean)})
+    return kind(**kwargs)
 
 
 class ActionForm(forms.Form):
