@@ -608,12 +608,12 @@ class Agent:
         unassigned = assignee is not None and assignee[1].strip() == "Unassigned"
         if "claim" in offered and unassigned:
             action, fields = "claim", {}
-        elif "status" in offered and self.rnd.random() < 0.5:
-            current = re.search(r'name="status-status".*?</select>', self.page, re.S)
+        elif "set_status" in offered and self.rnd.random() < 0.5:
+            current = re.search(r'name="set_status-status".*?</select>', self.page, re.S)
             now = STATUS_RE.search(current[0]) if current else None
             choices = [s for s in ("new", "in_progress", "waiting")
                        if now is None or s != now[1]]
-            action, fields = "status", {"status": self.rnd.choice(choices)}
+            action, fields = "set_status", {"status": self.rnd.choice(choices)}
         elif "comment" in offered:
             action, fields = "comment", {
                 "body": f"agent {self.index} looked at this ({uuid.uuid4().hex[:8]})"}

@@ -27,7 +27,7 @@ def test_shift_click_and_select_all_drive_bulk_actions(page: Page, live_server, 
     boxes.nth(3).click(modifiers=["Shift"])  # selects 1..3
     expect(page.locator("input[name=case]:checked")).to_have_count(3)
     expect(page.locator(".bulk-bar .selected-count")).to_have_text("3 selected:")
-    page.select_option(".bulk-bar select[name=action]", "tag")
+    page.select_option(".bulk-bar select[name=action]", "add_tag")
     page.fill(".bulk-bar input[name=tag]", "flock")
     page.click("button:has-text('Apply to selected')")
     expect(page.locator(".summary")).to_contain_text("3 done")

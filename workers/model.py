@@ -223,6 +223,12 @@ class SetAttributes(Command):
     values: dict[str, AttributeValue]
 
 
+@dataclass(kw_only=True)
+class ChangeRequester(Command):
+    name: str
+    email: str
+
+
 @dataclass
 class SlaBreachNotice:
     case_id: str
