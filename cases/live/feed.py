@@ -204,6 +204,8 @@ class Listener:
             self._remember(changes)
             self.cursor = head
         found = self.log.read(self.cursor, block)
+        logger.debug("feed: read after %s: %s", self.cursor,
+                     found if isinstance(found, Gap) else (found[0], len(found[1])))
         if isinstance(found, Gap):
             head, _ = self.log.read(None)
             self._resync(found.reason, head)

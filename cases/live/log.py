@@ -284,7 +284,6 @@ class RedisLog:
             return (epoch, int(self.client.get(self.counter) or 0)), []
         if epoch != after[0] and after != _EMPTY:
             return Gap("the log was replaced (the store restarted or was cleared)")
-        epoch = epoch if epoch is not None else after[0]
         seq = after[1]
         if block > 0:
             found = self.client.xread({self.stream: f"{seq}-1"}, count=limit,
@@ -297,6 +296,8 @@ class RedisLog:
         if not entries and int(self.client.get(self.counter) or 0) > seq and \
                 not self.client.xrange(self.stream, f"({seq}-1", "+", count=1):
             return Gap("the log no longer holds changes this old")
+        if epoch is None and entries:
+            epoch = self._epoch()  # the first change made the epoch while we waited
         changes = self._changes(entries)
         last = int(entries[-1][0].split(b"-")[0]) if entries else seq
         return (epoch, last), changes
