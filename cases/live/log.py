@@ -20,7 +20,6 @@ it, or `Gap` when the log no longer holds them all.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -250,11 +249,23 @@ class RedisLog:
         key = order_key(row)
         if key is None:
             return None
+        from redis.exceptions import ResponseError
+
         data = _dumps(row)
-        found = self.script(
-            keys=[self.stream, self.counter, self.epoch_key, self.case_key(row.case_id)],
-            args=[key[0], repr(key[1]), data, settings.FEED_LOG_LENGTH,
-                  settings.FEED_KNOWN_SECONDS, secrets.token_hex(8), repr(seen_at)])
+        keys = [self.stream, self.counter, self.epoch_key, self.case_key(row.case_id)]
+        args = [key[0], repr(key[1]), data, settings.FEED_LOG_LENGTH,
+                settings.FEED_KNOWN_SECONDS, secrets.token_hex(8), repr(seen_at)]
+        try:
+            found = self.script(keys=keys, args=args)
+        except ResponseError as err:
+            if "WRONGTYPE" not in str(err):
+                raise
+            # Something else wrote the case's key (not our hash): it is ours to replace,
+            # or the case would never be published again.
+            logger.warning("feed: replaced a value of the wrong type kept for case %s",
+                           row.case_id)
+            self.client.delete(keys[3])
+            found = self.script(keys=keys, args=args)
         if not found:
             return None
         return Change(int(found[0]), row.case_id, row, None, seen_at)
@@ -317,19 +328,15 @@ class RedisLog:
 
 # --- this process's log --------------------------------------------------------------------------
 
-_logs: dict[int, tuple[int, Log]] = {}
-_logs_lock = threading.Lock()
-
-
 def current() -> Log:
-    """The log of this process's shared store (again after a fork or a changed setting)."""
+    """The log of this process's shared store (a new store, after a fork or a changed
+    setting, is a new log)."""
     backend = store.shared()
-    with _logs_lock:
-        found = _logs.get(id(backend))
-        if found is None or found[0] != os.getpid():
-            log: Log = RedisLog(backend) if store.spans_processes() else LocalLog()
-            found = _logs[id(backend)] = (os.getpid(), log)
-        return found[1]
+    found: Log | None = getattr(backend, "_tracerail_log", None)
+    if found is None:
+        found = RedisLog(backend) if store.spans_processes() else LocalLog()
+        backend._tracerail_log = found  # type: ignore[attr-defined]
+    return found
 
 
 def position_id(position: Position | None) -> str:
