@@ -112,7 +112,8 @@ class Poller:
         return published
 
 
-def _orderable(rows: list[gateway.CaseRow]) -> list[tuple[tuple[int, float], gateway.CaseRow]]:
+def _orderable(rows: list[gateway.CaseRow]
+               ) -> list[tuple[tuple[int, int, float], gateway.CaseRow]]:
     """The rows with their order keys, leaving out (with a log line) any that cannot be
     ordered."""
     out = []
