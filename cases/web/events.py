@@ -45,12 +45,13 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from importlib import import_module
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
@@ -423,6 +424,31 @@ class _Cursor:
         return self.cap if self.cap is not None else self.at
 
 
+# Every open stream's database work (its re-checks) runs on this one thread. asgiref gives
+# each request its own thread for thread-sensitive calls and keeps it until the request
+# ends: a stream is a request that does not end, so each held a thread for its life.
+_STREAMS_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracerail-streams")
+# The thread-sensitive context every stream switches to (a key for asgiref, never entered).
+_STREAMS_CONTEXT = ThreadSensitiveContext()
+SyncToAsync.context_to_thread_executor[_STREAMS_CONTEXT] = _STREAMS_THREAD
+
+
+def _give_back_request_thread() -> None:
+    """End the request's own thread now: its database work is done (`events` closed its
+    connections), and what the stream asks later (re-checks, the store) runs on
+    _STREAMS_THREAD. Set, not entered and left: a stream's generator may be closed from
+    another context, where a context manager's reset would fail."""
+    try:
+        context = SyncToAsync.thread_sensitive_context.get()
+    except LookupError:
+        context = None
+    if context is not None and context is not _STREAMS_CONTEXT:
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+    SyncToAsync.thread_sensitive_context.set(_STREAMS_CONTEXT)
+
+
 async def stream(watch: Watch, guard: Guard | None = None,
                  resume: log.Position | None = None, resuming: bool = False
                  ) -> AsyncIterator[bytes]:
@@ -446,6 +472,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
     if guard is not None:
         guard.watch(guard.version)
         OPEN.open(guard)
+    _give_back_request_thread()
     async with feed.subscribe(watch.answer, watch.interest) as events:
         cursor = _Cursor(events.caught_up())
         epoch = cursor.at[0] if cursor.at is not None else None
