@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import Client
 
+from cases import temporal as gateway
 from cases.models import ApiToken
-from cases.temporal import gateway
 
 from .conftest import _persona
 
@@ -109,7 +109,7 @@ def test_api_says_503_in_json_when_temporal_is_down(token, settings, temporal):
 
 
 def test_an_ended_case_reads_back_from_its_history(token, temporal):
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from workers.model import Close
 
     from .conftest import run
@@ -123,7 +123,7 @@ def test_an_ended_case_reads_back_from_its_history(token, temporal):
 
 
 def test_history_reads_back_the_timeline_with_the_same_access_rule(token, temporal):
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from workers.model import Claim
 
     from .conftest import run

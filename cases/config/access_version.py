@@ -3,8 +3,9 @@ decides what the user may see changes (queues, groups, role, activation, passwor
 and one for the configuration everyone shares (queues, groups, the attribute registry).
 
 Two things hang on them, so one bump serves both:
-- the request path caches a user and their configuration under the versions (cases/config/reading.py),
-  so a request reads the store, not five tables, and a change is never served stale;
+- the request path caches a user and their configuration under the versions
+  (cases/config/reading.py), so a request reads the store, not five tables, and a change is
+  never served stale;
 - every open push stream watches its user's version (`Watcher`) and re-checks its access as
   soon as it moves (cases/web/events.py): a stream is a request that never ends.
 

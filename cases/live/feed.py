@@ -31,9 +31,8 @@ from typing import Any
 
 from django.conf import settings
 
-from cases import store
+from cases import store, temporal
 from cases.store import wire
-from cases.temporal import gateway
 from cases.temporal.visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
@@ -58,11 +57,11 @@ def _known(case_id: str) -> str:
 class Change:
     seq: int  # position in the deployment-wide feed
     case_id: str
-    row: gateway.CaseRow  # the case as Visibility now shows it
-    before: gateway.CaseRow | None  # the row the feed last published for it, if known
+    row: temporal.CaseRow  # the case as Visibility now shows it
+    before: temporal.CaseRow | None  # the row the feed last published for it, if known
     seen_at: float = 0.0  # wall time the poller had it (it was indexed before then)
 
-    def listed_before(self, matches: Callable[[gateway.CaseRow], bool | None]) -> bool | None:
+    def listed_before(self, matches: Callable[[temporal.CaseRow], bool | None]) -> bool | None:
         """Did the case match a filter before this change? Unknown to the feed: a case's
         first version was listed nowhere; any later one only the index can tell (None)."""
         if self.before is None:
@@ -81,7 +80,7 @@ def _store() -> Any:
     return store.shared()
 
 
-def _version(row: gateway.CaseRow) -> tuple[int, datetime]:
+def _version(row: temporal.CaseRow) -> tuple[int, datetime]:
     return (row.version or 0, row.updated_at or datetime.min.replace(tzinfo=UTC))
 
 
@@ -110,11 +109,11 @@ class Poller:
         now = datetime.now(UTC)
         overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
         watermark: datetime = wire.load(wire.TIME, store.get(KEY_WATERMARK)) or now - overlap
-        rows: list[gateway.CaseRow] = []
+        rows: list[temporal.CaseRow] = []
         token: str | None = None
         query = changed_since_query(watermark - overlap)
         while True:
-            page = await gateway.list_cases(query, PAGE, token, priority=True)
+            page = await temporal.list_cases(query, PAGE, token, priority=True)
             rows.extend(page.rows)
             token = page.next_page_token
             if not token:
@@ -131,7 +130,7 @@ class Poller:
             if row.updated_at is not None and row.updated_at > newest:
                 newest = row.updated_at
             # A store that fails here fails the poll, as it should: nothing was skipped.
-            before: gateway.CaseRow | None = wire.load(wire.ROW, store.get(_known(row.case_id)))
+            before: temporal.CaseRow | None = wire.load(wire.ROW, store.get(_known(row.case_id)))
             try:
                 if before is not None and _version(before) >= key:
                     continue  # already published (the overlap brings rows back)
@@ -149,8 +148,8 @@ class Poller:
         return published
 
 
-def _orderable(rows: list[gateway.CaseRow]
-               ) -> list[tuple[tuple[int, datetime], gateway.CaseRow]]:
+def _orderable(rows: list[temporal.CaseRow]
+               ) -> list[tuple[tuple[int, datetime], temporal.CaseRow]]:
     """The rows with their order keys, leaving out (with a log line) any whose key would not
     compare with the others'."""
     out = []
@@ -164,7 +163,7 @@ def _orderable(rows: list[gateway.CaseRow]
     return out
 
 
-def _publish(store: Any, row: gateway.CaseRow, before: gateway.CaseRow | None,
+def _publish(store: Any, row: temporal.CaseRow, before: temporal.CaseRow | None,
              seen_at: float) -> None:
     store.add(KEY_EPOCH, secrets.token_hex(8), timeout=None)
     store.add(KEY_SEQ, 0, timeout=None)
