@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/agents.py [--agents 50,200,500] [--minutes 2] [--mode push,poll]
+    .venv/bin/python -m bench.agents [--agents 50,200,500] [--minutes 2] [--mode push,poll]
 
 Starts its own stack (bench/harness.py): a Temporal dev server with Temporal Cloud's
 Visibility limit (`frontend.namespaceRPS.visibility=30`) and its `/metrics` port, one
@@ -63,10 +63,6 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     BIN,
@@ -612,12 +608,12 @@ class Agent:
         unassigned = assignee is not None and assignee[1].strip() == "Unassigned"
         if "claim" in offered and unassigned:
             action, fields = "claim", {}
-        elif "status" in offered and self.rnd.random() < 0.5:
-            current = re.search(r'name="status-status".*?</select>', self.page, re.S)
+        elif "set_status" in offered and self.rnd.random() < 0.5:
+            current = re.search(r'name="set_status-status".*?</select>', self.page, re.S)
             now = STATUS_RE.search(current[0]) if current else None
             choices = [s for s in ("new", "in_progress", "waiting")
                        if now is None or s != now[1]]
-            action, fields = "status", {"status": self.rnd.choice(choices)}
+            action, fields = "set_status", {"status": self.rnd.choice(choices)}
         elif "comment" in offered:
             action, fields = "comment", {
                 "body": f"agent {self.index} looked at this ({uuid.uuid4().hex[:8]})"}

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/history.py [--events N] [--samples K] [--note-chars C]
+    .venv/bin/python -m bench.history [--events N] [--samples K] [--note-chars C]
 
 Starts its own Temporal dev server, worker and web app (see bench/harness.py), builds one case
 to about N history events (default 2,000) with comment Updates through `temporal.act`, and a
@@ -34,17 +34,12 @@ import platform
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     Stack,

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/writers.py [--users 20] [--comments 10] [--scenarios 4x1,4x2,4x3,0x1]
+    .venv/bin/python -m bench.writers [--users 20] [--comments 10] [--scenarios 4x1,4x2,4x3,0x1]
                                       [--baseline REV]
 
 Starts its own Temporal dev server and worker (see bench/harness.py), then for each scenario
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,9 +35,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     REPO,

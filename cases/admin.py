@@ -80,7 +80,7 @@ class CaseAttributeForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("choices", "").strip() and cleaned.get("type") != CaseAttribute.KEYWORD:
+        if cleaned.get("choices", "").strip() and cleaned.get("type") != "Keyword":
             self.add_error("choices", "Allowed values are only for Keyword attributes; "
                                       "leave this empty or change the type to Keyword.")
         return cleaned

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import sysconfig
 import threading
 import time
@@ -36,12 +38,29 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def manage(args: list[str], env: dict[str, str], *,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`manage.py args` in a process of its own with exactly `env`: what a deployment or a
+    Procfile line would run, not the pytest process's settings."""
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def manage_in_background(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`manage` left running; its output (stderr included) is on `.stdout`."""
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
@@ -69,7 +88,7 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
 
     global _harness_loop
     loop = LoopThread()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     _harness_loop = loop
     env = loop.run(
         WorkflowEnvironment.start_local(
@@ -204,6 +223,23 @@ def _persona(username: str, role: str, *, staff: bool = False,
 
 
 @pytest.fixture
+def api_token(db: Any) -> str:
+    """A bearer token of an agent of billing and general (the intake API's tests)."""
+    from cases.models import ApiToken
+
+    user = _persona("intake-bot", "Agent", queues=("billing", "general"))
+    return ApiToken.issue(user, "tests")[1]
+
+
+def listed(n: int, title_word: str) -> None:
+    """Visibility lists exactly `n` cases with `title_word` in their title (for `eventually`)."""
+    from cases import temporal as gateway
+
+    query = f"WorkflowType = 'Case' AND CaseTitle = '{title_word}'"
+    assert run(gateway.count_cases(query)) == n
+
+
+@pytest.fixture
 def agent(db: Any) -> User:
     """Alice works the technical and general queues, not billing."""
     return _persona("alice", "Agent", queues=("technical", "general"))
@@ -296,11 +332,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # --- real Redis and PostgreSQL (the production stack, tests/test_prod_stack.py) -------------
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-free_port = _free_port
 
 
 def _require(binary: str, install: str) -> str:
@@ -421,7 +452,7 @@ class PostgresServer(_ServerProcess):
         env = {**os.environ, "TRACERAIL_VAR_DIR": self.directory, "PG_PORT": str(self.port)}
         # fsync off: a throwaway cluster, and on a busy disk it is most of migrate's time.
         self.process = subprocess.Popen(
-            [os.path.join(ROOT, "bin", "prod-postgres"), "-c", "fsync=off"], env=env,
+            [os.path.join(PROJECT_ROOT, "bin", "prod-postgres"), "-c", "fsync=off"], env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 90

@@ -1,5 +1,5 @@
-"""The deployment's Visibility budget (cases/store/budget.py): the change feed's poll goes
-first, and a page never waits past VISIBILITY_WAIT_SECONDS: it says Temporal is busy."""
+"""The deployment's Visibility budget (cases/store/budget.py): the change feed's
+poll goes first, and a page never waits past VISIBILITY_WAIT_SECONDS: it says Temporal is busy."""
 
 from __future__ import annotations
 

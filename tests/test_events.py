@@ -100,13 +100,18 @@ class Stream:
         self.response = response
         self.chunks = aiter(response.streaming_content)
         self.buffer = ""
+        self.last_id = ""  # the position the browser would resume from
 
     async def next(self) -> tuple[str, str]:
         """The next message as (event, data); comments come back as ("", text)."""
-        while "\n\n" not in self.buffer:
-            chunk = await asyncio.wait_for(anext(self.chunks), READ_TIMEOUT)
-            self.buffer += chunk.decode()
-        block, self.buffer = self.buffer.split("\n\n", 1)
+        while True:
+            while "\n\n" not in self.buffer:
+                chunk = await asyncio.wait_for(anext(self.chunks), READ_TIMEOUT)
+                self.buffer += chunk.decode()
+            block, self.buffer = self.buffer.split("\n\n", 1)
+            if not block.startswith("id: "):
+                break
+            self.last_id = block.removeprefix("id: ")  # a position only: nothing dispatched
         name, data, comment = "", [], []
         for line in block.split("\n"):
             if line.startswith(":"):

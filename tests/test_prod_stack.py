@@ -33,7 +33,7 @@ from cases.management.commands.seed_demo import DEFAULT_SEED, demo_case
 from cases.store import wire
 from tracerail.settings import cache_settings, envurl
 
-from .conftest import free_port, run
+from .conftest import free_port, manage, run
 from .test_deploy_settings import documented_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +46,6 @@ def django_env(tmp: Path | str, **extra: str) -> dict[str, str]:
     return {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             "DJANGO_SETTINGS_MODULE": "tracerail.settings",
             "SECRET_KEY": secrets.token_urlsafe(50), "TRACERAIL_VAR_DIR": str(tmp), **extra}
-
-
-def manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
 
 
 def shell(code: str, env: dict[str, str]) -> Any:

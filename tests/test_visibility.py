@@ -36,10 +36,10 @@ def test_builder_shapes():
                        tag="vip", breached=True, due_before=date(2026, 12, 1),
                        words="Refund, refund INVOICE").query("alice", ["billing"])
     assert query == (
-        f"{BASE} AND CaseQueue = 'billing' AND CaseStatus IN ('new', 'waiting') "
-        "AND CasePriority IN (1, 2) AND CaseAssignee IS NULL AND CaseTags = 'vip' "
-        "AND CaseSlaBreached = true AND CaseDueAt < '2026-12-01T00:00:00Z' "
-        "AND CaseTitle = 'refund' AND CaseTitle = 'invoice'"
+        f"{BASE} AND CaseQueue = 'billing' AND CaseTitle = 'refund' AND CaseTitle = 'invoice' "
+        "AND CaseStatus IN ('new', 'waiting') AND CasePriority IN (1, 2) "
+        "AND CaseAssignee IS NULL AND CaseTags = 'vip' AND CaseSlaBreached = true "
+        "AND CaseDueAt < '2026-12-01T00:00:00Z'"
     )
     assert CaseFilter(assignee="me").query("alice") == f"{BASE} AND CaseAssignee = 'alice'"
     assert CaseFilter().query(visible_queues=[]) == f"{BASE} AND {NOTHING}"

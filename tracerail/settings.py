@@ -224,9 +224,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache --------------------------------------------------------------------------------
-# With REDIS_URL every web process shares one cache (Visibility answers, the change feed, the
-# Visibility budget); without it each process has its own memory cache, which is exactly
-# right for `make run` (one process, no extra service) and wrong for several processes.
+# The shared store (cases/store/): Redis in production, where every web process shares the
+# Visibility answers, the change feed, the Visibility budget, sessions and cached users.
+# Without REDIS_URL it is a local-memory cache, right for `make run` (one web process, no
+# extra service) and wrong for several: each would keep its own budget and feed.
 REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 # Seconds one Redis connect or command may take (0: no limit). A Redis that stops answering
 # must cost a page a moment, never hang it; cache calls take well under a millisecond.
@@ -360,10 +361,12 @@ TEMPORAL_UPDATES_PER_CASE = envint("TEMPORAL_UPDATES_PER_CASE", 4)
 CASE_SLA_SECONDS = envints("CASE_SLA_SECONDS", "14400,28800,86400,259200")
 CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
-# Seconds identical Visibility List/Count answers are shared across users (per process).
+# Seconds identical Visibility List/Count answers are shared across users and web processes
+# (in the shared store) when the change feed cannot vouch for them; 0 turns sharing off.
 VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
-# Visibility calls per second this process allows itself (clusters default to 10 per frontend
-# per namespace); 0 disables the limiter.
+# Visibility calls per second for the whole deployment: one budget in the shared store, which
+# every web process draws from (clusters default to 10 per frontend per namespace; Temporal
+# Cloud allows 30); 0 disables the limiter.
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
 # A page waits at most this long for a slot in the Visibility budget, then says Temporal is
 # busy (a 503) instead of hanging; the change feed's own poll goes first in every window.
@@ -378,14 +381,20 @@ FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
 # (seconds on a loaded cluster) must be shorter, or a late row would be missed.
 FEED_OVERLAP_SECONDS = envfloat("FEED_OVERLAP_SECONDS", 30.0)
 FEED_LEASE_SECONDS = envint("FEED_LEASE_SECONDS", 5)
-FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 0.2)
-FEED_RETENTION_SECONDS = envint("FEED_RETENTION_SECONDS", 600)
+# The longest a process's follower of the change log waits in one read (it wakes at once
+# when a change is written): how soon it notices a lost store, and how soon it stops.
+FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 1.0)
+# Changes the log keeps (a Redis Stream trimmed to about this many entries); a tab away for
+# longer than these changes take re-reads its page instead of resuming.
+FEED_LOG_LENGTH = envint("FEED_LOG_LENGTH", 20000)
+# How long the log remembers a case's last published row (to tell a change from a repeat,
+# and what the case looked like before it), in Redis; `make run`'s log keeps this many cases.
 FEED_KNOWN_SECONDS = envint("FEED_KNOWN_SECONDS", 86400)
+FEED_KNOWN_CASES = envint("FEED_KNOWN_CASES", 100_000)
+# Changes each process keeps in memory to check cached answers and resume streams against.
 FEED_RECENT = envint("FEED_RECENT", 5000)
 # A feed not read for this long is not trusted to keep cached answers fresh.
 FEED_STALE_SECONDS = envfloat("FEED_STALE_SECONDS", 5.0)
-# A feed entry numbered but not yet written is waited for this long before it counts as lost.
-FEED_GAP_SECONDS = envfloat("FEED_GAP_SECONDS", 2.0)
 # Cached List/Count answers the feed keeps fresh are re-asked at least this often anyway.
 VISIBILITY_FEED_TTL_SECONDS = envfloat("VISIBILITY_FEED_TTL_SECONDS", 300.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
@@ -403,10 +412,11 @@ CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)
-# An open stream is a request that never ends: its user's access version (cases/
-# access_version.py) is read this often for all streams of a process at once, and a stream
-# re-checks its session and access when it moves, and every EVENTS_RECHECK_SECONDS anyway
-# (a change the store lost, a session deleted behind Django's back).
+# An open stream is a request that never ends: its user's access version
+# (cases/config/access_version.py) is read this often for all streams of a process at once,
+# and a stream re-checks its session and access when it moves, and every
+# EVENTS_RECHECK_SECONDS anyway (a change the store lost, a session deleted behind Django's
+# back).
 ACCESS_WATCH_SECONDS = envfloat("ACCESS_WATCH_SECONDS", 1.0)
 EVENTS_RECHECK_SECONDS = envfloat("EVENTS_RECHECK_SECONDS", 60.0)
 # Streams one session / one user may hold open in a web process; a new one closes the oldest.

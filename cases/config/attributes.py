@@ -12,20 +12,11 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 
-from workers.model import CORE_ATTRIBUTES
+from workers.model import CORE_ATTRIBUTES, SEARCH_ATTRIBUTE_TYPES
 
 # Custom search attributes a namespace may hold per type on SQL visibility (the server's
 # pre-allocated columns). The core case attributes count against these too.
-SQL_LIMITS: dict[str, int] = {
-    "Keyword": 10,
-    "Text": 3,
-    "Int": 3,
-    "Double": 3,
-    "Bool": 3,
-    "Datetime": 3,
-    "KeywordList": 3,
-}
-TYPES: tuple[str, ...] = tuple(SQL_LIMITS)
+SQL_LIMITS: dict[str, int] = {t: 10 if t == "Keyword" else 3 for t in SEARCH_ATTRIBUTE_TYPES}
 
 
 # Temporal's system search attributes and the internal fields the server refuses as names.

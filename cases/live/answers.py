@@ -169,7 +169,7 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
     if answer is not None and answer.expires > now:
         if answer.seq is None:
             return answer.value
-        changes = listener.since(answer.epoch, answer.seq) if listener is not None else None
+        changes = listener.since((answer.epoch, answer.seq)) if listener is not None else None
         if changes is not None and matches is not None:
             if not changes:
                 return answer.value
@@ -189,7 +189,8 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
     future: asyncio.Future[Any] = loop.create_future()
     _inflight[flight] = future
     try:
-        epoch, seq = listener.position() if listener is not None else (None, None)
+        epoch, seq = (listener.position() or (None, None)) if listener is not None \
+            else (None, None)
         if seq is not None:
             found = await _asked_elsewhere(store, key, epoch, seq)
             if found is not None:

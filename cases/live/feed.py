@@ -1,17 +1,17 @@
 """The change feed: one reader of Visibility for the whole deployment, many screens.
 
-Whichever process holds the lease (in the shared store: Redis in production, local memory for
-`make run`) asks Visibility about once a second for the cases changed since its watermark
-(`CaseUpdatedAt`, minus an overlap for Visibility's lag, so a row indexed late still comes
-back) and appends each case's new row to a log in the store. Every web process reads that
-log a few times a second, keeps the recent part in memory (cached List and Count answers are
-checked against it, cases/live/answers.py) and hands each change to its subscribers (the
-Server-Sent-Event streams, cases/web/events.py). The cost in Visibility calls follows how often
-cases change, not how many people watch.
+Whichever process holds the lease asks Visibility about once a second for the cases changed
+since its watermark (`CaseUpdatedAt`, minus an overlap for Visibility's lag, so a row indexed
+late still comes back) and appends each row to the change log (cases/live/log.py), which keeps
+one entry per case version however often the overlap brings a row back. Every web process
+follows the log (blocked in a read, so a change arrives as soon as it is written), keeps its
+recent part in memory (cached List and Count answers are checked against it,
+cases/live/answers.py; streams resume from it, cases/web/events.py) and hands each change to its
+subscribers. The cost in Visibility calls follows how often cases change, not how many people
+watch.
 
-Changes are deduplicated by case version, so the overlap never publishes a change twice. The
-feed runs on a thread and event loop of its own in each process, so it neither depends on nor
-blocks the loop that serves requests.
+The feed runs on a thread and event loop of its own in each process, so it neither depends on
+nor blocks the loop that serves requests.
 """
 
 from __future__ import annotations
@@ -20,68 +20,44 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cachetools import LRUCache
 from django.conf import settings
 
 from cases import store, temporal
+from cases.live import log
+from cases.live.log import Change, Gap, Position
 from cases.store import wire
 from cases.temporal.visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
 
-KEY_SEQ = "feed:seq"
-KEY_EPOCH = "feed:epoch"
-KEY_LEASE = "feed:lease"
 KEY_WATERMARK = "feed:watermark"
 KEY_POLLED = "feed:polled"  # wall time (a float) of the last poll that succeeded
+LEASE = "feed-poller"
 PAGE = 1000
 
-
-def _entry(seq: int) -> str:
-    return f"feed:entry:{seq}"
-
-
-def _known(case_id: str) -> str:
-    return f"feed:row:{case_id}"
-
-
-@dataclass
-class Change:
-    seq: int  # position in the deployment-wide feed
-    case_id: str
-    row: temporal.CaseRow  # the case as Visibility now shows it
-    before: temporal.CaseRow | None  # the row the feed last published for it, if known
-    seen_at: float = 0.0  # wall time the poller had it (it was indexed before then)
-
-    def listed_before(self, matches: Callable[[temporal.CaseRow], bool | None]) -> bool | None:
-        """Did the case match a filter before this change? Unknown to the feed: a case's
-        first version was listed nowhere; any later one only the index can tell (None)."""
-        if self.before is None:
-            return False if (self.row.version or 0) <= 1 else None
-        return matches(self.before)
+__all__ = ["Change", "Feed", "Listener", "Poller", "Resync", "subscribe"]
 
 
 @dataclass
 class Resync:
-    """This process may have missed changes (the store restarted, or it fell behind)."""
+    """This process may have missed changes (the log was replaced, or it fell behind): its
+    subscribers re-read. `position` is where the listener goes on from."""
 
     reason: str
+    position: Position | None = field(default=None, compare=False)
 
 
 def _store() -> Any:
     return store.shared()
-
-
-def _version(row: temporal.CaseRow) -> tuple[int, datetime]:
-    return (row.version or 0, row.updated_at or datetime.min.replace(tzinfo=UTC))
 
 
 # --- the poller (one per deployment, by lease) ------------------------------------------------
@@ -89,26 +65,20 @@ def _version(row: temporal.CaseRow) -> tuple[int, datetime]:
 
 class Poller:
     def __init__(self) -> None:
-        self.holder = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.log = log.current()
+        self.lease = self.log.lease(LEASE)
         self.polls = 0
 
     def hold_lease(self) -> bool:
-        store = _store()
-        ttl = settings.FEED_LEASE_SECONDS
-        if store.add(KEY_LEASE, self.holder, timeout=ttl):
-            logger.info("feed: %s holds the lease", self.holder)
-            return True
-        if store.get(KEY_LEASE) == self.holder:
-            store.touch(KEY_LEASE, timeout=ttl)
-            return True
-        return False
+        return self.lease.hold()
 
     async def poll_once(self) -> int:
-        """Publish every case changed since the watermark; returns how many."""
-        store = _store()
+        """Append every case changed since the watermark to the log; returns how many were
+        new (the log refuses a version it already holds)."""
+        shared = _store()
         now = datetime.now(UTC)
         overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
-        watermark: datetime = wire.load(wire.TIME, store.get(KEY_WATERMARK)) or now - overlap
+        watermark: datetime = wire.load(wire.TIME, shared.get(KEY_WATERMARK)) or now - overlap
         rows: list[temporal.CaseRow] = []
         token: str | None = None
         query = changed_since_query(watermark - overlap)
@@ -126,36 +96,28 @@ class Poller:
         # Rows come from any Temporal client: one that cannot be ordered or published is
         # skipped, so it never holds back the rows after it or the watermark. Within the
         # overlap it is asked for again on the next polls.
-        for key, row in sorted(_orderable(rows), key=lambda pair: pair[0]):
+        for _key, row in sorted(_orderable(rows), key=lambda pair: pair[0]):
             if row.updated_at is not None and row.updated_at > newest:
                 newest = row.updated_at
-            # A store that fails here fails the poll, as it should: nothing was skipped.
-            before: temporal.CaseRow | None = wire.load(wire.ROW, store.get(_known(row.case_id)))
             try:
-                if before is not None and _version(before) >= key:
-                    continue  # already published (the overlap brings rows back)
-            except (TypeError, AttributeError):
-                before = None  # kept by an older version in a shape that does not compare
-            try:
-                _publish(store, row, before, seen_at)
-            except Exception:
+                # A store that fails here fails the poll, as it should: nothing was skipped.
+                if self.log.append(row, seen_at) is not None:
+                    published += 1
+            except (wire.Malformed, TypeError, ValueError):
                 logger.exception("feed: skipped the change of case %s", row.case_id)
-                continue
-            published += 1
         # Not past "now": a clock running ahead on a row must not hide the rows after it.
-        store.set(KEY_WATERMARK, wire.dump(wire.TIME, min(newest, now)), timeout=None)
-        store.set(KEY_POLLED, time.time(), timeout=None)
+        shared.set(KEY_WATERMARK, wire.dump(wire.TIME, min(newest, now)), timeout=None)
+        shared.set(KEY_POLLED, time.time(), timeout=None)
         return published
 
 
-def _orderable(rows: list[temporal.CaseRow]
-               ) -> list[tuple[tuple[int, datetime], temporal.CaseRow]]:
-    """The rows with their order keys, leaving out (with a log line) any whose key would not
-    compare with the others'."""
+def _orderable(rows: list[temporal.CaseRow]) -> list[tuple[tuple[int, float], temporal.CaseRow]]:
+    """The rows with their order keys, leaving out (with a log line) any that cannot be
+    ordered."""
     out = []
     for row in rows:
-        key = _version(row)
-        if isinstance(key[0], int) and isinstance(key[1], datetime) and key[1].tzinfo:
+        key = log.order_key(row)
+        if key is not None:
             out.append((key, row))
         else:
             logger.warning("feed: skipped case %s: its version or update time is unreadable",
@@ -163,25 +125,16 @@ def _orderable(rows: list[temporal.CaseRow]
     return out
 
 
-def _publish(store: Any, row: temporal.CaseRow, before: temporal.CaseRow | None,
-             seen_at: float) -> None:
-    store.add(KEY_EPOCH, secrets.token_hex(8), timeout=None)
-    store.add(KEY_SEQ, 0, timeout=None)
-    seq = store.incr(KEY_SEQ)
-    store.set(_entry(seq), wire.dump(wire.CHANGE, Change(seq, row.case_id, row, before, seen_at)),
-              timeout=settings.FEED_RETENTION_SECONDS)
-    store.set(_known(row.case_id), wire.dump(wire.ROW, row), timeout=settings.FEED_KNOWN_SECONDS)
-
-
 # --- the listener (every process) ---------------------------------------------------------------
 
 
 class _Subscriber:
-    """One subscription. With `sift`, the queue holds one list per feed read of the
+    """One subscription. With `sift`, the queue holds one list per log read of the
     (event, sift(event)) pairs whose sift answer is not empty: one wake-up per read however
     many of its changes concern the subscriber, and none when none do. `sift` runs once per
     event for every subscriber of the same `group` (500 screens of one queue cost one
-    evaluation, not 500)."""
+    evaluation, not 500). `position` is the log position everything handed to this subscriber
+    so far reached, sifted out or not: where a stream's page would resume."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  sift: Callable[[Change | Resync], Any] | None = None,
@@ -189,6 +142,7 @@ class _Subscriber:
         self.loop = loop
         self.sift, self.group = sift, group
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2000)
+        self.position: Position | None = None
 
     def take(self, events: list[Change | Resync], memo: dict[Any, Any]) -> None:
         if self.sift is None:
@@ -212,99 +166,83 @@ class _Subscriber:
             # A subscriber this far behind re-reads its screen instead.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            resync = Resync("fell behind")
+            resync = Resync("fell behind", self.position)
             self.queue.put_nowait(resync if self.sift is None else [(resync, self.sift(resync))])
 
 
-def _hand_out(subscribers: list[_Subscriber], events: list[Change | Resync]) -> None:
+def _hand_out(subscribers: list[_Subscriber], events: list[Change | Resync],
+              position: Position | None = None) -> None:
     """On the subscribers' own loop: a read's events, in order, to each of them."""
     memo: dict[Any, Any] = {}
     for sub in subscribers:
         sub.take(events, memo)
+        if position is not None:
+            sub.position = position
 
 
 class Listener:
+    """This process's follower of the log: the recent changes in memory and the subscribers."""
+
     def __init__(self) -> None:
-        self.cursor: int | None = None
-        self.epoch: str | None = None
+        self.log = log.current()
+        self.cursor: Position | None = None
         self.recent: deque[Change] = deque(maxlen=settings.FEED_RECENT)
         self.lock = threading.Lock()
         self.subscribers: set[_Subscriber] = set()
-        self.last_read = 0.0  # monotonic time of the last successful read of the store
+        self.last_read = 0.0  # monotonic time of the last successful read of the log
         self.polled_at = 0.0  # wall time of the feed's last successful poll, as last read
         self.resyncs = 0
-        self.gap_since: float | None = None  # since when an entry has been missing
-        # The newest version each recently changed case had in the feed (bounded).
-        self.versions: OrderedDict[str, int] = OrderedDict()
+        # The newest version each recently changed case had in the log (bounded).
+        self.versions: LRUCache[str, int] = LRUCache(maxsize=4 * settings.FEED_RECENT)
 
-    def read_once(self) -> None:
-        store = _store()
-        seq = store.get(KEY_SEQ) or 0
-        epoch = store.get(KEY_EPOCH)
+    def read_once(self, block: float = 0.0) -> None:
         if self.cursor is None:
-            # Start from now: what happened before is on the pages already.
-            self.cursor, self.epoch = seq, epoch
-        elif self.epoch is None and self.cursor == 0 and epoch is not None:
-            self.epoch = epoch  # the feed's very first change: nothing was missed
-        if epoch != self.epoch or seq < self.cursor:
-            self.cursor, self.epoch = seq, epoch
-            self._resync("the shared store was reset")
-        elif seq > self.cursor:
-            wanted = range(self.cursor + 1, seq + 1)
-            found = store.get_many([_entry(n) for n in wanted])
-            changes: list[Change] = []
-            for n in wanted:
-                # Unreadable (another schema, not ours) is missing: waited for, then resynced.
-                change = wire.load(wire.CHANGE, found.get(_entry(n)))
-                if change is None:
-                    break
-                changes.append(change)
-            self._emit(changes)
-            self.cursor += len(changes)
-            if self.cursor < seq:
-                # The poller takes a number, then writes the entry: a missing entry is most
-                # likely being written. Still missing after FEED_GAP_SECONDS, it is lost
-                # (expired, or its poller died between the two).
-                now = time.monotonic()
-                self.gap_since = self.gap_since or now
-                if now - self.gap_since > settings.FEED_GAP_SECONDS:
-                    self.cursor, self.gap_since = seq, None
-                    self._resync("changes expired before this process read them")
-            else:
-                self.gap_since = None
-        polled = store.get(KEY_POLLED)
+            # A process starting up takes the log's recent part: the tabs it inherits from
+            # a restarted process resume from it instead of re-reading.
+            head, changes = self.log.tail(settings.FEED_RECENT)
+            self._remember(changes)
+            self.cursor = head
+        found = self.log.read(self.cursor, block)
+        if isinstance(found, Gap):
+            head, _ = self.log.read(None)
+            self._resync(found.reason, head)
+        else:
+            position, changes = found
+            self._remember(changes)
+            self.cursor = position
+            self._emit(changes, position)
+        polled = _store().get(KEY_POLLED)
         self.polled_at = float(polled) if isinstance(polled, int | float) else 0.0
         self.last_read = time.monotonic()
 
-    def _emit(self, events: list[Change | Resync]) -> None:
+    def _remember(self, changes: list[Change]) -> None:
+        with self.lock:
+            for change in changes:
+                self.recent.append(change)
+                self.versions[change.case_id] = max(
+                    change.row.version or 0, self.versions.get(change.case_id, 0))
+
+    def _emit(self, events: list[Change | Resync], position: Position | None) -> None:
         if not events:
             return
-        with self.lock:
-            for change in events:
-                if isinstance(change, Change):
-                    self.recent.append(change)
-                    self.versions[change.case_id] = max(
-                        change.row.version or 0, self.versions.get(change.case_id, 0))
-                    self.versions.move_to_end(change.case_id)
-            while len(self.versions) > 4 * settings.FEED_RECENT:
-                self.versions.popitem(last=False)
         # One wake-up per event loop per read, however many subscribers it has.
         by_loop: dict[asyncio.AbstractEventLoop, list[_Subscriber]] = {}
         for sub in list(self.subscribers):
             by_loop.setdefault(sub.loop, []).append(sub)
         for loop, subs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(_hand_out, subs, events)
+                loop.call_soon_threadsafe(_hand_out, subs, events, position)
 
-    def _resync(self, reason: str) -> None:
+    def _resync(self, reason: str, head: Position) -> None:
         logger.warning("feed: resync (%s)", reason)
         self.resyncs += 1
         with self.lock:
             self.recent.clear()  # cached answers cannot be checked across the gap
             self.versions.clear()
-        self._emit([Resync(reason)])
+        self.cursor = head
+        self._emit([Resync(reason, head)], head)
 
-    # What cases/live/answers.py asks.
+    # What answers, lookups and streams ask.
 
     def healthy(self) -> bool:
         """Read recently, and fed recently: a store that answers says nothing of a poller
@@ -320,21 +258,26 @@ class Listener:
             time.time() - self.polled_at < polled_within
 
     def known_version(self, case_id: str) -> int | None:
-        """The newest version of the case this process has seen in the feed, if any."""
+        """The newest version of the case this process has seen in the log, if any."""
         with self.lock:
             return self.versions.get(case_id)
 
-    def position(self) -> tuple[str | None, int | None]:
-        return self.epoch, self.cursor
+    def position(self) -> Position | None:
+        return self.cursor
 
-    def since(self, epoch: str | None, seq: int) -> list[Change] | None:
-        """The changes after `seq`, or None when they are not all in memory any more."""
+    def since(self, position: Position | None) -> list[Change] | None:
+        """The changes after `position`, or None when they are not all in memory any more
+        (another epoch, older than the memory holds, or not yet read here)."""
+        if position is None:
+            return None
+        epoch, seq = position
         with self.lock:
-            if epoch != self.epoch:
+            cursor = self.cursor
+            if cursor is None or epoch != cursor[0] or seq > cursor[1]:
                 return None
             if self.recent and self.recent[0].seq > seq + 1:
                 return None
-            if not self.recent and self.cursor is not None and self.cursor > seq:
+            if not self.recent and cursor[1] > seq:
                 return None
             return [c for c in self.recent if c.seq > seq]
 
@@ -380,10 +323,11 @@ class Feed:
     async def _listen_forever(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.listener.read_once)
+                # Blocked in the log's read: a change is handed out as soon as it is written.
+                await asyncio.to_thread(self.listener.read_once, settings.FEED_LISTEN_SECONDS)
             except Exception as err:
-                logger.warning("feed: reading the shared store failed: %s", err)
-            await asyncio.sleep(settings.FEED_LISTEN_SECONDS)
+                logger.warning("feed: reading the change log failed: %s", err)
+                await asyncio.sleep(settings.FEED_LISTEN_SECONDS)
 
 
 _feed: Feed | None = None
@@ -399,6 +343,19 @@ def ensure_running() -> Feed:
             _feed, _feed_pid = Feed(), os.getpid()
             _feed.start()
         return _feed
+
+
+def position_id() -> str:
+    """Where this process's feed is now, as a stream id ("" before it has read the log): a page
+    rendered now opens its stream from here, so whatever changes meanwhile reaches it."""
+    running = current()
+    return log.position_id(running.listener.position()) if running is not None else ""
+
+
+def since(position: Position | None) -> list[Change] | None:
+    """The changes after `position` this process still holds (Listener.since)."""
+    running = current()
+    return running.listener.since(position) if running is not None else None
 
 
 def current() -> Feed | None:
@@ -418,8 +375,13 @@ class _Events:
     """The subscriber's events; waiting for the next one may be cancelled (a timeout, a
     closed stream) without ending the subscription, unlike an async generator."""
 
-    def __init__(self, queue: asyncio.Queue[Any]) -> None:
+    def __init__(self, queue: asyncio.Queue[Any], sub: _Subscriber | None = None) -> None:
         self.queue = queue
+        self.sub = sub
+
+    def caught_up(self) -> Position | None:
+        """The position everything handed out so far reached, once all of it was taken."""
+        return self.sub.position if self.sub is not None and self.queue.empty() else None
 
     def __aiter__(self) -> _Events:
         return self
@@ -436,8 +398,9 @@ async def subscribe(sift: Callable[[Change | Resync], Any] | None = None,
     listener = ensure_running().listener
     sub = _Subscriber(asyncio.get_running_loop(), sift, group)
     listener.subscribers.add(sub)
+    sub.position = listener.position()  # from here on, everything read is handed out
 
     try:
-        yield _Events(sub.queue)
+        yield _Events(sub.queue, sub)
     finally:
         listener.subscribers.discard(sub)

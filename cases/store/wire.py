@@ -282,20 +282,6 @@ PAGE = record("page", _page, {
 })
 
 
-def _change() -> type:
-    from cases.live.feed import Change
-    return Change
-
-
-CHANGE = record("change", _change, {
-    "seq": INT,
-    "case_id": STR,
-    "row": ROW,
-    "before": optional(ROW),
-    "seen_at": SECONDS,
-})
-
-
 def _dump_answer_value(value: Any) -> dict[str, Any]:
     if type(value) is int:
         return {"count": value}
@@ -326,7 +312,7 @@ ANSWER = record("answer", _answer, {
 })
 
 
-# --- who is signed in, and what they may see (cases/config/reading.py's request path) ---------
+# --- who is signed in, and what they may see (the request path, cases/config/reading.py) ---
 
 
 def _signed_in() -> type:

@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cases.temporal.client import get_client, mapped, rpc_timeout, unavailable
 from cases.temporal.types import AttributeRegistrationError, NamespaceAttributes, SetupReport
+from workers.model import SEARCH_ATTRIBUTE_TYPES
 from workers.search_attributes import CORE_KEYS
 
 
@@ -67,15 +68,15 @@ async def _setup(client: Client, retention_days: int) -> SetupReport:
 
 # --- the search-attribute registry ------------------------------------------------------------
 
+def _server_type(name: str) -> IndexedValueType.ValueType:
+    snake = "".join(f"_{c}" if c.isupper() else c for c in name).lstrip("_").upper()
+    return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{snake}")  # "KeywordList" -> KEYWORD_LIST
+
+
+# Made from the one list of attribute types: a type added there is registrable here, or this
+# fails at import.
 ATTRIBUTE_TYPES: dict[str, IndexedValueType.ValueType] = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-}
+    name: _server_type(name) for name in SEARCH_ATTRIBUTE_TYPES}
 _TYPE_NAMES = {v: k for k, v in ATTRIBUTE_TYPES.items()}
 
 

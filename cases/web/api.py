@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import wraps
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -16,9 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import temporal
 from cases.config import dbconn
-from cases.config.access import Access
 from cases.config.custom_fields import FIELD_PREFIX
-from cases.config.reading import load
+from cases.config.reading import RequestConfig, load
 from cases.models import ApiToken
 from cases.temporal.ids import case_id_for_key, is_case_id, new_case_id
 from cases.web.forms import NewCaseForm
@@ -68,13 +69,43 @@ def _unauthorized() -> JsonResponse:
     return response
 
 
+TokenView = Callable[..., Awaitable[JsonResponse]]
+
+
+def token_required(view: TokenView) -> Callable[..., Awaitable[JsonResponse]]:
+    """The API's one door (as healthchecks' `authorize`): a caller without a valid bearer
+    token gets the 401 and the view never runs; for a caller with one, `request.user` is the
+    token's user and the view is handed their configuration, `view(request, config, *args)`."""
+
+    @wraps(view)
+    async def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        user = await _authenticate(request)
+        if user is None:
+            return _unauthorized()
+        request.user = user
+        config = await dbconn.read(lambda: load(user))
+        return await view(request, config, *args, **kwargs)
+
+    return checked
+
+
+def _case_id_known(view: TokenView) -> TokenView:
+    """A case id that cannot be one is a 404 before anything is asked of Temporal."""
+
+    @wraps(view)
+    async def checked(request: HttpRequest, config: RequestConfig, case_id: str) -> JsonResponse:
+        if not is_case_id(case_id):
+            return _error(404, "No such case.")
+        return await view(request, config, case_id)
+
+    return checked
+
+
 @csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
 @require_POST
-async def create_case(request: HttpRequest) -> JsonResponse:
-    user = await _authenticate(request)
-    if user is None:
-        return _unauthorized()
-    config = await dbconn.read(lambda: load(user))
+@token_required
+async def create_case(request: HttpRequest, config: RequestConfig) -> JsonResponse:
+    user = request.user
     if len(request.body) > MAX_BODY:
         return _error(413, f"The body has at most {MAX_BODY // 1024} KiB.")
     try:
@@ -166,24 +197,12 @@ def _form_data(payload: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[
     return data, problems
 
 
-async def _reader(request: HttpRequest, case_id: str) -> Access | JsonResponse:
-    """The caller's access for reading `case_id`, or the response that turns them away."""
-    user = await _authenticate(request)
-    if user is None:
-        return _unauthorized()
-    if not is_case_id(case_id):
-        return _error(404, "No such case.")
-    access: Access = (await dbconn.read(lambda: load(user))).access
-    return access
-
-
 @require_GET
-async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
-    access = await _reader(request, case_id)
-    if isinstance(access, JsonResponse):
-        return access
+@token_required
+@_case_id_known
+async def get_case(request: HttpRequest, config: RequestConfig, case_id: str) -> JsonResponse:
     try:
-        seen = await case_for(access, case_id)
+        seen = await case_for(config.access, case_id)
     except Http404:
         return _error(404, "No such case.")
     if seen.state is None:
@@ -197,13 +216,13 @@ async def get_case(request: HttpRequest, case_id: str) -> JsonResponse:
 
 
 @require_GET
-async def case_history(request: HttpRequest, case_id: str) -> JsonResponse:
+@token_required
+@_case_id_known
+async def case_history(request: HttpRequest, config: RequestConfig,
+                       case_id: str) -> JsonResponse:
     """The case's timeline from its event history: audit for other systems."""
-    access = await _reader(request, case_id)
-    if isinstance(access, JsonResponse):
-        return access
     try:
-        projection = (await history_for(access, case_id)).projection
+        projection = (await history_for(config.access, case_id)).projection
     except Http404:
         return _error(404, "No such case.")
     return JsonResponse({

@@ -9,46 +9,73 @@ from dataclasses import dataclass
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from cases import temporal
-from cases.config import dbconn
 from cases.config.access import Access
 from cases.config.reading import access_for
 from cases.temporal import ids
 from cases.temporal.ids import CASE_ID_RE
 from cases.web import lookup
-from cases.web.forms import PRIORITY_CHOICES
+from cases.web.forms import check_usernames, form_field
 from workers import rules
-from workers.model import AddTag, Assign, Close, Command, SetPriority
+from workers.model import Command
 
 logger = logging.getLogger(__name__)
 
 DONE, REFUSED, FAILED = "done", "refused", "failed"
-BULK_ACTIONS = [("assign", "Assign to"), ("priority", "Set priority"), ("tag", "Add tag"),
-                ("close", "Close")]
+# The registry's bulk-able commands, by Update name, each sent with its first form's inputs.
+BULK_COMMANDS: dict[str, rules.CommandRule] = {
+    name: rule for name, rule in rules.COMMANDS.items() if rule.bulk}
+BULK_ACTIONS = [(name, rule.bulk) for name, rule in BULK_COMMANDS.items()]
+
+
+def _bulk_field(inp: rules.Input) -> forms.Field:
+    """A command's input as the bulk bar asks for it: optional until its action is chosen,
+    labelled in place since the bar has no room for labels."""
+    field = form_field(inp)
+    field.required = False
+    if isinstance(field, forms.TypedChoiceField):
+        field.choices = [("", inp.name), *inp.choices]
+        field.empty_value = None
+    field.widget.attrs.update({"aria-label": inp.label or inp.name.capitalize(),
+                               "class": f"bulk-{inp.name}"})
+    if not isinstance(field, forms.TypedChoiceField):
+        field.widget.attrs.setdefault("placeholder", inp.name)
+    return field
 
 
 class BulkForm(forms.Form):
     action = forms.ChoiceField(choices=BULK_ACTIONS)
     case = forms.MultipleChoiceField(required=True, error_messages={
         "required": "Select at least one case."})
-    assignee = forms.CharField(required=False, max_length=150)
-    priority = forms.TypedChoiceField(choices=[("", "—"), *PRIORITY_CHOICES], coerce=int,
-                                      required=False, empty_value=None)
-    tag = forms.CharField(required=False, max_length=rules.MAX_TAG)
     key = forms.CharField(required=False, max_length=64)
     back = forms.CharField(required=False, max_length=2000)
+    # Every bulk command's inputs (added below); commands sharing an input name share it.
+    INPUTS = {i.name: i for rule in BULK_COMMANDS.values() for i in rule.forms[0].inputs}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Any well-formed ids; whether each may be touched is decided per case.
         ids = self.data.getlist("case") if hasattr(self.data, "getlist") else []
         self.fields["case"].choices = [(i, i) for i in ids if CASE_ID_RE.match(i)]
+
+    @property
+    def options(self) -> list[tuple[str, str]]:
+        """The bar's choices; "…" where the action asks for something more."""
+        return [(name, rule.bulk + ("…" if rule.forms[0].inputs else ""))
+                for name, rule in BULK_COMMANDS.items()]
+
+    @property
+    def inputs(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.INPUTS]
+
+    @property
+    def chosen(self) -> rules.Form:
+        return BULK_COMMANDS[self.cleaned_data["action"]].forms[0]
 
     def clean_case(self) -> list[str]:
         ids = list(dict.fromkeys(self.cleaned_data["case"]))
@@ -58,28 +85,21 @@ class BulkForm(forms.Form):
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
-        action = data.get("action")
-        if action == "assign" and not data.get("assignee"):
-            self.add_error("assignee", "Choose who to assign the cases to.")
-        if action == "priority" and not data.get("priority"):
-            self.add_error("priority", "Choose a priority.")
-        if action == "tag":
-            try:
-                data["tag"] = rules.clean_tag(str(data.get("tag") or ""))
-            except rules.RuleError as err:
-                self.add_error("tag", err.message)
+        if data.get("action") in BULK_COMMANDS:
+            for inp in self.chosen.inputs:
+                if inp.required and data.get(inp.name) in (None, "") \
+                        and inp.name not in self.errors:
+                    self.add_error(inp.name, f"Choose the {inp.label or inp.name} to set.")
         return data
 
     def command(self, access: Access) -> Command:
-        d = self.cleaned_data
-        common = {"actor": access.username, "authority": access.authority}
-        if d["action"] == "assign":
-            return Assign(assignee=d["assignee"], **common)
-        if d["action"] == "priority":
-            return SetPriority(priority=d["priority"], **common)
-        if d["action"] == "tag":
-            return AddTag(tag=d["tag"], **common)
-        return Close(**common)
+        rule, spec = BULK_COMMANDS[self.cleaned_data["action"]], self.chosen
+        values = {i.name: self.cleaned_data[i.name] for i in spec.inputs}
+        return rule.command(actor=access.username, authority=access.authority,
+                            **{**values, **spec.fixed})
+
+
+BulkForm.base_fields.update({name: _bulk_field(i) for name, i in BulkForm.INPUTS.items()})
 
 
 @dataclass
@@ -127,12 +147,8 @@ async def bulk(request: HttpRequest) -> HttpResponse:
     form = BulkForm(request.POST)
     outcomes: list[Outcome] = []
     if form.is_valid():
-        d = form.cleaned_data
-        if d["action"] == "assign":
-            User = get_user_model()
-            if not await dbconn.read(
-                    User.objects.filter(username=d["assignee"], is_active=True).exists):
-                form.add_error("assignee", "No such user.")
+        await check_usernames(form, [i.name for i in form.chosen.inputs
+                                     if i.kind == "username"])
     if form.is_valid():
         outcomes = await run_bulk(form.cleaned_data["case"], form.command(access),
                                   form.cleaned_data["key"] or uuid.uuid4().hex, access)

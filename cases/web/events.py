@@ -66,7 +66,7 @@ from cases.config import access_version, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for, resolve_session
-from cases.live import feed, listing
+from cases.live import feed, listing, log
 from cases.templatetags.case_tags import case_row
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
@@ -335,7 +335,7 @@ def _session_store() -> Any:
 
 def _list_params(request: HttpRequest) -> bool:
     """Does this stream watch a list? Yes without `case=`, or with list parameters too."""
-    return "case" not in request.GET or any(k != "case" for k in request.GET)
+    return "case" not in request.GET or any(k not in ("case", "last") for k in request.GET)
 
 
 async def _watch(request: HttpRequest) -> Watch | None:
@@ -358,6 +358,7 @@ async def _watch(request: HttpRequest) -> Watch | None:
                 asked = None  # a later page re-fetches itself: its cursor is not kept fresh
     list_query = request.GET.copy()
     list_query.pop("case", None)
+    list_query.pop("last", None)
     query = list_query.urlencode()
     page_path = reverse("cases:detail", args=[case_id]) if case_id else \
         reverse("cases:list") + (f"?{query}" if query else "")
@@ -389,7 +390,45 @@ async def _recheck(watch: Watch, guard: Guard) -> None:
     guard.watch(found.version)
 
 
-async def stream(watch: Watch, guard: Guard | None = None) -> AsyncIterator[bytes]:
+def mark(position: log.Position | None) -> bytes:
+    """An id-only frame: the browser's EventSource takes it as its last event id (sent back
+    as Last-Event-ID when it reconnects) without dispatching anything to the page."""
+    return f"id: {log.position_id(position)}\n\n".encode() if position is not None else b""
+
+
+class _Cursor:
+    """How far this stream's page has been told: the id it resumes from. It never passes a
+    change the page has not had: a list change waiting for its tick caps it just before that
+    change until it is sent, and batches still queued count only once taken."""
+
+    def __init__(self, position: log.Position | None) -> None:
+        self.at = position
+        self.cap: log.Position | None = None
+
+    def reached(self, position: log.Position | None) -> None:
+        if position is None:
+            return
+        if self.at is None or position[0] != self.at[0] or position[1] > self.at[1]:
+            self.at = position
+
+    def waiting(self, before: log.Position | None) -> None:
+        if self.cap is None:
+            self.cap = before
+
+    def sent(self) -> None:
+        self.cap = None
+
+    @property
+    def id(self) -> log.Position | None:
+        return self.cap if self.cap is not None else self.at
+
+
+async def stream(watch: Watch, guard: Guard | None = None,
+                 resume: log.Position | None = None, resuming: bool = False
+                 ) -> AsyncIterator[bytes]:
+    """`resume` is the page's position (its last event id, or the feed's position when the page
+    was rendered): what changed since is sent first, or, when this process no longer holds
+    it, one re-read. `resuming` with no readable position is a re-read too."""
     feed.ensure_running()
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
@@ -402,13 +441,43 @@ async def stream(watch: Watch, guard: Guard | None = None) -> AsyncIterator[byte
     # for every stream of the process, so the streams of one list flush together, at the
     # same feed position, and share one render.
     pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
-    mark: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
+    latest: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
     flush_at, resync = 0.0, False
     if guard is not None:
         guard.watch(guard.version)
         OPEN.open(guard)
     async with feed.subscribe(watch.answer, watch.interest) as events:
-        yield OPENING  # subscribed: from here on nothing is missed
+        cursor = _Cursor(events.caught_up())
+        epoch = cursor.at[0] if cursor.at is not None else None
+        chunks: list[bytes] = [OPENING]
+
+        def take(change: feed.Change, answered: list[tuple[str, str]]) -> None:
+            nonlocal latest, flush_at
+            latest = (change.seq, change.seen_at)
+            for name, data in answered:
+                if name not in ("list", "counts"):
+                    chunks.append(message(name, data))
+                    continue
+                if not pending:
+                    flush_at = _tick(loop.time(), debounce)
+                cursor.waiting((epoch, change.seq - 1))
+                pending.setdefault(name, data)
+            cursor.reached((epoch, change.seq))
+
+        # Subscribed first, then what was missed: nothing falls between the two, and a change
+        # in both is sent once (`replayed`: the last seq the replay sent).
+        missed = feed.since(resume)
+        replayed = 0
+        if missed is None and (resuming or resume is not None):
+            chunks.append(message("list", "") + message("case", ""))
+        elif missed:
+            for change in missed:
+                take(change, watch.answer(change))
+            replayed = missed[-1].seq
+            flush_at = loop.time()  # the page is behind already: no need to wait for a tick
+        told = cursor.id
+        chunks.append(mark(told))
+        yield b"".join(chunks)
         iterator = aiter(events)
         # The next event is awaited across timeouts (never cancelled and re-asked), so the
         # feed's own queue stays the only buffer: a stream that falls behind gets a Resync.
@@ -439,7 +508,7 @@ async def stream(watch: Watch, guard: Guard | None = None) -> AsyncIterator[byte
                         if end.last:
                             yield end.last
                         return
-                chunks: list[bytes] = []
+                chunks = []
                 if upcoming in done:
                     try:
                         batch = upcoming.result()  # what one feed read brought this page
@@ -448,27 +517,33 @@ async def stream(watch: Watch, guard: Guard | None = None) -> AsyncIterator[byte
                     upcoming = asyncio.ensure_future(anext(iterator))
                     for event, answered in batch:
                         if isinstance(event, feed.Resync):
-                            resync = True
-                        else:
-                            mark = (event.seq, event.seen_at)
-                        for name, data in answered:
-                            if name not in ("list", "counts"):
-                                chunks.append(message(name, data))
-                                continue
-                            if not pending:
-                                flush_at = _tick(loop.time(), debounce)
-                            pending.setdefault(name, data)
+                            # Missed changes: the page re-reads; its id moves to the new
+                            # position once it has been told to.
+                            resync, replayed, flush_at = True, 0, loop.time()
+                            cursor.waiting(cursor.id)
+                            pending.setdefault("list", "")
+                            if event.position is not None:
+                                epoch = event.position[0]
+                                cursor.reached(event.position)
+                        elif event.seq > replayed:
+                            take(event, answered)
                 if pending and loop.time() >= flush_at:
                     if resync:
-                        chunks.append(message("list", ""))  # the page re-reads itself
+                        chunks.append(message("list", "") + message("case", ""))
                     elif "list" in pending:
-                        chunks.append(await watch.flush("results", mark, pending["list"]))
+                        chunks.append(await watch.flush("results", latest, pending["list"]))
                     else:
-                        chunks.append(await watch.flush("counts", mark, ""))
+                        chunks.append(await watch.flush("counts", latest, ""))
                     pending, resync = {}, False
+                    cursor.sent()
+                if not pending:
+                    cursor.reached(events.caught_up())
                 now = loop.time()
                 if not chunks and now - last_sent >= keepalive:
                     chunks.append(KEEPALIVE)
+                if cursor.id != told:
+                    told = cursor.id
+                    chunks.append(mark(told))
                 if chunks:
                     last_sent = now
                     yield b"".join(chunks)
@@ -506,7 +581,13 @@ async def events(request: HttpRequest) -> HttpResponse:
     await sync_to_async(connections.close_all)()
     guard = Guard(request.session.session_key or "", request.user.pk,
                   getattr(request, "_tracerail_access_version", ""))
-    response = StreamingHttpResponse(stream(watch, guard), content_type="text/event-stream")
+    # The browser's own reconnect sends the last id it was given; a page opening its stream
+    # (or the htmx extension opening a new one) says where it is as `last`.
+    given = request.headers.get("Last-Event-ID") or request.GET.get("last")
+    resuming = "Last-Event-ID" in request.headers or "last" in request.GET
+    response = StreamingHttpResponse(
+        stream(watch, guard, log.parse_position(given), resuming),
+        content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

@@ -5,19 +5,21 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from cases.config import dbconn
 from cases.config.custom_fields import (
     COLUMNS_PARAM,
     FIELD_PREFIX,
     Attribute,
     add_fields,
     filters_from,
-    form_field,
     to_initial,
     values_from,
 )
-from cases.temporal import ids
+from cases.config.custom_fields import form_field as custom_form_field
+from cases.temporal import ids, visibility
 from cases.temporal.ids import is_case_id, new_case_id
 from cases.temporal.visibility import (
     ANYONE,
@@ -26,32 +28,11 @@ from cases.temporal.visibility import (
     UNASSIGNED,
     CaseFilter,
     InvalidFilter,
-    title_words,
 )
 from workers import rules
-from workers.model import (
-    OPEN_STATUSES,
-    PRIORITY_LABELS,
-    STATUS_LABELS,
-    AddComment,
-    AddTag,
-    Assign,
-    Claim,
-    Close,
-    Command,
-    NewCase,
-    RemoveTag,
-    Reopen,
-    Resolve,
-    SetAttributes,
-    SetDue,
-    SetPriority,
-    SetStatus,
-)
+from workers.model import STATUS_LABELS, CaseState, Command, NewCase
 
-PRIORITY_CHOICES = [(p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items()]
-# Statuses a person picks directly; resolved and closed have their own commands.
-SETTABLE_STATUSES = [(s, STATUS_LABELS[s]) for s in OPEN_STATUSES]
+PRIORITY_CHOICES = list(rules.PRIORITY_CHOICES)
 
 
 class NewCaseForm(forms.Form):
@@ -126,26 +107,112 @@ class NewCaseForm(forms.Form):
         )
 
 
-# --- actions on a case ---------------------------------------------------------------------
+# --- actions on a case: built from the command registry (rules.COMMANDS) --------------------
+
+
+class _RuleChecked:
+    """Runs an input's pure check from the rules after the field's own cleaning."""
+
+    check: Any
+
+    def clean(self, value: Any) -> Any:
+        value = super().clean(value)  # type: ignore[misc]
+        if value in self.empty_values:  # type: ignore[attr-defined]
+            return value
+        try:
+            return self.check(value)
+        except rules.RuleError as err:
+            raise forms.ValidationError(err.message) from err
+
+
+class AwareDateTimeField(forms.DateTimeField):
+    """A datetime-local input means the server's time zone; the rules want an aware time."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    def clean(self, value: Any) -> datetime | None:
+        moment = super().clean(value)
+        return timezone.make_aware(moment) if moment and timezone.is_naive(moment) else moment
+
+
+def form_field(inp: rules.Input) -> forms.Field:
+    """The Django field for one of a command's inputs."""
+    kwargs: dict[str, Any] = {"required": inp.required and inp.kind != "bool"}
+    if inp.label:
+        kwargs["label"] = inp.label
+    attrs = {"placeholder": inp.placeholder} if inp.placeholder else {}
+    if inp.kind == "username":
+        attrs.update({"list": "assignee-options", "autocomplete": "off"})
+    kind: type[forms.Field]
+    if inp.kind in ("text", "textarea", "email", "username"):
+        kind = forms.EmailField if inp.kind == "email" else forms.CharField
+        widget = forms.Textarea(attrs={"rows": 3, **attrs}) if inp.kind == "textarea" \
+            else forms.TextInput(attrs=attrs)
+        kwargs.update(max_length=inp.max_length, widget=widget)
+    elif inp.kind == "choice":
+        kind = forms.TypedChoiceField
+        kwargs.update(choices=list(inp.choices), coerce=type(inp.choices[0][0]))
+    elif inp.kind == "datetime":
+        kind = AwareDateTimeField
+    elif inp.kind == "bool":
+        kind = forms.BooleanField
+    else:
+        raise ValueError(f"{inp.name}: no form field for input kind {inp.kind!r}")
+    if inp.clean is not None:
+        kind = type(f"Checked{kind.__name__}", (_RuleChecked, kind),
+                    {"check": staticmethod(inp.clean)})
+    return kind(**kwargs)
 
 
 class ActionForm(forms.Form):
-    """Base of every action: the version the user saw and an idempotency key."""
+    """Base of every action: the version the user saw and an idempotency key. Each
+    command's forms are subclasses made by `_action_form` from its registry entry."""
 
+    rule: rules.CommandRule
+    spec: rules.Form
     label = ""
     command_class: type[Command]
-    # Placeholder input for asking the rules whether the case takes this action at all
-    # (rules.offers): whatever the form itself would fill in, the rest left blank.
-    probe_fields: dict[str, Any] = {}
+    # The "attributes" input: fields for the admin-registered attributes this user may set.
+    takes_attributes = False
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     key = forms.CharField(widget=forms.HiddenInput, max_length=64, required=False)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, attributes: list[Attribute] | None = None,
+                 values: dict[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {}).setdefault("key", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
+        self.attributes = attributes or []
+        for attr in self.attributes:
+            field = custom_form_field(attr)
+            field.label = attr.label
+            self.fields[attr.field_name] = field
+            if values and attr.name in values:
+                self.initial[attr.field_name] = to_initial(attr, values[attr.name])
+
+    @classmethod
+    def initial_from(cls, state: CaseState) -> dict[str, Any]:
+        """The form's starting values from the case as it is (the current priority, say)."""
+        initial: dict[str, Any] = {"version": state.version}
+        for inp in cls.spec.inputs:
+            if inp.initial:
+                value: Any = state
+                for part in inp.initial.split("."):
+                    value = getattr(value, part)
+                initial[inp.name] = value
+        return initial
+
+    @classmethod
+    def username_inputs(cls) -> list[str]:
+        return [i.name for i in cls.spec.inputs if i.kind == "username"]
 
     def fields_for_command(self) -> dict[str, Any]:
-        return {}
+        values = {}
+        for inp in self.spec.inputs:
+            if inp.kind == "attributes":
+                values[inp.name] = values_from(self, self.attributes)
+            else:
+                values[inp.name] = self.cleaned_data[inp.name]
+        return {**values, **self.spec.fixed}
 
     def command(self, actor: str) -> Command:
         return self.command_class(
@@ -156,166 +223,30 @@ class ActionForm(forms.Form):
 
     @classmethod
     def probe(cls, actor: str) -> Command:
-        return cls.command_class(actor=actor, **cls.probe_fields)
+        return cls.rule.probe(cls.spec, actor)
+
+    def unsent(self) -> list[str]:
+        """What the user typed at length, to hand back when it could not be applied."""
+        data = getattr(self, "cleaned_data", {})
+        return [str(data[i.name]) for i in self.spec.inputs if i.hand_back and data.get(i.name)]
 
     def update_id(self, actor: str, case_id: str, action: str) -> str | None:
         key = self.cleaned_data.get("key")
         return ids.update_id(actor, case_id, action, key) if key else None
 
 
-class ClaimForm(ActionForm):
-    label = "Claim"
-    command_class = Claim
+def _action_form(rule: rules.CommandRule, spec: rules.Form) -> type[ActionForm]:
+    fields = {i.name: form_field(i) for i in spec.inputs if i.kind != "attributes"}
+    name = "".join(part.title() for part in (spec.name or rule.update).split("_")) + "Form"
+    return type(name, (ActionForm,), {
+        "rule": rule, "spec": spec, "label": spec.label, "command_class": rule.command,
+        "takes_attributes": any(i.kind == "attributes" for i in spec.inputs), **fields})
 
 
-class AssignForm(ActionForm):
-    label = "Assign"
-    command_class = Assign
-    probe_fields = {"assignee": ""}
-    assignee = forms.CharField(max_length=150, widget=forms.TextInput(
-        attrs={"list": "assignee-options", "autocomplete": "off"}))
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"assignee": self.cleaned_data["assignee"]}
-
-
-class UnassignForm(ActionForm):
-    label = "Unassign"
-    command_class = Assign
-    probe_fields = {"assignee": None}
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"assignee": None}
-
-
-class PriorityForm(ActionForm):
-    label = "Set priority"
-    command_class = SetPriority
-    probe_fields = {"priority": 0}
-    priority = forms.TypedChoiceField(choices=PRIORITY_CHOICES, coerce=int)
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"priority": self.cleaned_data["priority"]}
-
-
-class StatusForm(ActionForm):
-    label = "Set status"
-    command_class = SetStatus
-    probe_fields = {"status": ""}
-    status = forms.ChoiceField(choices=SETTABLE_STATUSES)
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"status": self.cleaned_data["status"]}
-
-
-class CommentForm(ActionForm):
-    label = "Comment"
-    command_class = AddComment
-    probe_fields = {"body": ""}
-    body = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Write a comment…"}),
-        max_length=rules.MAX_COMMENT,
-        label="Comment",
-    )
-    internal = forms.BooleanField(required=False, label="Internal note (agents only)")
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"body": self.cleaned_data["body"], "internal": self.cleaned_data["internal"]}
-
-
-class AddTagForm(ActionForm):
-    label = "Add tag"
-    command_class = AddTag
-    probe_fields = {"tag": ""}
-    tag = forms.CharField(max_length=rules.MAX_TAG)
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"tag": self.cleaned_data["tag"]}
-
-
-class RemoveTagForm(AddTagForm):
-    label = "Remove tag"
-    command_class = RemoveTag
-
-
-class DueForm(ActionForm):
-    label = "Set due time"
-    command_class = SetDue
-    probe_fields = {"due_at": datetime(2000, 1, 1)}  # naive: refused as input
-    due_at = forms.DateTimeField(
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        label="Due",
-    )
-
-    def fields_for_command(self) -> dict[str, Any]:
-        due = self.cleaned_data["due_at"]
-        if timezone.is_naive(due):
-            due = timezone.make_aware(due)
-        return {"due_at": due}
-
-
-class ResolveForm(ActionForm):
-    label = "Resolve"
-    command_class = Resolve
-    probe_fields = {"resolution": ""}
-    resolution = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), max_length=rules.MAX_RESOLUTION
-    )
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"resolution": self.cleaned_data["resolution"]}
-
-
-class ReopenForm(ActionForm):
-    label = "Reopen"
-    command_class = Reopen
-    reason = forms.CharField(max_length=500, required=False)
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"reason": self.cleaned_data["reason"]}
-
-
-class CloseForm(ActionForm):
-    label = "Close"
-    command_class = Close
-
-
-class AttributesForm(ActionForm):
-    """Sets the case's admin-registered attributes (those this user may edit)."""
-
-    label = "Save attributes"
-    command_class = SetAttributes
-    probe_fields = {"values": {}}
-
-    def __init__(self, *args: Any, attributes: list[Attribute] | None = None,
-                 values: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.attributes = attributes or []
-        for attr in self.attributes:
-            field = form_field(attr)
-            field.label = attr.label
-            self.fields[attr.field_name] = field
-            if values and attr.name in values:
-                self.initial[attr.field_name] = to_initial(attr, values[attr.name])
-
-    def fields_for_command(self) -> dict[str, Any]:
-        return {"values": values_from(self, self.attributes)}
-
-
+# URL action name -> form: a command's first form by its Update name, a second by its own.
 ACTION_FORMS: dict[str, type[ActionForm]] = {
-    "claim": ClaimForm,
-    "assign": AssignForm,
-    "unassign": UnassignForm,
-    "priority": PriorityForm,
-    "status": StatusForm,
-    "comment": CommentForm,
-    "add_tag": AddTagForm,
-    "remove_tag": RemoveTagForm,
-    "due": DueForm,
-    "resolve": ResolveForm,
-    "reopen": ReopenForm,
-    "close": CloseForm,
-    "attributes": AttributesForm,
+    spec.name or rule.update: _action_form(rule, spec)
+    for rule in rules.COMMANDS.values() for spec in rule.forms
 }
 
 
@@ -356,17 +287,16 @@ class CaseFilterForm(forms.Form):
     opened_to = forms.DateField(required=False, label="Opened to",
                                 widget=forms.DateInput(attrs={"type": "date"}))
     execution = forms.ChoiceField(
-        choices=[("", "Live and ended"), *((k, v[0]) for k, v in EXECUTIONS.items())],
+        choices=[("", "Live and ended"), *((k, v.label) for k, v in EXECUTIONS.items())],
         required=False, label="Cases")
     closed_from = forms.DateField(required=False, label="Ended from",
                                   widget=forms.DateInput(attrs={"type": "date"}))
     closed_to = forms.DateField(required=False, label="Ended to",
                                 widget=forms.DateInput(attrs={"type": "date"}))
 
-    # Filter parameters, as they appear in URLs and saved views.
-    PARAMS = ("q", "status", "priority", "queue", "assignee", "tag", "breached", "due_before",
-              "due_within", "older_than", "opened_from", "opened_to", "execution",
-              "closed_from", "closed_to")
+    # Filter parameters, as they appear in URLs and saved views: one per row of the filter
+    # table, each a form field above of the same name.
+    PARAMS = visibility.PARAMS
 
     def __init__(self, *args: Any, queues: list[tuple[str, str]],
                  attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
@@ -387,49 +317,29 @@ class CaseFilterForm(forms.Form):
         chosen = set(self.cleaned_data.get(COLUMNS_PARAM) or []) if self.is_valid() else set()
         return [a for a in self.attributes if a.name in chosen]
 
-    def clean_assignee(self) -> str:
-        value = (self.cleaned_data.get("assignee") or "").strip()
-        if value.lower() in ("", "anyone", "any"):
-            return ANYONE
-        if value.lower() in ("none", "unassigned"):
-            return UNASSIGNED
-        if value.lower() == "me":
-            return ME
-        if not rules.USERNAME_RE.match(value):
-            raise forms.ValidationError("That is not a username.")
-        return value
-
-    def clean_tag(self) -> str:
-        value = (self.cleaned_data.get("tag") or "").strip()
-        if value and not rules.TAG_RE.match(value):
-            raise forms.ValidationError("A tag uses letters, digits, '-', '_' and '.'.")
-        return value
-
-    def clean_q(self) -> str:
-        value = self.cleaned_data.get("q") or ""
-        try:
-            title_words(value)
-        except InvalidFilter as err:
-            raise forms.ValidationError(str(err)) from err
-        return value
+    def clean(self) -> dict[str, Any]:
+        """Each filter field as the filter table parses it (normalised, or a field error)."""
+        data = super().clean() or {}
+        for f in visibility.FIELDS:
+            if f.param in data:
+                try:
+                    data[f.param] = f.parse(data[f.param])
+                except InvalidFilter as err:
+                    self.add_error(f.param, str(err))
+        return data
 
     def case_filter(self) -> CaseFilter:
+        # Every parameter is cleaned and parsed by now; one left blank is its field's "any".
         d = self.cleaned_data
-        return CaseFilter(
-            statuses=d.get("status") or [],
-            priorities=d.get("priority") or [],
-            queues=d.get("queue") or [],
-            assignee=d.get("assignee") or ANYONE,
-            tag=d.get("tag") or "",
-            breached=d.get("breached"),
-            due_before=d.get("due_before"),
-            words=d.get("q") or "",
-            opened_from=d.get("opened_from"),
-            opened_to=d.get("opened_to"),
-            execution=d.get("execution") or "",
-            closed_from=d.get("closed_from"),
-            closed_to=d.get("closed_to"),
-            due_within_hours=d.get("due_within"),
-            older_than_days=d.get("older_than"),
-            attributes=filters_from(self, self.attributes),
-        )
+        return CaseFilter(**{f.name: d[f.param] for f in visibility.FIELDS if f.param},
+                          attributes=filters_from(self, self.attributes))
+
+
+async def check_usernames(form: forms.Form, names: list[str]) -> None:
+    """A username input must name an active user: a form error, before anything is sent."""
+    User = get_user_model()
+    for name in names:
+        value = form.cleaned_data.get(name)
+        if value and not await dbconn.read(
+                User.objects.filter(username=value, is_active=True).exists):
+            form.add_error(name, "No such user.")

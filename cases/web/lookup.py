@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from cachetools import LRUCache
 from django.http import Http404
 
 from cases import temporal
@@ -115,8 +115,7 @@ class SharedStates:
     concurrent Queries of one case are one."""
 
     def __init__(self, size: int = 2000) -> None:
-        self.size = size
-        self.states: OrderedDict[str, tuple[tuple[int, int], CaseState]] = OrderedDict()
+        self.states: LRUCache[str, tuple[tuple[int, int], CaseState]] = LRUCache(maxsize=size)
         self.inflight: dict[tuple[int, str], asyncio.Future[CaseState]] = {}
         self.queries = 0
         self.shared = 0
@@ -136,9 +135,6 @@ class SharedStates:
         found = self.states.get(state.case_id)
         if found is None or found[0] != era or found[1].version <= state.version:
             self.states[state.case_id] = (era, state)
-            self.states.move_to_end(state.case_id)
-            while len(self.states) > self.size:
-                self.states.popitem(last=False)
 
     def _new_enough(self, case_id: str, state: CaseState) -> bool:
         """Is `state` as new as the feed has shown this process the case to be, with no

@@ -7,7 +7,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,21 +15,21 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
-from cases.config import custom_fields, dbconn
+from cases.config import custom_fields
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
-from cases.live import listing
+from cases.live import feed, listing
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
+from cases.web.bulk import BulkForm
 from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
-    AssignForm,
-    AttributesForm,
     CaseFilterForm,
     NewCaseForm,
+    check_usernames,
 )
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
@@ -62,6 +61,9 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         if default:
             return redirect(default)
     full_page = not request.htmx
+    # Before anything is read: the page's stream starts from here, so a change made while
+    # the page is being put together still reaches it.
+    position = feed.position_id()
     config = await config_for(request, views=full_page, usernames=full_page)
     access, queues, attributes = config.access, config.queues, config.attributes
     form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
@@ -74,6 +76,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.LIST_REFRESH_SECONDS,
         "filter_query": filter_query,
+        "feed_position": position,
         "oob_counts": bool(request.htmx),  # a refresh brings the chips' numbers along
     }
     # Everything that waits on Temporal runs at once: the page, the status counts, and the
@@ -107,6 +110,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         my_groups=config.groups,
         is_supervisor=access.is_supervisor,
         bulk_key=uuid.uuid4().hex,
+        bulk_form=BulkForm(),
         assignee_options=config.usernames if access.is_supervisor else [access.username],
     )
     return render(request, "cases/list.html", context)
@@ -144,18 +148,18 @@ def _action_forms(state: CaseState, access: Access,
     """Unbound forms for the actions this user may take on the case as it is now. The
     workflow's rules decide which (rules.offers), so the page offers exactly what the case
     would accept, whatever is added to the registry."""
-    initial = {"version": state.version, "priority": state.priority, "status": state.status}
     now, sla = timezone.now(), temporal.sla_policy()
     forms: dict[str, ActionForm] = {}
     for name, form_class in ACTION_FORMS.items():
-        if name == "remove_tag":
-            continue  # one small form per tag, drawn with the tags (can_remove_tags)
+        if not form_class.spec.in_actions:
+            continue
         if not access.offers(state, form_class.probe(access.username), now, sla):
             continue
-        if form_class is AttributesForm:
+        initial = form_class.initial_from(state)
+        if form_class.takes_attributes:
             editable = access.editable(attributes)
             if editable:
-                forms[name] = AttributesForm(
+                forms[name] = form_class(
                     initial=initial, prefix=name, attributes=editable,
                     values={k: v.value for k, v in state.attributes.items()})
         else:
@@ -183,7 +187,8 @@ async def _detail_context(
         "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
-        "assignee_options": config.usernames if "assign" in forms else [],
+        "assignee_options": config.usernames if any(
+            f.username_inputs() for f in forms.values()) else [],
         "can_remove_tags": not read_only and access.offers(
             state, ACTION_FORMS["remove_tag"].probe(access.username), timezone.now(),
             temporal.sla_policy()),
@@ -224,6 +229,7 @@ async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 20
 @login_required
 async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     # Read once, with what rendering the case's forms needs too.
+    position = feed.position_id()  # before the case is read (see case_list)
     access = (await config_for(request, usernames=True)).access
     since = request.GET.get("since")
     seen = await case_for(access, case_id, run_id=request.GET.get("run"),
@@ -231,7 +237,7 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     if request.htmx and seen.live and since and since == str(seen.state.version):
         # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
         return HttpResponse(status=204)
-    return await _render_case(request, seen)
+    return await _render_case(request, seen, feed_position=position)
 
 
 @require_POST
@@ -243,16 +249,11 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     # Read once, with what re-rendering the case will need too.
     config = await config_for(request, usernames=True)
     access = config.access
-    if form_class is AttributesForm:
-        form: ActionForm = AttributesForm(request.POST, prefix=action,
-                                          attributes=access.editable(config.attributes))
-    else:
-        form = form_class(request.POST, prefix=action)
-    if form.is_valid() and isinstance(form, AssignForm):
-        User = get_user_model()
-        if not await dbconn.read(User.objects.filter(username=form.cleaned_data["assignee"],
-                                                     is_active=True).exists):
-            form.add_error("assignee", "No such user.")
+    extra = {"attributes": access.editable(config.attributes)} if form_class.takes_attributes \
+        else {}
+    form = form_class(request.POST, prefix=action, **extra)
+    if form.is_valid():
+        await check_usernames(form, form_class.username_inputs())
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)
     command = form.command(access.username)
@@ -265,7 +266,7 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     except temporal.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
         seen = await lookup.degraded(access, case_id, err.message)
-        return await _render_case(request, seen, unsent=_unsent(form), status=503)
+        return await _render_case(request, seen, unsent=form.unsent(), status=503)
     except temporal.CaseBusy as err:
         # Every turn on the case was taken for longer than an action may wait: nothing was
         # applied; the form comes back with what was typed, and the reason above it.
@@ -290,12 +291,6 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     return await _render_case(request, seen, flash=f"{form.label}: done.", oob_row=True)
 
 
-def _unsent(form: ActionForm) -> list[str]:
-    """What the user typed into a form that could not be applied, to hand back."""
-    data = getattr(form, "cleaned_data", {})
-    return [str(data[k]) for k in ("body", "resolution", "reason") if data.get(k)]
-
-
 async def _rerender(
     request: HtmxHttpRequest,
     access: Access,
@@ -316,12 +311,12 @@ async def _rerender(
         what = busy or stale or " ".join(
             str(e) for errs in form.errors.values() for e in errs) or "Not applied."
         seen = await lookup.degraded(access, case_id, err.message)
-        return await _render_case(request, seen, status=status, unsent=_unsent(form),
+        return await _render_case(request, seen, status=status, unsent=form.unsent(),
                                   not_applied=f"Not applied: {what}")
     if not seen.live:
         # It ended meanwhile (closed from another tab, say): the page from its history,
         # with what the user typed handed back.
-        extra["unsent"] = _unsent(form)
+        extra["unsent"] = form.unsent()
     if stale and seen.live:
         # The user's form was built on an old version; give it the new one so a retry can work.
         data = form.data.copy()
