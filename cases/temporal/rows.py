@@ -78,7 +78,7 @@ async def _list_cases(query: str, page_size: int, page_token: str | None = None)
             timeout=rpc_timeout(),
         )
     except RPCError as err:
-        raise visibility_error(err, query) from err
+        raise _visibility_error(err, query) from err
     return CasePage(
         rows=[decode_row(info) for info in resp.executions],
         next_page_token=encode_token(resp.next_page_token),
@@ -93,7 +93,7 @@ async def _count_cases(query: str) -> int:
             timeout=rpc_timeout(),
         )
     except RPCError as err:
-        raise visibility_error(err, query) from err
+        raise _visibility_error(err, query) from err
     return int(resp.count)
 
 
@@ -270,7 +270,7 @@ def _warn_unreadable(row: CaseRow) -> None:
 _CORE_NAMES = frozenset(k.name for k in CORE_KEYS)
 
 
-def visibility_error(err: RPCError, query: str) -> GatewayError:
+def _visibility_error(err: RPCError, query: str) -> GatewayError:
     if err.status == RPCStatusCode.INVALID_ARGUMENT:
         # The builder only writes valid syntax, so this means the namespace is not set up
         # (e.g. a fresh cluster without the case search attributes).
