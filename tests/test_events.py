@@ -112,6 +112,10 @@ class Stream:
             if not block.startswith("id: "):
                 break
             self.last_id = block.removeprefix("id: ")  # a position only: nothing dispatched
+        # An id sent right after the message counts as received with it.
+        while self.buffer.startswith("id: ") and "\n\n" in self.buffer:
+            marked, self.buffer = self.buffer.split("\n\n", 1)
+            self.last_id = marked.removeprefix("id: ")
         name, data, comment = "", [], []
         for line in block.split("\n"):
             if line.startswith(":"):

@@ -31,7 +31,7 @@ from redis.retry import Retry
 from cases import store
 from cases import temporal as gateway
 from cases.config import reading as config
-from cases.live import answers, feed
+from cases.live import answers, feed, log
 from cases.store import budget, wire
 from tracerail.settings import cache_settings, envurl
 
@@ -100,7 +100,7 @@ def listening(monkeypatch: pytest.MonkeyPatch) -> tuple[feed.Listener, list[Any]
     listener = feed.Listener()
     listener.read_once()  # starts from now
     emitted: list[Any] = []
-    monkeypatch.setattr(listener, "_emit", emitted.extend)
+    monkeypatch.setattr(listener, "_emit", lambda events, position: emitted.extend(events))
     return listener, emitted
 
 
@@ -124,30 +124,34 @@ def ask(key: str, value: Any) -> tuple[Any, int]:
 def test_a_published_change_is_json_with_the_schema_version_and_reads_back_equal(
         redis_store, raw, monkeypatch):
     listener, emitted = listening(monkeypatch)
+    changes = log.current()
     before = make_row(version=3, assignee=None, sla_breached=False)
     row = make_row(closed_at=datetime(2026, 2, 28, tzinfo=UTC))
-    feed._publish(redis_store, row, before, 1772200000.25)
+    changes.append(before, 1772200000.0)
+    changes.append(row, 1772200000.25)
 
-    stored = json.loads(raw.get(redis_store.make_key(feed._entry(1))))
+    (first_id, _), (second_id, second) = raw.xrange(redis_store.make_key("log:stream"))
+    assert (first_id, second_id) == (b"1-1", b"2-1")  # the id is the change's number
+    stored = json.loads(second[b"row"])
     assert stored["v"] == wire.SCHEMA == 1
-    assert stored["d"]["seq"] == 1 and stored["d"]["before"]["version"] == 3
-    assert stored["d"]["row"]["due_at"] == "2026-03-01T09:30:00+05:30"
-    assert json.loads(raw.get(redis_store.make_key(feed._known(row.case_id))))["d"][
+    assert stored["d"]["due_at"] == "2026-03-01T09:30:00+05:30"
+    assert json.loads(second[b"before"])["d"]["version"] == 3
+    assert json.loads(raw.hget(redis_store.make_key(f"log:case:{row.case_id}"), "row"))["d"][
         "attributes"] == row.attributes
-    assert json.loads(raw.get(redis_store.make_key(feed.KEY_EPOCH)))["v"] == 1
-    # The sequence stays a bare number: INCR needs it.
-    assert raw.get(redis_store.make_key(feed.KEY_SEQ)) == b"1"
+    # The number stays a bare number: INCR needs it.
+    assert raw.get(redis_store.make_key("log:seq")) == b"2"
 
     listener.read_once()
-    assert emitted == [feed.Change(1, row.case_id, row, before, 1772200000.25)]
-    assert emitted[0].row.due_at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert emitted == [feed.Change(1, row.case_id, before, None, 1772200000.0),
+                       feed.Change(2, row.case_id, row, before, 1772200000.25)]
+    assert emitted[1].row.due_at.utcoffset() == timedelta(hours=5, minutes=30)
 
 
-def test_the_watermark_and_the_lease_are_json(redis_store, raw):
+def test_the_watermark_is_json_and_the_lease_a_plain_token(redis_store, raw):
     poller = feed.Poller()
     assert poller.hold_lease() and poller.hold_lease()  # read back as its own
-    assert json.loads(raw.get(redis_store.make_key(feed.KEY_LEASE))) == {
-        "v": 1, "d": poller.holder}
+    assert feed.Poller().hold_lease() is False
+    assert raw.get(redis_store.make_key("lease:feed-poller")) == poller.lease.lock.local.token
     moment = datetime(2026, 2, 27, 14, 5, 6, tzinfo=UTC)
     redis_store.set(feed.KEY_WATERMARK, wire.dump(wire.TIME, moment), timeout=None)
     assert json.loads(raw.get(redis_store.make_key(feed.KEY_WATERMARK)))["d"] == \
@@ -178,29 +182,30 @@ def test_the_budget_counts_with_bare_numbers(redis_store, raw, settings):
 # --- 2. a planted pickle is never unpickled ---------------------------------------------------
 
 
-def test_a_pickle_planted_as_a_feed_entry_is_not_run_and_reads_as_missing(
-        redis_store, raw, monkeypatch, tmp_path, settings, caplog):
-    settings.FEED_GAP_SECONDS = 0.2
+def _plant(redis_store: Any, raw: redis.Redis, fields: dict[str, bytes]) -> int:
+    """A log entry written by someone else, numbered as the log numbers its own."""
+    seq = raw.incr(redis_store.make_key("log:seq"))
+    raw.xadd(redis_store.make_key("log:stream"), fields, id=f"{seq}-1")
+    return seq
+
+
+def test_a_pickle_planted_as_a_log_entry_is_not_run_and_is_skipped(
+        redis_store, raw, monkeypatch, tmp_path, caplog):
     payload, marker = planted(tmp_path)
     listener, emitted = listening(monkeypatch)
-    feed._publish(redis_store, make_row(), None, time.time())
-    seq = redis_store.get(feed.KEY_SEQ)
-    raw.set(redis_store.make_key(feed._entry(seq)), payload)
+    changes = log.current()
+    changes.append(make_row(), time.time())
+    _plant(redis_store, raw, {"row": payload, "before": payload, "seen": b"1"})
+    changes.append(make_row("case-2"), time.time())
 
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
-        assert emitted == [] and listener.cursor == seq - 1  # as for an entry being written
-        time.sleep(0.3)
         listener.read_once()
     assert not marker.exists()
-    # ...and then as for a lost one: every screen re-reads.
-    assert listener.resyncs == 1 and listener.cursor == seq
+    # The entries around it arrive; nobody re-reads for it.
+    assert [c.seq for c in emitted] == [1, 3] and listener.resyncs == 0
     assert any("a pickle, never unpickled" in r.getMessage() for r in caplog.records)
-    # One line, not one per read.
-    assert sum("pickle" in r.getMessage() for r in caplog.records) == 1
-    assert redis_store.get(feed._entry(seq)) is None
-    assert redis_store.get_many([feed._entry(seq)]) == {feed._entry(seq): None}
-    assert not marker.exists()
+    assert sum("pickle" in r.getMessage() for r in caplog.records) == 1  # one line
 
 
 def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
@@ -216,12 +221,22 @@ def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
     assert json.loads(raw.get(redis_store.make_key(key)))["d"]["value"] == {"count": 5}
 
 
-def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, raw, tmp_path):
+def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, raw, tmp_path,
+                                                                 monkeypatch):
     payload, marker = planted(tmp_path)
-    raw.set(redis_store.make_key(feed.KEY_LEASE), payload, ex=60)
-    raw.set(redis_store.make_key(feed._known("case-1")), payload)
+    raw.set(redis_store.make_key("lease:feed-poller"), payload, ex=60)
     assert feed.Poller().hold_lease() is False  # not its own; not code either
-    assert wire.load(wire.ROW, redis_store.get(feed._known("case-1"))) is None
+    # The last row the log keeps of a case, as its `before`: read as unknown.
+    listener, emitted = listening(monkeypatch)
+    raw.hset(redis_store.make_key("log:case:case-1"),
+             mapping={"v": 1, "t": 0, "row": payload})
+    assert log.current().append(make_row("case-1"), 1.0) is not None
+    listener.read_once()
+    assert emitted[0].before is None
+    # Not even a hash: what a foreign client left there is replaced, not a stuck feed.
+    raw.delete(redis_store.make_key("log:case:case-2"))
+    raw.set(redis_store.make_key("log:case:case-2"), payload)
+    assert log.current().append(make_row("case-2"), 1.0) is not None
     assert not marker.exists()
 
 
@@ -231,18 +246,14 @@ def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, ra
 def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
         redis_store, raw, monkeypatch, caplog):
     listener, emitted = listening(monkeypatch)
-    row = make_row()
-    feed._publish(redis_store, row, None, 1.0)
-    seq = redis_store.get(feed.KEY_SEQ)
-    newer = json.dumps({"v": 2, "d": wire.dump(wire.CHANGE, feed.Change(seq, row.case_id, row,
-                                                                         None, 1.0))})
-    raw.set(redis_store.make_key(feed._entry(seq)), newer)
+    newer = json.dumps({"v": 2, "d": wire.dump(wire.ROW, make_row())}).encode()
+    _plant(redis_store, raw, {"row": newer, "before": b"", "seen": b"1"})
     key = answers._key("count", "q")
     raw.set(redis_store.make_key(key), json.dumps({"v": 2, "d": {"anything": 1}}))
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
         assert ask(key, 3) == (3, 1)
-    assert emitted == [] and listener.resyncs == 0  # waited for, as a missing entry is
+    assert emitted == [] and listener.resyncs == 0  # skipped, as an unreadable row is
     assert "a value of schema version 2 (this process reads 1): read as missing" in caplog.text
 
 
@@ -255,9 +266,9 @@ def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
     b"1e3",
 ])
 def test_anything_else_in_the_store_reads_as_missing(redis_store, raw, stored, caplog):
-    raw.set(redis_store.make_key(feed._entry(1)), stored)
+    raw.set(redis_store.make_key("test:planted"), stored)
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
-        assert wire.load(wire.CHANGE, redis_store.get(feed._entry(1))) is None
+        assert wire.load(wire.ROW, redis_store.get("test:planted")) is None
     assert "read as missing" in caplog.text
 
 
@@ -294,9 +305,6 @@ def test_every_stored_type_round_trips():
         assert through_json(wire.ROW, value) == value
     page = gateway.CasePage([row, bare], None)
     assert through_json(wire.PAGE, page) == page
-    for change in (feed.Change(9, row.case_id, row, bare, 1772200000.5),
-                   feed.Change(10, row.case_id, row, None)):
-        assert through_json(wire.CHANGE, change) == change
     for value in (page, 0, 12):
         answer = answers._Answer(value, "ab12", None if value == 0 else 7, 1.5, 301.5, 2.0)
         assert through_json(wire.ANSWER, answer) == answer
@@ -308,7 +316,7 @@ def test_every_stored_type_round_trips():
 def test_the_codecs_know_every_field_of_what_they_store():
     # A new field on a stored type must get a codec (and a new SCHEMA), not fall away.
     for kind, cls in ((wire.ROW, gateway.CaseRow), (wire.PAGE, gateway.CasePage),
-                      (wire.CHANGE, feed.Change), (wire.ANSWER, answers._Answer),
+                      (wire.ANSWER, answers._Answer),
                       (wire.SIGNED_IN, config.SignedIn), (wire.BASICS, config.Basics)):
         assert set(kind.fields) == {f.name for f in dataclasses.fields(cls)}, kind.name
 
@@ -317,7 +325,7 @@ def test_what_cannot_be_read_back_is_refused_when_stored(settings):
     with pytest.raises(wire.Malformed, match="due_at"):
         wire.dump(wire.ROW, make_row(due_at=datetime(2026, 3, 1)))  # no time zone
     with pytest.raises(wire.Malformed):
-        wire.dump(wire.CHANGE, make_row())
+        wire.dump(wire.PAGE, make_row())
     # `make run`'s local-memory store takes only what Redis would.
     local = store.shared()
     assert type(local).__name__ == "JSONLocMemCache"

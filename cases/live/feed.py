@@ -111,7 +111,8 @@ class Poller:
         return published
 
 
-def _orderable(rows: list[temporal.CaseRow]) -> list[tuple[tuple[int, float], temporal.CaseRow]]:
+def _orderable(rows: list[temporal.CaseRow]
+               ) -> list[tuple[tuple[int, int, float], temporal.CaseRow]]:
     """The rows with their order keys, leaving out (with a log line) any that cannot be
     ordered."""
     out = []
@@ -203,6 +204,8 @@ class Listener:
             self._remember(changes)
             self.cursor = head
         found = self.log.read(self.cursor, block)
+        logger.debug("feed: read after %s: %s", self.cursor,
+                     found if isinstance(found, Gap) else (found[0], len(found[1])))
         if isinstance(found, Gap):
             head, _ = self.log.read(None)
             self._resync(found.reason, head)

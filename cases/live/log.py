@@ -20,7 +20,6 @@ it, or `Gap` when the log no longer holds them all.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -66,15 +65,29 @@ class Gap:
     reason: str
 
 
-def order_key(row: CaseRow) -> tuple[int, float] | None:
-    """What "newer" means for a case's rows; None for a row that cannot be ordered (written by
-    a foreign client with a version or time of the wrong type)."""
+def order_key(row: CaseRow) -> tuple[int, int, float] | None:
+    """What "newer" means for a case's rows: its version, then whether its run has ended
+    (closing ends the run after the last Update, with no new version), then its update
+    time. None for a row that cannot be ordered (a foreign client's version or time of the
+    wrong type)."""
     version, updated = row.version or 0, row.updated_at
     if updated is None:
         updated = datetime.min.replace(tzinfo=UTC)
     if type(version) is not int or not isinstance(updated, datetime) or updated.tzinfo is None:
         return None
-    return version, updated.timestamp() if updated.year > 1 else 0.0
+    ended = int(row.execution_status != "running")
+    return version, ended, updated.timestamp() if updated.year > 1 else 0.0
+
+
+def is_newer(key: tuple[int, int, float], known: tuple[int, int, float] | None) -> bool:
+    """One change per (case, version, ended): the index re-stamps a row's update time
+    without a new version (the workflow's first task, say), which is no change to anyone.
+    A row without a version (written by another client) is ordered by its time alone."""
+    if known is None:
+        return True
+    if key[:2] != known[:2]:
+        return key[:2] > known[:2]
+    return key[0] == 0 and key[2] > known[2]
 
 
 class Lease(Protocol):
@@ -144,7 +157,7 @@ class LocalLog:
             self.epoch = secrets.token_hex(8)
             self.seq = 0
             self.entries: deque[Change] = deque(maxlen=settings.FEED_LOG_LENGTH)
-            self.known: LRUCache[str, tuple[tuple[int, float], CaseRow]] = LRUCache(
+            self.known: LRUCache[str, tuple[tuple[int, int, float], CaseRow]] = LRUCache(
                 maxsize=settings.FEED_KNOWN_CASES)
             self.leases: dict[str, tuple[str, float]] = {}
 
@@ -154,7 +167,7 @@ class LocalLog:
             return None
         with self.lock:
             known = self.known.get(row.case_id)
-            if known is not None and known[0] >= key:
+            if not is_newer(key, known[0] if known is not None else None):
                 return None
             self.seq += 1
             change = Change(self.seq, row.case_id, row, known[1] if known else None, seen_at)
@@ -190,23 +203,26 @@ class LocalLog:
 
 # --- in Redis ------------------------------------------------------------------------------------
 
-# KEYS: stream, counter, epoch, the case's last published row (a hash: v, t, row)
-# ARGV: version, time, row, maxlen, ttl of the case's row, a new epoch token, seen-at
+# KEYS: stream, counter, epoch, the case's last published row (a hash: v, e, t, row)
+# ARGV: version, ended (0/1), time, row, maxlen, ttl of the case's row, a new epoch token,
+#       seen-at. The comparison is log.is_newer's, in Lua so that it and the write are one.
 _APPEND = """
 local v = redis.call('HGET', KEYS[4], 'v')
 if v then
-  local nv, nt = tonumber(ARGV[1]), tonumber(ARGV[2])
-  local t = tonumber(redis.call('HGET', KEYS[4], 't'))
+  local nv, ne, nt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+  local e = tonumber(redis.call('HGET', KEYS[4], 'e') or '0')
+  local t = tonumber(redis.call('HGET', KEYS[4], 't') or '0')
   v = tonumber(v)
-  if v > nv or (v == nv and t >= nt) then return false end
+  if v > nv or (v == nv and e > ne) then return false end
+  if v == nv and e == ne and (nv ~= 0 or t >= nt) then return false end
 end
 local before = redis.call('HGET', KEYS[4], 'row') or ''
-redis.call('SET', KEYS[3], ARGV[6], 'NX')
+redis.call('SET', KEYS[3], ARGV[7], 'NX')
 local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], seq .. '-1',
-           'row', ARGV[3], 'before', before, 'seen', ARGV[7])
-redis.call('HSET', KEYS[4], 'v', ARGV[1], 't', ARGV[2], 'row', ARGV[3])
-redis.call('EXPIRE', KEYS[4], ARGV[5])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], seq .. '-1',
+           'row', ARGV[4], 'before', before, 'seen', ARGV[8])
+redis.call('HSET', KEYS[4], 'v', ARGV[1], 'e', ARGV[2], 't', ARGV[3], 'row', ARGV[4])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
 return {seq, redis.call('GET', KEYS[3])}
 """
 
@@ -250,11 +266,23 @@ class RedisLog:
         key = order_key(row)
         if key is None:
             return None
+        from redis.exceptions import ResponseError
+
         data = _dumps(row)
-        found = self.script(
-            keys=[self.stream, self.counter, self.epoch_key, self.case_key(row.case_id)],
-            args=[key[0], repr(key[1]), data, settings.FEED_LOG_LENGTH,
-                  settings.FEED_KNOWN_SECONDS, secrets.token_hex(8), repr(seen_at)])
+        keys = [self.stream, self.counter, self.epoch_key, self.case_key(row.case_id)]
+        args = [key[0], key[1], repr(key[2]), data, settings.FEED_LOG_LENGTH,
+                settings.FEED_KNOWN_SECONDS, secrets.token_hex(8), repr(seen_at)]
+        try:
+            found = self.script(keys=keys, args=args)
+        except ResponseError as err:
+            if "WRONGTYPE" not in str(err):
+                raise
+            # Something else wrote the case's key (not our hash): it is ours to replace,
+            # or the case would never be published again.
+            logger.warning("feed: replaced a value of the wrong type kept for case %s",
+                           row.case_id)
+            self.client.delete(keys[3])
+            found = self.script(keys=keys, args=args)
         if not found:
             return None
         return Change(int(found[0]), row.case_id, row, None, seen_at)
@@ -284,7 +312,6 @@ class RedisLog:
             return (epoch, int(self.client.get(self.counter) or 0)), []
         if epoch != after[0] and after != _EMPTY:
             return Gap("the log was replaced (the store restarted or was cleared)")
-        epoch = epoch if epoch is not None else after[0]
         seq = after[1]
         if block > 0:
             found = self.client.xread({self.stream: f"{seq}-1"}, count=limit,
@@ -297,6 +324,8 @@ class RedisLog:
         if not entries and int(self.client.get(self.counter) or 0) > seq and \
                 not self.client.xrange(self.stream, f"({seq}-1", "+", count=1):
             return Gap("the log no longer holds changes this old")
+        if epoch is None and entries:
+            epoch = self._epoch()  # the first change made the epoch while we waited
         changes = self._changes(entries)
         last = int(entries[-1][0].split(b"-")[0]) if entries else seq
         return (epoch, last), changes
@@ -316,19 +345,15 @@ class RedisLog:
 
 # --- this process's log --------------------------------------------------------------------------
 
-_logs: dict[int, tuple[int, Log]] = {}
-_logs_lock = threading.Lock()
-
-
 def current() -> Log:
-    """The log of this process's shared store (again after a fork or a changed setting)."""
+    """The log of this process's shared store (a new store, after a fork or a changed
+    setting, is a new log)."""
     backend = store.shared()
-    with _logs_lock:
-        found = _logs.get(id(backend))
-        if found is None or found[0] != os.getpid():
-            log: Log = RedisLog(backend) if store.spans_processes() else LocalLog()
-            found = _logs[id(backend)] = (os.getpid(), log)
-        return found[1]
+    found: Log | None = getattr(backend, "_tracerail_log", None)
+    if found is None:
+        found = RedisLog(backend) if store.spans_processes() else LocalLog()
+        backend._tracerail_log = found  # type: ignore[attr-defined]
+    return found
 
 
 def position_id(position: Position | None) -> str:
