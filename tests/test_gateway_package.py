@@ -68,3 +68,21 @@ def test_setup_errors_say_whether_asking_again_helps(status, kind, transient):
     assert is_transient(err) is transient
     if kind is temporal.TemporalRefused:
         assert err.message == f"Temporal refused ({status.name}): no"
+
+
+@pytest.mark.parametrize(("path", "banned"), [
+    ("cases/web/views.py", True),
+    ("cases/live/feed.py", True),
+    ("cases/management/commands/temporal_setup.py", True),
+    ("cases/temporal/rows.py", False),
+    ("workers/workflows.py", False),
+])
+def test_ruff_bans_temporalio_outside_the_gateway_and_the_worker(path, banned):
+    """The rule `make test` enforces (pyproject.toml, TID251), as ruff reads it for a file
+    at `path`."""
+    ruff = Path(sys.executable).with_name("ruff")
+    out = subprocess.run(
+        [str(ruff), "check", "--select", "TID251", "--stdin-filename", path, "-"],
+        input="from temporalio.client import Client\n\nClient\n", cwd=ROOT,
+        capture_output=True, text=True, timeout=60)
+    assert ("TID251" in out.stdout) is banned, out.stdout
