@@ -2,8 +2,8 @@
 
 Owns one Client per process (created on first use, recreated after a fork), bounds every call
 with a timeout, maps Temporal errors onto a few exceptions the views understand, and hands out
-plain dataclasses. Nothing outside this package and workers/ imports temporalio (ruff's TID251
-in pyproject.toml enforces it).
+plain dataclasses. Nothing else in the application imports temporalio but workers/ (ruff's
+TID251 in pyproject.toml enforces it; tests and benchmarks may, to compare with raw calls).
 
 The package's modules, by concern:
   types      errors and dataclasses (no temporalio, no django.urls)

@@ -117,7 +117,7 @@ def _no_turn(err: RPCError) -> bool:
     """Whether the case turned the Update away only for the Updates in flight on it; it was
     not accepted, so sending it again under the same id is safe."""
     if err.status == RPCStatusCode.UNAVAILABLE:
-        # Dropped by the server with the case's cached state (see above), to be sent again.
+        # Dropped by the server with the case's cached state (module docstring): send again.
         return err.message.lower().rstrip(".") == "workflow update was aborted"
     if err.status != RPCStatusCode.RESOURCE_EXHAUSTED:
         return False
