@@ -123,11 +123,11 @@ def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Na
         ListWorkflowExecutionsRequest,
     )
 
-    from cases.temporal import gateway
+    from cases import temporal
     from cases.temporal.visibility import CaseFilter
     from workers.model import STATUSES, AddComment
 
-    client = stack.run(gateway.get_client())
+    client = stack.run(temporal.get_client())
     query = CaseFilter().query()  # what /cases/ asks a supervisor's Visibility for
     # The timeouts the gateway gives the same calls.
     timeout = timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT)

@@ -158,13 +158,13 @@ def start_web(stack: Stack, scenario: Scenario) -> tuple[Child, int]:
 
 def crowd(stack: Stack, scenario: Scenario, users: list[tuple[str, str]], comments: int
           ) -> Result:
-    from cases.temporal import gateway
+    from cases import temporal
     from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     child, port = start_web(stack, scenario)
     case_id = new_case_id()
-    stack.run(gateway.start_case(case_id, NewCase(title="A crowd", queue=QUEUE), "intake"))
+    stack.run(temporal.start_case(case_id, NewCase(title="A crowd", queue=QUEUE), "intake"))
     path = f"/cases/{case_id}/"
 
     # Each user opens the case page once (its session cookie in, a CSRF cookie out); every
@@ -218,7 +218,7 @@ def crowd(stack: Stack, scenario: Scenario, users: list[tuple[str, str]], commen
     stack.check_alive()
     # Anything still in flight when a post gave up lands within the update timeout.
     time.sleep(1.0)
-    bodies = Counter(c.body for c in stack.run(gateway.get_case(case_id)).comments)
+    bodies = Counter(c.body for c in stack.run(temporal.get_case(case_id)).comments)
     stack.children.stop(child)
     posted = {p.body for p in posts}
     return Result(

@@ -83,7 +83,7 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
     from django.conf import settings
     from temporalio.testing import WorkflowEnvironment
 
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from workers.worker import build_worker, run_worker
 
     global _harness_loop
@@ -196,7 +196,7 @@ def current_state(case_id: str) -> Any:
 
 def timeline(case_id: str) -> list[Any]:
     """The case's timeline entries, projected from its event history."""
-    from cases.temporal import gateway
+    from cases import temporal as gateway
 
     return run(gateway.case_history(case_id)).projection.entries
 
@@ -233,7 +233,7 @@ def api_token(db: Any) -> str:
 
 def listed(n: int, title_word: str) -> None:
     """Visibility lists exactly `n` cases with `title_word` in their title (for `eventually`)."""
-    from cases.temporal import gateway
+    from cases import temporal as gateway
 
     query = f"WorkflowType = 'Case' AND CaseTitle = '{title_word}'"
     assert run(gateway.count_cases(query)) == n
@@ -282,7 +282,7 @@ def supervisor_client(supervisor: User) -> Client:
 @pytest.fixture
 def open_case(temporal: TemporalHarness) -> Callable[..., str]:
     """Open a real case through the gateway and return its id."""
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import _persona, current_state, eventually, run

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cases import store
+from cases import temporal as gateway
 from cases.live import answers, feed
-from cases.temporal import gateway
 
 
 class Listener:

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 
 
 def _post(payload: object, token: str | None, **headers: str):
@@ -100,7 +100,7 @@ def test_api_says_503_in_json_when_temporal_is_down(api_token, settings, tempora
 
 
 def test_an_ended_case_reads_back_from_its_history(api_token, temporal):
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from workers.model import Close
 
     from .conftest import run
@@ -114,7 +114,7 @@ def test_an_ended_case_reads_back_from_its_history(api_token, temporal):
 
 
 def test_history_reads_back_the_timeline_with_the_same_access_rule(api_token, temporal):
-    from cases.temporal import gateway
+    from cases import temporal as gateway
     from workers.model import Claim
 
     from .conftest import run

@@ -17,6 +17,7 @@ from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.test import Client
 
+from cases import temporal as gateway
 from cases.admin import CaseAttributeForm
 from cases.config import attributes
 from cases.config.attributes import (
@@ -27,7 +28,6 @@ from cases.config.attributes import (
     validate_name,
 )
 from cases.models import CaseAttribute
-from cases.temporal import gateway
 from workers.search_attributes import CORE_KEYS
 
 from .conftest import TemporalHarness, logged_in, run

@@ -9,10 +9,11 @@ from datetime import date
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 
+from cases import temporal as gateway
 from cases.config.attributes import SQL_LIMITS
 from cases.config.custom_fields import Attribute, form_field
 from cases.models import CaseAttribute
-from cases.temporal import gateway, visibility
+from cases.temporal import visibility
 from workers import rules
 from workers.model import SEARCH_ATTRIBUTE_TYPES, AttributeValue
 from workers.search_attributes import KEY_MAKERS

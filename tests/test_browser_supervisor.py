@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 
 from .conftest import eventually, listed, run
 from .test_browser import login

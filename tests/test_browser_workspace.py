@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import AddComment, Claim
 
 from .conftest import eventually, listed, run, timeline

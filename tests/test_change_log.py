@@ -20,8 +20,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
+from cases import temporal as gateway
 from cases.live import feed, log
-from cases.temporal import gateway
 from cases.temporal.ids import new_case_id
 from tracerail.settings import cache_settings
 

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 
 from .conftest import run
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from cases import temporal as gateway
 from cases.models import CaseAttribute
-from cases.temporal import gateway
 from workers.model import AddComment, AttributeValue, Claim, SetAttributes
 
 from .conftest import eventually, run, timeline

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.ids import new_case_id
 from workers.model import NewCase
 

@@ -14,8 +14,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
+from cases import temporal as gateway
 from cases.live import feed, listing
-from cases.temporal import gateway
 from cases.temporal.ids import new_case_id
 from cases.web import events
 from workers.model import STATUSES

@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import io
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import eventually, run

@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
+from cases import temporal as gateway
 from cases.live import answers, feed
 from cases.store import wire
-from cases.temporal import gateway
+from cases.temporal import rows as temporal_rows
 from cases.temporal.visibility import CaseFilter
 from workers.model import AddComment, Claim
 
@@ -114,7 +115,7 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
         return f.matches(row)
 
     calls = 0
-    real = gateway._count_cases
+    real = temporal_rows._count_cases
 
     async def counting(q: str) -> int:
         nonlocal calls
@@ -122,7 +123,7 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
             calls += 1
         return await real(q)
 
-    monkeypatch.setattr(gateway, "_count_cases", counting)
+    monkeypatch.setattr(temporal_rows, "_count_cases", counting)
     case_id = open_case(title="Counted", queue="general")
     _collect({case_id}, time.monotonic() + 10, want=1)
     first = run(answers.count_cases(query, matches=matches))
@@ -154,7 +155,7 @@ def test_a_new_case_joins_a_shared_first_page_and_counts_without_a_call(
     f = CaseFilter(tag=tag, execution="live")
     query = f.query()
     calls: list[str] = []
-    real_list, real_count = gateway._list_cases, gateway._count_cases
+    real_list, real_count = temporal_rows._list_cases, temporal_rows._count_cases
 
     async def listing(q: str, *args, **kwargs):
         if q == query:
@@ -166,8 +167,8 @@ def test_a_new_case_joins_a_shared_first_page_and_counts_without_a_call(
             calls.append("count")
         return await real_count(q)
 
-    monkeypatch.setattr(gateway, "_list_cases", listing)
-    monkeypatch.setattr(gateway, "_count_cases", counting)
+    monkeypatch.setattr(temporal_rows, "_list_cases", listing)
+    monkeypatch.setattr(temporal_rows, "_count_cases", counting)
     older = [open_case(title=f"Older {n}", queue="general", tags=[tag]) for n in range(2)]
     _collect(set(older), time.monotonic() + 10, want=2)
     page = run(answers.list_cases(query, 3, matches=f.matches))

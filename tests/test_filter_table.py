@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.http import QueryDict
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.visibility import (
     ATTRIBUTE_KINDS,
     BASE,

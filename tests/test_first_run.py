@@ -12,8 +12,8 @@ from pathlib import Path
 
 from django.core.management import call_command
 
+from cases import temporal as gateway
 from cases.management.commands.seed_demo import demo_case
-from cases.temporal import gateway
 from workers.model import Claim
 
 from .conftest import TEMPORAL_BIN, eventually, free_port, manage_in_background, run

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.ids import new_case_id
 from workers.model import Claim, NewCase
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import (
     AddComment,
     AddTag,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.ids import new_case_id
 from workers.model import (
     AddComment,

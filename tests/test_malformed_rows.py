@@ -19,12 +19,13 @@ from django.test import Client
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 
+from cases import temporal as gateway
 from cases.config.custom_fields import display
 from cases.live import feed, log
 from cases.models import ApiToken, CaseAttribute
 from cases.store import wire
-from cases.temporal import gateway
 from cases.temporal.ids import new_case_id
+from cases.temporal.rows import decode_row
 from cases.temporal.visibility import CaseFilter
 from workers.search_attributes import ROW_MEMO_KEY
 
@@ -284,8 +285,8 @@ def _info(case_id: str, sa: dict[str, Any] | None = None, memo: Any = GOOD_MEMO,
 ])
 def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, expect, caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
-    row = gateway._row(_info(case_id, **info_args))
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
+    row = decode_row(_info(case_id, **info_args))
     for name, value in expect.items():
         assert getattr(row, name) == value, name
     assert field in row.unreadable
@@ -302,8 +303,8 @@ def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, e
 
 def test_a_well_formed_row_reads_whole_and_logs_nothing(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
-    row = gateway._row(_info(case_id, sa={"CasePriority": 2.0, "CaseTags": "solo",
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
+    row = decode_row(_info(case_id, sa={"CasePriority": 2.0, "CaseTags": "solo",
                                          "CaseUpdatedAt": "2030-01-01T00:00:00"}))
     assert (row.priority, row.tags, row.version, row.comments) == (2, ["solo"], 3, 2)
     assert row.updated_at == datetime(2030, 1, 1, tzinfo=UTC)  # no offset: UTC
@@ -316,17 +317,17 @@ def test_odd_times_and_statuses_from_the_server_are_named_too(caplog):
     info = _info(case_id)
     info.status = 99  # a status newer than this SDK
     info.close_time.seconds = 2**62
-    row = gateway._row(info)
+    row = decode_row(info)
     assert (row.execution_status, row.closed_at) == ("unknown", None)
     assert {"ExecutionStatus", "CloseTime"} <= set(row.unreadable)
 
 
 def test_a_bad_row_is_logged_once_however_often_it_is_read(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.temporal.gateway")
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
     info = _info(case_id, memo={"version": "banana"})
     for _ in range(3):
-        gateway._row(info)
+        decode_row(info)
     assert len(_named(caplog, case_id)) == 1
 
 
@@ -336,8 +337,8 @@ def test_the_feed_skips_a_row_it_cannot_order_and_publishes_the_rest(settings, m
     store = feed._store()
     store.clear()
     log.current().forget()
-    good = gateway._row(_info(new_case_id(), sa={"CaseUpdatedAt": _iso(datetime.now(UTC))}))
-    odd = gateway._row(_info(new_case_id()))
+    good = decode_row(_info(new_case_id(), sa={"CaseUpdatedAt": _iso(datetime.now(UTC))}))
+    odd = decode_row(_info(new_case_id()))
     odd.version = "banana"
 
     async def listing(query: str, page_size: int, token: str | None = None, **kw: Any):
@@ -379,7 +380,7 @@ def test_a_list_row_and_its_export_show_odd_attributes_and_say_what_is_unreadabl
 
     columns = [Attribute(n, k, n, "", (), True, False)
                for n, k in (("CxA", "Int"), ("CxB", "Datetime"), ("CxC", "Bool"))]
-    row = gateway._row(_info(new_case_id(), memo={"version": "x"}))
+    row = decode_row(_info(new_case_id(), memo={"version": "x"}))
     row.attributes = {"CxA": {"deep": [1]}, "CxB": ["x"], "CxC": 10**5000}
     html = case_row(row, columns)
     assert "unreadable fields" in html and "row.version" in html
@@ -388,7 +389,7 @@ def test_a_list_row_and_its_export_show_odd_attributes_and_say_what_is_unreadabl
 
 
 def test_a_filter_read_in_python_says_maybe_for_a_row_of_odd_types():
-    row = gateway._row(_info(new_case_id()))
+    row = decode_row(_info(new_case_id()))
     row.tags, row.due_at = None, "tomorrow"  # as no row from _row has them
     assert CaseFilter(tag="vip").matches(row) is None
     assert CaseFilter(due_before=date(2031, 1, 1)).matches(row) is None

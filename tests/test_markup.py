@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from cases.config.custom_fields import Attribute
 from cases.templatetags.case_tags import case_comments, case_row
-from cases.temporal.gateway import CaseRow
+from cases.temporal import CaseRow
 from workers.model import Comment
 
 EVIL = '"><script>alert(1)</script>&'

@@ -29,10 +29,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cases import store
+from cases import temporal as gateway
 from cases.config import reading as config
 from cases.live import answers, feed, log
-from cases.store import wire
-from cases.temporal import gateway
+from cases.store import budget, wire
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import _require, _stop, free_port
@@ -174,7 +174,7 @@ def test_a_shared_answer_is_json_and_is_used_from_the_store(redis_store, raw):
 
 def test_the_budget_counts_with_bare_numbers(redis_store, raw, settings):
     settings.VISIBILITY_RPS = 100
-    asyncio.run(gateway._limiter.acquire())
+    asyncio.run(budget.acquire())
     counters = raw.keys(redis_store.make_key("vis:budget:*"))
     assert counters and all(raw.get(k).isdigit() for k in counters)
 

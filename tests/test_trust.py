@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from cases import temporal as gateway
 from cases.models import Queue
-from cases.temporal import gateway
 from cases.temporal.ids import new_case_id
 from cases.web.forms import ACTION_FORMS
 from workers import projection, rules

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import run

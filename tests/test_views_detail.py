@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import run

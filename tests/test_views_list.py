@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from cases import temporal as gateway
 from cases.live import answers
-from cases.temporal import gateway
+from cases.temporal import rows as temporal_rows
 from workers.model import Claim
 
 from .conftest import eventually, run
@@ -225,7 +226,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
 
         # Concurrent identical calls share one RPC.
         calls = 0
-        real = gateway._count_cases
+        real = temporal_rows._count_cases
 
         async def counting(q: str) -> int:
             nonlocal calls
@@ -234,7 +235,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
             return await real(q)
 
         answers.forget()
-        gateway._count_cases = counting  # type: ignore[assignment]
+        temporal_rows._count_cases = counting  # type: ignore[assignment]
 
         async def many() -> list[int]:
             return await asyncio.gather(*(answers.count_cases(query) for _ in range(20)))
@@ -242,7 +243,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
         assert run(many()) == [1] * 20
         assert calls == 1
     finally:
-        gateway._count_cases = real  # type: ignore[assignment]
+        temporal_rows._count_cases = real  # type: ignore[assignment]
         answers.forget()
 
 

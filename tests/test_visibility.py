@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.visibility import BASE, NOTHING, CaseFilter, InvalidFilter, quote, title_words
 
 from .conftest import eventually, run

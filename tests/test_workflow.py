@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from temporalio.api.enums.v1 import EventType
 
-from cases.temporal import gateway
+from cases import temporal as gateway
 from cases.temporal.ids import new_case_id
 from cases.temporal.visibility import BASE, quote
 from workers.model import (

@@ -31,12 +31,11 @@ from typing import Any
 
 from django.conf import settings
 
-from cases import store
+from cases import store, temporal
 from cases.live import feed
 from cases.store import wire
-from cases.temporal import gateway
 
-Matcher = Callable[[gateway.CaseRow], "bool | None"]
+Matcher = Callable[[temporal.CaseRow], "bool | None"]
 # A change seen this long after an answer was asked cannot be in it, whatever the clocks say
 # (the poller looks once a second).
 MARGIN_SECONDS = 2.0
@@ -104,7 +103,7 @@ def _catch_up_count(answer: _Answer, changes: list[feed.Change], matches: Matche
     return value
 
 
-def _place(rows: list[gateway.CaseRow], row: gateway.CaseRow) -> int | None:
+def _place(rows: list[temporal.CaseRow], row: temporal.CaseRow) -> int | None:
     """Where Visibility's order puts a case that came into a page: live cases newest start
     first (what SQL visibility and Elasticsearch both do for running executions). None when
     only the index can tell (an ended case, or a start time equal to a listed one's)."""
@@ -120,8 +119,8 @@ def _place(rows: list[gateway.CaseRow], row: gateway.CaseRow) -> int | None:
 
 
 def _catch_up_page(answer: _Answer, changes: list[feed.Change], matches: Matcher,
-                   page_size: int) -> gateway.CasePage | None:
-    page: gateway.CasePage = answer.value
+                   page_size: int) -> temporal.CasePage | None:
+    page: temporal.CasePage = answer.value
     rows = list(page.rows)
     for change in changes:
         before, after = change.listed_before(matches), matches(change.row)
@@ -238,19 +237,19 @@ async def _asked_elsewhere(store: Any, key: str, epoch: str | None, seq: int
 
 
 async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
-                     matches: Matcher | None = None) -> gateway.CasePage:
+                     matches: Matcher | None = None) -> temporal.CasePage:
     """A page of cases; `matches` (the filter read in Python) lets the feed keep it fresh.
     Only first pages are feed-checked: a later page's cursor cannot be corrected."""
     key = _key("list", query, page_size, page_token or "")
     return await _answer("list", key,
-                         lambda: gateway.list_cases(query, page_size, page_token),
+                         lambda: temporal.list_cases(query, page_size, page_token),
                          matches if not page_token else None, None, page_size)
 
 
 async def count_cases(query: str, ttl: float | None = None, *,
                       matches: Matcher | None = None) -> int:
     return await _answer("count", _key("count", query),
-                         lambda: gateway.count_cases(query), matches, ttl)
+                         lambda: temporal.count_cases(query), matches, ttl)
 
 
 async def count_many(queries: dict[str, str], ttl: float | None = None, *,

@@ -31,11 +31,10 @@ from typing import Any
 from cachetools import LRUCache
 from django.conf import settings
 
-from cases import store
+from cases import store, temporal
 from cases.live import log
 from cases.live.log import Change, Gap, Position
 from cases.store import wire
-from cases.temporal import gateway
 from cases.temporal.visibility import changed_since_query
 
 logger = logging.getLogger(__name__)
@@ -80,11 +79,11 @@ class Poller:
         now = datetime.now(UTC)
         overlap = timedelta(seconds=settings.FEED_OVERLAP_SECONDS)
         watermark: datetime = wire.load(wire.TIME, shared.get(KEY_WATERMARK)) or now - overlap
-        rows: list[gateway.CaseRow] = []
+        rows: list[temporal.CaseRow] = []
         token: str | None = None
         query = changed_since_query(watermark - overlap)
         while True:
-            page = await gateway.list_cases(query, PAGE, token, priority=True)
+            page = await temporal.list_cases(query, PAGE, token, priority=True)
             rows.extend(page.rows)
             token = page.next_page_token
             if not token:
@@ -112,8 +111,8 @@ class Poller:
         return published
 
 
-def _orderable(rows: list[gateway.CaseRow]
-               ) -> list[tuple[tuple[int, int, float], gateway.CaseRow]]:
+def _orderable(rows: list[temporal.CaseRow]
+               ) -> list[tuple[tuple[int, int, float], temporal.CaseRow]]:
     """The rows with their order keys, leaving out (with a log line) any that cannot be
     ordered."""
     out = []

@@ -18,9 +18,9 @@ from typing import Any
 
 from django.conf import settings
 
+from cases import temporal
 from cases.config.access import Access
 from cases.live import answers
-from cases.temporal import gateway
 from cases.temporal.visibility import CaseFilter
 from workers.model import STATUSES
 
@@ -57,7 +57,7 @@ def questions(case_filter: CaseFilter, access: Access) -> Questions:
 
 @dataclass
 class Results:
-    page: gateway.CasePage
+    page: temporal.CasePage
     counts: dict[str, int]
 
 

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from cases import store
 from cases.store import wire
-from cases.temporal.gateway import CaseRow
+from cases.temporal import CaseRow
 
 logger = logging.getLogger(__name__)
 

@@ -243,12 +243,12 @@ def record(name: str, make: Callable[[], type], fields: dict[str, Kind]) -> Kind
 
 
 def _row() -> type:
-    from cases.temporal.gateway import CaseRow
+    from cases.temporal.types import CaseRow
     return CaseRow
 
 
 def _page() -> type:
-    from cases.temporal.gateway import CasePage
+    from cases.temporal.types import CasePage
     return CasePage
 
 
@@ -272,7 +272,7 @@ ROW = record("row", _row, {
     "closed_at": optional(TIME),
     # Raw search-attribute values as Visibility gave them: data, never types.
     "attributes": JSON_OBJECT,
-    # The fields that could not be read (gateway._row): the row says so on every screen.
+    # The fields that could not be read (temporal/rows.py): the row says so on every screen.
     "unreadable": tuple_of(STR),
 })
 

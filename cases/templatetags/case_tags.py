@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django import template
 from django.template.defaultfilters import linebreaksbr
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
@@ -104,6 +106,16 @@ def attribute(values: dict[str, Any] | None, attr: Any) -> str:
     return display(attr.type, (values or {}).get(attr.name))
 
 
+@cache
+def _case_url_prefix() -> str:
+    return reverse("cases:detail", args=["case-00000000"]).removesuffix("case-00000000/")
+
+
+def case_url(case_id: str) -> str:
+    """The case page's path, without reversing a URL per row of a 50-row page."""
+    return f"{_case_url_prefix()}{case_id}/"
+
+
 @register.simple_tag
 def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> str:
     """One case-list row, built as a string with every value escaped.
@@ -115,7 +127,7 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     from workers.model import PRIORITY_LABELS
 
     e = _escape
-    case_id, url = e(row.case_id), e(row.url)
+    case_id, url = e(row.case_id), e(case_url(row.case_id))
     if row.closed_at is not None:
         due = (f'<span class="muted">ended <time datetime="{e(iso(row.closed_at))}">'
                f'{e(ago(row.closed_at))}</time></span>')

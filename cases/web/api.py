@@ -16,11 +16,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from cases import temporal
 from cases.config import dbconn
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
 from cases.models import ApiToken
-from cases.temporal import gateway
 from cases.temporal.ids import case_id_for_key, is_case_id, new_case_id
 from cases.web.forms import NewCaseForm
 from cases.web.lookup import case_for, history_for
@@ -145,8 +145,8 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
         return _error(400, "Some fields are invalid.", **errors)
     created = True
     try:
-        await gateway.start_case(case_id, form.new_case(), user.get_username())
-    except gateway.CaseExists:
+        await temporal.start_case(case_id, form.new_case(), user.get_username())
+    except temporal.CaseExists:
         created = False  # a retry with the same key: the case it opened the first time
     return JsonResponse(
         {"id": case_id, "created": created, "url": reverse("api:case", args=[case_id])},

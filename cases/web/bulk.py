@@ -14,9 +14,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from cases import temporal
 from cases.config.access import Access
 from cases.config.reading import access_for
-from cases.temporal import gateway, ids
+from cases.temporal import ids
 from cases.temporal.ids import CASE_ID_RE
 from cases.web import lookup
 from cases.web.forms import check_usernames, form_field
@@ -121,15 +122,15 @@ async def run_bulk(case_ids: list[str], command: Command, key: str,
             try:
                 # Same user + key + case → same Update id: a retried bulk POST applies
                 # nothing twice, and nobody else's key can replay this user's outcome.
-                state = lookup.visible(access, await gateway.act(
+                state = lookup.visible(access, await temporal.act(
                     case_id, command, ids.update_id(access.username, case_id, action, key)))
             except Http404:
                 return Outcome(case_id, REFUSED, "No such case, or not one you can see.")
-            except gateway.CaseNotFound:
+            except temporal.CaseNotFound:
                 return Outcome(case_id, REFUSED, "No such case, or not one you can see.")
-            except gateway.ActionRefused as err:
+            except temporal.ActionRefused as err:
                 return Outcome(case_id, REFUSED, err.message)
-            except gateway.GatewayError as err:
+            except temporal.GatewayError as err:
                 return Outcome(case_id, FAILED, err.message)
             except Exception:
                 logger.exception("bulk action on %s failed", case_id)

@@ -62,13 +62,13 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from cases import temporal
 from cases.config import access_version, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for, resolve_session
 from cases.live import feed, listing, log
 from cases.templatetags.case_tags import case_row
-from cases.temporal import gateway
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
 from cases.web.forms import CaseFilterForm
@@ -102,7 +102,7 @@ class RowCache:
         self.hits = 0
         self.renders = 0
 
-    def html(self, row: gateway.CaseRow, columns: Sequence[Attribute]) -> str:
+    def html(self, row: temporal.CaseRow, columns: Sequence[Attribute]) -> str:
         key = (row.case_id, row.run_id, row.version, row.execution_status, row.updated_at,
                row.closed_at, row.sla_breached, tuple((a.name, a.type) for a in columns))
         found = self.entries.get(key)

@@ -11,10 +11,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from cases import temporal
 from cases.config import custom_fields
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
-from cases.temporal import gateway
 from cases.temporal.visibility import InvalidFilter
 from cases.web.forms import CaseFilterForm
 from workers.model import STATUS_LABELS
@@ -41,7 +41,7 @@ def _iso(value: Any) -> str:
     return value.isoformat() if value is not None else ""
 
 
-def _cells(row: gateway.CaseRow, attributes: list[Attribute]) -> list[str]:
+def _cells(row: temporal.CaseRow, attributes: list[Attribute]) -> list[str]:
     safe = spreadsheet_safe
     return [
         row.case_id, safe(row.title), STATUS_LABELS.get(row.status, row.status),
@@ -58,8 +58,8 @@ async def _lines(query: str, attributes: list[Attribute]) -> AsyncIterator[str]:
     token: str | None = None
     while True:
         try:
-            page = await gateway.list_cases(query, EXPORT_PAGE_SIZE, token)
-        except gateway.GatewayError as err:
+            page = await temporal.list_cases(query, EXPORT_PAGE_SIZE, token)
+        except temporal.GatewayError as err:
             # Headers are gone already: say so in the file rather than end it silently short.
             yield writer.writerow([f"# export incomplete: {err.message}"])
             return

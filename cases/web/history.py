@@ -18,9 +18,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from cases import temporal
 from cases.config import custom_fields
 from cases.config.reading import config_for
-from cases.temporal import gateway
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter, archived_queries
 from cases.web.export import spreadsheet_safe
@@ -30,7 +30,7 @@ from workers.model import PRIORITY_LABELS
 ARCHIVE_PAGE_SIZE = 50
 
 
-def _chosen(projection: gateway.Projection, at: str) -> gateway.Entry | None:
+def _chosen(projection: temporal.Projection, at: str) -> temporal.Entry | None:
     """`at` is an event id in the latest run, or `<run id>.<event id>` for an earlier one."""
     if not at:
         return None
@@ -138,7 +138,7 @@ class ArchivedSearchForm(forms.Form):
 async def archived(request: HttpRequest) -> HttpResponse:
     """Find completed cases in the visibility archive (ListArchivedWorkflowExecutions)."""
     access = (await config_for(request)).access
-    status = await gateway.archival_status()
+    status = await temporal.archival_status()
     form = ArchivedSearchForm(request.GET or None)
     context: dict[str, Any] = {"form": form, "status": status, "page": None}
     if status.visibility and form.is_valid():
@@ -147,19 +147,19 @@ async def archived(request: HttpRequest) -> HttpResponse:
             queries = archived_queries(status.visibility_uri, data["case_id"],
                                        data["closed_from"], data["closed_to"])
             if len(queries) == 1:
-                page = await gateway.list_archived(queries[0], ARCHIVE_PAGE_SIZE,
+                page = await temporal.list_archived(queries[0], ARCHIVE_PAGE_SIZE,
                                                    request.GET.get("page") or None)
             else:
                 # S3 and GCS archives answer per day; the first page of each day is plenty
                 # for a search by case id or a short range.
                 pages = await asyncio.gather(*(
-                    gateway.list_archived(q, ARCHIVE_PAGE_SIZE) for q in queries))
-                page = gateway.CasePage([r for p in pages for r in p.rows])
+                    temporal.list_archived(q, ARCHIVE_PAGE_SIZE) for q in queries))
+                page = temporal.CasePage([r for p in pages for r in p.rows])
         except InvalidFilter as err:
             form.add_error(None, str(err))
-        except gateway.ArchivalNotConfigured as err:
+        except temporal.ArchivalNotConfigured as err:
             context["refused"] = err.message
-        except gateway.ArchiveQueryRefused as err:
+        except temporal.ArchiveQueryRefused as err:
             form.add_error(None, err.message)
         else:
             # Archived records carry the case's search attributes; the queue decides access.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 from django.http import Http404
 
+from cases import temporal
 from cases.config.access import Access
 from cases.live import feed
-from cases.temporal import gateway
 from cases.temporal.ids import is_case_id
 from workers.model import CaseState
 
@@ -31,7 +31,7 @@ class Seen:
     case_id: str
     # None only for a live case no worker has run yet (then `row` is all there is).
     state: CaseState | None
-    row: gateway.CaseRow
+    row: temporal.CaseRow
     # Read from its event history because the case's workflow ended: why, in words.
     ended: str = ""
     # Read from its event history because no worker answered: the gateway's reason.
@@ -63,14 +63,14 @@ def _run_id(value: str | None) -> str | None:
 
 
 async def history_for(access: Access, case_id: str, run_id: str | None = None, *,
-                      raw: bool = False) -> gateway.CaseHistory:
+                      raw: bool = False) -> temporal.CaseHistory:
     """The case's event history, projected; 404 unless this user may see the case (judged
     by the queue of its latest projected state)."""
     if not is_case_id(case_id):
         raise Http404(NOT_FOUND)
     try:
-        history = await gateway.case_history(case_id, _run_id(run_id), raw=raw)
-    except (gateway.CaseNotFound, gateway.CaseUnreadable) as err:
+        history = await temporal.case_history(case_id, _run_id(run_id), raw=raw)
+    except (temporal.CaseNotFound, temporal.CaseUnreadable) as err:
         # One this app cannot read is no case of its own to these pages; a live one is
         # still shown from Visibility (degraded).
         raise Http404(NOT_FOUND) from err
@@ -86,7 +86,7 @@ async def from_history(access: Access, case_id: str, run_id: str | None = None) 
     live_elsewhere = bool(run_id) and state.status != "closed" and not projection.ended
     ended = projection.ended or ("This is the case as far as this run records it"
                                  if live_elsewhere else "This case has ended")
-    return Seen(case_id, state, gateway.CaseRow.from_state(state), ended=ended,
+    return Seen(case_id, state, temporal.CaseRow.from_state(state), ended=ended,
                 run_id=run_id or "", live_elsewhere=live_elsewhere)
 
 
@@ -96,11 +96,11 @@ async def degraded(access: Access, case_id: str, reason: str) -> Seen:
     state: CaseState | None = None
     try:
         state = (await history_for(access, case_id)).projection.state
-    except (gateway.GatewayError, Http404):
+    except (temporal.GatewayError, Http404):
         pass  # not yet run by any worker (no state in history), or hidden: judged below
     if state is not None:
-        return Seen(case_id, state, gateway.CaseRow.from_state(state), degraded=reason)
-    row = await gateway.describe_case(case_id)
+        return Seen(case_id, state, temporal.CaseRow.from_state(state), degraded=reason)
+    row = await temporal.describe_case(case_id)
     if not access.can_see(row.queue):
         raise Http404(NOT_FOUND)
     return Seen(case_id, None, row, degraded=reason)
@@ -161,7 +161,7 @@ class SharedStates:
 
     async def _query(self, key: tuple[int, str], case_id: str) -> CaseState:
         self.queries += 1
-        flight = asyncio.ensure_future(gateway.get_case(case_id))
+        flight = asyncio.ensure_future(temporal.get_case(case_id))
         self.inflight[key] = flight
         try:
             state = await asyncio.shield(flight)
@@ -188,13 +188,13 @@ async def case_for(access: Access, case_id: str, *, run_id: str | None = None,
         # One particular run (an archived one, say): only its history can tell.
         return await from_history(access, case_id, run_id)
     try:
-        state = await (STATES.get(case_id) if refresh else gateway.get_case(case_id))
-    except gateway.CaseNotFound as err:
+        state = await (STATES.get(case_id) if refresh else temporal.get_case(case_id))
+    except temporal.CaseNotFound as err:
         raise Http404(NOT_FOUND) from err
-    except gateway.CaseCompleted:
+    except temporal.CaseCompleted:
         return await from_history(access, case_id)
-    except gateway.WorkerUnavailable as err:
+    except temporal.WorkerUnavailable as err:
         if live_only:
             raise
         return await degraded(access, case_id, err.message)
-    return Seen(case_id, visible(access, state), gateway.CaseRow.from_state(state))
+    return Seen(case_id, visible(access, state), temporal.CaseRow.from_state(state))

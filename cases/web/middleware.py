@@ -18,8 +18,8 @@ from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from cases import temporal
 from cases.config import reading as config
-from cases.temporal import gateway
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class Outages(MiddlewareMixin):
         if isinstance(exception, OperationalError):
             # A view's own read (an API token, a saved view) found the database gone.
             return _database_unavailable(request, exception)
-        if isinstance(exception, gateway.TemporalUnavailable | gateway.WorkerUnavailable):
+        if isinstance(exception, temporal.TemporalUnavailable | temporal.WorkerUnavailable):
             return _unavailable(request, "503.html", exception.message,
                                 {"reason": exception.message})
         return None

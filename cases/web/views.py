@@ -14,12 +14,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from cases import temporal
 from cases.config import custom_fields
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
 from cases.live import feed, listing
-from cases.temporal import gateway
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
@@ -130,9 +130,9 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
-            await gateway.start_case(case_id, form.new_case(), access.username)
+            await temporal.start_case(case_id, form.new_case(), access.username)
             messages.success(request, f"Opened {case_id}.")
-        except gateway.CaseExists:
+        except temporal.CaseExists:
             # The same form posted twice: the first POST already opened this case.
             pass
         return redirect("cases:detail", case_id=case_id)
@@ -148,7 +148,7 @@ def _action_forms(state: CaseState, access: Access,
     """Unbound forms for the actions this user may take on the case as it is now. The
     workflow's rules decide which (rules.offers), so the page offers exactly what the case
     would accept, whatever is added to the registry."""
-    now, sla = timezone.now(), gateway.sla_policy()
+    now, sla = timezone.now(), temporal.sla_policy()
     forms: dict[str, ActionForm] = {}
     for name, form_class in ACTION_FORMS.items():
         if not form_class.spec.in_actions:
@@ -191,7 +191,7 @@ async def _detail_context(
             f.username_inputs() for f in forms.values()) else [],
         "can_remove_tags": not read_only and access.offers(
             state, ACTION_FORMS["remove_tag"].probe(access.username), timezone.now(),
-            gateway.sla_policy()),
+            temporal.sla_policy()),
         "read_only": read_only,
         "ended": seen.ended,
         "degraded": seen.degraded,
@@ -203,7 +203,7 @@ async def _detail_context(
     }
 
 
-def _stand_in(row: gateway.CaseRow) -> CaseState:
+def _stand_in(row: temporal.CaseRow) -> CaseState:
     """A live case no worker has run yet has no state, only its Visibility row: enough for
     the header, so the page is the same page with less in it."""
     started = row.started_at or timezone.now()
@@ -259,21 +259,21 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     command = form.command(access.username)
     command.authority = access.authority
     try:
-        state = await gateway.act(case_id, command,
+        state = await temporal.act(case_id, command,
                                   form.update_id(access.username, case_id, action))
-    except gateway.CaseNotFound as err:
+    except temporal.CaseNotFound as err:
         raise Http404("No such case.") from err
-    except gateway.WorkerUnavailable as err:
+    except temporal.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
         seen = await lookup.degraded(access, case_id, err.message)
         return await _render_case(request, seen, unsent=form.unsent(), status=503)
-    except gateway.CaseBusy as err:
+    except temporal.CaseBusy as err:
         # Every turn on the case was taken for longer than an action may wait: nothing was
         # applied; the form comes back with what was typed, and the reason above it.
         form.add_error(None, err.message)
         return await _rerender(request, access, case_id, action, form, status=429,
                                busy=err.message)
-    except gateway.ActionRefused as err:
+    except temporal.ActionRefused as err:
         if err.stale:
             # Said once, at the top, above the fresh state; the form keeps the user's input.
             return await _rerender(request, access, case_id, action, form, status=409,
@@ -287,7 +287,7 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
     # The Update returned the new state: render from it, no second read.
-    seen = Seen(case_id, state, gateway.CaseRow.from_state(state))
+    seen = Seen(case_id, state, temporal.CaseRow.from_state(state))
     return await _render_case(request, seen, flash=f"{form.label}: done.", oob_row=True)
 
 
@@ -305,7 +305,7 @@ async def _rerender(
     extra: dict[str, Any] = {}
     try:
         seen = await case_for(access, case_id, live_only=True)
-    except gateway.WorkerUnavailable as err:
+    except temporal.WorkerUnavailable as err:
         # Refused, and then the case could not be re-read in time (a busy worker, say):
         # say both, from its history, and hand back the text; never blame a live worker.
         what = busy or stale or " ".join(
@@ -331,8 +331,8 @@ async def healthz(request: HttpRequest) -> HttpResponse:
     """For load balancers: 200 when the web tier is up; `?temporal=1` also asks the cluster."""
     if request.GET.get("temporal"):
         try:
-            await gateway.ping()
-        except gateway.GatewayError as err:
+            await temporal.ping()
+        except temporal.GatewayError as err:
             return HttpResponse(f"temporal unavailable: {err.message}\n", status=503,
                                 content_type="text/plain")
     return HttpResponse("ok\n", content_type="text/plain")
