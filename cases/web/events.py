@@ -45,13 +45,13 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from importlib import import_module
 from typing import Any
 
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
@@ -71,6 +71,7 @@ from cases.live import feed, listing, log
 from cases.templatetags.case_tags import case_row
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
+from cases.web import request_threads
 from cases.web.forms import CaseFilterForm
 
 logger = logging.getLogger(__name__)
@@ -424,29 +425,35 @@ class _Cursor:
         return self.cap if self.cap is not None else self.at
 
 
-# Every open stream's database work (its re-checks) runs on this one thread. asgiref gives
-# each request its own thread for thread-sensitive calls and keeps it until the request
-# ends: a stream is a request that does not end, so each held a thread for its life.
+# Every open stream's later synchronous work (re-checks, the store) runs on this one thread:
+# a stream gives its request's own thread back once its database work is done.
 _STREAMS_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracerail-streams")
-# The thread-sensitive context every stream switches to (a key for asgiref, never entered).
-_STREAMS_CONTEXT = ThreadSensitiveContext()
-SyncToAsync.context_to_thread_executor[_STREAMS_CONTEXT] = _STREAMS_THREAD
+
+
+class _OnStreamsThread(Executor):
+    """What a stream's request runs on after giving its thread back. Its request's end shuts
+    down what it ran on (asgiref): here that shuts nothing down."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return _STREAMS_THREAD.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+_ON_STREAMS_THREAD = _OnStreamsThread()
 
 
 def _give_back_request_thread() -> None:
-    """End the request's own thread now: its database work is done (`events` closed its
-    connections), and what the stream asks later (re-checks, the store) runs on
-    _STREAMS_THREAD. Set, not entered and left: a stream's generator may be closed from
-    another context, where a context manager's reset would fail."""
-    try:
-        context = SyncToAsync.thread_sensitive_context.get()
-    except LookupError:
-        context = None
-    if context is not None and context is not _STREAMS_CONTEXT:
-        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-        if executor is not None:
-            executor.shutdown(wait=False)
-    SyncToAsync.thread_sensitive_context.set(_STREAMS_CONTEXT)
+    """asgiref keeps a request's thread for its thread-sensitive calls until the request
+    ends; a stream does not end, so each held a thread for its life."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    own = SyncToAsync.context_to_thread_executor.get(context)
+    SyncToAsync.context_to_thread_executor[context] = _ON_STREAMS_THREAD
+    if own is not None and own is not _ON_STREAMS_THREAD:
+        request_threads.give_back(own)
 
 
 async def stream(watch: Watch, guard: Guard | None = None,
