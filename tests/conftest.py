@@ -520,10 +520,10 @@ def fake_feed(monkeypatch: Any, settings: Any) -> Any:
     from .test_events import FakeFeed
 
     fake = FakeFeed()
-    monkeypatch.setattr(feed, "subscribe", fake.subscribe)
+    monkeypatch.setattr(feed, "follow", fake.follow)
     monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
-    monkeypatch.setattr(events, "ROWS", events.RowCache())
-    monkeypatch.setattr(events, "RENDERS", events.SharedRenders())
+    monkeypatch.setattr(feed, "position", fake.position)
+    monkeypatch.setattr(events, "AUDIENCES", events.Audiences())
     settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
     return fake
 

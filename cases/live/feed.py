@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,56 +129,23 @@ def _orderable(rows: list[temporal.CaseRow]
 # --- the listener (every process) ---------------------------------------------------------------
 
 
+Take = Callable[[list["Change | Resync"], "Position | None"], None]
+
+
+@dataclass(eq=False)
 class _Subscriber:
-    """One subscription. With `sift`, the queue holds one list per log read of the
-    (event, sift(event)) pairs whose sift answer is not empty: one wake-up per read however
-    many of its changes concern the subscriber, and none when none do. `sift` runs once per
-    event for every subscriber of the same `group` (500 screens of one queue cost one
-    evaluation, not 500). `position` is the log position everything handed to this subscriber
-    so far reached, sifted out or not: where a stream's page would resume."""
+    """A follower of this process's feed: `take` gets each read's events, in order, on the
+    follower's own loop, with the position the read reached."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop,
-                 sift: Callable[[Change | Resync], Any] | None = None,
-                 group: Hashable = None) -> None:
-        self.loop = loop
-        self.sift, self.group = sift, group
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2000)
-        self.position: Position | None = None
-
-    def take(self, events: list[Change | Resync], memo: dict[Any, Any]) -> None:
-        if self.sift is None:
-            for event in events:
-                self.offer(event)
-            return
-        batch = []
-        for event in events:
-            key = (event.seq if isinstance(event, Change) else id(event), self.group)
-            if self.group is None or key not in memo:
-                memo[key] = self.sift(event)
-            if memo[key]:
-                batch.append((event, memo[key]))
-        if batch:
-            self.offer(batch)
-
-    def offer(self, item: Any) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            # A subscriber this far behind re-reads its screen instead.
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            resync = Resync("fell behind", self.position)
-            self.queue.put_nowait(resync if self.sift is None else [(resync, self.sift(resync))])
+    loop: asyncio.AbstractEventLoop
+    take: Take
 
 
 def _hand_out(subscribers: list[_Subscriber], events: list[Change | Resync],
               position: Position | None = None) -> None:
     """On the subscribers' own loop: a read's events, in order, to each of them."""
-    memo: dict[Any, Any] = {}
     for sub in subscribers:
-        sub.take(events, memo)
-        if position is not None:
-            sub.position = position
+        sub.take(events, position)
 
 
 class Listener:
@@ -374,17 +341,27 @@ def stop() -> None:
         _feed, _feed_pid = None, None
 
 
+def follow(take: Take) -> Callable[[], None]:
+    """Hand every read's events to `take` on the caller's loop, from now on; returns what
+    stops it. (The push streams' audiences, cases/web/events.py, follow the feed.)"""
+    listener = ensure_running().listener
+    sub = _Subscriber(asyncio.get_running_loop(), take)
+    listener.subscribers.add(sub)
+    return lambda: listener.subscribers.discard(sub)
+
+
+def position() -> Position | None:
+    """Where this process's feed has read to (None before it has)."""
+    running = current()
+    return running.listener.position() if running is not None else None
+
+
 class _Events:
-    """The subscriber's events; waiting for the next one may be cancelled (a timeout, a
-    closed stream) without ending the subscription, unlike an async generator."""
+    """Events one at a time; waiting for the next one may be cancelled (a timeout) without
+    ending the subscription, unlike an async generator."""
 
-    def __init__(self, queue: asyncio.Queue[Any], sub: _Subscriber | None = None) -> None:
+    def __init__(self, queue: asyncio.Queue[Any]) -> None:
         self.queue = queue
-        self.sub = sub
-
-    def caught_up(self) -> Position | None:
-        """The position everything handed out so far reached, once all of it was taken."""
-        return self.sub.position if self.sub is not None and self.queue.empty() else None
 
     def __aiter__(self) -> _Events:
         return self
@@ -394,16 +371,16 @@ class _Events:
 
 
 @contextlib.asynccontextmanager
-async def subscribe(sift: Callable[[Change | Resync], Any] | None = None,
-                    group: Hashable = None) -> AsyncIterator[_Events]:
-    """`async with feed.subscribe() as events: async for event in events: ...`; with
-    `sift`, `async for batch in events: for event, answer in batch: ...` (_Subscriber)."""
-    listener = ensure_running().listener
-    sub = _Subscriber(asyncio.get_running_loop(), sift, group)
-    listener.subscribers.add(sub)
-    sub.position = listener.position()  # from here on, everything read is handed out
+async def subscribe() -> AsyncIterator[_Events]:
+    """`async with feed.subscribe() as events: async for event in events: ...`"""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
 
+    def take(events: list[Change | Resync], position: Position | None) -> None:
+        for event in events:
+            queue.put_nowait(event)
+
+    stop = follow(take)
     try:
-        yield _Events(sub.queue, sub)
+        yield _Events(queue)
     finally:
-        listener.subscribers.discard(sub)
+        stop()

@@ -1,23 +1,28 @@
 """Server push: one Server-Sent-Event stream per open list or case page (`GET /events/`).
 
-A stream subscribes to this process's change feed (cases/live/feed.py) and tells its page only what
-concerns it, under the one access rule (a case outside the user's queues is never described):
+Streams that watch alike (same access, filter, columns and page: `Watch.audience`) form one
+`Audience`, which follows this process's change feed (cases/live/feed.py) and works each
+change out once for all of them, under the one access rule (a case outside the user's queues
+is never described). What a page is told:
 
 - `event: case`, data the new version: the case page's case changed (the page re-asks with
   its `?since=<version>` request, which is how typing stays safe);
 - `event: row`, data the list row's HTML as an out-of-band swap (`<tr id="row-…"
-  hx-swap-oob="true">`): a case the list shows, or might show, changed. Rendered once per
-  change and column set for the whole process (`ROWS`), however many streams carry it;
+  hx-swap-oob="true">`): a case the list shows, or might show, changed;
 - `event: results`, data the list's results section (rows, pager and the status counts, out
   of band): the list's membership may have changed (a case came into or left the filter, or
-  only the index can tell). Rendered once per change for every stream of the process that
-  shows the same list (`RENDERS`), at most once per `EVENTS_LIST_DEBOUNCE_SECONDS`;
+  only the index can tell). Rendered once per audience, at most once per
+  `EVENTS_LIST_DEBOUNCE_SECONDS`, from the shared, feed-checked answers;
 - `event: counts`, data the status counts as out-of-band spans: a listed case changed status
-  in place, so the chips changed though the rows did not (shared the same way);
-- `event: list`: the page re-fetches its results itself: after a `Resync`, for a later page
-  (its cursor cannot be kept fresh) or when the shared render failed (the page then shows
-  the outage its own way);
-- after a `Resync` (the process missed changes): `list` and `case`, so the page re-reads;
+  in place, so the chips changed though the rows did not;
+- `event: list`: the page re-fetches its results itself: for a later page (its cursor cannot
+  be kept fresh), when the render failed (the page then shows the outage its own way), or
+  after a resumed page missed a change of its list;
+- `list` and `case` together: the page re-reads (the process missed changes, or a page
+  resumed from a position this process no longer holds);
+- `id: <epoch>-<seq>` lines: the change-log position the page has been told up to. The
+  browser sends it back as Last-Event-ID when it reconnects (a page opening a stream sends
+  `last=`, from when it was rendered), and the stream first sends what was missed since;
 - `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open;
 - `event: signed-out`, data the login page's URL, and the stream ends: the session is no longer
   signed in (logged out elsewhere, password changed, user deactivated or deleted);
@@ -26,25 +31,27 @@ concerns it, under the one access rule (a case outside the user's queues is neve
   listening and says so.
 
 A stream is a request that never ends, so its access is checked again while it is open: when
-the user's access version moves (cases/config/access_version.py) and every EVENTS_RECHECK_SECONDS.
-If what the user may see changed, the stream tells its page to re-read (`list`, `case`) and
-ends; the browser reconnects as a fresh request, under the new access. A stream also ends after
-EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way.
+the user's access version moves (cases/config/access_version.py) and every
+EVENTS_RECHECK_SECONDS. If what the user may see changed, the stream tells its page to re-read
+(`list`, `case`) and ends; the browser reconnects as a fresh request, under the new access. A
+stream also ends after EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way. An open
+stream holds no thread: its request's own thread goes back once its database work is done.
 
 The query string is the list page's own filter parameters, or `case=<id>` for a case page
-(both together watch both). The stream ends when the client goes away (Django cancels the
-response), and its subscription with it.
-"""
+(both together watch both), and `last=`. The stream ends when the client goes away (Django
+cancels the response), and its membership with it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -62,7 +69,6 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from cases import temporal
 from cases.config import access_version, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
@@ -87,68 +93,6 @@ def message(event: str, data: str) -> bytes:
     them back with newlines)."""
     lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     return f"event: {event}\n{lines}\n".encode()
-
-
-# --- rendered rows, shared by every stream of the process ---------------------------------------
-
-
-class RowCache:
-    """List-row HTML by (case, what the row shows, columns): one render per change however
-    many streams carry it. Small and in memory: a row is only wanted while its change is
-    being handed out."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[Any, ...], str] = OrderedDict()
-        self.hits = 0
-        self.renders = 0
-
-    def html(self, row: temporal.CaseRow, columns: Sequence[Attribute]) -> str:
-        key = (row.case_id, row.run_id, row.version, row.execution_status, row.updated_at,
-               row.closed_at, row.sla_breached, tuple((a.name, a.type) for a in columns))
-        found = self.entries.get(key)
-        if found is not None:
-            self.entries.move_to_end(key)
-            self.hits += 1
-            return found
-        self.renders += 1
-        html = str(case_row(row, list(columns), oob=True))
-        self.entries[key] = html
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-        return html
-
-
-ROWS = RowCache()
-
-
-class SharedRenders:
-    """A list's pushed results or counts, rendered once per (list, feed position) for every
-    stream of the process that shows that list: 60 agents watching one queue cost one render
-    and no Visibility call (the answers are the shared, feed-checked ones)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[Any, ...], asyncio.Future[bytes]] = OrderedDict()
-        self.renders = 0
-        self.shared = 0
-
-    async def get(self, key: tuple[Any, ...], make: Callable[[], Awaitable[bytes]]) -> bytes:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), *key)
-        task = self.entries.get(key)
-        if task is None:
-            self.renders += 1
-            task = self.entries[key] = loop.create_task(make())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-        else:
-            self.shared += 1
-        return await asyncio.shield(task)
-
-
-RENDERS = SharedRenders()
 
 
 # --- what one stream watches --------------------------------------------------------------------
@@ -194,7 +138,7 @@ class Watch:
                 out.append(("counts", ""))
             return out
         if visible_now:
-            out.append(("row", ROWS.html(row, self.columns)))
+            out.append(("row", str(case_row(row, list(self.columns), oob=True))))
         if listed_now is None or listed_before is None or listed_now != listed_before:
             # It left the user's queues: the list re-reads (and drops it), told nothing new.
             out.append(("list", event.case_id if visible_now else ""))
@@ -225,11 +169,11 @@ class Watch:
             return True
         return event.before is None or event.before.status != event.row.status
 
-    @property
-    def group(self) -> tuple[Any, ...]:
-        """Streams showing the same list (same answers, same markup) share one render."""
-        assert self.asked is not None
-        return (*self.asked.key, self.list_query, tuple(a.name for a in self.columns))
+    @cached_property
+    def audience(self) -> tuple[Any, ...]:
+        """Streams alike in this get the same messages: the interest, and the same list page
+        (a later page is not pushed, its page re-fetches itself)."""
+        return (*self.interest, self.list_query, self.asked is None)
 
     async def results_html(self) -> str:
         assert self.asked is not None
@@ -247,20 +191,16 @@ class Watch:
         found = await listing.results(self.asked)
         return render_to_string("cases/list.html#counts", {"counts": found.counts}).strip()
 
-    async def flush(self, what: str, mark: tuple[int, float], fallback: str) -> bytes:
-        """The pushed results (`what` = "results") or counts, shared by the group; when the
-        list cannot be rendered here (a later page, Temporal away) the page re-fetches."""
+    async def render(self, what: str, fallback: str) -> bytes:
+        """The pushed results (`what` = "results") or counts; when the list cannot be
+        rendered here (a later page, Temporal away) the page re-fetches it itself."""
         if self.asked is None:
             return message("list", fallback)
-        html = self.results_html if what == "results" else self.counts_html
-
-        async def make() -> bytes:  # encoded once too: a results section is tens of kB
-            return message(what, await html())
-
         try:
-            return await RENDERS.get((what, mark, *self.group), make)
+            html = await (self.results_html() if what == "results" else self.counts_html())
         except Exception:  # the page's own re-fetch shows the outage the page's way
             return message("list", fallback)
+        return message(what, html)
 
 
 # --- whose stream it is, and how many they hold --------------------------------------------
@@ -398,31 +338,167 @@ def mark(position: log.Position | None) -> bytes:
     return f"id: {log.position_id(position)}\n\n".encode() if position is not None else b""
 
 
-class _Cursor:
-    """How far this stream's page has been told: the id it resumes from. It never passes a
-    change the page has not had: a list change waiting for its tick caps it just before that
-    change until it is sent, and batches still queued count only once taken."""
+class Audience:
+    """The open streams of this process that watch alike: the same interest (what `answer`
+    depends on), the same list page. The one home of "does this change touch this list":
+    each change is answered once for all of them, its row rendered once, and a changed list
+    rendered once, at the audience's tick (EVENTS_LIST_DEBOUNCE_SECONDS after the first
+    change waiting for it), from the shared, feed-checked answers. Each stream only sends
+    what it is handed, with the position its page has now been told up to (`told`). That
+    position never passes a change the page has not had: a list change waiting for the
+    tick holds it just before that change until the list is sent."""
 
-    def __init__(self, position: log.Position | None) -> None:
-        self.at = position
-        self.cap: log.Position | None = None
-
-    def reached(self, position: log.Position | None) -> None:
-        if position is None:
-            return
-        if self.at is None or position[0] != self.at[0] or position[1] > self.at[1]:
-            self.at = position
-
-    def waiting(self, before: log.Position | None) -> None:
-        if self.cap is None:
-            self.cap = before
-
-    def sent(self) -> None:
-        self.cap = None
+    def __init__(self, key: tuple[Any, ...], watch: Watch, owner: Audiences) -> None:
+        self.key, self.watch, self.owner = key, watch, owner
+        self.loop = asyncio.get_running_loop()
+        self.members: set[Member] = set()
+        self.pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
+        self.resync = False
+        self.latest: tuple[int, float] = (0, 0.0)  # newest change: (seq, when the feed saw it)
+        self.at: log.Position | None = None  # handed out up to here
+        self.held: log.Position | None = None  # told up to here while a list change waits
+        self.tick: asyncio.TimerHandle | None = None
+        self.flushing: asyncio.Task[None] | None = None
+        self.unsubscribe: Callable[[], None] | None = None
 
     @property
-    def id(self) -> log.Position | None:
-        return self.cap if self.cap is not None else self.at
+    def told(self) -> log.Position | None:
+        return self.held if self.held is not None else self.at
+
+    def take(self, events: list[feed.Change | feed.Resync], position: log.Position | None
+             ) -> None:
+        """A feed read's events, on this loop: answered once, sent to every member."""
+        chunks: list[bytes] = []
+        last = 0
+        for event in events:
+            if isinstance(event, feed.Resync):
+                # Missed changes: every page re-reads; the id moves on once it is told to.
+                self.resync = True
+                self.pending.setdefault("list", "")
+                if self.held is None:
+                    self.held = self.at
+                self._schedule(0.0)
+                continue
+            self.owner.answered += 1
+            epoch = position[0] if position is not None else None
+            for name, data in self.watch.answer(event):
+                if name in ("list", "counts"):
+                    if not self.pending:
+                        self._schedule(settings.EVENTS_LIST_DEBOUNCE_SECONDS)
+                    if self.held is None:
+                        self.held = (epoch, event.seq - 1)
+                    self.pending.setdefault(name, data)
+                else:
+                    chunks.append(message(name, data))
+            self.latest, last = (event.seq, event.seen_at), event.seq
+        if position is not None:
+            self.at = position
+        self._send(chunks, last)
+
+    def _schedule(self, delay: float) -> None:
+        if self.tick is not None and delay > 0:
+            return
+        if self.tick is not None:
+            self.tick.cancel()
+        self.tick = self.loop.call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self.tick = None
+        if self.flushing is None or self.flushing.done():
+            self.flushing = self.loop.create_task(self._flush())
+        else:  # one render at a time: the next tick follows this one
+            self._schedule(settings.EVENTS_LIST_DEBOUNCE_SECONDS)
+
+    async def _flush(self) -> None:
+        pending, resync, self.pending, self.resync = self.pending, self.resync, {}, False
+        if not pending:
+            return
+        if resync:
+            chunk = message("list", "") + message("case", "")
+        else:
+            what = "results" if "list" in pending else "counts"
+            chunk = await self.watch.render(what, pending.get("list", ""))
+            self.owner.rendered += 1
+        if not self.pending:
+            self.held = None
+        self._send([chunk], 0)
+
+    def _send(self, chunks: list[bytes], upto: int) -> None:
+        told = self.told
+        for member in list(self.members):
+            member.put(chunks, told, upto)
+
+    def close(self) -> None:
+        if self.tick is not None:
+            self.tick.cancel()
+        if self.flushing is not None:
+            self.flushing.cancel()
+        if self.unsubscribe is not None:
+            self.unsubscribe()
+
+
+class Member:
+    """One stream's place in its audience: what it is handed, waiting to be sent, and the
+    position its page is told with the next write (a change that concerns nobody here
+    moves it without waking the stream: the next keepalive carries it)."""
+
+    def __init__(self, audience: Audience, replayed: int = 0) -> None:
+        self.audience = audience
+        self.replayed = replayed  # the last change sent from this stream's own replay
+        self.told = audience.told
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+
+    def put(self, chunks: list[bytes], told: log.Position | None, upto: int) -> None:
+        self.told = told
+        if upto and upto <= self.replayed:
+            return  # sent already, with the replay
+        data = b"".join(chunks)
+        if not data:
+            return
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            # A page this far behind re-reads instead.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(message("list", "") + message("case", ""))
+
+
+class Audiences:
+    """This process's audiences, by loop and key; an audience lives while it has members."""
+
+    def __init__(self) -> None:
+        # By loop (weakly: a loop that closed takes its audiences along), then by key.
+        self.by: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                           dict[tuple[Any, ...], Audience]] = (
+            weakref.WeakKeyDictionary())
+        self.answered = 0  # changes answered, once per audience
+        self.rendered = 0  # lists rendered, once per audience
+
+    @contextlib.asynccontextmanager
+    async def join(self, watch: Watch, replayed: int = 0) -> AsyncIterator[Member]:
+        audiences = self.by.setdefault(asyncio.get_running_loop(), {})
+        key = watch.audience
+        audience = audiences.get(key)
+        if audience is None:
+            audience = audiences[key] = Audience(key, watch, self)
+            audience.unsubscribe = feed.follow(audience.take)
+            audience.at = feed.position()
+        member = Member(audience, replayed)
+        audience.members.add(member)
+        try:
+            yield member
+        finally:
+            audience.members.discard(member)
+            if not audience.members and audiences.get(key) is audience:
+                del audiences[key]
+                audience.close()
+
+
+AUDIENCES = Audiences()
+
+
+# --- one stream ----------------------------------------------------------------------------------
 
 
 # Every open stream's later synchronous work (re-checks, the store) runs on this one thread:
@@ -456,6 +532,21 @@ def _give_back_request_thread() -> None:
         request_threads.give_back(own)
 
 
+def _replay(watch: Watch, missed: list[feed.Change]) -> bytes:
+    """What a resuming page missed, answered for it alone (once per reconnect): rows and
+    its case as they are; a list that changed is re-read by the page itself."""
+    chunks, reread = [], False
+    for change in missed:
+        for name, data in watch.answer(change):
+            if name in ("list", "counts"):
+                reread = True
+            else:
+                chunks.append(message(name, data))
+    if reread:
+        chunks.append(message("list", ""))
+    return b"".join(chunks)
+
+
 async def stream(watch: Watch, guard: Guard | None = None,
                  resume: log.Position | None = None, resuming: bool = False
                  ) -> AsyncIterator[bytes]:
@@ -465,63 +556,32 @@ async def stream(watch: Watch, guard: Guard | None = None,
     feed.ensure_running()
     loop = asyncio.get_running_loop()
     keepalive = settings.EVENTS_KEEPALIVE_SECONDS
-    debounce = settings.EVENTS_LIST_DEBOUNCE_SECONDS
     recheck_every = settings.EVENTS_RECHECK_SECONDS
     started = last_sent = loop.time()
     ends_at = started + settings.EVENTS_MAX_AGE_SECONDS * (1 + random.uniform(0, 0.1))
     recheck_at = started + recheck_every
-    # A changed list is pushed at the next tick of a grid `debounce` apart, the same ticks
-    # for every stream of the process, so the streams of one list flush together, at the
-    # same feed position, and share one render.
-    pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
-    latest: tuple[int, float] = (0, 0.0)  # the latest change seen: (seq, when the feed saw it)
-    flush_at, resync = 0.0, False
     if guard is not None:
         guard.watch(guard.version)
         OPEN.open(guard)
     _give_back_request_thread()
-    async with feed.subscribe(watch.answer, watch.interest) as events:
-        cursor = _Cursor(events.caught_up())
-        epoch = cursor.at[0] if cursor.at is not None else None
-        chunks: list[bytes] = [OPENING]
-
-        def take(change: feed.Change, answered: list[tuple[str, str]]) -> None:
-            nonlocal latest, flush_at
-            latest = (change.seq, change.seen_at)
-            for name, data in answered:
-                if name not in ("list", "counts"):
-                    chunks.append(message(name, data))
-                    continue
-                if not pending:
-                    flush_at = _tick(loop.time(), debounce)
-                cursor.waiting((epoch, change.seq - 1))
-                pending.setdefault(name, data)
-            cursor.reached((epoch, change.seq))
-
-        # Subscribed first, then what was missed: nothing falls between the two, and a change
-        # in both is sent once (`replayed`: the last seq the replay sent).
+    # Joined first, then what was missed: nothing falls between the two, and a change in
+    # both is sent once (the member skips what the replay sent).
+    async with AUDIENCES.join(watch) as member:
         missed = feed.since(resume)
-        replayed = 0
+        opening = [OPENING]
         if missed is None and (resuming or resume is not None):
-            chunks.append(message("list", "") + message("case", ""))
+            opening.append(message("list", "") + message("case", ""))
         elif missed:
-            for change in missed:
-                take(change, watch.answer(change))
-            replayed = missed[-1].seq
-            flush_at = loop.time()  # the page is behind already: no need to wait for a tick
-        told = cursor.id
-        chunks.append(mark(told))
-        yield b"".join(chunks)
-        iterator = aiter(events)
-        # The next event is awaited across timeouts (never cancelled and re-asked), so the
-        # feed's own queue stays the only buffer: a stream that falls behind gets a Resync.
-        upcoming: asyncio.Future[Any] = asyncio.ensure_future(anext(iterator))
+            opening.append(_replay(watch, missed))
+            member.replayed = missed[-1].seq
+        told = member.told
+        opening.append(mark(told))
+        yield b"".join(opening)
+        upcoming: asyncio.Future[Any] = asyncio.ensure_future(member.queue.get())
         woken: asyncio.Future[Any] | None = None
         try:
             while True:
                 deadline = min(last_sent + keepalive, ends_at)
-                if pending:
-                    deadline = min(deadline, flush_at)
                 waiting: set[asyncio.Future[Any]] = {upcoming}
                 if guard is not None:
                     deadline = min(deadline, recheck_at)
@@ -542,45 +602,22 @@ async def stream(watch: Watch, guard: Guard | None = None,
                         if end.last:
                             yield end.last
                         return
-                chunks = []
-                if upcoming in done:
-                    try:
-                        batch = upcoming.result()  # what one feed read brought this page
-                    except StopAsyncIteration:
-                        return
-                    upcoming = asyncio.ensure_future(anext(iterator))
-                    for event, answered in batch:
-                        if isinstance(event, feed.Resync):
-                            # Missed changes: the page re-reads; its id moves to the new
-                            # position once it has been told to.
-                            resync, replayed, flush_at = True, 0, loop.time()
-                            cursor.waiting(cursor.id)
-                            pending.setdefault("list", "")
-                            if event.position is not None:
-                                epoch = event.position[0]
-                                cursor.reached(event.position)
-                        elif event.seq > replayed:
-                            take(event, answered)
-                if pending and loop.time() >= flush_at:
-                    if resync:
-                        chunks.append(message("list", "") + message("case", ""))
-                    elif "list" in pending:
-                        chunks.append(await watch.flush("results", latest, pending["list"]))
-                    else:
-                        chunks.append(await watch.flush("counts", latest, ""))
-                    pending, resync = {}, False
-                    cursor.sent()
-                if not pending:
-                    cursor.reached(events.caught_up())
+                handed: list[bytes] = []
+                if upcoming in done:  # and everything handed out meanwhile: one write
+                    handed.append(upcoming.result())
+                    while not member.queue.empty():
+                        handed.append(member.queue.get_nowait())
+                    upcoming = asyncio.ensure_future(member.queue.get())
+                body = b"".join(handed)
                 now = loop.time()
-                if not chunks and now - last_sent >= keepalive:
-                    chunks.append(KEEPALIVE)
-                if cursor.id != told:
-                    told = cursor.id
-                    chunks.append(mark(told))
-                if chunks:
+                if not body and now - last_sent >= keepalive:
+                    body = KEEPALIVE
+                if body and member.told is not None and member.told != told:
+                    told = member.told  # all that was handed out is in this write
+                    body += mark(told)
+                if body:
                     last_sent = now
-                    yield b"".join(chunks)
+                    yield body
         finally:
             # The client went away (Django cancels the response) or the stream ended.
             upcoming.cancel()
@@ -589,13 +626,6 @@ async def stream(watch: Watch, guard: Guard | None = None,
             if guard is not None:
                 guard.unwatch()
                 OPEN.close(guard)
-
-
-def _tick(now: float, every: float) -> float:
-    """The next tick of the process's debounce grid after `now`."""
-    if every <= 0:
-        return now
-    return (now // every + 1) * every
 
 
 @require_GET
