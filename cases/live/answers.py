@@ -33,6 +33,7 @@ from django.conf import settings
 
 from cases import store, temporal
 from cases.live import feed
+from cases.live.single_flight import SingleFlight
 from cases.store import wire
 
 Matcher = Callable[[temporal.CaseRow], "bool | None"]
@@ -49,7 +50,7 @@ ASK_WAIT_SECONDS = 2.0
 
 logger = logging.getLogger(__name__)
 
-_inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+_ASKING: SingleFlight[Any] = SingleFlight()
 
 
 @dataclass
@@ -181,20 +182,12 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
                                  timeout=max(1, int(answer.expires - now)))
                 return caught
     # Ask Visibility: once per process for identical concurrent questions.
-    loop = asyncio.get_running_loop()
-    flight = (id(loop), key)
-    pending = _inflight.get(flight)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[Any] = loop.create_future()
-    _inflight[flight] = future
-    try:
+    async def ask() -> Any:
         epoch, seq = (listener.position() or (None, None)) if listener is not None \
             else (None, None)
         if seq is not None:
             found = await _asked_elsewhere(store, key, epoch, seq)
             if found is not None:
-                future.set_result(found.value)
                 return found.value
         asked = time.time()
         value = await call()
@@ -202,15 +195,9 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         lifetime = long if seq is not None else short
         fresh = _Answer(value, epoch, seq, asked, asked + lifetime, time.time())
         await store.aset(key, wire.dump(wire.ANSWER, fresh), timeout=max(1, int(lifetime)))
-    except BaseException as err:
-        future.set_exception(err)
-        future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-        raise
-    else:
-        future.set_result(value)
         return value
-    finally:
-        del _inflight[flight]
+
+    return await _ASKING.run(key, ask)
 
 
 async def _asked_elsewhere(store: Any, key: str, epoch: str | None, seq: int

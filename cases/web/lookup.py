@@ -18,6 +18,7 @@ from django.http import Http404
 from cases import temporal
 from cases.config.access import Access
 from cases.live import feed
+from cases.live.single_flight import SingleFlight
 from cases.temporal.ids import is_case_id
 from workers.model import CaseState
 
@@ -116,7 +117,7 @@ class SharedStates:
 
     def __init__(self, size: int = 2000) -> None:
         self.states: LRUCache[str, tuple[tuple[int, int], CaseState]] = LRUCache(maxsize=size)
-        self.inflight: dict[tuple[int, str], asyncio.Future[CaseState]] = {}
+        self.flights: SingleFlight[CaseState] = SingleFlight()
         self.queries = 0
         self.shared = 0
 
@@ -150,24 +151,14 @@ class SharedStates:
         if found is not None and self._new_enough(case_id, found[1]):
             self.shared += 1
             return found[1]
-        key = (id(asyncio.get_running_loop()), case_id)
-        flight = self.inflight.get(key)
+        flight = self.flights.pending(case_id)
         if flight is not None:  # a Query under way may be new enough: wait for it
             state = await asyncio.shield(flight)
             if self._new_enough(case_id, state):
                 self.shared += 1
                 return state
-        return await self._query(key, case_id)
-
-    async def _query(self, key: tuple[int, str], case_id: str) -> CaseState:
         self.queries += 1
-        flight = asyncio.ensure_future(temporal.get_case(case_id))
-        self.inflight[key] = flight
-        try:
-            state = await asyncio.shield(flight)
-        finally:
-            if self.inflight.get(key) is flight:
-                del self.inflight[key]
+        state = await self.flights.run(case_id, lambda: temporal.get_case(case_id))
         self.remember(state)
         return state
 
