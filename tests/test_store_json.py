@@ -33,6 +33,7 @@ from cases import temporal as gateway
 from cases.config import reading as config
 from cases.live import answers, feed, log
 from cases.store import budget, wire
+from cases.temporal import codecs
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import _require, _stop, free_port
@@ -246,7 +247,7 @@ def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, ra
 def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
         redis_store, raw, monkeypatch, caplog):
     listener, emitted = listening(monkeypatch)
-    newer = json.dumps({"v": 2, "d": wire.dump(wire.ROW, make_row())}).encode()
+    newer = json.dumps({"v": 2, "d": wire.dump(codecs.ROW, make_row())}).encode()
     _plant(redis_store, raw, {"row": newer, "before": b"", "seen": b"1"})
     key = answers._key("count", "q")
     raw.set(redis_store.make_key(key), json.dumps({"v": 2, "d": {"anything": 1}}))
@@ -268,12 +269,12 @@ def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
 def test_anything_else_in_the_store_reads_as_missing(redis_store, raw, stored, caplog):
     raw.set(redis_store.make_key("test:planted"), stored)
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
-        assert wire.load(wire.ROW, redis_store.get("test:planted")) is None
+        assert wire.load(codecs.ROW, redis_store.get("test:planted")) is None
     assert "read as missing" in caplog.text
 
 
 def test_a_shape_that_is_not_the_one_expected_reads_as_missing(caplog):
-    good = wire.dump(wire.ROW, make_row())
+    good = wire.dump(codecs.ROW, make_row())
     bad = [
         {**good, "priority": True},  # a bool is not a number here
         {**good, "due_at": "2026-03-01T09:30:00"},  # no time zone
@@ -284,8 +285,8 @@ def test_a_shape_that_is_not_the_one_expected_reads_as_missing(caplog):
         {**good, "version": 4.0},
     ]
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
-        assert [wire.load(wire.ROW, b) for b in bad] == [None] * len(bad)
-    assert wire.load(wire.ROW, good) == make_row()
+        assert [wire.load(codecs.ROW, b) for b in bad] == [None] * len(bad)
+    assert wire.load(codecs.ROW, good) == make_row()
     assert caplog.text.count("a row of another shape: read as missing") == 1  # once a minute
 
 
@@ -302,12 +303,12 @@ def test_every_stored_type_round_trips():
         started_at=None, version=None, attributes={}, execution_status="completed",
         closed_at=datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=IST))
     for value in (row, bare):
-        assert through_json(wire.ROW, value) == value
+        assert through_json(codecs.ROW, value) == value
     page = gateway.CasePage([row, bare], None)
-    assert through_json(wire.PAGE, page) == page
+    assert through_json(codecs.PAGE, page) == page
     for value in (page, 0, 12):
         answer = answers._Answer(value, "ab12", None if value == 0 else 7, 1.5, 301.5, 2.0)
-        assert through_json(wire.ANSWER, answer) == answer
+        assert through_json(answers.ANSWER, answer) == answer
     moment = datetime(2026, 2, 27, 14, 5, 6, 1, tzinfo=IST)
     assert through_json(wire.TIME, moment) == moment
     assert through_json(wire.TIME, moment).utcoffset() == moment.utcoffset()
@@ -315,17 +316,17 @@ def test_every_stored_type_round_trips():
 
 def test_the_codecs_know_every_field_of_what_they_store():
     # A new field on a stored type must get a codec (and a new SCHEMA), not fall away.
-    for kind, cls in ((wire.ROW, gateway.CaseRow), (wire.PAGE, gateway.CasePage),
-                      (wire.ANSWER, answers._Answer),
-                      (wire.SIGNED_IN, config.SignedIn), (wire.BASICS, config.Basics)):
+    for kind, cls in ((codecs.ROW, gateway.CaseRow), (codecs.PAGE, gateway.CasePage),
+                      (answers.ANSWER, answers._Answer),
+                      (config.SIGNED_IN, config.SignedIn), (config.BASICS, config.Basics)):
         assert set(kind.fields) == {f.name for f in dataclasses.fields(cls)}, kind.name
 
 
 def test_what_cannot_be_read_back_is_refused_when_stored(settings):
     with pytest.raises(wire.Malformed, match="due_at"):
-        wire.dump(wire.ROW, make_row(due_at=datetime(2026, 3, 1)))  # no time zone
+        wire.dump(codecs.ROW, make_row(due_at=datetime(2026, 3, 1)))  # no time zone
     with pytest.raises(wire.Malformed):
-        wire.dump(wire.PAGE, make_row())
+        wire.dump(codecs.PAGE, make_row())
     # `make run`'s local-memory store takes only what Redis would.
     local = store.shared()
     assert type(local).__name__ == "JSONLocMemCache"
@@ -363,8 +364,8 @@ _rows = st.builds(
 @hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_row_round_trips_through_the_redis_serializer(row):
     serializer = wire.JSONSerializer()
-    stored = serializer.dumps(wire.dump(wire.ROW, row))
-    assert wire.load(wire.ROW, serializer.loads(stored)) == row
+    stored = serializer.dumps(wire.dump(codecs.ROW, row))
+    assert wire.load(codecs.ROW, serializer.loads(stored)) == row
 
 
 # --- 5. `make run-prod`'s Redis wants a password ----------------------------------------------

@@ -325,7 +325,7 @@ def test_the_store_keeps_no_password_hash_and_a_cached_user_saves_without_losing
     found.user.save()
     fresh = get_user_model().objects.get(pk=agent.pk)
     assert fresh.first_name == "Alice" and fresh.check_password("correct-horse-battery-staple")
-    assert wire.load(wire.SIGNED_IN, raw).auth_hash == agent.get_session_auth_hash()
+    assert wire.load(config.SIGNED_IN, raw).auth_hash == agent.get_session_auth_hash()
 
 
 def _session_store() -> Any:

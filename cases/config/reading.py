@@ -194,6 +194,37 @@ class SignedIn:
         return model.from_db("default", names, [getattr(self, n) for n in names])
 
 
+# Never the password hash: the session's auth hash (an HMAC of it, already in the session)
+# is all the sign-in check needs; the user's password and last login are left deferred.
+SIGNED_IN = wire.record("signed-in", lambda: SignedIn, {
+    "id": wire.INT,
+    "username": wire.STR,
+    "first_name": wire.STR,
+    "last_name": wire.STR,
+    "email": wire.STR,
+    "is_staff": wire.BOOL,
+    "is_active": wire.BOOL,
+    "is_superuser": wire.BOOL,
+    "date_joined": wire.TIME,
+    "auth_hash": wire.STR,
+})
+
+
+BASICS = wire.record("basics", lambda: Basics, {
+    "access": wire.record("access", lambda: Access, {
+        "username": wire.STR,
+        "role": wire.STR,
+        "queues": wire.optional(wire.tuple_of(wire.STR)),
+        "attributes": wire.optional(wire.tuple_of(wire.STR)),
+    }),
+    "queues": wire.tuple_of(wire.tuple_of(wire.STR)),
+    "attributes": wire.tuple_of(wire.record("attribute", lambda: Attribute, {
+        "name": wire.STR, "type": wire.STR, "label": wire.STR, "help_text": wire.STR,
+        "choices": wire.tuple_of(wire.STR), "filterable": wire.BOOL, "agent_editable": wire.BOOL,
+    })),
+})
+
+
 @dataclass
 class Resolved:
     """Who a session belongs to now, and what they may see."""
@@ -229,15 +260,15 @@ def resolve_session(session: SessionBase) -> Resolved:
         except Exception as err:
             logger.warning("config: the shared store is not answering: %s", err)
             found = {}
-        signed_in = wire.load(wire.SIGNED_IN, found.get(keys[0]))
-        basics = wire.load(wire.BASICS, found.get(keys[1]))
+        signed_in = wire.load(SIGNED_IN, found.get(keys[0]))
+        basics = wire.load(BASICS, found.get(keys[1]))
     if signed_in is None:
         user = get_user_model()._default_manager.filter(pk=user_id).first()
         if user is None:
             return Resolved(None, None)
         signed_in = SignedIn.of(user)
         if versions is not None:
-            _put(shared, keys[0], wire.dump(wire.SIGNED_IN, signed_in))
+            _put(shared, keys[0], wire.dump(SIGNED_IN, signed_in))
     if not signed_in.is_active:
         return Resolved(None, None)
     session_hash = session.get(HASH_SESSION_KEY)
@@ -247,7 +278,7 @@ def resolve_session(session: SessionBase) -> Resolved:
     if basics is None:
         basics = _basics(user)
         if versions is not None:
-            _put(shared, keys[1], wire.dump(wire.BASICS, basics))
+            _put(shared, keys[1], wire.dump(BASICS, basics))
     return Resolved(user, basics.config(), versions[user_id] if versions is not None else "")
 
 

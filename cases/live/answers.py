@@ -35,6 +35,7 @@ from cases import store, temporal
 from cases.live import feed
 from cases.live.single_flight import SingleFlight
 from cases.store import wire
+from cases.temporal import codecs
 
 Matcher = Callable[[temporal.CaseRow], "bool | None"]
 # A change seen this long after an answer was asked cannot be in it, whatever the clocks say
@@ -61,6 +62,31 @@ class _Answer:
     asked_at: float  # wall time the call started
     expires: float
     answered_at: float = 0.0  # wall time the answer came
+
+
+def _dump_answer_value(value: Any) -> dict[str, Any]:
+    if type(value) is int:
+        return {"count": value}
+    return {"page": codecs.PAGE.dump(value)}
+
+
+def _load_answer_value(data: Any) -> Any:
+    if type(data) is dict and data.keys() == {"count"}:
+        return wire.INT.load(data["count"])
+    if type(data) is dict and data.keys() == {"page"}:
+        return codecs.PAGE.load(data["page"])
+    raise wire.Malformed("not a count or a page")
+
+
+ANSWER = wire.record("answer", lambda: _Answer, {
+    # A Count's number or a List's page.
+    "value": wire.Kind("answer value", _dump_answer_value, _load_answer_value),
+    "epoch": wire.optional(wire.STR),
+    "seq": wire.optional(wire.INT),
+    "asked_at": wire.SECONDS,
+    "expires": wire.SECONDS,
+    "answered_at": wire.SECONDS,
+})
 
 
 def _store() -> Any:
@@ -166,7 +192,7 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
     store = _store()
     now = time.time()
     # Unreadable (another schema, not ours) is missing: asked again, and overwritten.
-    answer: _Answer | None = wire.load(wire.ANSWER, await store.aget(key))
+    answer: _Answer | None = wire.load(ANSWER, await store.aget(key))
     if answer is not None and answer.expires > now:
         if answer.seq is None:
             return answer.value
@@ -178,7 +204,7 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
                       _catch_up_page(answer, changes, matches, page_size))
             if caught is not None:
                 answer = replace(answer, value=caught, seq=changes[-1].seq)
-                await store.aset(key, wire.dump(wire.ANSWER, answer),
+                await store.aset(key, wire.dump(ANSWER, answer),
                                  timeout=max(1, int(answer.expires - now)))
                 return caught
     # Ask Visibility: once per process for identical concurrent questions.
@@ -194,7 +220,7 @@ async def _answer(kind: str, key: str, call: Callable[[], Any], matches: Matcher
         long = settings.VISIBILITY_FEED_TTL_SECONDS
         lifetime = long if seq is not None else short
         fresh = _Answer(value, epoch, seq, asked, asked + lifetime, time.time())
-        await store.aset(key, wire.dump(wire.ANSWER, fresh), timeout=max(1, int(lifetime)))
+        await store.aset(key, wire.dump(ANSWER, fresh), timeout=max(1, int(lifetime)))
         return value
 
     return await _ASKING.run(key, ask)
@@ -214,7 +240,7 @@ async def _asked_elsewhere(store: Any, key: str, epoch: str | None, seq: int
         deadline = time.monotonic() + ASK_WAIT_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            found = wire.load(wire.ANSWER, await store.aget(key))
+            found = wire.load(ANSWER, await store.aget(key))
             if found is not None and found.epoch == epoch and found.seq is not None \
                     and found.seq >= seq:
                 return found

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from cases import store
 from cases.store import wire
-from cases.temporal import CaseRow
+from cases.temporal import CaseRow, codecs
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +116,11 @@ class Log(Protocol):
 
 
 def _dumps(row: CaseRow | None) -> bytes:
-    return b"" if row is None else wire.encode(wire.dump(wire.ROW, row))
+    return b"" if row is None else wire.encode(wire.dump(codecs.ROW, row))
 
 
 def _loads(data: bytes | None) -> CaseRow | None:
-    return None if not data else wire.load(wire.ROW, wire.decode(data))
+    return None if not data else wire.load(codecs.ROW, wire.decode(data))
 
 
 # --- in one process ------------------------------------------------------------------------------
