@@ -30,7 +30,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cases.management.commands.seed_demo import DEFAULT_SEED, demo_case
-from cases.store import wire
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import free_port, manage, run
@@ -685,8 +684,8 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
                             password=(var / "redis-password").read_text().strip())
 
         def lease_holder() -> str | None:
-            raw = store.get("tracerail:1:feed:lease")
-            return wire.decode(raw) if raw else None
+            raw = store.get("tracerail:1:lease:feed-poller")  # redis-py's Lock: "host:pid:…"
+            return raw.decode() if raw else None
 
         holder = wait_for(lease_holder, 20, "the feed's lease in Redis", proc, log)
         web_pids = {pid for pid, cmd in seen.items() if "uvicorn_worker.UvicornWorker" in cmd}

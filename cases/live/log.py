@@ -20,7 +20,9 @@ it, or `Gap` when the log no longer holds them all.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -231,6 +233,9 @@ class _RedisLease:
     def __init__(self, client: Any, name: str) -> None:
         # thread_local=False: the feed's thread pool may extend from another thread.
         self.lock = client.lock(name, timeout=settings.FEED_LEASE_SECONDS, thread_local=False)
+        # The token names its holder, so an operator (and a test) can tell which process
+        # polls: `GET tracerail:1:lease:feed-poller`.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def hold(self) -> bool:
         from redis.exceptions import LockError
@@ -241,7 +246,7 @@ class _RedisLease:
                 return True
         except LockError:
             pass
-        return bool(self.lock.acquire(blocking=False))
+        return bool(self.lock.acquire(blocking=False, token=self.token))
 
     def release(self) -> None:
         from redis.exceptions import LockError

@@ -110,7 +110,7 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         my_groups=config.groups,
         is_supervisor=access.is_supervisor,
         bulk_key=uuid.uuid4().hex,
-        bulk_form=BulkForm(),
+        bulk_form=BulkForm(auto_id="bulk_%s"),  # ids apart from the filters' own
         assignee_options=config.usernames if access.is_supervisor else [access.username],
     )
     return render(request, "cases/list.html", context)
