@@ -24,3 +24,8 @@ DASHBOARD_CACHE_SECONDS = 0.0
 # Never a developer's Redis from the shell's REDIS_URL: a test's cache.clear() would flush it.
 # Tests that need Redis build their cache on the `redis_server` fixture.
 CACHES = cache_settings(None, 0)
+# Cases tell nobody unless a test turns it on (tests/test_notifications.py sets a short
+# quiet period): a delivery reads users, and most tests have none in a database the worker's
+# threads can read.
+NOTIFY_QUIET_SECONDS = -1.0
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -204,3 +204,76 @@ def test_agents_change_the_requester_only_on_cases_they_hold():
     with pytest.raises(rules.RuleError, match="held by bob"):
         rules.decide(new_state(assignee="bob"), command, NOW, SLA)
     assert rules.decide(new_state(assignee="alice"), command, NOW, SLA).kind == "requester"
+
+
+# --- watchers, mentions and who is told (issue 16) ---------------------------------------------
+
+
+def test_watch_and_unwatch_are_refused_twice_and_on_closed_cases():
+    from workers.model import Unwatch, Watch
+
+    state = step(new_state(), Watch(actor="bob"))
+    assert state.watchers == ["bob"]
+    with pytest.raises(rules.RuleError, match="already watch"):
+        rules.decide(state, Watch(actor="bob"), NOW, SLA)
+    state = step(state, Watch(actor="sam"))
+    state = step(state, Unwatch(actor="bob"))
+    assert state.watchers == ["sam"]
+    with pytest.raises(rules.RuleError, match="do not watch"):
+        rules.decide(state, Unwatch(actor="bob"), NOW, SLA)
+    closed = step(state, Close(actor="sam"))
+    with pytest.raises(rules.RuleError, match="closed"):
+        rules.decide(closed, Watch(actor="bob"), NOW, SLA)
+    # An agent of another queue cannot watch what they cannot see.
+    with pytest.raises(rules.NotVisibleError):
+        rules.decide(state, Watch(actor="al", authority=Authority("agent", ["technical"])),
+                     NOW, SLA)
+
+
+def test_mentions_are_names_after_an_at_sign_not_email_addresses():
+    assert rules.mentions("@bob, ask @alice. Mail x@y.com or @bob again; @sam!") == [
+        "bob", "alice", "sam"]
+    assert rules.mentions("no one here; a@b and @") == []
+    assert rules.mentions("(@first.last) @a-b_c") == ["first.last", "a-b_c"]
+
+
+def _told(before, command, now=NOW):
+    effect = rules.decide(before, command, now, SLA)
+    after = rules.apply(before, effect, command.actor, now)
+    return rules.notices_for(before, after, effect, command.actor)
+
+
+def test_who_is_told_of_each_change():
+    from workers.model import Watch
+
+    state = new_state(requester=rules.Requester("Grace", "grace@example.com"))
+    # Assigned by someone else: the assignee; claiming tells nobody.
+    [notice] = _told(state, Assign(actor="sam", assignee="bob"))
+    assert notice.users == {"bob": "assigned"} and not notice.requester
+    assert notice.event == str(state.version + 1)
+    assert notice.text == "sam assigned the case to bob"
+    assert _told(state, Claim(actor="bob")) == []
+    # Watchers follow every change but not their own, nor watching itself.
+    watched = step(step(state, Watch(actor="ann")), Watch(actor="bob"))
+    [notice] = _told(watched, AddTag(actor="bob", tag="x"))
+    assert notice.users == {"ann": "watching"}
+    assert _told(watched, Watch(actor="cy")) == []
+    # A public comment tells the requester and the mentioned; an internal note never the
+    # requester; a mention outranks watching as the reason.
+    [notice] = _told(watched, AddComment(actor="sam", body="@ann and @dee, see this"))
+    assert notice.users == {"ann": "mentioned", "bob": "watching", "dee": "mentioned"}
+    assert notice.requester and notice.body == "@ann and @dee, see this"
+    [notice] = _told(watched, AddComment(actor="sam", body="@dee inside", internal=True))
+    assert notice.internal and not notice.requester and notice.users["dee"] == "mentioned"
+    # Resolution tells the requester; one without a requester address tells nobody there.
+    [notice] = _told(step(state, Claim(actor="bob")), Resolve(actor="bob", resolution="Done"))
+    assert notice.requester and notice.body == "Done" and notice.kind == "resolved"
+    assert _told(new_state(), AddComment(actor="sam", body="hello")) == []
+
+
+def test_an_sla_breach_tells_the_queues_supervisors():
+    state = new_state()
+    breach = rules.sla_breach(state, state.due_at)
+    after = rules.apply(state, breach, "system", state.due_at)
+    [notice] = rules.notices_for(state, after, breach, "system")
+    assert notice.supervisors_of == "billing" and notice.kind == "sla breached"

@@ -177,6 +177,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         SetDue,
         SetPriority,
         SetStatus,
+        Unwatch,
+        Watch,
     )
 
     now, sla = current_time(), SlaPolicy()
@@ -203,6 +205,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
             "Region": AttributeValue("Keyword", "EU")}))],
         "change_requester": [(held, ChangeRequester(actor="ann", name="Grace",
                                                     email="grace@example.com"))],
+        "watch": [(held, Watch(actor="ann"))],
+        "unwatch": [(dataclasses.replace(held, watchers=["ann"]), Unwatch(actor="ann"))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():

@@ -6,7 +6,7 @@ import logging
 
 from temporalio import activity
 
-from .model import SlaBreachNotice
+from .model import Delivered, NoticeBatch, SlaBreachNotice
 
 logger = logging.getLogger("tracerail.notifications")
 
@@ -25,3 +25,14 @@ async def notify_sla_breach(notice: SlaBreachNotice) -> str:
     )
     logger.warning(message)
     return message
+
+
+@activity.defn
+def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
+    """Tell the people a case's batch of notices names, by email and in-app, each once; the
+    answer (who was told how) goes on the case's timeline. Synchronous: it uses the ORM and
+    SMTP, on the worker's activity threads."""
+    # Imported here: the workflow module imports this one, and workflows import no Django.
+    from cases.notify.deliver import deliver
+
+    return deliver(batch)

@@ -104,6 +104,8 @@ class CaseState:
     closed_at: datetime | None = None
     version: int = 1
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    # Usernames told of every change (issue 16); anyone who can see the case may watch it.
+    watchers: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -125,6 +127,46 @@ class NewCase:
 
 
 @dataclass
+class Notice:
+    """One change someone is to be told of. The workflow names who (`users` by username,
+    each with the reason they are told, and whether the requester is); the activity decides
+    whether each may see it and how each wants it."""
+
+    event: str  # the case's version the change made: stable across retries and replays
+    kind: str  # assigned, watching, mentioned, comment, resolved, sla_breached
+    actor: str
+    text: str  # one line, as the timeline says it
+    body: str = ""  # a comment's text or a resolution
+    internal: bool = False  # an internal note: agents only, never the requester
+    # username -> the per-kind preference it is delivered under (assigned, watching, ...)
+    users: dict[str, str] = field(default_factory=dict)
+    requester: bool = False
+    # Queue whose supervisors are told (an SLA breach).
+    supervisors_of: str = ""
+
+
+@dataclass
+class NoticeBatch:
+    """A case's notices gathered over one quiet period: one delivery, one email each."""
+
+    case_id: str
+    title: str
+    queue: str
+    requester: Requester
+    notices: list[Notice] = field(default_factory=list)
+
+
+@dataclass
+class Delivered:
+    """One notice told to one person, the activity's answer and a line on the timeline."""
+
+    event: str
+    recipient: str  # a username, or the requester's email address
+    channels: list[str]  # "email", "in-app"
+    message_id: str = ""
+
+
+@dataclass
 class CaseInput:
     """Workflow input. `state` is set only when the workflow continues as new."""
 
@@ -137,6 +179,11 @@ class CaseInput:
     # Continue-as-new once history passes this many events even if the server has not
     # suggested it yet; lets tests exercise the hand-over without 10k events.
     history_event_limit: int | None = None
+    # Seconds without a new notice before a case's notices go out as one batch (a burst of
+    # comments is one email); a durable timer, so it holds across worker restarts.
+    notify_quiet_seconds: float = 30.0
+    # Notices made but not yet delivered when the run continued as new.
+    pending_notices: list[Notice] = field(default_factory=list)
 
 
 # --- Update inputs: one dataclass per command, each carrying the acting user. -----------------
@@ -221,6 +268,16 @@ class Close(Command):
 @dataclass(kw_only=True)
 class SetAttributes(Command):
     values: dict[str, AttributeValue]
+
+
+@dataclass(kw_only=True)
+class Watch(Command):
+    pass
+
+
+@dataclass(kw_only=True)
+class Unwatch(Command):
+    pass
 
 
 @dataclass(kw_only=True)

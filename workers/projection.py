@@ -30,6 +30,7 @@ from .model import (
     CaseInput,
     CaseState,
     Command,
+    Delivered,
     SlaPolicy,
 )
 
@@ -37,6 +38,7 @@ from .model import (
 UPDATE_COMMANDS: dict[str, type[Command]] = {
     name: rule.command for name, rule in rules.COMMANDS.items()}
 SLA_ACTIVITY = "notify_sla_breach"
+NOTIFY_ACTIVITY = "deliver_notices"
 
 
 @dataclass
@@ -111,6 +113,7 @@ def quiet_period(seconds: int) -> str:
 SYSTEM_WORDING = {
     "opened": "{actor} opened the case",
     "sla breached": "SLA breached",
+    "notified": "notified {detail}",
     "ended": "{detail}",
     "truncated": "earlier history is past retention and not archived",
 }
@@ -155,6 +158,7 @@ class Projector:
         self._opening: CaseInput | None = None
         self._pending: dict[str, Command] = {}
         self._admitted: dict[int, Any] = {}
+        self._deliveries: set[int] = set()  # scheduled deliver_notices, by event id
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -191,6 +195,12 @@ class Projector:
             activity = event.activity_task_scheduled_event_attributes.activity_type.name
             if activity == SLA_ACTIVITY and self.state is not None:
                 self._system(event, rules.sla_breach(self.state, self._now(event)), None)
+            elif activity == NOTIFY_ACTIVITY:
+                self._deliveries.add(event.event_id)
+        elif kind == "activity_task_completed_event_attributes":
+            attrs = event.activity_task_completed_event_attributes
+            if attrs.scheduled_event_id in self._deliveries:
+                self._notified(event, attrs.result.payloads)
         elif kind == "workflow_execution_completed_event_attributes":
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None
@@ -278,6 +288,15 @@ class Projector:
             detail = self.state.comments[-1].body[:200]
         self._add(event, actor, effect.kind, detail, self.state, diverged=diverged)
 
+    def _notified(self, event: HistoryEvent, payloads: Any) -> None:
+        """Who a delivery told, and how: a line of its own; the case is as it was."""
+        sent: list[Delivered] = (
+            self.convert.from_payloads(payloads, [list[Delivered]])[0] if payloads else [])
+        if not sent:
+            return
+        self._add(event, SYSTEM_ACTOR, "notified", told(sent), self.state,
+                  at=workflow_time(event))
+
     def _ended(self, event: HistoryEvent, kind: str) -> None:
         attrs = getattr(event, kind)
         reason = getattr(attrs, "reason", "")
@@ -308,6 +327,15 @@ class Projector:
             state=state,
             diverged=diverged,
         ))
+
+
+def told(sent: list[Delivered]) -> str:
+    """'alice (email, in-app), grace@example.com (email)': each person once, in order."""
+    by: dict[str, list[str]] = {}
+    for d in sent:
+        channels = by.setdefault(d.recipient, [])
+        channels += [c for c in d.channels if c not in channels]
+    return ", ".join(f"{who} ({', '.join(sorted(how))})" for who, how in by.items())
 
 
 _ENDINGS = {

@@ -30,6 +30,7 @@ from .model import (
     Command,
     Comment,
     NewCase,
+    Notice,
     RemoveTag,
     Reopen,
     Requester,
@@ -39,6 +40,8 @@ from .model import (
     SetPriority,
     SetStatus,
     SlaPolicy,
+    Unwatch,
+    Watch,
 )
 
 MAX_TITLE = 200
@@ -52,6 +55,10 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 QUEUE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
 USERNAME_RE = re.compile(r"^[\w.@+\-]{1,150}$")
+# "@name" not preceded by a word character (so an email address is no mention); a name
+# ends on a word character, so "@bob." or "@bob," mention bob.
+MENTION_RE = re.compile(r"(?<![\w@])@([\w](?:[\w.+\-@]*[\w])?)")
+MAX_MENTIONS = 20
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 CORE_ATTRIBUTE_NAMES = frozenset(CORE_ATTRIBUTES)
 # Case ids: `case-` and eight Crockford base32 characters (no I, L, O, U).
@@ -406,6 +413,20 @@ def _change_requester(s: CaseState, c: ChangeRequester, now: datetime,
     return Effect("requester", f"{name} <{email}>", {"requester": requester})
 
 
+def _watch(s: CaseState, c: Watch, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if c.actor in s.watchers:
+        raise RuleError("You already watch this case.")
+    return Effect("watched", changes={"watchers": [*s.watchers, c.actor]})
+
+
+def _unwatch(s: CaseState, c: Unwatch, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if c.actor not in s.watchers:
+        raise RuleError("You do not watch this case.")
+    return Effect("unwatched", changes={"watchers": [w for w in s.watchers if w != c.actor]})
+
+
 # --- who among agents may send a command (supervisors and admins may send any) -------------
 # Each command's entry names one of these; a refusal here is about the actor, so it names no
 # field and the page does not offer the action.
@@ -576,6 +597,11 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                           initial="requester.name"),
                     Input("email", "email", max_length=MAX_NAME, initial="requester.email"),
                 )),)),
+    CommandRule("watch", Watch, _watch, {"watched": "{actor} started watching the case"},
+                agents=agents_on_any_case, forms=(Form("Watch"),)),
+    CommandRule("unwatch", Unwatch, _unwatch,
+                {"unwatched": "{actor} stopped watching the case"},
+                agents=agents_on_any_case, forms=(Form("Unwatch"),)),
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
 
@@ -663,3 +689,69 @@ def next_deadline(state: CaseState, quiet_seconds: int) -> datetime | None:
     if state.is_open and not state.sla_breached and state.due_at is not None:
         return state.due_at
     return None
+
+
+# --- who is told (issue 16) ------------------------------------------------------------------
+# Pure, like the rest: the workflow turns each applied change into notices, and the history
+# projection can say the same from the same inputs. Who may see the case and how each person
+# wants to be told is decided at delivery (workers/activities.py), where the users live.
+
+# The per-kind choices a person makes on the settings page, in the order shown.
+NOTICE_KINDS: dict[str, str] = {
+    "assigned": "A case is assigned to me",
+    "mentioned": "I am @mentioned",
+    "watching": "A case I watch changes",
+    "sla_breached": "An SLA is breached in a queue I supervise",
+}
+# Effects watchers are not told of: their own watching is theirs, and says nothing of the case.
+_UNFOLLOWED = frozenset({"watched", "unwatched"})
+
+
+def mentions(body: str) -> list[str]:
+    """The usernames @mentioned in a comment's text, first mention first, each once."""
+    names = [m for m in MENTION_RE.findall(body) if USERNAME_RE.match(m)]
+    return list(dict.fromkeys(names))[:MAX_MENTIONS]
+
+
+def line_for(kind: str, detail: str, actor: str) -> str:
+    """The timeline's line for an effect, from the commands' own wording."""
+    for rule in COMMANDS.values():
+        if kind in rule.wording:
+            return rule.wording[kind].format(actor=actor, detail=detail,
+                                             words=detail.replace("_", " "))
+    if kind == "sla breached":
+        return "SLA breached"
+    return f"{kind} by {actor}"
+
+
+def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
+                ) -> list[Notice]:
+    """Whom an applied change tells, and why: the assignee given the case by someone else,
+    the watchers (of every change but watching itself), the @mentioned, the requester (public
+    comments and resolution), the queue's supervisors (an SLA breach). Nobody is told of
+    their own doing."""
+    kind = effect.kind
+    users: dict[str, str] = {}
+    body, internal, requester, supervisors = "", False, False, ""
+    if kind not in _UNFOLLOWED:
+        for watcher in after.watchers:
+            users[watcher] = "watching"
+    if kind == "assigned" and after.assignee:
+        users[after.assignee] = "assigned"
+    if kind in ("comment", "internal note") and after.comments:
+        comment = after.comments[-1]
+        body, internal = comment.body, comment.internal
+        for name in mentions(body):
+            users[name] = "mentioned"
+        requester = not internal
+    if kind == "resolved":
+        body, requester = after.resolution, True
+    if kind == "sla breached":
+        supervisors = after.queue
+    users.pop(actor, None)
+    requester = requester and bool(after.requester.email)
+    if not users and not requester and not supervisors:
+        return []
+    return [Notice(event=str(after.version), kind=kind, actor=actor,
+                   text=line_for(kind, effect.detail, actor), body=body, internal=internal,
+                   users=users, requester=requester, supervisors_of=supervisors)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from .activities import notify_sla_breach
+from .activities import deliver_notices, notify_sla_breach
 from .workflows import CaseWorkflow
 
 logger = logging.getLogger("tracerail.worker")
@@ -25,8 +26,10 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[CaseWorkflow],
-        # Activities are async; a sync one (ORM work) would also need an activity_executor.
-        activities=[notify_sla_breach],
+        # deliver_notices is synchronous (ORM, SMTP): it runs on these threads.
+        activities=[notify_sla_breach, deliver_notices],
+        activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 20,
+                                             thread_name_prefix="tracerail-notify"),
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -8,23 +8,27 @@ and concurrent commands that all passed validation are still re-checked when app
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import rules
-    from .activities import notify_sla_breach
+    from .activities import deliver_notices, notify_sla_breach
     from .model import (
         SYSTEM_ACTOR,
         AttributeValue,
         CaseInput,
         CaseState,
         Command,
+        Delivered,
+        Notice,
+        NoticeBatch,
         SetAttributes,
         SlaBreachNotice,
     )
@@ -82,6 +86,11 @@ class CaseWorkflow:
                 )
         except rules.RuleError as err:
             self._invalid = err
+        # Notices waiting for the quiet period (issue 16), handed over on continue-as-new.
+        self._outbox: list[Notice] = list(inp.pending_notices)
+        self._noticed = 0  # notices added this run: a new one restarts the quiet period
+        self._sending = False
+        self._flush_now = False
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
@@ -90,6 +99,9 @@ class CaseWorkflow:
         if inp.state is None and self._state.attributes:
             workflow.upsert_search_attributes(custom_updates(self._state.attributes))
         self._publish()
+        notifier = None
+        if inp.notify_quiet_seconds >= 0:
+            notifier = asyncio.create_task(self._notifier(inp.notify_quiet_seconds))
         while self._state.status != "closed":
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
             wait = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -99,6 +111,11 @@ class CaseWorkflow:
                 await self._on_deadline()
             if self._state.status != "closed" and self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # A delivery in flight finishes in this run (its result is its timeline
+                # line); what waits for the quiet period goes along to the next.
+                await workflow.wait_condition(lambda: not self._sending)
+                if notifier is not None:
+                    notifier.cancel()
                 workflow.continue_as_new(
                     CaseInput(
                         case_id=self._state.case_id,
@@ -107,9 +124,16 @@ class CaseWorkflow:
                         auto_close_seconds=inp.auto_close_seconds,
                         state=self._state,
                         history_event_limit=inp.history_event_limit,
+                        notify_quiet_seconds=inp.notify_quiet_seconds,
+                        pending_notices=list(self._outbox),
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # Closed: nothing more will follow, so what waits goes out now, before the run ends.
+        self._flush_now = True
+        if notifier is not None:
+            await workflow.wait_condition(lambda: not self._outbox and not self._sending)
+            notifier.cancel()
         return self._state
 
     # --- reads ---------------------------------------------------------------------------
@@ -137,7 +161,9 @@ class CaseWorkflow:
             effect = rules.decide(self._state, cmd, now, self._input.sla)
         except rules.RuleError as err:
             raise _refusal(err) from err
+        before = self._state
         self._state = rules.apply(self._state, effect, cmd.actor, now)
+        self._notice(before, effect, cmd.actor)
         if isinstance(cmd, SetAttributes):
             workflow.upsert_search_attributes(custom_updates({
                 name: self._state.attributes.get(name, AttributeValue(attr.type, None))
@@ -150,7 +176,9 @@ class CaseWorkflow:
         now = workflow.now()
         breach = rules.sla_breach(self._state, now)
         if breach is not None:
+            before = self._state
             self._state = rules.apply(self._state, breach, SYSTEM_ACTOR, now)
+            self._notice(before, breach, SYSTEM_ACTOR)
             self._publish()
             assert self._state.due_at is not None
             await workflow.execute_activity(
@@ -186,6 +214,56 @@ class CaseWorkflow:
         except TimeoutError:
             return False
         return True
+
+    # --- notifications (issue 16) ---------------------------------------------------------
+
+    def _notice(self, before: CaseState, effect: rules.Effect, actor: str) -> None:
+        if self._input.notify_quiet_seconds < 0:
+            return
+        notices = rules.notices_for(before, self._state, effect, actor)
+        # Cases started before notifications replay without them (no marker in their history).
+        if notices and workflow.patched("notices"):
+            self._outbox.extend(notices)
+            self._noticed += len(notices)
+
+    async def _notifier(self, quiet: float) -> None:
+        """Gathers a case's notices until `quiet` seconds pass without a new one (a durable
+        timer), then delivers them as one batch: a burst of ten comments is one email."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            while not self._flush_now:
+                seen = self._noticed
+                try:
+                    await workflow.wait_condition(
+                        lambda seen=seen: self._noticed != seen or self._flush_now,
+                        timeout=timedelta(seconds=quiet))
+                except TimeoutError:
+                    break
+            batch, self._outbox = self._outbox, []
+            self._sending = True
+            try:
+                await self._deliver(batch)
+            finally:
+                self._sending = False
+
+    async def _deliver(self, notices: list[Notice]) -> list[Delivered]:
+        state = self._state
+        try:
+            return await workflow.execute_activity(
+                deliver_notices,
+                NoticeBatch(case_id=state.case_id, title=state.title, queue=state.queue,
+                            requester=state.requester, notices=notices),
+                result_type=list[Delivered],
+                start_to_close_timeout=timedelta(seconds=60),
+                # Each retry skips what the ledger says was sent: exactly once per recipient.
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=60),
+                                         maximum_attempts=20),
+            )
+        except ActivityError:
+            # Mail that cannot go out after twenty tries must not hold the case up; the
+            # failure is in the history, and the worker's log says why.
+            workflow.logger.warning("notices of %s not delivered", state.case_id)
+            return []
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()

@@ -63,6 +63,7 @@ async def start_case(case_id: str, new: NewCase, actor: str) -> str:
                 new=new,
                 sla=sla_policy(),
                 auto_close_seconds=settings.CASE_AUTO_CLOSE_SECONDS,
+                notify_quiet_seconds=settings.NOTIFY_QUIET_SECONDS,
             ),
             id=case_id,
             task_queue=settings.TEMPORAL_TASK_QUEUE,
