@@ -135,3 +135,66 @@ class CaseAttribute(models.Model):
     @property
     def choice_list(self) -> list[str]:
         return [c.strip() for c in self.choices.split(",") if c.strip()]
+
+
+class NotificationPreference(models.Model):
+    """How one person wants to be told of one kind of notice (workers.rules.NOTICE_KINDS).
+    No row means both: the issue's default."""
+
+    EMAIL, IN_APP, BOTH, NONE = "email", "in-app", "both", "none"
+    CHANNELS = [(BOTH, "Email and in-app"), (EMAIL, "Email only"), (IN_APP, "In-app only"),
+                (NONE, "Not at all")]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="notification_preferences")
+    kind = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10, choices=CHANNELS, default=BOTH)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "kind"],
+                                               name="one_preference_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.kind} by {self.channel}"
+
+
+class Notification(models.Model):
+    """An in-app notice in one person's inbox. Not case data: the case's own record of who
+    was told is its history (the delivery's result on the timeline); this is the person's
+    inbox, which they read and clear. One per (user, case, event): the unique key makes a
+    retried delivery add nothing."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="notifications")
+    case_id = models.CharField(max_length=20)
+    event = models.CharField(max_length=20)
+    kind = models.CharField(max_length=20)
+    text = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "case_id", "event"],
+                                               name="one_notification_per_event")]
+        indexes = [models.Index(fields=["user", "read_at"], name="unread_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.text}"
+
+
+class EmailDelivery(models.Model):
+    """The delivery ledger: one row per email sent, keyed by its Message-ID, written right
+    after the send and before the activity completes. A retried delivery finds it and does
+    not send again (exactly once per case, event and recipient)."""
+
+    message_id = models.CharField(max_length=200, unique=True)
+    case_id = models.CharField(max_length=20)
+    events = models.CharField(max_length=500)  # the case versions the email tells of
+    recipient = models.CharField(max_length=254)  # a username or the requester's address
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.message_id

@@ -432,6 +432,35 @@ for _name in ("EVENTS_MAX_PER_SESSION", "EVENTS_MAX_PER_USER"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 
+# --- Notifications (issue 16) ---------------------------------------------------------------
+# Seconds a case waits without a new notice before its notices go out as one batch (one email
+# per person), so a burst of comments is one email.
+NOTIFY_QUIET_SECONDS = envfloat("NOTIFY_QUIET_SECONDS", 30.0)
+if NOTIFY_QUIET_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"NOTIFY_QUIET_SECONDS cannot be negative, got {NOTIFY_QUIET_SECONDS}")
+# Where the links in emails point: this site as people reach it.
+SITE_URL = os.getenv("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Django's own email settings. Without EMAIL_HOST mail is written to files under
+# var/mail/ (one file per message) instead of being sent.
+EMAIL_HOST = os.getenv("EMAIL_HOST", "")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.getenv("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "Tracerail <tracerail@example.com>")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+# Fault injection for tests only: "exit-after-record" ends the worker process right after an
+# email is sent and recorded, before the activity completes (the exactly-once test).
+NOTIFY_FAULT = os.getenv("NOTIFY_FAULT", "")
+# Seconds between the one per-process read of the open streams' users' unread counts.
+INBOX_WATCH_SECONDS = envfloat("INBOX_WATCH_SECONDS", 1.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

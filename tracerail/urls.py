@@ -18,6 +18,7 @@ urlpatterns = [
     path("dashboard/", dashboard, name="dashboard"),
     path("events/", events, name="events"),
     path("views/", include("cases.web.saved_views_urls")),
+    path("notifications/", include("cases.web.notifications_urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

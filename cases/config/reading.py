@@ -332,6 +332,12 @@ def _access(user: AbstractBaseUser | AnonymousUser, registry: list[Attribute]) -
     return Access(username, AGENT if "Agent" in groups else NONE, queues, editable)
 
 
+def access_of(user: AbstractBaseUser) -> Access:
+    """A user's access by the one rule, outside any request (the worker's deliveries); which
+    attributes they may set is not asked there."""
+    return _access(user, [])
+
+
 async def access_for(request: HttpRequest) -> Access:
     """The requesting user's access (read with the rest of the request's configuration)."""
     return (await config_for(request)).access

@@ -23,6 +23,8 @@ is never described). What a page is told:
 - `id: <epoch>-<seq>` lines: the change-log position the page has been told up to. The
   browser sends it back as Last-Event-ID when it reconnects (a page opening a stream sends
   `last=`, from when it was rendered), and the stream first sends what was missed since;
+- `event: inbox`, data the user's unread notification count: the nav bar's badge
+  (cases/notify/inbox.py: one query a second for all open streams' users);
 - `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open;
 - `event: signed-out`, data the login page's URL, and the stream ends: the session is no longer
   signed in (logged out elsewhere, password changed, user deactivated or deleted);
@@ -74,6 +76,7 @@ from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for, resolve_session
 from cases.live import feed, listing, log
+from cases.notify import inbox
 from cases.templatetags.case_tags import case_row
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
@@ -567,6 +570,14 @@ async def stream(watch: Watch, guard: Guard | None = None,
     # Joined first, then what was missed: nothing falls between the two, and a change in
     # both is sent once (the member skips what the replay sent).
     async with AUDIENCES.join(watch) as member:
+        if guard is not None:
+            # The nav bar's unread count rides along (`event: inbox`), from one check a
+            # second for every open stream of this process.
+            def hand(count: int, queue: asyncio.Queue[bytes] = member.queue) -> None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(message("inbox", str(count)))
+
+            inbox.WATCHER.watch(guard.user_id, guard, hand)
         missed = feed.since(resume)
         opening = [OPENING]
         if missed is None and (resuming or resume is not None):
@@ -625,6 +636,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
                 woken.cancel()
             if guard is not None:
                 guard.unwatch()
+                inbox.WATCHER.unwatch(guard.user_id, guard)
                 OPEN.close(guard)
 
 

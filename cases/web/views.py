@@ -15,11 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
-from cases.config import custom_fields
+from cases.config import custom_fields, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
 from cases.live import feed, listing
+from cases.notify.people import who_can_see
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
@@ -33,7 +34,8 @@ from cases.web.forms import (
 )
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
-from workers.model import PRIORITY_LABELS, CaseState, Requester
+from workers import rules
+from workers.model import PRIORITY_LABELS, AddComment, CaseState, Command, Requester
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -181,6 +183,10 @@ async def _detail_context(
     elif bound is not None and bound.errors:
         # The action no longer applies to the case as it is now: say why at the top.
         extra["refusal"] = " ".join(str(e) for errs in bound.errors.values() for e in errs)
+    if "comment" in forms:
+        # Mentions autocomplete from the people who can see the case (the access rule).
+        queue = state.queue
+        extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
     return {
         "case": state,
         "forms": forms,
@@ -286,9 +292,34 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     if not request.htmx:
         messages.success(request, f"{form.label}: done.")
         return redirect("cases:detail", case_id=case_id)
+    unreached = await _unreached_mentions(command, state)
+    if unreached:
+        note = _unreached_note(unreached)
+        if not request.htmx:
+            messages.warning(request, note)
     # The Update returned the new state: render from it, no second read.
     seen = Seen(case_id, state, temporal.CaseRow.from_state(state))
-    return await _render_case(request, seen, flash=f"{form.label}: done.", oob_row=True)
+    return await _render_case(request, seen, flash=f"{form.label}: done.", oob_row=True,
+                              unreached=_unreached_note(unreached) if unreached else "")
+
+
+async def _unreached_mentions(command: Command, state: CaseState) -> list[str]:
+    """Who a comment's @mentions will not tell: they cannot see the case (the workflow's
+    delivery drops them by the same rule), or there is no such active user."""
+    if not isinstance(command, AddComment):
+        return []
+    named = [n for n in rules.mentions(command.body) if n != command.actor]
+    if not named:
+        return []
+    queue = state.queue
+    seeing = set(await dbconn.read(lambda: who_can_see(queue)))
+    return [n for n in named if n not in seeing]
+
+
+def _unreached_note(names: list[str]) -> str:
+    who = ", ".join(f"@{n}" for n in names)
+    return (f"Applied, but {who} cannot see this case and {'was' if len(names) == 1 else 'were'}"
+            " not notified.")
 
 
 async def _rerender(

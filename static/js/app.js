@@ -279,11 +279,37 @@
     }
     notice.hidden = false;
   }
+  // The nav bar's unread badge: read once as the page loads, then moved by the stream's
+  // `inbox` events (one server-side check a second for every open stream).
+  function showUnread(count) {
+    const badge = document.getElementById("inbox-badge");
+    if (!badge || isNaN(count)) return;
+    badge.textContent = String(count);
+    badge.hidden = count === 0;
+  }
+  // The mention picker: a chosen name goes into the comment as "@name ".
+  document.addEventListener("change", function (event) {
+    const picker = event.target;
+    if (!picker || picker.id !== "mention-picker" || !picker.value) return;
+    const body = document.querySelector("form.action-comment textarea");
+    if (!body) return;
+    body.value += (body.value && !/\s$/.test(body.value) ? " " : "") + "@" + picker.value.trim() + " ";
+    picker.value = "";
+    body.focus();
+  });
+  const inboxBadge = document.getElementById("inbox-badge");
+  if (inboxBadge) {
+    fetch(inboxBadge.dataset.src, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) showUnread(data.unread); })
+      .catch(function () {});
+  }
   document.addEventListener("htmx:sseOpen", function (event) {
     const source = event.detail.source;
     if (source && !told.has(source)) {
       told.add(source);
       source.addEventListener("ended", function (e) { stopListening(source, e.data); });
+      source.addEventListener("inbox", function (e) { showUnread(parseInt(e.data, 10)); });
       source.addEventListener("signed-out", function (e) {
         stopListening(source, "You are signed out: this page no longer updates.", e.data);
       });

@@ -28,10 +28,14 @@ class Command(BaseCommand):
         created: list[tuple[str, str, str]] = []
         for username, role, is_admin, queues in DEMO_USERS:
             if User.objects.filter(username=username).exists():
+                # Made before they had addresses (issue 16): notifications need one.
+                User.objects.filter(username=username, email="").update(
+                    email=f"{username}@example.com")
                 continue
             password = secrets.token_urlsafe(12)
             user = User.objects.create_user(
-                username, password=password, is_staff=is_admin, is_superuser=is_admin
+                username, email=f"{username}@example.com", password=password,
+                is_staff=is_admin, is_superuser=is_admin,
             )
             user.groups.add(Group.objects.get(name=role))
             for queue in Queue.objects.filter(slug__in=queues):
