@@ -1,0 +1,244 @@
+"""Notifications (issue 16) end to end: the real dev server and worker, and a real SMTP
+server on loopback (aiosmtpd). The worker's delivery reads users from the database on its
+own threads, so these tests commit (transactional_db)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from cases import temporal as gateway
+from workers.model import (
+    AddComment,
+    Assign,
+    Authority,
+    Claim,
+    NewCase,
+    Resolve,
+    Watch,
+)
+
+from .conftest import TEMPORAL_BIN, _persona, eventually, free_port, run, timeline
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ALICE = Authority(role="agent", queues=["technical", "general"])
+
+
+class Inbox:
+    """What the SMTP server received, as parsed messages."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.original_content or envelope.content,
+                                          policy=email.policy.default)
+        with self.lock:
+            self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if address in str(m["To"])]
+
+    def one_to(self, address: str, timeout: float = 20) -> EmailMessage:
+        def arrived() -> EmailMessage:
+            found = self.to(address)
+            assert len(found) == 1, [m["Subject"] for m in found]
+            return found[0]
+
+        return eventually(arrived, timeout=timeout, interval=0.1)
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Any:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    settings.EMAIL_USE_TLS = False
+    settings.SITE_URL = "https://desk.example.org"
+    settings.DEFAULT_FROM_EMAIL = "Tracerail <help@example.org>"
+    settings.NOTIFY_QUIET_SECONDS = 0.5
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def people(temporal: Any) -> dict[str, Any]:
+    """alice (technical, general), bob (technical), carol (billing only), sam (supervisor);
+    each with <name>@example.com."""
+    found = {
+        "alice": _persona("alice", "Agent", queues=("technical", "general")),
+        "bob": _persona("bob", "Agent", queues=("technical",)),
+        "carol": _persona("carol", "Agent", queues=("billing",)),
+        "sam": _persona("sam", "Supervisor"),
+    }
+    for name, user in found.items():
+        user.email = f"{name}@example.com"
+        user.save(update_fields=["email"])
+    return found
+
+
+def _open(title: str = "Printer on fire", queue: str = "technical", **fields: Any) -> str:
+    from cases.temporal.ids import new_case_id
+
+    case_id = new_case_id()
+    run(gateway.start_case(case_id, NewCase(title=title, queue=queue, **fields), "intake"))
+    return case_id
+
+
+def _notified(case_id: str) -> list[str]:
+    return [e.detail for e in timeline(case_id) if e.kind == "notified"]
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def test_an_assignment_by_someone_else_mails_and_notifies_the_assignee(smtp, people):
+    from cases.models import EmailDelivery, Notification
+
+    case_id = _open(title="Toner everywhere")
+    run(gateway.act(case_id, Claim(actor="alice", authority=ALICE)))  # by oneself: nobody
+    run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+    mail = smtp.one_to("bob@example.com")
+    assert mail["Subject"] == f"[{case_id}] Toner everywhere"
+    thread = f"<{case_id}@desk.example.org>"
+    assert mail["In-Reply-To"] == thread and mail["References"] == thread
+    assert mail["Message-ID"].startswith(f"<{case_id}.v") and "@desk.example.org>" in \
+        mail["Message-ID"]
+    text = _text(mail)
+    assert "sam assigned the case to bob" in text
+    assert f"https://desk.example.org/cases/{case_id}/" in text
+    assert "https://desk.example.org/notifications/settings/" in text
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None and f'href="https://desk.example.org/cases/{case_id}/"' in \
+        str(html.get_content())
+    assert smtp.to("alice@example.com") == []
+    note = Notification.objects.get(user=people["bob"], case_id=case_id)
+    assert note.kind == "assigned" and note.read_at is None
+    # Recorded right after the send (the mail can arrive a moment before).
+    eventually(lambda: _assert(EmailDelivery.objects.filter(
+        message_id=mail["Message-ID"]).exists()))
+    eventually(lambda: _assert(_notified(case_id) == ["bob (email, in-app)"]), timeout=10)
+
+
+def _assert(condition: bool) -> None:
+    assert condition
+
+
+def test_watchers_and_mentions_are_told_and_a_mention_outside_the_queue_is_not(smtp, people):
+    from cases.models import Notification
+
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    run(gateway.act(case_id, AddComment(actor="bob", body="@carol and @sam, look")))
+    to_alice = smtp.one_to("alice@example.com")
+    assert "bob commented" in _text(to_alice) and "@carol and @sam, look" in _text(to_alice)
+    assert Notification.objects.get(user=people["alice"], case_id=case_id).kind == "watching"
+    assert Notification.objects.get(user=people["sam"], case_id=case_id).kind == "mentioned"
+    smtp.one_to("sam@example.com")
+    # carol works billing only: the technical case is not hers to see, so she is told nothing.
+    time.sleep(1.5)
+    assert smtp.to("carol@example.com") == []
+    assert not Notification.objects.filter(user=people["carol"]).exists()
+    assert smtp.to("bob@example.com") == []  # nobody is told of their own doing
+    [line] = _notified(case_id)
+    assert "carol" not in line and "alice (email, in-app)" in line
+
+
+def test_the_requester_hears_of_public_comments_and_resolution_never_internal_notes(
+        smtp, people):
+    case_id = _open(requester_name="Grace", requester_email="grace@example.net")
+    run(gateway.act(case_id, Claim(actor="alice", authority=ALICE)))
+    run(gateway.act(case_id, AddComment(actor="alice", body="We are on it.",
+                                        authority=ALICE)))
+    mail = smtp.one_to("grace@example.net")
+    assert "We are on it." in _text(mail)
+    assert mail["Reply-To"] == f"help+{case_id}@example.org"
+    assert "/notifications/settings/" not in _text(mail)  # she has no account
+    # An internal note that tells someone else (a mention): a delivery runs, not to her.
+    run(gateway.act(case_id, AddComment(actor="alice", body="Secret: @sam", internal=True,
+                                        authority=ALICE)))
+    smtp.one_to("sam@example.com")
+    assert len(smtp.to("grace@example.net")) == 1
+    run(gateway.act(case_id, Resolve(actor="alice", resolution="Replaced the drum.",
+                                     authority=ALICE)))
+    eventually(lambda: _assert(len(smtp.to("grace@example.net")) == 2), timeout=20)
+    assert "Replaced the drum." in _text(smtp.to("grace@example.net")[1])
+    assert all("Secret" not in _text(m) for m in smtp.to("grace@example.net"))
+
+
+def test_an_sla_breach_tells_the_supervisors(smtp, people, settings):
+    settings.CASE_SLA_SECONDS = [2, 3600, 3600, 3600]
+    case_id = _open(priority=1)
+    mail = smtp.one_to("sam@example.com", timeout=30)
+    assert "SLA breached" in _text(mail)
+    assert smtp.to("alice@example.com") == []
+    from cases.models import Notification
+
+    assert Notification.objects.get(user=people["sam"], case_id=case_id).kind == "sla_breached"
+
+
+def test_each_person_chooses_per_kind(smtp, people):
+    from cases.models import Notification, NotificationPreference
+
+    NotificationPreference.objects.create(user=people["bob"], kind="assigned", channel="in-app")
+    NotificationPreference.objects.create(user=people["alice"], kind="watching", channel="none")
+    NotificationPreference.objects.create(user=people["sam"], kind="mentioned", channel="email")
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+    run(gateway.act(case_id, AddComment(actor="bob", body="@sam fyi")))
+    smtp.one_to("sam@example.com")
+    eventually(lambda: _assert(Notification.objects.filter(user=people["bob"]).count() == 1))
+    assert smtp.to("bob@example.com") == []
+    assert smtp.to("alice@example.com") == []
+    assert not Notification.objects.filter(user=people["alice"]).exists()
+    assert not Notification.objects.filter(user=people["sam"]).exists()
+
+
+def test_a_burst_of_ten_comments_is_one_email_after_the_quiet_period(smtp, people, settings):
+    settings.NOTIFY_QUIET_SECONDS = 2.0
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    for i in range(10):
+        run(gateway.act(case_id, AddComment(actor="bob", body=f"Burst {i}")))
+    mail = smtp.one_to("alice@example.com")
+    text = _text(mail)
+    assert all(f"Burst {i}" in text for i in range(10))
+    time.sleep(3)
+    assert len(smtp.to("alice@example.com")) == 1
+    assert len(_notified(case_id)) == 1
+
+
+def test_a_change_through_the_temporal_cli_tells_the_same_people(smtp, people, temporal,
+                                                                  settings):
+    case_id = _open(title="From the CLI")
+    done = subprocess.run([
+        TEMPORAL_BIN, "workflow", "update", "execute", "--address", temporal.address,
+        "--namespace", settings.TEMPORAL_NAMESPACE, "--workflow-id", case_id,
+        "--name", "assign", "--input", json.dumps({"actor": "sam", "assignee": "bob"}),
+    ], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    mail = smtp.one_to("bob@example.com")
+    assert mail["Subject"] == f"[{case_id}] From the CLI"
+    assert "sam assigned the case to bob" in _text(mail)
