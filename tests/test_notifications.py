@@ -242,3 +242,50 @@ def test_a_change_through_the_temporal_cli_tells_the_same_people(smtp, people, t
     mail = smtp.one_to("bob@example.com")
     assert mail["Subject"] == f"[{case_id}] From the CLI"
     assert "sam assigned the case to bob" in _text(mail)
+
+
+def test_a_worker_killed_between_sending_and_completing_does_not_send_twice(
+        smtp, settings, tmp_path, temporal):
+    """The worker (a process of its own, as `make run` runs it) sends, records the send and
+    dies before the activity completes; the worker that takes over retries the delivery,
+    finds it recorded and sends nothing: the SMTP server has the Message-ID once."""
+    import sqlite3
+    import uuid
+
+    from .conftest import manage, manage_in_background
+
+    database = tmp_path / "worker.sqlite3"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{database}",
+           "TEMPORAL_ADDRESS": temporal.address, "EMAIL_HOST": "127.0.0.1",
+           "EMAIL_PORT": str(settings.EMAIL_PORT), "SITE_URL": settings.SITE_URL,
+           "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL, "REDIS_URL": ""}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    migrated = manage(["migrate", "--noinput"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    queue = f"notify-kill-{uuid.uuid4().hex[:6]}"
+    settings.TEMPORAL_TASK_QUEUE = queue
+    worker_args = ["run_worker", "--task-queue", queue, "--wait", "30"]
+    faulty = manage_in_background(worker_args, {**env, "NOTIFY_FAULT": "exit-after-record"})
+    healthy = None
+    try:
+        case_id = _open(requester_name="Grace", requester_email="grace@example.net")
+        eventually(lambda: run(gateway.get_case(case_id)), timeout=30, interval=0.5)
+        run(gateway.act(case_id, AddComment(actor="intake", body="Once, please.")))
+        out, _ = faulty.communicate(timeout=60)
+        assert faulty.returncode == 3, out  # os._exit right after recording the send
+        [first] = smtp.to("grace@example.net")
+        mid = first["Message-ID"]
+        with sqlite3.connect(database) as db:
+            assert db.execute("SELECT count(*) FROM cases_emaildelivery WHERE message_id = ?",
+                              (mid,)).fetchone() == (1,)
+        healthy = manage_in_background(worker_args, env)
+        # The retry (after the dead attempt's heartbeat times out) completes the delivery.
+        eventually(lambda: _assert(_notified(case_id) == ["grace@example.net (email)"]),
+                   timeout=90, interval=0.5)
+        assert [m["Message-ID"] for m in smtp.to("grace@example.net")] == [mid]
+    finally:
+        for proc in (faulty, healthy):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)

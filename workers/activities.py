@@ -35,4 +35,4 @@ def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     # Imported here: the workflow module imports this one, and workflows import no Django.
     from cases.notify.deliver import deliver
 
-    return deliver(batch)
+    return deliver(batch, activity.heartbeat)

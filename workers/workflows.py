@@ -254,7 +254,10 @@ class CaseWorkflow:
                 NoticeBatch(case_id=state.case_id, title=state.title, queue=state.queue,
                             requester=state.requester, notices=notices),
                 result_type=list[Delivered],
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=timedelta(minutes=5),
+                # A worker that died mid-delivery is noticed this soon (it beats once per
+                # email; longer than one SMTP send may take), not after the whole timeout.
+                heartbeat_timeout=timedelta(seconds=30),
                 # Each retry skips what the ledger says was sent: exactly once per recipient.
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=60),
                                          maximum_attempts=20),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import urlsplit
@@ -83,15 +84,17 @@ def _recipients(batch: NoticeBatch) -> dict[str, tuple[User, Access]]:
     return found
 
 
-def deliver(batch: NoticeBatch) -> list[Delivered]:
+def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
+            ) -> list[Delivered]:
+    """`beat` is called before each email (the activity's heartbeat)."""
     close_old_connections()
     try:
-        return _deliver(batch)
+        return _deliver(batch, beat)
     finally:
         close_old_connections()
 
 
-def _deliver(batch: NoticeBatch) -> list[Delivered]:
+def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivered]:
     people = _recipients(batch)
     prefs = {(p.user_id, p.kind): p.channel for p in NotificationPreference.objects.filter(
         user__in=[u for u, _ in people.values()])}
@@ -128,6 +131,7 @@ def _deliver(batch: NoticeBatch) -> list[Delivered]:
         for key, mail in mails.items():
             events = [n.event for n in mail.notices]
             mid = message_id(batch.case_id, events, mail.address)
+            beat(key)
             if not EmailDelivery.objects.filter(message_id=mid).exists():
                 connection.send_messages([_email(batch, mail, mid)])
                 EmailDelivery.objects.get_or_create(message_id=mid, defaults={
