@@ -289,3 +289,131 @@ def test_a_worker_killed_between_sending_and_completing_does_not_send_twice(
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
+
+
+# --- the pages ---------------------------------------------------------------------------------
+
+
+def test_the_case_page_offers_watching_lists_watchers_and_suggests_who_can_see(people):
+    from .conftest import current_state, logged_in
+
+    case_id = _open()
+    alice = logged_in(people["alice"])
+    page = alice.get(f"/cases/{case_id}/").content.decode()
+    assert f'action="/cases/{case_id}/watch/"' in page
+    assert f'action="/cases/{case_id}/unwatch/"' not in page
+    datalist = page.split('<datalist id="mentionable">')[1].split("</datalist>")[0]
+    assert all(f'value="{n}"' in datalist for n in ("alice", "bob", "sam"))
+    assert 'value="carol"' not in datalist  # billing only: cannot see a technical case
+    response = alice.post(f"/cases/{case_id}/watch/", {"watch-version": "1"},
+                          HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert '<span class="watcher">alice</span>' in page
+    assert f'action="/cases/{case_id}/unwatch/"' in page
+    assert current_state(case_id).watchers == ["alice"]
+    assert "alice started watching the case" in [e.text for e in timeline(case_id)]
+    # carol cannot see the case, so she cannot watch it either.
+    refused = logged_in(people["carol"]).post(f"/cases/{case_id}/watch/",
+                                              {"watch-version": "2"})
+    assert refused.status_code == 404
+
+
+def test_a_mention_of_someone_who_cannot_see_the_case_is_applied_and_says_so(people):
+    from .conftest import current_state, logged_in
+
+    case_id = _open()
+    response = logged_in(people["bob"]).post(
+        f"/cases/{case_id}/comment/",
+        {"comment-version": "1", "comment-body": "@carol and @alice, please look"},
+        HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Applied, but @carol cannot see this case and was not notified." in page
+    assert "@alice" not in page.split('id="mention-unreached"')[1].split("</p>")[0]
+    assert current_state(case_id).comments[-1].body == "@carol and @alice, please look"
+    # Without a mention outside the case there is nothing to say.
+    quiet = logged_in(people["bob"]).post(
+        f"/cases/{case_id}/comment/", {"comment-version": "2", "comment-body": "@alice again"},
+        HTTP_HX_REQUEST="true")
+    assert 'id="mention-unreached"' not in quiet.content.decode()
+
+
+def test_the_inbox_marks_one_and_all_read_by_csrf_protected_posts(people):
+    from django.test import Client
+
+    from cases.models import Notification
+
+    from .conftest import logged_in
+
+    bob = people["bob"]
+    made = [Notification.objects.create(user=bob, case_id="case-AAAAAAAA", event=str(v),
+                                        kind="watching", text=f"change {v}", title="T")
+            for v in (2, 3, 4)]
+    Notification.objects.create(user=people["alice"], case_id="case-AAAAAAAA", event="2",
+                                kind="watching", text="hers", title="T")
+    client = logged_in(bob)
+    assert client.get("/notifications/badge.json").json() == {"unread": 3}
+    page = client.get("/notifications/").content.decode()
+    assert "change 4" in page and "hers" not in page and "(3 unread)" in page
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(bob)
+    assert strict.post(f"/notifications/{made[0].pk}/read/").status_code == 403
+    assert client.post(f"/notifications/{made[0].pk}/read/").status_code == 302
+    assert client.get("/notifications/badge.json").json() == {"unread": 2}
+    # Someone else's notification is not found, not marked.
+    other = Notification.objects.get(user=people["alice"])
+    assert client.post(f"/notifications/{other.pk}/read/").status_code == 404
+    assert client.post("/notifications/read/").status_code == 302
+    assert client.get("/notifications/badge.json").json() == {"unread": 0}
+    assert Notification.objects.get(pk=other.pk).read_at is None
+
+
+def test_the_settings_page_keeps_each_kinds_choice(people):
+    from cases.models import NotificationPreference
+
+    from .conftest import logged_in
+
+    client = logged_in(people["alice"])
+    page = client.get("/notifications/settings/").content.decode()
+    assert "A case I watch changes" in page
+    response = client.post("/notifications/settings/", {
+        "assigned": "email", "mentioned": "both", "watching": "none", "sla_breached": "in-app"})
+    assert response.status_code == 302
+    saved = dict(NotificationPreference.objects.filter(user=people["alice"])
+                 .values_list("kind", "channel"))
+    assert saved == {"assigned": "email", "mentioned": "both", "watching": "none",
+                     "sla_breached": "in-app"}
+    bad = client.post("/notifications/settings/", {"assigned": "carrier-pigeon"})
+    assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
+
+
+def test_one_inbox_read_serves_every_open_stream(people):
+    """The badge's per-process check: one query for all streams' users, and each stream is
+    handed its user's count only when it changes."""
+    import asyncio
+
+    from cases.models import Notification
+    from cases.notify.inbox import InboxWatcher
+
+    watcher = InboxWatcher()
+    alice, bob = people["alice"], people["bob"]
+    got: dict[str, list[int]] = {"a1": [], "a2": [], "b": []}
+
+    # Looks alive, so no thread of its own starts: the test drives the checks itself.
+    watcher.thread = threading.current_thread()
+
+    async def scenario() -> None:
+        for token, user in (("a1", alice), ("a2", alice), ("b", bob)):
+            watcher.watch(user.pk, token, got[token].append)
+        await asyncio.to_thread(watcher.check)
+        await asyncio.sleep(0)
+        await asyncio.to_thread(Notification.objects.create, user=alice,
+                                case_id="case-AAAAAAAA", event="2", kind="watching", text="x")
+        await asyncio.to_thread(watcher.check)
+        await asyncio.to_thread(watcher.check)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert got == {"a1": [0, 1], "a2": [0, 1], "b": [0]}
+    assert watcher.reads == 3
