@@ -27,9 +27,11 @@ from workers.model import (
     SetPriority,
     SetStatus,
     SlaPolicy,
+    Unwatch,
+    Watch,
 )
 
-from .conftest import eventually, run
+from .conftest import _persona, eventually, run
 
 AGENT = Authority(role="agent", queues=["technical", "general"])
 
@@ -37,7 +39,7 @@ AGENT = Authority(role="agent", queues=["technical", "general"])
 def _scripted_commands() -> list:
     """About forty actions of every kind, by several people, with and without authority."""
     alice = {"actor": "alice", "authority": AGENT}
-    commands: list = [Claim(**alice)]
+    commands: list = [Claim(**alice), Watch(actor="bob"), Watch(**alice)]
     for i in range(6):
         commands.append(AddComment(**alice, body=f"Looked at it, step {i}", internal=i % 2 == 1))
     commands += [
@@ -50,7 +52,8 @@ def _scripted_commands() -> list:
         SetPriority(actor="sam", priority=2),
         ChangeRequester(**alice, name="Grace Hopper", email="grace@example.com"),
         Assign(actor="sam", assignee="bob"),
-        AddComment(actor="bob", body="Taking over"),
+        AddComment(actor="bob", body="Taking over, @sam"),
+        Unwatch(actor="bob"),
         SetPriority(actor="sam", priority=4),
         Assign(actor="sam", assignee=None),
         Claim(actor="alice", authority=AGENT),
@@ -70,11 +73,18 @@ def _scripted_commands() -> list:
     return commands
 
 
-def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
+def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
+                                                            transactional_db):
     # Priority 1 is due a second after opening, so raising priority late breaches at once
     # (no timer); a due time set a moment ahead breaches by timer. Quiet period: 1 s.
     settings.CASE_SLA_SECONDS = [1, 3600, 3600, 3600]
     settings.CASE_AUTO_CLOSE_SECONDS = 1
+    # Notifications on: deliveries go on the timeline between the changes, which the
+    # projection must replay without disturbing a single state.
+    settings.NOTIFY_QUIET_SECONDS = 0.2
+    _persona("alice", "Agent", queues=("technical", "general"))
+    _persona("bob", "Agent", queues=("technical",))
+    _persona("sam", "Supervisor")
     case_id = new_case_id()
     run(gateway.start_case(case_id, NewCase(title="Printer on fire", queue="technical"),
                            "intake"))
@@ -109,7 +119,8 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
     assert final.status == "closed"
 
     projection = run(gateway.case_history(case_id)).projection
-    versions = [e.state.version for e in projection.entries if e.state is not None]
+    changes = [e for e in projection.entries if e.kind != "notified"]
+    versions = [e.state.version for e in changes if e.state is not None]
     # One entry per change, every change seen live, and each equal to what was seen.
     assert versions == list(range(1, final.version + 1))
     assert sorted(seen) == versions
@@ -118,7 +129,14 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
     for entry in projection.entries:
         assert entry.state == seen[entry.state.version], entry.text
         assert not entry.diverged
-    kinds = [e.kind for e in projection.entries]
+    # Who was told, as the deliveries answered: bob of his assignment (and as a watcher,
+    # before he stopped), sam of his mention and the breaches, alice as a watcher.
+    told = [e.detail for e in projection.entries if e.kind == "notified"]
+    assert told and all(d for d in told)
+    assert {"alice (in-app)", "bob (in-app)", "sam (in-app)"} <= {
+        part for d in told for part in d.split(", ")}
+    kinds = [e.kind for e in changes]
+    assert {"watched", "unwatched"} <= set(kinds)
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
     changed = [e for e in projection.entries if e.kind == "requester"]
     assert [e.text for e in changed] == [
