@@ -417,3 +417,37 @@ def test_one_inbox_read_serves_every_open_stream(people):
     asyncio.run(scenario())
     assert got == {"a1": [0, 1], "a2": [0, 1], "b": [0]}
     assert watcher.reads == 3
+
+
+def test_what_a_notification_adds_per_update(smtp, people, temporal, settings, capsys):
+    """The cost docs/performance.md reports: no Visibility call at all, and a few history
+    events per delivered batch (the quiet timer, the activity), none per recipient."""
+    from .conftest import settled_visibility_calls
+
+    def worked(notify: bool) -> tuple[int, int]:
+        settings.NOTIFY_QUIET_SECONDS = 0.3 if notify else -1.0
+        case_id = _open(title="Cost")
+        run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+        run(gateway.act(case_id, Watch(actor="sam")))
+        before = run(temporal.client.get_workflow_handle(case_id).describe()).history_length
+        for i in range(5):
+            run(gateway.act(case_id, AddComment(actor="bob", body=f"Step {i}")))
+            if notify:  # each its own batch: the quiet period passes between them
+                eventually(lambda i=i: _assert(len(_notified(case_id)) == i + 1), timeout=10)
+        after = run(temporal.client.get_workflow_handle(case_id).describe()).history_length
+        return before, after
+
+    calls_before = settled_visibility_calls(temporal)
+    quiet_before, quiet_after = worked(False)
+    told_before, told_after = worked(True)
+    calls_after = settled_visibility_calls(temporal)
+    assert calls_after == calls_before, "a notification spends no Visibility call"
+    plain = (quiet_after - quiet_before) / 5
+    notified = (told_after - told_before) / 5
+    with capsys.disabled():
+        print(f"\nhistory events per Update: {plain:.1f} without notices, {notified:.1f} "
+              f"with a delivered batch each (two recipients); Visibility calls: "
+              f"{calls_after - calls_before}")
+    assert smtp.to("alice@example.com") and smtp.to("sam@example.com")
+    # The timer and the activity, each with the workflow task that follows: a handful.
+    assert notified - plain <= 12
