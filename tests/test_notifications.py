@@ -451,3 +451,21 @@ def test_what_a_notification_adds_per_update(smtp, people, temporal, settings, c
     assert smtp.to("alice@example.com") and smtp.to("sam@example.com")
     # The timer and the activity, each with the workflow task that follows: a handful.
     assert notified - plain <= 12
+
+
+def test_a_case_that_never_goes_quiet_still_tells_within_ten_quiet_periods(smtp, people,
+                                                                          settings):
+    settings.NOTIFY_QUIET_SECONDS = 0.5
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    started = time.monotonic()
+    first_mail_at = None
+    i = 0
+    while time.monotonic() - started < 8:
+        run(gateway.act(case_id, AddComment(actor="bob", body=f"Chatter {i}")))
+        i += 1
+        if first_mail_at is None and smtp.to("alice@example.com"):
+            first_mail_at = time.monotonic() - started
+        time.sleep(0.2)  # never the 0.5 s of quiet
+    assert first_mail_at is not None and first_mail_at < 8, "held back for good"
+    assert "Chatter 0" in _text(smtp.to("alice@example.com")[0])

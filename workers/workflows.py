@@ -231,12 +231,17 @@ class CaseWorkflow:
         timer), then delivers them as one batch: a burst of ten comments is one email."""
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
+            # A case that never goes quiet still tells people: at most ten quiet periods late.
+            latest = workflow.now() + timedelta(seconds=quiet * 10)
             while not self._flush_now:
                 seen = self._noticed
+                wait = min(quiet, (latest - workflow.now()).total_seconds())
+                if wait <= 0:
+                    break
                 try:
                     await workflow.wait_condition(
                         lambda seen=seen: self._noticed != seen or self._flush_now,
-                        timeout=timedelta(seconds=quiet))
+                        timeout=timedelta(seconds=wait))
                 except TimeoutError:
                     break
             batch, self._outbox = self._outbox, []
