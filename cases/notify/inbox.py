@@ -40,8 +40,8 @@ class InboxWatcher:
         self.reads = 0
 
     def watch(self, user_id: int, token: object, hand: Callable[[int], Any]) -> None:
-        """Call `hand(count)` on the caller's loop with the user's unread count, now (at the
-        next check) and whenever it changes."""
+        """Call `hand(count)` on the caller's loop with the user's unread count whenever it
+        changes (and at the first check, unless it is 0: the page read it as it loaded)."""
         with self.lock:
             self.watching.setdefault(user_id, {})[token] = (
                 asyncio.get_running_loop(), hand, None)
@@ -69,7 +69,9 @@ class InboxWatcher:
                 streams = self.watching.get(user_id, {})
                 for token, (loop, hand, told) in list(streams.items()):
                     count = counts.get(user_id, 0)
-                    if count != told:
+                    # The page read its count as it loaded: a first reading of 0 says
+                    # nothing new (one that is not may be a notice in between, so it goes).
+                    if count != told and not (told is None and count == 0):
                         streams[token] = (loop, hand, count)
                         with contextlib.suppress(RuntimeError):  # its loop has closed
                             loop.call_soon_threadsafe(hand, count)
