@@ -91,10 +91,15 @@ def test_demo_users_prints_once_and_keeps_a_private_file(db, settings, tmp_path,
     assert User.objects.get(username=username).check_password(password)
     assert User.objects.get(username="admin").is_superuser
     assert User.objects.get(username="supervisor").groups.filter(name="Supervisor").exists()
+    # Notifications need addresses: <username>@example.com, also for users made before.
+    assert {u.username: u.email for u in User.objects.all()} == {
+        n: f"{n}@example.com" for n in ("agent", "agent2", "supervisor", "admin")}
+    User.objects.filter(username="agent2").update(email="")
     call_command("demo_users")
     again = capsys.readouterr().out
     assert "exist" in again and password not in again
     assert len(path.read_text().splitlines()) == 4
+    assert User.objects.get(username="agent2").email == "agent2@example.com"
 
 
 def test_setup_and_seed_from_the_command_line_exit_zero(temporal, tmp_path):
