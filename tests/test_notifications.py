@@ -470,3 +470,37 @@ def test_a_case_that_never_goes_quiet_still_tells_within_ten_quiet_periods(smtp,
         time.sleep(0.2)  # never the 0.5 s of quiet
     assert first_mail_at is not None and first_mail_at < 8, "held back for good"
     assert "Chatter 0" in _text(smtp.to("alice@example.com")[0])
+
+
+def test_notices_waiting_when_the_case_continues_as_new_are_delivered_by_the_next_run(
+        smtp, people, temporal, settings):
+    """Continue-as-new waits for the handlers and for a delivery in flight, and hands what
+    waits for the quiet period to the next run: no notice is lost or told twice."""
+    from cases.temporal.ids import new_case_id
+    from workers.model import CaseInput, SlaPolicy
+
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case", CaseInput(case_id=case_id, actor="intake",
+                          new=NewCase(title="Long runner", queue="technical"),
+                          sla=SlaPolicy(), history_event_limit=60, notify_quiet_seconds=1.5),
+        id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE))
+    first_run = handle.result_run_id
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    for i in range(12):
+        run(gateway.act(case_id, AddComment(actor="bob", body=f"Step {i}")))
+    described = run(temporal.client.get_workflow_handle(case_id).describe())
+    assert described.run_id != first_run, "the case did not continue as new"
+
+    def all_told() -> list[str]:
+        text = "\n".join(_text(m) for m in smtp.to("alice@example.com"))
+        steps = [line.strip() for line in text.splitlines() if line.startswith("Step ")]
+        assert sorted(set(steps)) == sorted(f"Step {i}" for i in range(12)), text
+        return steps
+
+    steps = eventually(all_told, timeout=30, interval=0.2)
+    assert len(steps) == 12  # each told once
+    # Handed over: the quiet period had not passed when the first run ended.
+    told_in = eventually(lambda: [e.run_id for e in timeline(case_id) if e.kind == "notified"]
+                         or _assert(False), timeout=10)
+    assert told_in and first_run not in told_in
