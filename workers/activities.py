@@ -13,11 +13,9 @@ logger = logging.getLogger("tracerail.notifications")
 
 @activity.defn
 async def notify_sla_breach(notice: SlaBreachNotice) -> str:
-    """Tell the people who hold the case that its SLA passed.
-
-    Delivery is a log line for now: the channel (email, chat) is a deployment choice, and
-    the breach itself is already on the case's timeline and in its search attributes.
-    """
+    """A log line for operators that a case's SLA passed. People are told by
+    `deliver_notices` (the queue's supervisors, and the watchers); this activity stays
+    because the history projection reads its scheduling as the breach's marker."""
     who = notice.assignee or f"queue {notice.queue}"
     message = (
         f"SLA breached on {notice.case_id} ({notice.title!r}), due "
