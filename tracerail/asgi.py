@@ -35,7 +35,12 @@ class ReusedRequestThreads:
             async with ThreadSensitiveContext(executor=executor):
                 await self.app(scope, receive, send)
         finally:
-            if len(self.idle) < self.KEEP_IDLE:
+            if getattr(executor, "_shutdown", False):
+                # An event stream gave its request's thread back (cases/web/events.py,
+                # `_give_back_request_thread`, shut it down): a dead executor never goes back
+                # to the pool, or every request that borrowed it would fail.
+                pass
+            elif len(self.idle) < self.KEEP_IDLE:
                 self.idle.append(executor)
             else:
                 executor.shutdown(wait=False)
