@@ -142,6 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restart-signal", choices=("KILL", "TERM"), default="KILL",
                         help="KILL: the process dies at once (a crash, an OOM kill); TERM: a "
                         "graceful stop (streams are cut after gunicorn's 5 s graceful timeout)")
+    parser.add_argument("--restart-worker", choices=("first", "last"), default="first",
+                        help="which worker to restart, in the order the master lists them "
+                        "(the first started usually holds the feed poller's lease)")
     parser.add_argument("--probe-every", type=float, default=1.0,
                         help="with --restart-after: seconds between the bench's own comments "
                         "on one probe case per queue, so changes keep being made")
@@ -471,6 +474,7 @@ class Tab:
     batch: list[tuple[str, str]] | None = None  # the current connection's first batch
     last_pos: tuple[str, int] | None = None
     backwards: int = 0
+    backwards_on_reconnect: int = 0  # ... in the first id of a (re)connection
     duplicates: Counter[str] = field(default_factory=Counter)
     applied: set[tuple[str, str]] = field(default_factory=set)  # (case, row state / version)
     # (time, case, version or None, updated or None) of what the screen got: rows, results,
@@ -489,6 +493,7 @@ class Tab:
                 if (self.last_pos is not None and pos[0] == self.last_pos[0]
                         and pos[1] < self.last_pos[1]):
                     self.backwards += 1
+                    self.backwards_on_reconnect += self.batch is not None
                 self.last_pos = pos
             if self.batch is not None:
                 reread = any(e in ("list", "case") and not d.strip() for e, d in self.batch)
@@ -555,6 +560,8 @@ class Restart:
     respawned: float = 0.0  # when the master had a new worker (pid seen)
     baseline_vis: float = 0.0  # Visibility calls/s from the window's start to the kill
     window_calls: float = 0.0  # Visibility calls in the RECONNECT_WINDOW after the kill
+    log_moved: float = float("nan")  # seconds from the kill to the log's next append
+    lease_moved: float = float("nan")  # seconds from the kill until another held the lease
     later_calls: float = 0.0  # ... in the next RECONNECT_WINDOW
 
 
@@ -1095,17 +1102,30 @@ async def restart_one(stack: Stack, args: argparse.Namespace, level: Level,
     """`--restart-after` seconds into the window, one gunicorn worker is signalled (its master
     starts another); the Visibility calls of the next RECONNECT_WINDOW seconds, and of the one
     after, are read from the server's own counters."""
+    import redis
+
     loop = asyncio.get_running_loop()
     master = next(c.proc.pid for c in stack.children.children if c.name == "web")
+    # The change log's head and the poller's lease, read straight from Redis: did the log
+    # stand still after the kill, and did the lease change hands (the killed worker held it)?
+    db = redis.Redis.from_url(args.redis_url)
+    seq_key = next(iter(db.scan_iter(match="*log:seq", count=1000)), None)
+    lease_key = next(iter(db.scan_iter(match="*lease:feed-poller", count=1000)), None)
+
+    def peek() -> tuple[bytes | None, bytes | None]:
+        return (db.get(seq_key) if seq_key else None, db.get(lease_key) if lease_key else None)
+
     await asyncio.sleep(level.window[0] + args.restart_after - time.monotonic())
     workers = _workers(master)
     if not workers:
         raise RuntimeError("gunicorn has no workers to restart")
-    rs = level.restart = Restart(killed_pid=workers[0], signal=args.restart_signal)
+    victim = workers[0] if args.restart_worker == "first" else workers[-1]
+    rs = level.restart = Restart(killed_pid=victim, signal=args.restart_signal)
     at_kill = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
                                          VISIBILITY_OPERATIONS)
     rs.at = time.monotonic()
     rs.baseline_vis = (at_kill[REQUESTS] - before[REQUESTS]) / (rs.at - level.window[0])
+    seq0, lease0 = peek()
     os.kill(rs.killed_pid, getattr(signal, f"SIG{args.restart_signal}"))
     say(f"restart: SIG{args.restart_signal} to gunicorn worker {rs.killed_pid} "
         f"({len(workers)} workers)")
@@ -1114,7 +1134,12 @@ async def restart_one(stack: Stack, args: argparse.Namespace, level: Level,
         if not rs.respawned and any(p not in workers for p in now_workers):
             rs.respawned = time.monotonic()
             say(f"restart: new worker after {rs.respawned - rs.at:.1f} s")
-        await asyncio.sleep(0.1)
+        seq, lease = peek()
+        if seq != seq0 and rs.log_moved != rs.log_moved:
+            rs.log_moved = time.monotonic() - rs.at
+        if lease is not None and lease != lease0 and rs.lease_moved != rs.lease_moved:
+            rs.lease_moved = time.monotonic() - rs.at
+        await asyncio.sleep(0.05)
     mid = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
                                      VISIBILITY_OPERATIONS)
     rs.window_calls = mid[REQUESTS] - at_kill[REQUESTS]
@@ -1163,10 +1188,11 @@ def restart_report(level: Level, args: argparse.Namespace) -> list[str]:
             continue
         fresh.append(max([reopened, *[t for t in times if t is not None]]) - rs.at)
     dups: Counter[str] = Counter()
-    backwards = 0
+    backwards = on_reconnect = 0
     for tab in level.tabs:
         dups.update(tab.duplicates)
         backwards += tab.backwards
+        on_reconnect += tab.backwards_on_reconnect
     hit_dups: Counter[str] = Counter()
     for tab in hit:
         hit_dups.update(tab.duplicates)
@@ -1192,7 +1218,8 @@ def restart_report(level: Level, args: argparse.Namespace) -> list[str]:
     expected = rs.baseline_vis * RECONNECT_WINDOW
     return [
         "",
-        f"Restart: SIG{rs.signal} to one of {args.processes} gunicorn workers (pid "
+        f"Restart: SIG{rs.signal} to the {args.restart_worker} of {args.processes} gunicorn "
+        f"workers (pid "
         f"{rs.killed_pid}) {args.restart_after:g} s into the window; its master had a new "
         f"worker after {rs.respawned - rs.at:.1f} s" if rs.respawned else
         f"Restart: SIG{rs.signal} to worker {rs.killed_pid}; no new worker within "
@@ -1218,8 +1245,14 @@ def restart_report(level: Level, args: argparse.Namespace) -> list[str]:
         f"| duplicates (a row state or case version applied twice by one tab) | all tabs: "
         f"{sum(dups.values())} ({', '.join(f'{k} {n}' for k, n in dups.items()) or '-'}); "
         f"restarted tabs: {sum(hit_dups.values())} |",
-        f"| event ids going backwards (same epoch) | {backwards} |",
+        f"| event ids going backwards (same epoch) | {backwards} ({on_reconnect} in the "
+        f"first id after a reconnect) |",
         f"| first probe made after the kill → first screen showing it | {stall:.1f} s |",
+        f"| kill → the change log's next append (Redis) | {rs.log_moved:.1f} s |",
+        "| kill → another process holds the poller's lease | "
+        + (f"{rs.lease_moved:.1f} s (the killed worker held it) |"
+           if rs.lease_moved == rs.lease_moved else
+           f"not within {RECONNECT_WINDOW:g} s (the survivor held it) |"),
         "",
         f"changes made: {len(level.made)} in the level ({around} "
         f"from {IN_FLIGHT:g} s before the kill to {RECONNECT_WINDOW:g} s after; probes: a "

@@ -102,6 +102,35 @@ def sample(pid: int) -> Sample:
                   (utime + stime) / CLK_TCK, fds)
 
 
+def sockets(pid: int, names: dict[int, str]) -> Counter[str]:
+    """The process's sockets by what they connect: its TCP sockets by local or remote port
+    (`names`: port -> name), the rest by kind."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    found: Counter[str] = Counter()
+    for table in ("tcp", "tcp6", "udp", "udp6", "unix"):
+        with contextlib.suppress(OSError):
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            for line in lines:
+                cols = line.split()
+                inode = int(cols[6] if table == "unix" else cols[9])
+                if inode not in inodes:
+                    continue
+                inodes.discard(inode)
+                if table == "unix":
+                    found["unix"] += 1
+                    continue
+                local, remote = (int(c.rsplit(":", 1)[1], 16) for c in cols[1:3])
+                found[names.get(local) or names.get(remote) or
+                      f"{table} :{local}->:{remote}"] += 1
+    found["other"] += len(inodes)
+    return +found
+
+
 # --- the client ---------------------------------------------------------------------------------
 
 
@@ -319,6 +348,10 @@ async def run(stack: Stack, args: argparse.Namespace, sessions: list[str], probe
     idle_cpu = (idle1.cpu_s - idle0.cpu_s) / (idle1.at - idle0.at) * 60
     n = max(1, len(opened))
     still = sum(1 for s in opened if not s.ended)
+    names = {stack.web_port: "HTTP (streams)", stack.temporal_port: "Temporal"}
+    if args.redis_port:
+        names[args.redis_port] = "Redis"
+    held = sockets(pid, names)
     say(f"{len(opened)} streams: RSS {idle1.rss_kb / 1024:.0f} MB, {idle1.threads} threads, "
         f"{idle_cpu:.2f} CPU s/min idle; {still} still open")
 
@@ -362,6 +395,8 @@ async def run(stack: Stack, args: argparse.Namespace, sessions: list[str], probe
          f"(after the changes: {after.threads})"),
         ("open fds in the web process", f"{base1.fds.total()} → {idle1.fds.total()} ("
          + ", ".join(f"{k} {base1.fds[k]} → {v}" for k, v in idle1.fds.most_common()) + ")"),
+        ("sockets of the web process, streams open", ", ".join(
+            f"{k} {v}" for k, v in held.most_common())),
         ("web CPU idle, no streams", f"{base_cpu:.2f} CPU s/min (over {args.baseline:g} s)"),
         ("web CPU idle, streams open", f"{idle_cpu:.2f} CPU s/min (over {args.idle:g} s)"),
         ("CPU per stream per minute (net of no-stream idle)",
@@ -402,8 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     with Stack(keep_dir=args.keep) as stack:
         stack.start_backend()
         store = "in-process change log (one web process)"
+        args.redis_port = 0
         if args.redis == "auto" and tree_has_redis_setting():
             url = start_redis(stack)
+            args.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
             stack.env["REDIS_URL"] = os.environ["REDIS_URL"] = url
             store = f"Redis change log ({url})"
         case_ids = stack.seed(args.cases)
