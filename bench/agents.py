@@ -1338,7 +1338,9 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "row or version; 0 when it arrived first); seen/acted = actions some other screen "
         "showed / actions applied in the window;",
         f"errors = non-200/204 answers, timeouts (> {args.timeout:g} s) and broken "
-        "connections per request kind, and event streams that broke (reconnected after 1 s).",
+        "connections per request kind, and event streams that broke (reopened after the "
+        f"server's retry or {args.reconnect_range[0]:g}-{args.reconnect_range[1]:g} s, "
+        "with Last-Event-ID).",
         "Sessions are written through Django's session engine, not by logging in: a login "
         "costs a password hash (PBKDF2, hundreds of ms of CPU), which is not what this "
         "measures.",
