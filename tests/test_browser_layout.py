@@ -161,13 +161,18 @@ def test_phone_case_page_actions_work(browser: Browser, live_server, agent, open
     page.goto(f"{live_server.url}/cases/{case_id}/")
     expect(page.locator("h1")).to_have_text(LONG_TITLE)
     assert page.evaluate(OVERFLOW) <= 0
-    # One column, the actions before the conversation; Claim is a full 44 px target.
-    claim = page.locator("#case .action-claim button")
-    box = claim.bounding_box()
-    assert box is not None and box["height"] >= 44
-    actions_top = page.locator("#case .actions").bounding_box()["y"]
-    assert actions_top < page.locator("#case .main-col").bounding_box()["y"]
+    # One column: the conversation, then the actions, which "Actions" at the top jumps to.
+    main, side = (page.locator(f"#case {c}").bounding_box() for c in (".main-col", ".side-col"))
+    assert main is not None and side is not None
+    assert side["y"] >= main["y"] + main["height"] and side["x"] == main["x"]
     page.screenshot(path=screenshots_dir / "layout-390-case.png")
+    jump = page.locator(".jump-actions")
+    assert jump.bounding_box()["height"] >= 44
+    claim = page.locator("#case .action-claim button")
+    expect(claim).not_to_be_in_viewport()
+    jump.tap()
+    expect(claim).to_be_in_viewport()
+    assert claim.bounding_box()["height"] >= 44  # a full touch target
     claim.tap()
     expect(page.locator("#case .flash.ok")).to_have_text("Claim: done.")
     expect(page.locator("dd.assignee")).to_have_text("alice")
