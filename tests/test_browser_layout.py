@@ -249,3 +249,25 @@ def test_scheme_switch_is_remembered_and_applied_before_the_first_paint(
     page.reload()
     assert min(_background(page)) > 200
     assert page.evaluate("() => document.documentElement.dataset.density") == "comfortable"
+
+
+def test_no_page_scrolls_sideways_on_a_phone(browser: Browser, live_server, supervisor,
+                                            open_case, screenshots_dir):
+    case_id = open_case(title=LONG_TITLE, queue="technical", tags=["a-rather-long-tag-name"],
+                        description="Wide " + "x" * 200)
+    eventually(lambda: _all_listed(f"WorkflowId = '{case_id}'", 1))
+    page = _phone(browser)
+    _login(page, live_server.url, "sam")
+    pages = ["/cases/", f"/cases/{case_id}/", f"/cases/{case_id}/history/", "/dashboard/",
+             "/cases/new/", "/cases/archived/", "/cases/?execution=ended"]
+    wide = {}
+    for path in pages:
+        page.goto(live_server.url + path)
+        expect(page.locator("main")).to_be_visible()
+        wide[path] = page.evaluate(OVERFLOW)
+        if path == "/dashboard/":  # its filters fold away as the list's do
+            expect(page.locator(".tiles")).to_be_in_viewport()
+            expect(page.locator("#id_tag")).to_be_hidden()
+        page.screenshot(path=screenshots_dir / f"layout-390-page{len(wide)}.png", full_page=True)
+    assert {path: px for path, px in wide.items() if px > 0} == {}
+    page.context.close()
