@@ -118,6 +118,7 @@ def test_phone_shows_cards_first_with_filters_and_menu_folded(browser: Browser, 
     expect(card).to_be_visible()
     page.screenshot(path=screenshots_dir / "layout-390.png")
     assert page.evaluate(OVERFLOW) <= 0
+    assert _serious(page) == []  # axe-core, light scheme, the phone's layout
     # The first screen shows cases, not the filters.
     assert page.evaluate(FULLY_VISIBLE) >= 3
     expect(page.locator("#id_q")).to_be_hidden()
@@ -166,6 +167,7 @@ def test_phone_case_page_actions_work(browser: Browser, live_server, agent, open
     assert main is not None and side is not None
     assert side["y"] >= main["y"] + main["height"] and side["x"] == main["x"]
     page.screenshot(path=screenshots_dir / "layout-390-case.png")
+    assert _serious(page) == []
     jump = page.locator(".jump-actions")
     assert jump.bounding_box()["height"] >= 44
     claim = page.locator("#case .action-claim button")
