@@ -18,6 +18,8 @@ PG_PORT ?= 5433
 REDIS_PORT ?= 6380
 WEB_WORKERS ?= 3
 PROD_VAR_DIR ?= var/prod
+# Empty: bin/prod-env's 25 calls/s (see run-prod below).
+PROD_VISIBILITY_RPS ?=
 
 .PHONY: run setup test lint chromium redis-server run-prod bench bench-agents clean-data
 
@@ -55,15 +57,17 @@ redis-server:
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	@# A binary committed once stays in every clone for good (issue 15's 2.9 MB wheel).
+	$(BIN)/python bin/check-file-sizes
 
 test: $(VENV)/.installed chromium redis-server lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/pages.py
+	$(BIN)/python -m bench.pages
 
 bench-agents: $(VENV)/.installed
-	$(BIN)/python bench/agents.py
+	$(BIN)/python -m bench.agents
 
 clean-data:
 	rm -rf var/

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/browser.py [--cases N] [--runs R]
+    .venv/bin/python -m bench.browser [--cases N] [--runs R]
 
 Starts its own Temporal dev server *with* its Web UI, a worker and the web app (see
 bench/harness.py), seeds N cases (default 300), then drives Debian's Chromium through
@@ -26,15 +26,10 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     CHROMIUM_ARGS,

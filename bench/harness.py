@@ -8,7 +8,7 @@ Ctrl-C. Nothing here touches `var/` or the ports `make run` uses.
 
 Temporal calls made from the benchmark process go through `Stack.run(coro)`, which runs them
 on one private event loop in the main thread (the same client the web tier uses, built by
-`cases.gateway`).
+`cases.temporal`).
 """
 
 from __future__ import annotations
@@ -453,11 +453,11 @@ class Stack:
         settings.TEMPORAL_TASK_QUEUE = TASK_QUEUE
 
     def setup_namespace(self) -> None:
-        from cases import gateway
+        from cases import temporal
 
-        gateway.reset_client()
-        self.run(gateway.wait_until_reachable(60))
-        report = self.run(gateway.setup_namespace(30))
+        temporal.reset_client()
+        self.run(temporal.wait_until_reachable(60))
+        report = self.run(temporal.setup_namespace(30))
         say(f"namespace set up: registered {len(report.added)} search attributes, "
             f"retention {report.retention_days} days")
 
@@ -539,9 +539,9 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 async def _seed(count: int, concurrency: int, queues: list[str]) -> list[str]:
     from tqdm import tqdm
 
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases import temporal
     from cases.management.commands.seed_demo import demo_new_case
+    from cases.temporal.ids import new_case_id
 
     rnd = random.Random(20261126)
     gate = asyncio.Semaphore(concurrency)
@@ -554,11 +554,11 @@ async def _seed(count: int, concurrency: int, queues: list[str]) -> list[str]:
         async with gate:
             for attempt in range(5):
                 try:
-                    await gateway.start_case(case_id, new, actor="intake")
+                    await temporal.start_case(case_id, new, actor="intake")
                     break
-                except gateway.CaseExists:
+                except temporal.CaseExists:
                     break  # an earlier attempt did start it
-                except gateway.TemporalUnavailable:
+                except temporal.TemporalUnavailable:
                     if attempt == 4:
                         raise
                     await asyncio.sleep(0.2 * (attempt + 1))
@@ -576,8 +576,8 @@ async def _wait_until_ready(case_ids: list[str], within: float,
                             check_alive: Callable[[], None]) -> None:
     from tqdm import tqdm
 
-    from cases import gateway
-    from cases.visibility import CaseFilter
+    from cases import temporal
+    from cases.temporal.visibility import CaseFilter
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -585,7 +585,7 @@ async def _wait_until_ready(case_ids: list[str], within: float,
     listed = -1
     while listed < len(case_ids):
         check_alive()
-        listed = await gateway.count_cases(query)
+        listed = await temporal.count_cases(query)
         if loop.time() > deadline:
             raise RuntimeError(f"Visibility lists {listed} of {len(case_ids)} cases "
                                f"after {within:.0f} s")
@@ -594,7 +594,7 @@ async def _wait_until_ready(case_ids: list[str], within: float,
 
     # A query waits until the worker has run the case's first workflow task, so once every
     # case has answered one, the worker has no seeding backlog left to compete with.
-    client = await gateway.get_client()
+    client = await temporal.get_client()
     gate = asyncio.Semaphore(50)
     bar = tqdm(total=len(case_ids), desc="worker started", unit="case", file=sys.stderr)
 

@@ -2,17 +2,17 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/history.py [--events N] [--samples K] [--note-chars C]
+    .venv/bin/python -m bench.history [--events N] [--samples K] [--note-chars C]
 
 Starts its own Temporal dev server, worker and web app (see bench/harness.py), builds one case
-to about N history events (default 2,000) with comment Updates through `gateway.act`, and a
+to about N history events (default 2,000) with comment Updates through `temporal.act`, and a
 twin of it that is then closed. It times, in one run:
 
-1. warm worker: `gateway.get_case` (a Query) answered by `manage.py run_worker`, which has the
+1. warm worker: `temporal.get_case` (a Query) answered by `manage.py run_worker`, which has the
    case in its sticky cache;
 2. cache evicted: the same Query answered by the only worker polling, one that keeps no
    workflow cache (`max_cached_workflows=0`), so every Query replays the whole history;
-3. history projection: `gateway.case_history` (no worker involved), against the raw
+3. history projection: `temporal.case_history` (no worker involved), against the raw
    GetWorkflowExecutionHistory calls it is built on as the floor.
 
 Between 1 and 2, `run_worker` is stopped and a worker with the default cache runs in this
@@ -34,17 +34,12 @@ import platform
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     Stack,
@@ -119,9 +114,9 @@ class Built:
 
 
 async def _measure(built: Built) -> None:
-    from cases import gateway
+    from cases import temporal
 
-    client = await gateway.get_client()
+    client = await temporal.get_client()
     desc = await client.get_workflow_handle(built.case_id).describe()
     if desc.run_id not in built.run_ids:
         built.run_ids.append(desc.run_id)
@@ -136,14 +131,14 @@ async def _measure(built: Built) -> None:
 async def build_case(target: int, queue: str, note_chars: int, *, close: bool) -> Built:
     """A case with at least `target` history events (counted over every run, should the
     workflow continue as new on the way), made the way the app makes them."""
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases import temporal
     from cases.management.commands.seed_demo import demo_new_case
+    from cases.temporal.ids import new_case_id
     from workers.model import AddComment, Close
 
     built = Built(new_case_id())
     new = demo_new_case(random.Random(20261126), [queue])
-    await gateway.start_case(built.case_id, new, actor="intake")
+    await temporal.start_case(built.case_id, new, actor="intake")
     await _measure(built)
     opened = built.events
     filler = " Called the requester back; still waiting on the logs they promised." * (
@@ -157,11 +152,11 @@ async def build_case(target: int, queue: str, note_chars: int, *, close: bool) -
         for _ in range(batch):
             built.updates += 1
             body = f"Note {built.updates}:{filler}"[:note_chars]
-            await gateway.act(built.case_id, AddComment(actor="agent", body=body))
+            await temporal.act(built.case_id, AddComment(actor="agent", body=body))
         await _measure(built)
     if close:
-        await gateway.act(built.case_id, Close(actor="agent"))
-        client = await gateway.get_client()
+        await temporal.act(built.case_id, Close(actor="agent"))
+        client = await temporal.get_client()
         # The Update returns before the run completes; the page must see an ended case.
         await client.get_workflow_handle(built.case_id).result()
         await _measure(built)
@@ -214,12 +209,12 @@ async def start_in_process_worker(max_cached_workflows: int) -> InProcessWorker:
     from django.conf import settings
     from temporalio.worker import Worker
 
-    from cases import gateway
+    from cases import temporal
     from workers.activities import notify_sla_breach
     from workers.workflows import CaseWorkflow
 
     worker = Worker(
-        await gateway.get_client(),
+        await temporal.get_client(),
         task_queue=settings.TEMPORAL_TASK_QUEUE,
         workflows=[CaseWorkflow],
         activities=[notify_sla_breach],
@@ -259,9 +254,9 @@ def stop_harness_worker(stack: Stack) -> None:
 async def first_answer(case_id: str) -> float:
     """Seconds until the case answers a Query after a worker switch (retried: the server may
     first try the old worker's sticky queue)."""
-    from cases import gateway
+    from cases import temporal
 
-    client = await gateway.get_client()
+    client = await temporal.get_client()
     handle = client.get_workflow_handle(case_id)
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -282,12 +277,12 @@ async def make_sticky(case_id: str) -> None:
     The server learns a worker's sticky queue only from a completed workflow task, never from
     a Query answer. A refused Update (an empty comment fails the validator) runs a
     speculative task that leaves no events, so the case stays exactly as built."""
-    from cases import gateway
+    from cases import temporal
     from workers.model import AddComment
 
     try:
-        await gateway.act(case_id, AddComment(actor="agent", body=""))
-    except gateway.ActionRefused:
+        await temporal.act(case_id, AddComment(actor="agent", body=""))
+    except temporal.ActionRefused:
         return
     raise RuntimeError("An empty comment was accepted; the case changed")
 
@@ -307,10 +302,10 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
             args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     from django.conf import settings
 
-    from cases import gateway
+    from cases import temporal
 
     notes: dict[str, str] = {}
-    client = stack.run(gateway.get_client())
+    client = stack.run(temporal.get_client())
     rpc_timeout = timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT)
     rounds = args.warmup + args.samples
 
@@ -336,7 +331,7 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
         return get
 
     def get_case() -> None:
-        stack.run(gateway.get_case(live.case_id))
+        stack.run(temporal.get_case(live.case_id))
 
     live_page = f"/cases/{live.case_id}/"
     history_page = f"/cases/{live.case_id}/history/"
@@ -344,11 +339,11 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
 
     # Sanity first: the closed twin is refused by the Query (so its page is projected).
     try:
-        stack.run(gateway.get_case(ended.case_id))
+        stack.run(temporal.get_case(ended.case_id))
         raise RuntimeError(f"{ended.case_id} should have ended but answered a Query")
-    except gateway.CaseCompleted:
+    except temporal.CaseCompleted:
         pass
-    projection = stack.run(gateway.case_history(live.case_id)).projection
+    projection = stack.run(temporal.case_history(live.case_id)).projection
     notes["timeline"] = f"{len(projection.entries)} timeline entries"
 
     # -- phase 1: `run_worker`, which ran every Update, has the case in its sticky cache
@@ -357,7 +352,7 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
     one = interleaved({
         "warm": get_case,
         "fetch": on_loop(fetch_all),
-        "project": on_loop(lambda: gateway.case_history(live.case_id)),
+        "project": on_loop(lambda: temporal.case_history(live.case_id)),
         "history_page": page(history_page),
         "live_page": page(live_page),
         "ended_page": page(ended_page),
@@ -404,7 +399,7 @@ def measure(stack: Stack, web: WebClient, live: Built, ended: Built,
         Row("evicted", "evicted: get_case Query, no worker cache", three["evicted"],
             "warm_here"),
         Row("fetch", fetch_name, one["fetch"]),
-        Row("project", "projection: gateway.case_history", one["project"], "fetch"),
+        Row("project", "projection: temporal.case_history", one["project"], "fetch"),
         Row("history_page", "GET /cases/<id>/history/", one["history_page"], "project"),
         Row("live_page", "GET /cases/<id>/ live, warm worker", one["live_page"], "warm"),
         Row("evicted_page", "GET /cases/<id>/ live, no worker cache", three["evicted_page"],
@@ -473,10 +468,10 @@ def report(rows: list[Row], notes: dict[str, str], live: Built, ended: Built,
         f"{notes['instances_warm']}, no cache {notes['instances_cold']} (pages included)",
         f"first Query answered after stopping the previous worker: {notes['switch_warm']} "
         f"(default cache), {notes['switch_cold']} (no cache)",
-        f"gateway.get_case gives up after TEMPORAL_QUERY_TIMEOUT = {query_timeout:g} s; a "
+        f"temporal.get_case gives up after TEMPORAL_QUERY_TIMEOUT = {query_timeout:g} s; a "
         "Query that takes longer fails (the page degrades) and counts as an error.",
         "",
-        "warm = gateway.get_case (Query, reject_condition NOT_OPEN) answered from the sticky "
+        "warm = temporal.get_case (Query, reject_condition NOT_OPEN) answered from the sticky "
         "cache of `manage.py run_worker`, which ran every Update;",
         "  row 2: the same from a worker in this process, after a refused Update made it "
         "sticky (the like-for-like reference for row 4);",
@@ -484,7 +479,7 @@ def report(rows: list[Row], notes: dict[str, str], live: Built, ended: Built,
         "sends each Query with the whole history to the normal queue;",
         "evicted = the same Query, answered by the only worker polling, built with "
         "max_cached_workflows=0 in this process: every Query replays;",
-        "projection = gateway.case_history: DescribeWorkflowExecution, "
+        "projection = temporal.case_history: DescribeWorkflowExecution, "
         "GetWorkflowExecutionHistory per run, workers/projection.py; no worker.",
         "raw fetch_history = handle.fetch_history() of every run, every page: the floor under "
         "projection.",

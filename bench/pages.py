@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/pages.py [--cases N] [--samples K]
+    .venv/bin/python -m bench.pages [--cases N] [--samples K]
 
 Starts its own Temporal dev server, worker and web app (see bench/harness.py), seeds N cases,
 logs in as a supervisor and times, interleaved, each page against the raw Temporal call it is
@@ -23,14 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     Response,
@@ -128,11 +123,11 @@ def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Na
         ListWorkflowExecutionsRequest,
     )
 
-    from cases import gateway
-    from cases.visibility import CaseFilter
+    from cases import temporal
+    from cases.temporal.visibility import CaseFilter
     from workers.model import STATUSES, AddComment
 
-    client = stack.run(gateway.get_client())
+    client = stack.run(temporal.get_client())
     query = CaseFilter().query()  # what /cases/ asks a supervisor's Visibility for
     # The timeouts the gateway gives the same calls.
     timeout = timedelta(seconds=settings.TEMPORAL_RPC_TIMEOUT)

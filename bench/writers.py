@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/writers.py [--users 20] [--comments 10] [--scenarios 4x1,4x2,4x3,0x1]
+    .venv/bin/python -m bench.writers [--users 20] [--comments 10] [--scenarios 4x1,4x2,4x3,0x1]
                                       [--baseline REV]
 
 Starts its own Temporal dev server and worker (see bench/harness.py), then for each scenario
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,9 +35,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
     REPO,
@@ -162,13 +158,13 @@ def start_web(stack: Stack, scenario: Scenario) -> tuple[Child, int]:
 
 def crowd(stack: Stack, scenario: Scenario, users: list[tuple[str, str]], comments: int
           ) -> Result:
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases import temporal
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     child, port = start_web(stack, scenario)
     case_id = new_case_id()
-    stack.run(gateway.start_case(case_id, NewCase(title="A crowd", queue=QUEUE), "intake"))
+    stack.run(temporal.start_case(case_id, NewCase(title="A crowd", queue=QUEUE), "intake"))
     path = f"/cases/{case_id}/"
 
     # Each user opens the case page once (its session cookie in, a CSRF cookie out); every
@@ -222,7 +218,7 @@ def crowd(stack: Stack, scenario: Scenario, users: list[tuple[str, str]], commen
     stack.check_alive()
     # Anything still in flight when a post gave up lands within the update timeout.
     time.sleep(1.0)
-    bodies = Counter(c.body for c in stack.run(gateway.get_case(case_id)).comments)
+    bodies = Counter(c.body for c in stack.run(temporal.get_case(case_id)).comments)
     stack.children.stop(child)
     posted = {p.body for p in posts}
     return Result(

@@ -15,15 +15,16 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import attributes, gateway
-from .models import ApiToken, CaseAttribute, Queue
+from cases import temporal
+from cases.config import attributes
+from cases.models import ApiToken, CaseAttribute, Queue
 
 
-def _namespace_or_say_why(request: HttpRequest) -> gateway.NamespaceAttributes | None:
+def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes | None:
     """The namespace's attributes, or None after telling the admin why Temporal did not say."""
     try:
-        return async_to_sync(gateway.namespace_attributes)()
-    except gateway.GatewayError as err:
+        return async_to_sync(temporal.namespace_attributes)()
+    except temporal.GatewayError as err:
         messages.error(request, err.message)
         return None
 
@@ -79,7 +80,7 @@ class CaseAttributeForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("choices", "").strip() and cleaned.get("type") != CaseAttribute.KEYWORD:
+        if cleaned.get("choices", "").strip() and cleaned.get("type") != "Keyword":
             self.add_error("choices", "Allowed values are only for Keyword attributes; "
                                       "leave this empty or change the type to Keyword.")
         return cleaned
@@ -144,8 +145,8 @@ class CaseAttributeAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if request.method == "GET":
             try:
-                found = async_to_sync(gateway.namespace_attributes)()
-            except gateway.GatewayError as err:
+                found = async_to_sync(temporal.namespace_attributes)()
+            except temporal.GatewayError as err:
                 extra_context["temporal_error"] = err.message
             else:
                 extra_context["slots"] = _slots(found.custom)
@@ -193,8 +194,8 @@ class CaseAttributeAdmin(admin.ModelAdmin):
             messages.error(request, f"Nothing registered: {_names(to_add)}.")
             return
         try:
-            async_to_sync(gateway.register_attributes)(wanted)
-        except gateway.GatewayError as err:
+            async_to_sync(temporal.register_attributes)(wanted)
+        except temporal.GatewayError as err:
             messages.error(request, err.message)
             return
         now = timezone.now()
@@ -267,11 +268,11 @@ class CaseAttributeAdmin(admin.ModelAdmin):
             return TemplateResponse(
                 request, "admin/cases/caseattribute/remove_confirmation.html", context)
         try:
-            found = async_to_sync(gateway.namespace_attributes)()
+            found = async_to_sync(temporal.namespace_attributes)()
             present = [r for r in custom if r.name in found.custom]
             if present:
-                async_to_sync(gateway.remove_attributes)([r.name for r in present])
-        except gateway.GatewayError as err:
+                async_to_sync(temporal.remove_attributes)([r.name for r in present])
+        except temporal.GatewayError as err:
             messages.error(request, err.message)
             return None
         now = timezone.now()

@@ -8,4 +8,4 @@ class CasesConfig(AppConfig):
     verbose_name = "Cases"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the access-version receivers)
+        from cases.config import signals  # noqa: F401  (connects the access-version receivers)

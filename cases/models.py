@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from workers.model import SEARCH_ATTRIBUTE_TYPES
 from workers.rules import QUEUE_RE
 
 
@@ -104,9 +105,7 @@ class GroupDefaultView(models.Model):
 class CaseAttribute(models.Model):
     """A custom case attribute an admin registers as a Temporal search attribute."""
 
-    KEYWORD, TEXT, INT, DOUBLE, BOOL, DATETIME, KEYWORD_LIST = (
-        "Keyword", "Text", "Int", "Double", "Bool", "Datetime", "KeywordList")
-    TYPES = [(t, t) for t in (KEYWORD, TEXT, INT, DOUBLE, BOOL, DATETIME, KEYWORD_LIST)]
+    TYPES = [(t, t) for t in SEARCH_ATTRIBUTE_TYPES]
     UNKNOWN, REGISTERED, MISSING, MISMATCH = "unknown", "registered", "missing", "mismatch"
     STATES = [(UNKNOWN, "Not checked"), (REGISTERED, "Registered"),
               (MISSING, "Missing in Temporal"), (MISMATCH, "Type mismatch")]

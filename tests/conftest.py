@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import sysconfig
 import threading
 import time
@@ -36,12 +38,29 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def manage(args: list[str], env: dict[str, str], *,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`manage.py args` in a process of its own with exactly `env`: what a deployment or a
+    Procfile line would run, not the pytest process's settings."""
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def manage_in_background(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`manage` left running; its output (stderr included) is on `.stdout`."""
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
@@ -64,12 +83,12 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
     from django.conf import settings
     from temporalio.testing import WorkflowEnvironment
 
-    from cases import gateway
+    from cases import temporal as gateway
     from workers.worker import build_worker, run_worker
 
     global _harness_loop
     loop = LoopThread()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     _harness_loop = loop
     env = loop.run(
         WorkflowEnvironment.start_local(
@@ -169,15 +188,15 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 def current_state(case_id: str) -> Any:
     """The case now, through the product's own door: its live Query, or for an ended case
     (or one no worker answers for) the end of its history."""
-    from cases.access import ADMIN, Access
-    from cases.lookup import case_for
+    from cases.config.access import ADMIN, Access
+    from cases.web.lookup import case_for
 
     return run(case_for(Access("tests", ADMIN, None), case_id)).state
 
 
 def timeline(case_id: str) -> list[Any]:
     """The case's timeline entries, projected from its event history."""
-    from cases import gateway
+    from cases import temporal as gateway
 
     return run(gateway.case_history(case_id)).projection.entries
 
@@ -201,6 +220,23 @@ def _persona(username: str, role: str, *, staff: bool = False,
         if slug in queues:
             queue.agents.add(user)
     return user
+
+
+@pytest.fixture
+def api_token(db: Any) -> str:
+    """A bearer token of an agent of billing and general (the intake API's tests)."""
+    from cases.models import ApiToken
+
+    user = _persona("intake-bot", "Agent", queues=("billing", "general"))
+    return ApiToken.issue(user, "tests")[1]
+
+
+def listed(n: int, title_word: str) -> None:
+    """Visibility lists exactly `n` cases with `title_word` in their title (for `eventually`)."""
+    from cases import temporal as gateway
+
+    query = f"WorkflowType = 'Case' AND CaseTitle = '{title_word}'"
+    assert run(gateway.count_cases(query)) == n
 
 
 @pytest.fixture
@@ -246,8 +282,8 @@ def supervisor_client(supervisor: User) -> Client:
 @pytest.fixture
 def open_case(temporal: TemporalHarness) -> Callable[..., str]:
     """Open a real case through the gateway and return its id."""
-    from cases import gateway
-    from cases.ids import new_case_id
+    from cases import temporal as gateway
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     def _open(title: str = "Printer on fire", queue: str = "technical", priority: int = 3,
@@ -296,11 +332,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # --- real Redis and PostgreSQL (the production stack, tests/test_prod_stack.py) -------------
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-free_port = _free_port
 
 
 def _require(binary: str, install: str) -> str:
@@ -421,7 +452,7 @@ class PostgresServer(_ServerProcess):
         env = {**os.environ, "TRACERAIL_VAR_DIR": self.directory, "PG_PORT": str(self.port)}
         # fsync off: a throwaway cluster, and on a busy disk it is most of migrate's time.
         self.process = subprocess.Popen(
-            [os.path.join(ROOT, "bin", "prod-postgres"), "-c", "fsync=off"], env=env,
+            [os.path.join(PROJECT_ROOT, "bin", "prod-postgres"), "-c", "fsync=off"], env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 90
@@ -483,22 +514,23 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def fake_feed(monkeypatch: Any, settings: Any) -> Any:
-    from cases import events, feed
+    from cases.live import feed
+    from cases.web import events
 
     from .test_events import FakeFeed
 
     fake = FakeFeed()
-    monkeypatch.setattr(feed, "subscribe", fake.subscribe)
+    monkeypatch.setattr(feed, "follow", fake.follow)
     monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
-    monkeypatch.setattr(events, "ROWS", events.RowCache())
-    monkeypatch.setattr(events, "RENDERS", events.SharedRenders())
+    monkeypatch.setattr(feed, "position", fake.position)
+    monkeypatch.setattr(events, "AUDIENCES", events.Audiences())
     settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
     return fake
 
 
 @pytest.fixture
 def fake_listing(monkeypatch: Any) -> Any:
-    from cases import listing
+    from cases.live import listing
 
     from .test_events import FakeListing
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import _persona, current_state, eventually, run
@@ -16,26 +16,26 @@ ACTIONS = {
     "claim": {},
     "assign": {"assign-assignee": "bob"},
     "unassign": {},
-    "priority": {"priority-priority": "1"},
-    "status": {"status-status": "waiting"},
-    "comment": {"comment-body": "hello"},
-    "add_tag": {"add_tag-tag": "vip"},
-    "due": {"due-due_at": "2099-01-01T09:00"},
-    "resolve": {"resolve-resolution": "fixed"},
+    "set_priority": {"priority": "1"},
+    "set_status": {"status": "waiting"},
+    "comment": {"body": "hello"},
+    "add_tag": {"tag": "vip"},
+    "set_due": {"due_at": "2099-01-01T09:00"},
+    "resolve": {"resolution": "fixed"},
     "close": {},
 }
 
 # (holder of the case before the action) → action → outcome for alice, an agent of the queue.
 AGENT_OUTCOMES = {
-    None: {"claim": "ok", "assign": "refused", "unassign": "refused", "priority": "refused",
-           "status": "refused", "comment": "ok", "add_tag": "refused", "due": "refused",
-           "resolve": "refused", "close": "refused"},
-    "alice": {"claim": "refused", "assign": "refused", "unassign": "ok", "priority": "ok",
-              "status": "ok", "comment": "ok", "add_tag": "ok", "due": "ok", "resolve": "ok",
-              "close": "ok"},
+    None: {"claim": "ok", "assign": "refused", "unassign": "refused", "set_priority": "refused",
+           "set_status": "refused", "comment": "ok", "add_tag": "refused",
+           "set_due": "refused", "resolve": "refused", "close": "refused"},
+    "alice": {"claim": "refused", "assign": "refused", "unassign": "ok", "set_priority": "ok",
+              "set_status": "ok", "comment": "ok", "add_tag": "ok", "set_due": "ok",
+              "resolve": "ok", "close": "ok"},
     "bob": {"claim": "refused", "assign": "refused", "unassign": "refused",
-            "priority": "refused", "status": "refused", "comment": "ok", "add_tag": "refused",
-            "due": "refused", "resolve": "refused", "close": "refused"},
+            "set_priority": "refused", "set_status": "refused", "comment": "ok",
+            "add_tag": "refused", "set_due": "refused", "resolve": "refused", "close": "refused"},
 }
 
 

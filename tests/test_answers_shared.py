@@ -1,5 +1,5 @@
 """A question the feed cannot keep fresh (title words) is asked once per feed position for the
-whole deployment, not once per web process (cases/answers.py `_asked_elsewhere`). Two event
+whole deployment, not once per web process (cases/live/answers.py `_asked_elsewhere`). Two event
 loops on two threads stand for two web processes sharing one store."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from cases import answers, feed, gateway, store
+from cases import store
+from cases import temporal as gateway
+from cases.live import answers, feed
 
 
 class Listener:

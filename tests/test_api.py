@@ -7,16 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from cases import gateway
-from cases.models import ApiToken
-
-from .conftest import _persona
-
-
-@pytest.fixture
-def token(db) -> str:
-    user = _persona("intake-bot", "Agent", queues=("billing", "general"))
-    return ApiToken.issue(user, "tests")[1]
+from cases import temporal as gateway
 
 
 def _post(payload: object, token: str | None, **headers: str):
@@ -31,12 +22,12 @@ GOOD = {"title": "Invoice 1042 is wrong", "queue": "billing", "priority": 2,
         "tags": ["vip"]}
 
 
-def test_create_then_read_back(token, temporal):
-    response = _post(GOOD, token)
+def test_create_then_read_back(api_token, temporal):
+    response = _post(GOOD, api_token)
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["created"] is True and body["url"] == f"/api/cases/{body['id']}/"
-    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {token}")
+    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert read.status_code == 200
     case = read.json()
     assert (case["title"], case["queue"], case["priority"], case["status"]) == (
@@ -46,13 +37,13 @@ def test_create_then_read_back(token, temporal):
     assert case["version"] == 1 and case["updated_by"] == "intake-bot"
 
 
-def test_same_idempotency_key_opens_one_case(token, temporal):
-    first = _post(GOOD, token, **{"Idempotency-Key": "order-1042"})
-    second = _post(GOOD, token, **{"Idempotency-Key": "order-1042"})
+def test_same_idempotency_key_opens_one_case(api_token, temporal):
+    first = _post(GOOD, api_token, **{"Idempotency-Key": "order-1042"})
+    second = _post(GOOD, api_token, **{"Idempotency-Key": "order-1042"})
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
     assert second.json()["created"] is False
-    third = _post(GOOD | {"idempotency_key": "order-1043"}, token)
+    third = _post(GOOD | {"idempotency_key": "order-1043"}, api_token)
     assert third.status_code == 201 and third.json()["id"] != first.json()["id"]
 
 
@@ -69,74 +60,74 @@ def test_same_idempotency_key_opens_one_case(token, temporal):
         (GOOD | {"tags": ["bad tag"]}, "tags", "A tag uses"),
     ],
 )
-def test_validation_errors_are_json_field_messages(token, temporal, payload, field, message):
-    response = _post(payload, token)
+def test_validation_errors_are_json_field_messages(api_token, temporal, payload, field, message):
+    response = _post(payload, api_token)
     assert response.status_code == 400
     body = response.json()
     assert field in body["fields"], body
     assert any(message in m for m in body["fields"][field]), body
 
 
-def test_bad_json_and_auth(token, temporal):
+def test_bad_json_and_auth(api_token, temporal):
     assert _post(GOOD, None).status_code == 401
     assert _post(GOOD, "trl_wrong").status_code == 401
     bad = Client().post("/api/cases/", "{not json", content_type="application/json",
-                        HTTP_AUTHORIZATION=f"Bearer {token}")
+                        HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert bad.status_code == 400 and bad.json()["error"] == "The body must be JSON."
-    assert _post([1, 2], token).status_code == 400
+    assert _post([1, 2], api_token).status_code == 400
 
 
-def test_read_respects_the_access_rule(token, open_case, temporal):
+def test_read_respects_the_access_rule(api_token, open_case, temporal):
     hidden = open_case(queue="technical")
-    response = Client().get(f"/api/cases/{hidden}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = Client().get(f"/api/cases/{hidden}/", HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert response.status_code == 404 and response.json() == {"error": "No such case."}
-    assert Client().get("/api/cases/nope/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code \
+    assert Client().get("/api/cases/nope/", HTTP_AUTHORIZATION=f"Bearer {api_token}").status_code \
         == 404
 
 
-def test_api_says_503_in_json_when_temporal_is_down(token, settings, temporal):
+def test_api_says_503_in_json_when_temporal_is_down(api_token, settings, temporal):
     settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
     gateway.reset_client()
     try:
-        response = _post(GOOD, token)
+        response = _post(GOOD, api_token)
         assert response.status_code == 503
         assert "Cannot reach Temporal" in response.json()["error"]
     finally:
         settings.TEMPORAL_ADDRESS = temporal.address
         gateway.reset_client()
     # Nothing was opened while it was down, and the same request works once it is back.
-    assert _post(GOOD, token).status_code == 201
+    assert _post(GOOD, api_token).status_code == 201
 
 
-def test_an_ended_case_reads_back_from_its_history(token, temporal):
-    from cases import gateway
+def test_an_ended_case_reads_back_from_its_history(api_token, temporal):
+    from cases import temporal as gateway
     from workers.model import Close
 
     from .conftest import run
 
-    body = _post(GOOD, token).json()
+    body = _post(GOOD, api_token).json()
     run(gateway.act(body["id"], Close(actor="sam")))
-    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {token}")
+    read = Client().get(body["url"], HTTP_AUTHORIZATION=f"Bearer {api_token}")
     assert read.status_code == 200
     case = read.json()
     assert (case["status"], case["updated_by"], case["version"]) == ("closed", "sam", 2)
 
 
-def test_history_reads_back_the_timeline_with_the_same_access_rule(token, temporal):
-    from cases import gateway
+def test_history_reads_back_the_timeline_with_the_same_access_rule(api_token, temporal):
+    from cases import temporal as gateway
     from workers.model import Claim
 
     from .conftest import run
 
-    body = _post(GOOD, token).json()
+    body = _post(GOOD, api_token).json()
     run(gateway.act(body["id"], Claim(actor="sam")))
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {api_token}"}
     history = Client().get(f"{body['url']}history/", **auth)
     assert history.status_code == 200
     events = history.json()["events"]
     assert [(e["actor"], e["text"], e["version"]) for e in events] == [
         ("intake-bot", "intake-bot opened the case", 1), ("sam", "sam claimed the case", 2)]
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     hidden = new_case_id()  # technical: not one of intake-bot's queues

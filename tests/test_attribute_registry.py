@@ -17,9 +17,10 @@ from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from cases import attributes, gateway
+from cases import temporal as gateway
 from cases.admin import CaseAttributeForm
-from cases.attributes import (
+from cases.config import attributes
+from cases.config.attributes import (
     CORE_ATTRIBUTES,
     SQL_LIMITS,
     check_capacity,

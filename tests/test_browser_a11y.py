@@ -9,7 +9,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import AddComment, Claim
 
 from .conftest import eventually, run

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import AddComment, AddTag, Claim, Close, Resolve, SetPriority
 
 from .conftest import run

@@ -5,13 +5,12 @@ passes and that a choice in the user menu keeps before the first paint."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from cases import gateway
+from cases import temporal as gateway
 
 from .conftest import PASSWORD, eventually, run
 from .test_browser_a11y import _serious
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 LONG_TITLE = ("Invoices for the northern region are exported twice whenever the nightly "
               "batch overlaps with the monthly close, and customers get duplicate emails")
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 # Rows whose whole box is inside the viewport, and the page's sideways overflow.
 FULLY_VISIBLE = """() => [...document.querySelectorAll('tr.case-row')].filter(r => {

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from cases import feed
+from cases.live import feed
 
 from .test_browser import login
 
@@ -186,7 +186,7 @@ def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_se
                                                       other_agent: Any, open_case: Any) -> None:
     """Six HTTP/1.1 connections per host: a tab hidden for a while gives its stream back, and
     on coming back it is pushed to again (the reopened stream re-registered its listeners)."""
-    from cases import gateway
+    from cases import temporal as gateway
     from workers.model import Claim
 
     from .conftest import run

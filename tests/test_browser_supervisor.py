@@ -7,22 +7,18 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from cases import gateway
+from cases import temporal as gateway
 
-from .conftest import eventually, run
+from .conftest import eventually, listed, run
 from .test_browser import login
 
 pytestmark = pytest.mark.browser
 
 
-def _listed(n: int, word: str) -> None:
-    assert run(gateway.count_cases(f"WorkflowType = 'Case' AND CaseTitle = '{word}'")) == n
-
-
 def test_shift_click_and_select_all_drive_bulk_actions(page: Page, live_server, supervisor,
                                                        agent, open_case, screenshots_dir):
     ids = [open_case(title=f"Bulkbird {i}") for i in range(5)]
-    eventually(lambda: _listed(5, "bulkbird"))
+    eventually(lambda: listed(5, "bulkbird"))
     login(page, live_server.url, "sam")
     page.goto(f"{live_server.url}/cases/?q=bulkbird")
     boxes = page.locator("input[name=case]")
@@ -31,7 +27,7 @@ def test_shift_click_and_select_all_drive_bulk_actions(page: Page, live_server, 
     boxes.nth(3).click(modifiers=["Shift"])  # selects 1..3
     expect(page.locator("input[name=case]:checked")).to_have_count(3)
     expect(page.locator(".bulk-bar .selected-count")).to_have_text("3 selected:")
-    page.select_option(".bulk-bar select[name=action]", "tag")
+    page.select_option(".bulk-bar select[name=action]", "add_tag")
     page.fill(".bulk-bar input[name=tag]", "flock")
     page.click("button:has-text('Apply to selected')")
     expect(page.locator(".summary")).to_contain_text("3 done")
@@ -53,7 +49,7 @@ def test_save_a_view_and_open_it_from_the_sidebar(page: Page, live_server, super
                                                   open_case):
     open_case(title="Viewfinch urgent", priority=1)
     open_case(title="Viewfinch calm", priority=4)
-    eventually(lambda: _listed(2, "viewfinch"))
+    eventually(lambda: listed(2, "viewfinch"))
     login(page, live_server.url, "sam")
     page.fill("#id_q", "viewfinch")
     page.check("input[name=priority][value='1']")
@@ -76,7 +72,7 @@ def test_dashboard_bars_open_the_list(page: Page, live_server, supervisor, open_
                                       screenshots_dir):
     open_case(title="Dashowl one", queue="billing")
     open_case(title="Dashowl two", queue="general")
-    eventually(lambda: _listed(2, "dashowl"))
+    eventually(lambda: listed(2, "dashowl"))
     login(page, live_server.url, "sam")
     page.goto(f"{live_server.url}/dashboard/?q=dashowl")
     expect(page.locator(".tile").first).to_contain_text("2")

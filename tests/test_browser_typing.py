@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import run

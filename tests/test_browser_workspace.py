@@ -8,17 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import AddComment, Claim
 
-from .conftest import eventually, run, timeline
+from .conftest import eventually, listed, run, timeline
 from .test_browser import login
 
 pytestmark = pytest.mark.browser
-
-
-def _listed(n: int, word: str) -> None:
-    assert run(gateway.count_cases(f"WorkflowType = 'Case' AND CaseTitle = '{word}'")) == n
 
 
 def test_filters_live_in_the_url_and_swap_only_results(page: Page, live_server, supervisor,
@@ -27,7 +23,7 @@ def test_filters_live_in_the_url_and_swap_only_results(page: Page, live_server, 
     normal = open_case(title="Kestrel refund normal", priority=3, queue="general")
     other = open_case(title="Kestrel login issue", priority=3, queue="technical")
     run(gateway.act(other, Claim(actor="sam")))
-    eventually(lambda: _listed(3, "kestrel"))
+    eventually(lambda: listed(3, "kestrel"))
     login(page, live_server.url, "sam")
 
     page.fill("#id_q", "kestrel refund")
@@ -62,7 +58,7 @@ def test_paging_with_next_page_tokens(page: Page, live_server, supervisor, open_
                                       settings):
     settings.CASE_PAGE_SIZE = 2
     made = {open_case(title=f"Ocelot paging {i}") for i in range(5)}
-    eventually(lambda: _listed(5, "ocelot"))
+    eventually(lambda: listed(5, "ocelot"))
     login(page, live_server.url, "sam")
     page.goto(f"{live_server.url}/cases/?q=ocelot")
     seen: set[str] = set()
@@ -84,7 +80,7 @@ def test_paging_with_next_page_tokens(page: Page, live_server, supervisor, open_
 
 def test_keyboard_navigation(page: Page, live_server, supervisor, open_case):
     ids = [open_case(title=f"Tapir keyboard {i}") for i in range(3)]
-    eventually(lambda: _listed(3, "tapir"))
+    eventually(lambda: listed(3, "tapir"))
     login(page, live_server.url, "sam")
     page.goto(f"{live_server.url}/cases/?q=tapir")
     expect(page.locator("tr.case-row")).to_have_count(3)
@@ -121,10 +117,10 @@ def test_every_action_on_the_case_page(page: Page, live_server, supervisor, agen
     page.fill("#id_assign-assignee", "alice")
     act("Assign", "Assign: done.")
     expect(page.locator("dd.assignee")).to_have_text("alice")
-    page.select_option("#id_priority-priority", "1")
+    page.select_option("#id_set_priority-priority", "1")
     act("Set priority", "Set priority: done.")
     expect(page.locator(".facts")).to_contain_text("Urgent")
-    page.select_option("#id_status-status", "waiting")
+    page.select_option("#id_set_status-status", "waiting")
     act("Set status", "Set status: done.")
     expect(page.locator(".case-head .badge")).to_have_text("Waiting")
     page.fill("#id_add_tag-tag", "printer")
@@ -133,7 +129,7 @@ def test_every_action_on_the_case_page(page: Page, live_server, supervisor, agen
     act("\u00d7 printer", "Remove tag: done.")
     expect(page.locator("#case-tags")).not_to_contain_text("printer")
     due = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
-    page.fill("#id_due-due_at", due)
+    page.fill("#id_set_due-due_at", due)
     act("Set due time", "Set due time: done.")
     expect(page.locator(".facts")).to_contain_text("in 2 days")
     page.fill("#id_comment-body", "Public reply to the requester")

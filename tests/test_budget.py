@@ -1,5 +1,5 @@
-"""The deployment's Visibility budget (cases/gateway.py `_Budget`): the change feed's poll goes
-first, and a page never waits past VISIBILITY_WAIT_SECONDS: it says Temporal is busy."""
+"""The deployment's Visibility budget (cases/store/budget.py): the change feed's
+poll goes first, and a page never waits past VISIBILITY_WAIT_SECONDS: it says Temporal is busy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from cases import gateway, store
+from cases import store
+from cases import temporal as gateway
+from cases.store.budget import NoSlot, acquire
 
 from .conftest import run
 
@@ -31,10 +33,10 @@ def budget(settings: Any) -> Any:
 def test_the_feeds_poll_takes_the_slot_pages_leave_it(budget):
     budget(2)  # pages may take 2 of 3: the last one is the feed's
     started = time.monotonic()
-    run(gateway._limiter.acquire(priority=True))
+    run(acquire(priority=True))
     assert time.monotonic() - started < 0.2
-    with pytest.raises(gateway.VisibilityBusy):
-        run(gateway._limiter.acquire())
+    with pytest.raises(NoSlot):
+        run(acquire())
 
 
 def test_a_page_that_waits_past_the_deadline_is_told_so(budget, agent_client):
@@ -53,6 +55,6 @@ def test_a_page_that_waits_past_the_deadline_is_told_so(budget, agent_client):
 
 def test_a_refused_page_leaves_the_count_as_it_was(budget):
     budget(2)
-    with pytest.raises(gateway.VisibilityBusy):
-        run(gateway._limiter.acquire())
+    with pytest.raises(NoSlot):
+        run(acquire())
     assert store.shared().get(f"vis:budget:{int(time.time())}") in (2, None)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim, Close
 
 from .conftest import run
@@ -32,7 +32,7 @@ def test_agent_bulk_applies_permissions_per_case(agent, other_agent, agent_clien
     hidden = open_case(queue="billing")
     run(gateway.act(mine, Claim(actor="alice")))
     run(gateway.act(bobs, Claim(actor="bob")))
-    content = _bulk(agent_client, [mine, bobs, hidden], action="priority",
+    content = _bulk(agent_client, [mine, bobs, hidden], action="set_priority",
                     priority="1").content.decode()
     assert "1 done" in content and "2 refused" in content
     assert run(gateway.get_case(mine)).priority == 1
@@ -43,8 +43,8 @@ def test_agent_bulk_applies_permissions_per_case(agent, other_agent, agent_clien
 
 def test_bulk_tag_and_close_and_retry_is_idempotent(supervisor_client, open_case):
     ids = [open_case() for _ in range(3)]
-    _bulk(supervisor_client, ids, action="tag", tag="batch7", key="same")
-    again = _bulk(supervisor_client, ids, action="tag", tag="batch7", key="same")
+    _bulk(supervisor_client, ids, action="add_tag", tag="batch7", key="same")
+    again = _bulk(supervisor_client, ids, action="add_tag", tag="batch7", key="same")
     # A retried POST (same key) returns the first outcome instead of "already tagged".
     assert "3 done" in again.content.decode()
     for case_id in ids:
@@ -61,7 +61,7 @@ def test_bulk_input_errors_change_nothing(supervisor_client, open_case):
     assert response.status_code == 400 and "No such user." in response.content.decode()
     response = _bulk(supervisor_client, [], action="close")
     assert "Select at least one case." in response.content.decode()
-    response = _bulk(supervisor_client, [case_id], action="tag", tag="bad tag")
+    response = _bulk(supervisor_client, [case_id], action="add_tag", tag="bad tag")
     assert "A tag uses" in response.content.decode()
     assert run(gateway.get_case(case_id)).version == 1
 

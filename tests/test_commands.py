@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from cases import gateway
+from cases import temporal as gateway
 
 from .conftest import run
 
@@ -30,7 +30,7 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_worker_starts_serves_and_stops_cleanly(temporal, tmp_path, sig):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     queue = f"cmd-{sig.name.lower()}"

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from cases import gateway
+from cases import temporal as gateway
+from cases.temporal import turns
 from workers.model import AddComment, CaseState
 
 from .conftest import LoopThread, current_state, run
@@ -48,7 +49,7 @@ def _kinds(outcomes: list[Any]) -> Counter[str]:
 
 
 def _no_turns_left(case_id: str) -> bool:
-    return not any(key[1] == case_id for key in gateway._turns)
+    return not any(key[1] == case_id for key in turns._turns)
 
 
 def test_two_hundred_writers_on_one_case_are_all_applied_once(temporal, open_case, patient):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from cases import gateway
+from cases import temporal as gateway
 from cases.models import CaseAttribute
 from workers.model import AddComment, AttributeValue, Claim, SetAttributes
 
@@ -85,9 +85,9 @@ def test_case_page_sets_attributes_through_an_update(registered, supervisor_clie
                                                      open_case):
     case_id = open_case()
     response = supervisor_client.post(
-        f"/cases/{case_id}/attributes/",
-        {"attributes-version": "1", "attributes-attr_CxRegion": "US",
-         "attributes-attr_CxSeats": "7"}, HTTP_HX_REQUEST="true")
+        f"/cases/{case_id}/set_attributes/",
+        {"set_attributes-version": "1", "set_attributes-attr_CxRegion": "US",
+         "set_attributes-attr_CxSeats": "7"}, HTTP_HX_REQUEST="true")
     assert "Save attributes: done." in response.content.decode()
     state = run(gateway.get_case(case_id))
     assert state.attributes["CxRegion"].value == "US" and state.attributes["CxSeats"].value == 7
@@ -97,8 +97,8 @@ def test_case_page_sets_attributes_through_an_update(registered, supervisor_clie
     eventually(lambda: _in(case_id, supervisor_client.get("/cases/?a_CxSeats=7")))
     # Clearing a field unsets the attribute, in the state and in Visibility.
     supervisor_client.post(
-        f"/cases/{case_id}/attributes/",
-        {"attributes-attr_CxRegion": "US", "attributes-attr_CxSeats": ""},
+        f"/cases/{case_id}/set_attributes/",
+        {"set_attributes-attr_CxRegion": "US", "set_attributes-attr_CxSeats": ""},
         HTTP_HX_REQUEST="true")
     assert "CxSeats" not in run(gateway.get_case(case_id)).attributes
     eventually(lambda: _not_in(case_id, supervisor_client.get("/cases/?a_CxSeats=7")))
@@ -115,13 +115,13 @@ def _not_in(case_id: str, response) -> None:
 def test_invalid_values_are_inline_errors(registered, supervisor_client, open_case):
     case_id = open_case()
     response = supervisor_client.post(
-        f"/cases/{case_id}/attributes/",
-        {"attributes-attr_CxSeats": "many", "attributes-attr_CxSkills": 'a"b'},
+        f"/cases/{case_id}/set_attributes/",
+        {"set_attributes-attr_CxSeats": "many", "set_attributes-attr_CxSkills": 'a"b'},
         HTTP_HX_REQUEST="true")
     content = response.content.decode()
     assert "Enter a whole number." in content
     response = supervisor_client.post(
-        f"/cases/{case_id}/attributes/", {"attributes-attr_CxSkills": 'a"b'},
+        f"/cases/{case_id}/set_attributes/", {"set_attributes-attr_CxSkills": 'a"b'},
         HTTP_HX_REQUEST="true")
     assert "values are short text without quotes" in response.content.decode()
     assert run(gateway.get_case(case_id)).attributes == {}
@@ -131,15 +131,15 @@ def test_agents_edit_only_agent_editable_attributes_on_their_cases(registered, a
                                                                    agent_client, open_case):
     case_id = open_case(queue="technical")
     page = agent_client.get(f"/cases/{case_id}/").content.decode()
-    assert "attributes-attr_CxRegion" not in page  # not theirs yet
+    assert "set_attributes-attr_CxRegion" not in page  # not theirs yet
     run(gateway.act(case_id, Claim(actor="alice")))
     page = agent_client.get(f"/cases/{case_id}/").content.decode()
-    assert "attributes-attr_CxRegion" in page and "attributes-attr_CxSeats" not in page
-    response = agent_client.post(f"/cases/{case_id}/attributes/",
-                                 {"attributes-attr_CxRegion": "APAC"}, HTTP_HX_REQUEST="true")
+    assert "set_attributes-attr_CxRegion" in page and "set_attributes-attr_CxSeats" not in page
+    response = agent_client.post(f"/cases/{case_id}/set_attributes/",
+                                 {"set_attributes-attr_CxRegion": "APAC"}, HTTP_HX_REQUEST="true")
     assert "Save attributes: done." in response.content.decode()
     # The workflow itself refuses what the page would not offer.
-    from cases.access import Access
+    from cases.config.access import Access
 
     authority = Access("alice", "agent", ("technical",), ("CxRegion", "CxSkills")).authority
     with pytest.raises(gateway.ActionRefused, match="Only supervisors can set those"):

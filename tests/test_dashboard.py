@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.test import Client
 
-from cases import gateway
+from cases import temporal as gateway
+from cases.temporal import rows as temporal_rows
 from workers.model import Claim, Resolve, SetDue
 
 from .conftest import eventually, run
@@ -76,18 +77,18 @@ def test_dashboard_filter_errors_are_inline(supervisor_client, temporal):
 def test_dashboard_uses_one_round_of_counts(supervisor, open_case, settings):
     """All counts run concurrently: the page issues them once, not per chart per user."""
     calls: list[str] = []
-    real = gateway._count_cases
+    real = temporal_rows._count_cases
 
     async def counting(query: str) -> int:
         calls.append(query)
         return await real(query)
 
-    gateway._count_cases = counting  # type: ignore[assignment]
+    temporal_rows._count_cases = counting  # type: ignore[assignment]
     try:
         client = Client()
         client.force_login(supervisor)
         assert client.get("/dashboard/").status_code == 200
     finally:
-        gateway._count_cases = real  # type: ignore[assignment]
+        temporal_rows._count_cases = real  # type: ignore[assignment]
     assert len(calls) == len(set(calls))  # no query asked twice
     assert len(calls) <= 30

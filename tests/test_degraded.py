@@ -10,28 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from cases import gateway
-from cases.ids import new_case_id
+from cases import temporal as gateway
+from cases.temporal.ids import new_case_id
 from workers.model import NewCase
 
-from .conftest import TEMPORAL_BIN, eventually, run
+from .conftest import TEMPORAL_BIN, eventually, free_port, run
 
 # The pages promise an answer within 2 s; these bounds check that promise, they do not
 # measure speed (bench/ does).
 BUDGET = 2.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Throwaway:
     """A dev server of its own that a test may stop and start again (state kept on disk)."""
 
     def __init__(self, db_file: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.db_file = db_file
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -6,10 +6,11 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import manage
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENT_MD = ROOT / "docs" / "deployment.md"
@@ -28,19 +29,19 @@ def documented_env() -> dict[str, str]:
     return env
 
 
-def manage(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+def bare_manage(args: list[str], env: dict[str, str],
+                tmp_path: Path) -> subprocess.CompletedProcess[str]:
     # Nothing inherited but PATH: the test proves the block alone is enough. The var dir is
     # empty, so no var/secret-key from `make setup` can stand in for a missing key.
     base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "tracerail.settings",
             "TRACERAIL_VAR_DIR": str(tmp_path)}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    return manage(args, {**base, **env}, timeout=120)
 
 
 def test_the_documented_production_env_passes_check_deploy(tmp_path):
     env = documented_env()
     assert env["DEBUG"] == "false" and len(env["SECRET_KEY"]) >= 50
-    result = manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    result = bare_manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
     assert "WARNINGS" not in result.stderr
@@ -49,7 +50,7 @@ def test_the_documented_production_env_passes_check_deploy(tmp_path):
 def test_check_deploy_fails_without_the_https_settings(tmp_path):
     # The same check as above, shown to be able to fail: drop the HTTPS lines.
     env = {k: v for k, v in documented_env().items() if not k.startswith("SECURE_")}
-    result = manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    result = bare_manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
     assert result.returncode != 0
     assert "security.W004" in result.stderr and "security.W008" in result.stderr
 
@@ -59,22 +60,23 @@ def test_settings_refuse_a_missing_or_public_key_without_debug(tmp_path, key):
     env = {k: v for k, v in documented_env().items() if k != "SECRET_KEY"}
     if key is not None:
         env["SECRET_KEY"] = key
-    result = manage(["check"], env, tmp_path)
+    result = bare_manage(["check"], env, tmp_path)
     assert result.returncode != 0
     assert "ImproperlyConfigured: SECRET_KEY must be" in result.stderr
 
 
 def test_debug_runs_on_the_dev_key_and_setup_key_file_is_used(tmp_path):
-    assert manage(["check"], {"DEBUG": "true"}, tmp_path).returncode == 0
+    assert bare_manage(["check"], {"DEBUG": "true"}, tmp_path).returncode == 0
     # What `make setup` writes: with it, DEBUG off starts without SECRET_KEY in the env.
     (tmp_path / "secret-key").write_text(secrets.token_urlsafe(50) + "\n")
-    shown = manage(["shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
-                   {}, tmp_path)
+    shown = bare_manage(
+        ["shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
+        {}, tmp_path)
     assert shown.stdout.strip().splitlines()[-1] == (tmp_path / "secret-key").read_text().strip()
 
 
 def test_a_bad_value_stops_start_up_with_its_name(tmp_path):
-    result = manage(["check"], {"DEBUG": "true", "SECURE_HSTS_SECONDS": "a year"}, tmp_path)
+    result = bare_manage(["check"], {"DEBUG": "true", "SECURE_HSTS_SECONDS": "a year"}, tmp_path)
     assert result.returncode != 0
     assert "SECURE_HSTS_SECONDS must be a whole number, got 'a year'" in result.stderr
 
@@ -120,7 +122,7 @@ def test_djangos_middleware_runs_on_the_loop_and_a_session_save_keeps_its_thread
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    from cases import middleware
+    from cases.web import middleware
     from tests.conftest import PASSWORD
 
     where: list[tuple[str, bool]] = []
@@ -166,7 +168,7 @@ def test_requests_borrow_their_thread_and_give_it_back(monkeypatch):
 
     from asgiref.sync import async_to_sync
 
-    from cases import config
+    from cases.config import reading as config
     from tracerail.asgi import application
 
     ran_on: list[int] = []

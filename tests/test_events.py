@@ -1,4 +1,4 @@
-"""The server-push stream (`GET /events/`, cases/events.py) against a fake feed: what each
+"""The server-push stream (`GET /events/`, cases/web/events.py) against a fake feed: what each
 page is told, under the one access rule, with rows rendered once for every stream."""
 
 from __future__ import annotations
@@ -6,53 +6,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from cases import events, feed, gateway, listing
-from cases.ids import new_case_id
+from cases import temporal as gateway
+from cases.live import feed, listing
+from cases.temporal.ids import new_case_id
+from cases.web import events
 from workers.model import STATUSES
 
 READ_TIMEOUT = 5.0
 
 
 class FakeFeed:
-    """`feed.subscribe` and `feed.ensure_running` as the stream uses them; `publish` hands an
-    event to every subscriber the way the real listener does (feed._hand_out), so sifting
-    and grouping are the real ones."""
+    """`feed.follow`, `feed.ensure_running` and `feed.position` as the streams use them;
+    `publish` hands an event to every follower the way the real listener does
+    (feed._hand_out): the audiences and their answers are the real ones."""
 
     def __init__(self) -> None:
-        self.subscribers: list[Any] = []
+        self.followers: list[Any] = []
         self.started = 0
-        self.sifted = 0  # sift evaluations: one per event per group of alike streams
 
     def ensure_running(self) -> None:
         self.started += 1
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, sift: Any = None, group: Any = None) -> AsyncIterator[Any]:
-        def counted(event: Any) -> Any:
-            self.sifted += 1
-            return sift(event)
+    def follow(self, take: Any) -> Any:
+        sub = feed._Subscriber(asyncio.get_running_loop(), take)
+        self.followers.append(sub)
+        return lambda: self.followers.remove(sub)
 
-        sub = feed._Subscriber(asyncio.get_running_loop(), sift and counted, group)
-        self.subscribers.append(sub)
-        try:
-            yield feed._Events(sub.queue)
-        finally:
-            self.subscribers.remove(sub)
+    def position(self) -> Any:
+        return None
 
     def publish(self, event: Any) -> None:
-        feed._hand_out(list(self.subscribers), [event])
-
-    @property
-    def queues(self) -> list[Any]:
-        return [sub.queue for sub in self.subscribers]
+        feed._hand_out(list(self.followers), [event])
 
 
 class FakeListing:
@@ -98,13 +88,22 @@ class Stream:
         self.response = response
         self.chunks = aiter(response.streaming_content)
         self.buffer = ""
+        self.last_id = ""  # the position the browser would resume from
 
     async def next(self) -> tuple[str, str]:
         """The next message as (event, data); comments come back as ("", text)."""
-        while "\n\n" not in self.buffer:
-            chunk = await asyncio.wait_for(anext(self.chunks), READ_TIMEOUT)
-            self.buffer += chunk.decode()
-        block, self.buffer = self.buffer.split("\n\n", 1)
+        while True:
+            while "\n\n" not in self.buffer:
+                chunk = await asyncio.wait_for(anext(self.chunks), READ_TIMEOUT)
+                self.buffer += chunk.decode()
+            block, self.buffer = self.buffer.split("\n\n", 1)
+            if not block.startswith("id: "):
+                break
+            self.last_id = block.removeprefix("id: ")  # a position only: nothing dispatched
+        # An id sent right after the message counts as received with it.
+        while self.buffer.startswith("id: ") and "\n\n" in self.buffer:
+            marked, self.buffer = self.buffer.split("\n\n", 1)
+            self.last_id = marked.removeprefix("id: ")
         name, data, comment = "", [], []
         for line in block.split("\n"):
             if line.startswith(":"):
@@ -152,10 +151,10 @@ def test_headers_and_login(client, agent, fake_feed):
         assert response["Content-Type"] == "text/event-stream"
         assert response["Cache-Control"] == "no-cache"
         assert response["X-Accel-Buffering"] == "no"
-        assert fake_feed.started == 1 and len(fake_feed.queues) == 1
+        assert fake_feed.started == 1 and len(fake_feed.followers) == 1
         await stream.close()
         # The client went away: the subscription is gone with it.
-        assert fake_feed.queues == []
+        assert fake_feed.followers == []
 
     _sync(scenario)
 
@@ -173,12 +172,14 @@ def test_an_agents_stream_never_carries_a_billing_case(agent, fake_feed, fake_li
         fake_feed.publish(_change(_row(moved, queue="billing", version=3),
                                   _row(moved, queue="technical")))
         fake_feed.publish(_change(_row(mine, assignee="alice"), _row(mine)))
-        fake_feed.publish(feed.Resync("test"))
-        got = [await listing.message() for _ in range(4)]
+        got = [await listing.message() for _ in range(2)]
+        assert got[0][0] == "row" and f'id="row-{mine}"' in got[0][1]
         # Moved away: the list's results again, told nothing of its new state.
-        assert got[0][0] == "results" and got[0][1].startswith('<section id="results"')
-        assert got[1][0] == "row" and f'id="row-{mine}"' in got[1][1]
-        assert sorted(got[2:]) == [("case", ""), ("list", "")]  # the resync
+        assert got[1][0] == "results" and got[1][1].startswith('<section id="results"')
+        fake_feed.publish(feed.Resync("test"))
+        resync = [await listing.message() for _ in range(2)]
+        assert sorted(resync) == [("case", ""), ("list", "")]
+        got += resync
         # The billing case's own page hears only the resync.
         assert sorted([await page.message(), await page.message()]) == [("case", ""),
                                                                         ("list", "")]
@@ -281,7 +282,7 @@ def test_a_changed_list_is_rendered_once_for_every_stream_of_it(agent, other_age
             await s.close()
 
     _sync(scenario)
-    assert (events.RENDERS.renders, events.RENDERS.shared) == (2, 5)
+    assert events.AUDIENCES.rendered == 2  # one per audience, not one per tab
     assert len(fake_listing.asked) == 2 and len(set(fake_listing.asked)) == 2
 
     _sync(scenario)
@@ -300,7 +301,8 @@ def test_a_case_stream_hears_its_case_only(agent, fake_feed):
     _sync(scenario)
 
 
-def test_rows_are_rendered_once_for_every_stream(agent, other_agent, fake_feed, monkeypatch):
+def test_rows_are_rendered_once_per_audience_not_per_stream(agent, other_agent, fake_feed,
+                                                            monkeypatch):
     renders: list[str] = []
     real = events.case_row
 
@@ -317,15 +319,15 @@ def test_rows_are_rendered_once_for_every_stream(agent, other_agent, fake_feed, 
         fake_feed.publish(_change(_row(case, version=5), _row(case, version=4)))
         rows = [await s.message() for s in streams]
         assert len({data for _, data in rows}) == 1 and rows[0][0] == "row"
+        assert len(fake_feed.followers) == 2
         for s in streams:
             await s.close()
 
     _sync(scenario)
-    assert renders == [case]
-    # alice and bob see different queues: two groups, each works the change out once, and
-    # the second takes the row's markup from the first.
-    assert fake_feed.sifted == 2
-    assert (events.ROWS.renders, events.ROWS.hits) == (1, 1)
+    # alice and bob see different queues: two audiences of three tabs, each works the change
+    # out and renders its row once.
+    assert events.AUDIENCES.answered == 2
+    assert renders == [case, case]
 
 
 def test_alike_streams_share_one_answer_but_my_cases_stay_each_users_own(agent, fake_feed):
@@ -339,17 +341,17 @@ def test_alike_streams_share_one_answer_but_my_cases_stay_each_users_own(agent, 
     async def scenario() -> None:
         queue = [await _open(user, "queue=technical") for user in (agent, carol, agent)]
         fake_feed.publish(_change(_row(mine, version=3), _row(mine)))
-        assert fake_feed.sifted == 1
+        assert events.AUDIENCES.answered == 1
         for s in queue:
             assert (await s.message())[0] == "row"
             await s.close()
-        fake_feed.sifted = 0
+        events.AUDIENCES.answered = 0
         alice_mine, carol_mine = [await _open(user, "assignee=me") for user in (agent, carol)]
         fake_feed.publish(_change(_row(mine, assignee="alice", version=4),
                                   _row(mine, version=3)))
         fake_feed.publish(_change(_row(others, assignee="carol", version=2),
                                   _row(others, version=1)))
-        assert fake_feed.sifted == 4  # two people, two changes
+        assert events.AUDIENCES.answered == 4  # two people, two changes
         assert f'id="row-{mine}"' in (await alice_mine.message())[1]
         assert f'id="row-{others}"' in (await carol_mine.message())[1]
         for s in (alice_mine, carol_mine):
@@ -378,7 +380,7 @@ def test_list_changes_are_debounced_and_idle_streams_kept_alive(agent, fake_feed
         await stream.close()
 
     _sync(scenario)
-    assert events.RENDERS.renders == 1
+    assert events.AUDIENCES.rendered == 1
 
 
 def test_a_list_that_cannot_be_rendered_is_re_read_by_its_page(agent, fake_feed,
@@ -414,14 +416,6 @@ def test_a_bad_case_id_is_refused_and_wsgi_gets_no_stream(agent_client, fake_fee
     assert fake_feed.started == 0
 
 
-def test_unused_row_fields_do_not_split_the_cache(fake_feed):
-    case = new_case_id()
-    row = _row(case)
-    first = events.ROWS.html(row, [])
-    assert events.ROWS.html(replace(row, comments=3), []) == first
-    assert events.ROWS.renders == 1
-
-
 def test_what_one_feed_read_brings_a_page_is_sent_in_one_write(agent, fake_feed):
     """Three changes of the page's queue in one feed read: one wake-up, one write with the
     three rows; a change of a queue it cannot see adds nothing."""
@@ -432,7 +426,7 @@ def test_what_one_feed_read_brings_a_page_is_sent_in_one_write(agent, fake_feed)
         changes = [_change(_row(c, version=3), _row(c)) for c in ids]
         hidden = _change(_row(new_case_id(), queue="billing", version=3),
                          _row(new_case_id(), queue="billing"))
-        feed._hand_out(list(fake_feed.subscribers), [*changes, hidden])
+        feed._hand_out(list(fake_feed.followers), [*changes, hidden])
         chunk = (await asyncio.wait_for(anext(stream.chunks), READ_TIMEOUT)).decode()
         assert chunk.count("event: row") == 3
         assert all(f'id="row-{c}"' in chunk for c in ids)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import io
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import eventually, run
@@ -24,7 +24,7 @@ def _csv(client, url: str) -> list[list[str]]:
 
 def test_export_streams_every_matching_case_across_pages(supervisor_client, open_case,
                                                          monkeypatch):
-    from cases import export
+    from cases.web import export
 
     monkeypatch.setattr(export, "EXPORT_PAGE_SIZE", 2)  # force several Visibility pages
     ids = {open_case(title=f"Export axolotl {i}") for i in range(5)}

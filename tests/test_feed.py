@@ -9,8 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from cases import answers, feed, gateway, wire
-from cases.visibility import CaseFilter
+from cases import temporal as gateway
+from cases.live import answers, feed
+from cases.store import wire
+from cases.temporal import rows as temporal_rows
+from cases.temporal.visibility import CaseFilter
 from workers.model import AddComment, Claim
 
 from .conftest import run
@@ -95,7 +98,7 @@ def test_when_the_lease_holder_dies_another_process_takes_over(quick_feed, open_
     # for the lease to lapse, then polls.
     feed.stop()
     other = feed.ensure_running()
-    assert other.poller.holder != holder.holder
+    assert other.poller.lease is not holder.lease
     second = open_case(title="After the holder died", queue="general")
     changes = _collect({second}, time.monotonic() + 15, want=1)
     assert changes and other.poller.polls > 0
@@ -112,7 +115,7 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
         return f.matches(row)
 
     calls = 0
-    real = gateway._count_cases
+    real = temporal_rows._count_cases
 
     async def counting(q: str) -> int:
         nonlocal calls
@@ -120,7 +123,7 @@ def test_a_shared_count_costs_no_call_until_a_change_touches_it(quick_feed, open
             calls += 1
         return await real(q)
 
-    monkeypatch.setattr(gateway, "_count_cases", counting)
+    monkeypatch.setattr(temporal_rows, "_count_cases", counting)
     case_id = open_case(title="Counted", queue="general")
     _collect({case_id}, time.monotonic() + 10, want=1)
     first = run(answers.count_cases(query, matches=matches))
@@ -152,7 +155,7 @@ def test_a_new_case_joins_a_shared_first_page_and_counts_without_a_call(
     f = CaseFilter(tag=tag, execution="live")
     query = f.query()
     calls: list[str] = []
-    real_list, real_count = gateway._list_cases, gateway._count_cases
+    real_list, real_count = temporal_rows._list_cases, temporal_rows._count_cases
 
     async def listing(q: str, *args, **kwargs):
         if q == query:
@@ -164,8 +167,8 @@ def test_a_new_case_joins_a_shared_first_page_and_counts_without_a_call(
             calls.append("count")
         return await real_count(q)
 
-    monkeypatch.setattr(gateway, "_list_cases", listing)
-    monkeypatch.setattr(gateway, "_count_cases", counting)
+    monkeypatch.setattr(temporal_rows, "_list_cases", listing)
+    monkeypatch.setattr(temporal_rows, "_count_cases", counting)
     older = [open_case(title=f"Older {n}", queue="general", tags=[tag]) for n in range(2)]
     _collect(set(older), time.monotonic() + 10, want=2)
     page = run(answers.list_cases(query, 3, matches=f.matches))
@@ -256,7 +259,7 @@ def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
     settings.CACHES = {**settings.CACHES, "feedredis": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_server.url, "KEY_PREFIX": "feedtest",
-        "OPTIONS": {"serializer": "cases.wire.JSONSerializer"}}}
+        "OPTIONS": {"serializer": "cases.store.wire.JSONSerializer"}}}
     settings.FEED_CACHE = "feedredis"
     settings.FEED_INTERVAL_SECONDS = 0.2
     settings.FEED_LISTEN_SECONDS = 0.05
@@ -291,45 +294,6 @@ def test_redis_restarted_mid_stream_resyncs_and_the_feed_carries_on(
         feed.stop()
 
 
-def test_an_entry_being_written_is_waited_for_and_a_lost_one_resyncs(settings, monkeypatch):
-    """The poller takes a number (incr), then writes its entry: a listener reading between
-    the two waits for the entry instead of resyncing every screen; one that never comes
-    (its poller died in between) resyncs after FEED_GAP_SECONDS."""
-    from django.core.cache import caches
-
-    store = caches[settings.FEED_CACHE]
-    store.clear()
-    settings.FEED_GAP_SECONDS = 0.3
-    row = gateway.CaseRow(case_id="case-7K2M9QXA", title="t", status="new", priority=3,
-                          queue="general", assignee=None, tags=[], due_at=None,
-                          updated_at=None, sla_breached=False, started_at=None,
-                          execution_status="running", version=2)
-    feed._publish(store, row, None, time.time())
-    listener = feed.Listener()
-    listener.read_once()  # starts from now
-    emitted: list[object] = []
-    monkeypatch.setattr(listener, "_emit", emitted.extend)
-
-    def numbered_only() -> int:
-        return store.incr(feed.KEY_SEQ)
-
-    first = numbered_only()
-    listener.read_once()
-    assert emitted == [] and listener.resyncs == 0 and listener.cursor == first - 1
-    store.set(feed._entry(first),
-              wire.dump(wire.CHANGE, feed.Change(first, row.case_id, row, None, time.time())))
-    feed._publish(store, row, None, time.time())  # and the next one, written at once
-    listener.read_once()
-    assert [getattr(e, "seq", None) for e in emitted] == [first, first + 1]
-    assert listener.resyncs == 0
-    lost = numbered_only()
-    listener.read_once()
-    assert listener.resyncs == 0
-    time.sleep(0.4)
-    listener.read_once()
-    assert listener.resyncs == 1 and listener.cursor == lost
-
-
 def test_the_shared_store_is_one_backend_for_every_task_and_thread(settings):
     """Every request (an asyncio task) and every feed read (asyncio.to_thread) uses the same
     backend, so with Redis one connection pool per process, not one per request."""
@@ -351,8 +315,8 @@ def test_the_shared_store_is_one_backend_for_every_task_and_thread(settings):
 def test_the_open_pages_of_a_changed_case_share_one_query(quick_feed, open_case):
     """After a pushed change every open page of the case re-asks at once: one Query answers
     them all; a change the feed announces later is a new Query, never the stored state."""
-    from cases import lookup
-    from cases.access import Access
+    from cases.config.access import Access
+    from cases.web import lookup
 
     states = lookup.SharedStates()
     access = Access("alice", "agent", ("general",))
@@ -387,20 +351,21 @@ def test_the_open_pages_of_a_changed_case_share_one_query(quick_feed, open_case)
         lookup.STATES = real
 
 
-def test_a_busy_local_memory_store_keeps_every_change(settings, monkeypatch):
-    """`make run`'s store is local memory: hundreds of changes (and the answers and rows
-    kept beside them) must not be culled before the listener reads them."""
-    store = feed._store()
-    store.clear()
+def test_a_busy_local_memory_store_keeps_every_change(settings):
+    """`make run`'s log is in memory: hundreds of changes between two reads all arrive."""
+    from cases.live import log
+
+    changes_log = log.current()
+    changes_log.forget()
     listener = feed.Listener()
     listener.read_once()  # starts from now
     emitted: list[object] = []
-    monkeypatch.setattr(listener, "_emit", emitted.extend)
+    listener._emit = lambda events, position: emitted.extend(events)  # type: ignore[method-assign]
     for n in range(400):
         row = gateway.CaseRow(case_id=f"case-{n:08d}", title="t", status="new", priority=3,
                               queue="general", assignee=None, tags=[], due_at=None,
                               updated_at=None, sla_breached=False, started_at=None,
                               execution_status="running", version=2)
-        feed._publish(store, row, None, time.time())
+        changes_log.append(row, time.time())
     listener.read_once()
     assert len(emitted) == 400 and listener.resyncs == 0

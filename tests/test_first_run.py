@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,11 +12,11 @@ from pathlib import Path
 
 from django.core.management import call_command
 
-from cases import gateway
+from cases import temporal as gateway
 from cases.management.commands.seed_demo import demo_case
 from workers.model import Claim
 
-from .conftest import TEMPORAL_BIN, eventually, run
+from .conftest import TEMPORAL_BIN, eventually, free_port, manage_in_background, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,25 +68,18 @@ def test_a_rerun_completes_an_interrupted_demo_set_once_each(temporal, capsys):
     assert run(gateway.describe_case(half.case_id)).status == "resolved"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_b_seeding_next_to_a_booting_server_and_a_late_worker_succeeds(tmp_path):
     """The Procfile's order on a busy machine: seeding starts before the server answers, and
     the worker comes up seconds after the first case is open (past the configured Update
     timeout, which is what used to kill the first run)."""
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "TEMPORAL_ADDRESS": address, "TRACERAIL_VAR_DIR": str(tmp_path),
            "TEMPORAL_TASK_QUEUE": "first-run", "TEMPORAL_UPDATE_TIMEOUT": "2",
            "TEMPORAL_RPC_TIMEOUT": "1.5"}
 
     def manage(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return manage_in_background(list(args), env)
 
     started: list[subprocess.Popen[str]] = []
     try:

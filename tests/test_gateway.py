@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from cases import gateway
-from cases.ids import new_case_id
+from cases import temporal as gateway
+from cases.temporal.ids import new_case_id
 from workers.model import Claim, NewCase
 
 from .conftest import run

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import (
     AddComment,
     AddTag,
@@ -150,7 +150,7 @@ def test_history_follows_the_same_access_rule(agent_client, supervisor_client, o
 def _worked_then_orphaned(temporal, settings, title: str, *commands) -> str:
     """A case worked by a worker of its own on a task queue of its own, which is then
     stopped: from here on nothing answers the case's Queries or Updates."""
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
     from workers.worker import build_worker, run_worker
 
@@ -184,7 +184,7 @@ def test_live_case_with_its_worker_gone_is_shown_whole_from_history(temporal, se
 
 
 def test_action_without_worker_on_a_hidden_case_is_404(agent_client, settings, temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"

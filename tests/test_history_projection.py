@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from cases import gateway
-from cases.ids import new_case_id
+from cases import temporal as gateway
+from cases.temporal.ids import new_case_id
 from workers.model import (
     AddComment,
     AddTag,
@@ -16,6 +16,7 @@ from workers.model import (
     Authority,
     CaseInput,
     CaseState,
+    ChangeRequester,
     Claim,
     Close,
     NewCase,
@@ -47,6 +48,7 @@ def _scripted_commands() -> list:
         SetStatus(**alice, status="in_progress"),
         RemoveTag(**alice, tag="fire"),
         SetPriority(actor="sam", priority=2),
+        ChangeRequester(**alice, name="Grace Hopper", email="grace@example.com"),
         Assign(actor="sam", assignee="bob"),
         AddComment(actor="bob", body="Taking over"),
         SetPriority(actor="sam", priority=4),
@@ -63,6 +65,7 @@ def _scripted_commands() -> list:
         SetStatus(**alice, status="waiting"),
         SetStatus(**alice, status="in_progress"),
         RemoveTag(**alice, tag="hardware"),
+        ChangeRequester(actor="sam", name="Grace B. Hopper", email="gbh@example.com"),
     ]
     return commands
 
@@ -117,6 +120,12 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings):
         assert not entry.diverged
     kinds = [e.kind for e in projection.entries]
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
+    changed = [e for e in projection.entries if e.kind == "requester"]
+    assert [e.text for e in changed] == [
+        "alice changed the requester to Grace Hopper <grace@example.com>",
+        "sam changed the requester to Grace B. Hopper <gbh@example.com>"]
+    assert [e.note for e in changed] == ["", ""]
+    assert final.requester.email == "gbh@example.com"
 
 
 def _continued_case(temporal, title: str, event_limit: int, *commands) -> tuple[str, str]:

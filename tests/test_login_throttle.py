@@ -6,7 +6,7 @@ from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import AsyncClient, Client, RequestFactory
 
-from cases.throttle import client_ip
+from cases.web.throttle import client_ip
 
 from .conftest import PASSWORD, logged_in
 

@@ -19,11 +19,14 @@ from django.test import Client
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 
-from cases import feed, gateway, wire
-from cases.custom_fields import display
-from cases.ids import new_case_id
+from cases import temporal as gateway
+from cases.config.custom_fields import display
+from cases.live import feed, log
 from cases.models import ApiToken, CaseAttribute
-from cases.visibility import CaseFilter
+from cases.store import wire
+from cases.temporal.ids import new_case_id
+from cases.temporal.rows import decode_row
+from cases.temporal.visibility import CaseFilter
 from workers.search_attributes import ROW_MEMO_KEY
 
 from .conftest import TEMPORAL_BIN, _persona, eventually, run
@@ -151,6 +154,7 @@ def test_the_feed_publishes_past_a_malformed_row_and_its_watermark_moves(
     feed.stop()  # this test's poller is to be the only one
     store = feed._store()
     store.clear()
+    log.current().forget()
     word = f"feedmalformed{time.time_ns() % 10**9}"
     started = datetime.now(UTC)
     crafted = _start_crafted(
@@ -166,19 +170,25 @@ def test_the_feed_publishes_past_a_malformed_row_and_its_watermark_moves(
     poller = feed.Poller()
     before = time.time()
     assert run(poller.poll_once()) >= 2
-    published = wire.load(wire.ROW, store.get(feed._known(normal)))
-    assert published is not None and published.version == 1
+    published = _published()[normal][-1]
+    assert published.version == 1
     # Shown as far as it can be read.
-    assert wire.load(wire.ROW, store.get(feed._known(crafted))).version is None
+    assert _published()[crafted][-1].version is None
     assert wire.load(wire.TIME, store.get(feed.KEY_WATERMARK)) >= published.updated_at > watermark
     assert store.get(feed.KEY_POLLED) >= before
     assert any("row.version" in line for line in _named(caplog, crafted))
     # The next poll takes the crafted row back (the overlap), carries on past it again and
     # does not publish it twice.
     run(poller.poll_once())
-    entries = [wire.load(wire.CHANGE, store.get(feed._entry(n)))
-               for n in range(1, store.get(feed.KEY_SEQ) + 1)]
-    assert [e.case_id for e in entries].count(crafted) == 1
+    assert len(_published()[crafted]) == 1
+
+
+def _published() -> dict[str, list[Any]]:
+    """Every row the change log holds, by case, oldest first."""
+    out: dict[str, list[Any]] = {}
+    for change in log.current().tail(10_000)[1]:
+        out.setdefault(change.case_id, []).append(change.row)
+    return out
 
 
 def test_a_feed_that_cannot_poll_is_unhealthy_while_its_store_reads_fine(settings, monkeypatch):
@@ -187,6 +197,7 @@ def test_a_feed_that_cannot_poll_is_unhealthy_while_its_store_reads_fine(setting
     bound = settings.FEED_STALE_SECONDS + settings.FEED_LEASE_SECONDS
     store = feed._store()
     store.clear()
+    log.current().forget()
     poller, listener = feed.Poller(), feed.Listener()
 
     async def answering(query: str, page_size: int, token: str | None = None, **kw: Any):
@@ -274,8 +285,8 @@ def _info(case_id: str, sa: dict[str, Any] | None = None, memo: Any = GOOD_MEMO,
 ])
 def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, expect, caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
-    row = gateway._row(_info(case_id, **info_args))
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
+    row = decode_row(_info(case_id, **info_args))
     for name, value in expect.items():
         assert getattr(row, name) == value, name
     assert field in row.unreadable
@@ -292,8 +303,8 @@ def test_a_field_of_the_wrong_shape_is_its_default_and_named(info_args, field, e
 
 def test_a_well_formed_row_reads_whole_and_logs_nothing(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
-    row = gateway._row(_info(case_id, sa={"CasePriority": 2.0, "CaseTags": "solo",
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
+    row = decode_row(_info(case_id, sa={"CasePriority": 2.0, "CaseTags": "solo",
                                          "CaseUpdatedAt": "2030-01-01T00:00:00"}))
     assert (row.priority, row.tags, row.version, row.comments) == (2, ["solo"], 3, 2)
     assert row.updated_at == datetime(2030, 1, 1, tzinfo=UTC)  # no offset: UTC
@@ -306,17 +317,17 @@ def test_odd_times_and_statuses_from_the_server_are_named_too(caplog):
     info = _info(case_id)
     info.status = 99  # a status newer than this SDK
     info.close_time.seconds = 2**62
-    row = gateway._row(info)
+    row = decode_row(info)
     assert (row.execution_status, row.closed_at) == ("unknown", None)
     assert {"ExecutionStatus", "CloseTime"} <= set(row.unreadable)
 
 
 def test_a_bad_row_is_logged_once_however_often_it_is_read(caplog):
     case_id = new_case_id()
-    caplog.set_level(logging.WARNING, logger="cases.gateway")
+    caplog.set_level(logging.WARNING, logger="cases.temporal.rows")
     info = _info(case_id, memo={"version": "banana"})
     for _ in range(3):
-        gateway._row(info)
+        decode_row(info)
     assert len(_named(caplog, case_id)) == 1
 
 
@@ -325,18 +336,18 @@ def test_the_feed_skips_a_row_it_cannot_order_and_publishes_the_rest(settings, m
     """Rows that do not come from _row (a hand-made one here) cannot stop a poll either."""
     store = feed._store()
     store.clear()
-    good = gateway._row(_info(new_case_id(), sa={"CaseUpdatedAt": _iso(datetime.now(UTC))}))
-    odd = gateway._row(_info(new_case_id()))
+    log.current().forget()
+    good = decode_row(_info(new_case_id(), sa={"CaseUpdatedAt": _iso(datetime.now(UTC))}))
+    odd = decode_row(_info(new_case_id()))
     odd.version = "banana"
 
     async def listing(query: str, page_size: int, token: str | None = None, **kw: Any):
         return gateway.CasePage([odd, good])
 
     monkeypatch.setattr(gateway, "list_cases", listing)
-    caplog.set_level(logging.WARNING, logger="cases.feed")
+    caplog.set_level(logging.WARNING, logger="cases.live.feed")
     assert run(feed.Poller().poll_once()) == 1
-    assert store.get(feed._known(good.case_id)) is not None
-    assert store.get(feed._known(odd.case_id)) is None
+    assert good.case_id in _published() and odd.case_id not in _published()
     assert _named(caplog, odd.case_id)
     assert wire.load(wire.TIME, store.get(feed.KEY_WATERMARK)) == good.updated_at
 
@@ -363,13 +374,13 @@ def test_a_custom_value_of_any_type_is_shown_as_far_as_it_can_be_read(kind, valu
 
 
 def test_a_list_row_and_its_export_show_odd_attributes_and_say_what_is_unreadable():
-    from cases.custom_fields import Attribute
-    from cases.export import _cells
+    from cases.config.custom_fields import Attribute
     from cases.templatetags.case_tags import case_row
+    from cases.web.export import _cells
 
     columns = [Attribute(n, k, n, "", (), True, False)
                for n, k in (("CxA", "Int"), ("CxB", "Datetime"), ("CxC", "Bool"))]
-    row = gateway._row(_info(new_case_id(), memo={"version": "x"}))
+    row = decode_row(_info(new_case_id(), memo={"version": "x"}))
     row.attributes = {"CxA": {"deep": [1]}, "CxB": ["x"], "CxC": 10**5000}
     html = case_row(row, columns)
     assert "unreadable fields" in html and "row.version" in html
@@ -378,7 +389,7 @@ def test_a_list_row_and_its_export_show_odd_attributes_and_say_what_is_unreadabl
 
 
 def test_a_filter_read_in_python_says_maybe_for_a_row_of_odd_types():
-    row = gateway._row(_info(new_case_id()))
+    row = decode_row(_info(new_case_id()))
     row.tags, row.due_at = None, "tomorrow"  # as no row from _row has them
     assert CaseFilter(tag="vip").matches(row) is None
     assert CaseFilter(due_before=date(2031, 1, 1)).matches(row) is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cases.custom_fields import Attribute
-from cases.gateway import CaseRow
+from cases.config.custom_fields import Attribute
 from cases.templatetags.case_tags import case_comments, case_row
+from cases.temporal import CaseRow
 from workers.model import Comment
 
 EVIL = '"><script>alert(1)</script>&'

@@ -29,11 +29,10 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cases import wire
 from cases.management.commands.seed_demo import DEFAULT_SEED, demo_case
 from tracerail.settings import cache_settings, envurl
 
-from .conftest import free_port, run
+from .conftest import free_port, manage, run
 from .test_deploy_settings import documented_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +45,6 @@ def django_env(tmp: Path | str, **extra: str) -> dict[str, str]:
     return {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             "DJANGO_SETTINGS_MODULE": "tracerail.settings",
             "SECRET_KEY": secrets.token_urlsafe(50), "TRACERAIL_VAR_DIR": str(tmp), **extra}
-
-
-def manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
 
 
 def shell(code: str, env: dict[str, str]) -> Any:
@@ -71,16 +65,16 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
         print(json.dumps([type(caches["default"]).__name__, settings.CACHES["default"]]))
     """
     kind, conf = shell(code, django_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/2"))
-    assert kind == "RedisCache"
+    assert kind == "SharedRedisCache"  # Django's, one pool per process
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
     assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
-                               "serializer": "cases.wire.JSONSerializer"}
+                               "serializer": "cases.store.wire.JSONSerializer"}
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
     assert kind == "JSONLocMemCache" and conf["KEY_PREFIX"] == "tracerail"
     assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
         "socket_connect_timeout": None, "socket_timeout": None,  # 0: no limit
-        "serializer": "cases.wire.JSONSerializer"}
+        "serializer": "cases.store.wire.JSONSerializer"}
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -141,7 +135,7 @@ def test_valid_redis_urls_pass_unchanged(monkeypatch):
 def redis_cache(settings, redis_server):
     """Django's default cache as the settings build it for REDIS_URL=<the test server>."""
     settings.CACHES = cache_settings(redis_server.url, 2.0)
-    assert type(caches["default"]).__name__ == "RedisCache"
+    assert type(caches["default"]).__name__ == "SharedRedisCache"
     cache.clear()
     yield caches["default"]
     cache.clear()
@@ -339,7 +333,8 @@ def test_a_web_process_holds_no_more_connections_than_its_pool(postgres_server, 
         from django.contrib.auth.models import Group, User
         from django.db import connections
         from django.test import RequestFactory
-        from cases import config, dbconn
+        from cases.config import reading as config
+        from cases.config import dbconn
         from cases.models import Queue
 
         user = User.objects.create_user("pool-agent", password="x" * 20)
@@ -689,8 +684,8 @@ def test_run_prod_serves_the_production_shape_and_stops_every_process():
                             password=(var / "redis-password").read_text().strip())
 
         def lease_holder() -> str | None:
-            raw = store.get("tracerail:1:feed:lease")
-            return wire.decode(raw) if raw else None
+            raw = store.get("tracerail:1:lease:feed-poller")  # redis-py's Lock: "host:pid:…"
+            return raw.decode() if raw else None
 
         holder = wait_for(lease_holder, 20, "the feed's lease in Redis", proc, log)
         web_pids = {pid for pid, cmd in seen.items() if "uvicorn_worker.UvicornWorker" in cmd}

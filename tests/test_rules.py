@@ -11,6 +11,8 @@ from workers.model import (
     AddComment,
     AddTag,
     Assign,
+    Authority,
+    ChangeRequester,
     Claim,
     Close,
     NewCase,
@@ -161,3 +163,44 @@ def test_sla_breach_and_auto_close_deadlines():
     assert rules.auto_close(state, state.resolved_at, 60) is None
     closing = rules.auto_close(state, state.resolved_at + timedelta(seconds=60), 60)
     assert closing is not None and closing.changes["status"] == "closed"
+
+
+def test_change_requester_takes_a_name_and_a_valid_email_until_the_case_closes():
+    def change(state, name="Grace Hopper", email="grace@example.com", **kw):
+        return rules.decide(state, ChangeRequester(actor="sam", name=name, email=email, **kw),
+                            NOW, SLA)
+
+    state = new_state()
+    effect = change(state, name="  Grace Hopper ", email=" grace@example.com")
+    assert effect.kind == "requester" and effect.detail == "Grace Hopper <grace@example.com>"
+    after = rules.apply(state, effect, "sam", NOW)
+    assert (after.requester.name, after.requester.email) == ("Grace Hopper", "grace@example.com")
+    for name, email, message, field in [
+        ("  ", "grace@example.com", "The requester needs a name.", "name"),
+        ("x" * (rules.MAX_NAME + 1), "grace@example.com", "at most", "name"),
+        ("Grace", "grace@", "Enter a valid email address.", "email"),
+        ("Grace", "", "Enter a valid email address.", "email"),
+        ("Grace", "g@example.com" + "m" * rules.MAX_NAME, "Enter a valid email", "email"),
+    ]:
+        with pytest.raises(rules.RuleError, match=message) as err:
+            change(state, name=name, email=email)
+        assert err.value.field == field
+    with pytest.raises(rules.RuleError, match="already the requester") as err:
+        change(after)
+    assert err.value.field == "name"
+    # Still changeable once resolved (a reply may come from someone else); not once closed.
+    assert change(new_state(status="resolved")).kind == "requester"
+    with pytest.raises(rules.RuleError, match="This case is closed") as err:
+        change(new_state(status="closed"))
+    assert err.value.field is None
+
+
+def test_agents_change_the_requester_only_on_cases_they_hold():
+    agent = Authority(role="agent", queues=["billing"])
+    command = ChangeRequester(actor="alice", authority=agent, name="Grace",
+                              email="grace@example.com")
+    with pytest.raises(rules.RuleError, match="Claim this case"):
+        rules.decide(new_state(), command, NOW, SLA)
+    with pytest.raises(rules.RuleError, match="held by bob"):
+        rules.decide(new_state(assignee="bob"), command, NOW, SLA)
+    assert rules.decide(new_state(assignee="alice"), command, NOW, SLA).kind == "requester"

@@ -28,7 +28,12 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cases import answers, config, feed, gateway, store, wire
+from cases import store
+from cases import temporal as gateway
+from cases.config import reading as config
+from cases.live import answers, feed, log
+from cases.store import budget, wire
+from cases.temporal import codecs
 from tracerail.settings import cache_settings, envurl
 
 from .conftest import _require, _stop, free_port
@@ -61,7 +66,7 @@ def redis_store(settings, redis_server) -> Any:
     settings.CACHES = cache_settings(redis_server.url, 2.0)
     settings.FEED_CACHE = "default"
     shared = store.shared()
-    assert type(shared).__name__ == "RedisCache"
+    assert type(shared).__name__ == "SharedRedisCache"
     shared.clear()
     yield shared
     shared.clear()
@@ -96,7 +101,7 @@ def listening(monkeypatch: pytest.MonkeyPatch) -> tuple[feed.Listener, list[Any]
     listener = feed.Listener()
     listener.read_once()  # starts from now
     emitted: list[Any] = []
-    monkeypatch.setattr(listener, "_emit", emitted.extend)
+    monkeypatch.setattr(listener, "_emit", lambda events, position: emitted.extend(events))
     return listener, emitted
 
 
@@ -120,30 +125,34 @@ def ask(key: str, value: Any) -> tuple[Any, int]:
 def test_a_published_change_is_json_with_the_schema_version_and_reads_back_equal(
         redis_store, raw, monkeypatch):
     listener, emitted = listening(monkeypatch)
+    changes = log.current()
     before = make_row(version=3, assignee=None, sla_breached=False)
     row = make_row(closed_at=datetime(2026, 2, 28, tzinfo=UTC))
-    feed._publish(redis_store, row, before, 1772200000.25)
+    changes.append(before, 1772200000.0)
+    changes.append(row, 1772200000.25)
 
-    stored = json.loads(raw.get(redis_store.make_key(feed._entry(1))))
+    (first_id, _), (second_id, second) = raw.xrange(redis_store.make_key("log:stream"))
+    assert (first_id, second_id) == (b"1-1", b"2-1")  # the id is the change's number
+    stored = json.loads(second[b"row"])
     assert stored["v"] == wire.SCHEMA == 1
-    assert stored["d"]["seq"] == 1 and stored["d"]["before"]["version"] == 3
-    assert stored["d"]["row"]["due_at"] == "2026-03-01T09:30:00+05:30"
-    assert json.loads(raw.get(redis_store.make_key(feed._known(row.case_id))))["d"][
+    assert stored["d"]["due_at"] == "2026-03-01T09:30:00+05:30"
+    assert json.loads(second[b"before"])["d"]["version"] == 3
+    assert json.loads(raw.hget(redis_store.make_key(f"log:case:{row.case_id}"), "row"))["d"][
         "attributes"] == row.attributes
-    assert json.loads(raw.get(redis_store.make_key(feed.KEY_EPOCH)))["v"] == 1
-    # The sequence stays a bare number: INCR needs it.
-    assert raw.get(redis_store.make_key(feed.KEY_SEQ)) == b"1"
+    # The number stays a bare number: INCR needs it.
+    assert raw.get(redis_store.make_key("log:seq")) == b"2"
 
     listener.read_once()
-    assert emitted == [feed.Change(1, row.case_id, row, before, 1772200000.25)]
-    assert emitted[0].row.due_at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert emitted == [feed.Change(1, row.case_id, before, None, 1772200000.0),
+                       feed.Change(2, row.case_id, row, before, 1772200000.25)]
+    assert emitted[1].row.due_at.utcoffset() == timedelta(hours=5, minutes=30)
 
 
-def test_the_watermark_and_the_lease_are_json(redis_store, raw):
+def test_the_watermark_is_json_and_the_lease_a_plain_token(redis_store, raw):
     poller = feed.Poller()
     assert poller.hold_lease() and poller.hold_lease()  # read back as its own
-    assert json.loads(raw.get(redis_store.make_key(feed.KEY_LEASE))) == {
-        "v": 1, "d": poller.holder}
+    assert feed.Poller().hold_lease() is False
+    assert raw.get(redis_store.make_key("lease:feed-poller")) == poller.lease.lock.local.token
     moment = datetime(2026, 2, 27, 14, 5, 6, tzinfo=UTC)
     redis_store.set(feed.KEY_WATERMARK, wire.dump(wire.TIME, moment), timeout=None)
     assert json.loads(raw.get(redis_store.make_key(feed.KEY_WATERMARK)))["d"] == \
@@ -166,7 +175,7 @@ def test_a_shared_answer_is_json_and_is_used_from_the_store(redis_store, raw):
 
 def test_the_budget_counts_with_bare_numbers(redis_store, raw, settings):
     settings.VISIBILITY_RPS = 100
-    asyncio.run(gateway._limiter.acquire())
+    asyncio.run(budget.acquire())
     counters = raw.keys(redis_store.make_key("vis:budget:*"))
     assert counters and all(raw.get(k).isdigit() for k in counters)
 
@@ -174,29 +183,30 @@ def test_the_budget_counts_with_bare_numbers(redis_store, raw, settings):
 # --- 2. a planted pickle is never unpickled ---------------------------------------------------
 
 
-def test_a_pickle_planted_as_a_feed_entry_is_not_run_and_reads_as_missing(
-        redis_store, raw, monkeypatch, tmp_path, settings, caplog):
-    settings.FEED_GAP_SECONDS = 0.2
+def _plant(redis_store: Any, raw: redis.Redis, fields: dict[str, bytes]) -> int:
+    """A log entry written by someone else, numbered as the log numbers its own."""
+    seq = raw.incr(redis_store.make_key("log:seq"))
+    raw.xadd(redis_store.make_key("log:stream"), fields, id=f"{seq}-1")
+    return seq
+
+
+def test_a_pickle_planted_as_a_log_entry_is_not_run_and_is_skipped(
+        redis_store, raw, monkeypatch, tmp_path, caplog):
     payload, marker = planted(tmp_path)
     listener, emitted = listening(monkeypatch)
-    feed._publish(redis_store, make_row(), None, time.time())
-    seq = redis_store.get(feed.KEY_SEQ)
-    raw.set(redis_store.make_key(feed._entry(seq)), payload)
+    changes = log.current()
+    changes.append(make_row(), time.time())
+    _plant(redis_store, raw, {"row": payload, "before": payload, "seen": b"1"})
+    changes.append(make_row("case-2"), time.time())
 
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
-        assert emitted == [] and listener.cursor == seq - 1  # as for an entry being written
-        time.sleep(0.3)
         listener.read_once()
     assert not marker.exists()
-    # ...and then as for a lost one: every screen re-reads.
-    assert listener.resyncs == 1 and listener.cursor == seq
+    # The entries around it arrive; nobody re-reads for it.
+    assert [c.seq for c in emitted] == [1, 3] and listener.resyncs == 0
     assert any("a pickle, never unpickled" in r.getMessage() for r in caplog.records)
-    # One line, not one per read.
-    assert sum("pickle" in r.getMessage() for r in caplog.records) == 1
-    assert redis_store.get(feed._entry(seq)) is None
-    assert redis_store.get_many([feed._entry(seq)]) == {feed._entry(seq): None}
-    assert not marker.exists()
+    assert sum("pickle" in r.getMessage() for r in caplog.records) == 1  # one line
 
 
 def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
@@ -204,7 +214,7 @@ def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
     payload, marker = planted(tmp_path)
     key = answers._key("count", "CaseQueue = 'general'")
     raw.set(redis_store.make_key(key), payload)
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         assert ask(key, 5) == (5, 1)
     assert not marker.exists()
     assert "(a pickle, never unpickled): read as missing" in caplog.text
@@ -212,12 +222,22 @@ def test_a_pickle_planted_as_an_answer_is_not_run_and_the_answer_is_asked_again(
     assert json.loads(raw.get(redis_store.make_key(key)))["d"]["value"] == {"count": 5}
 
 
-def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, raw, tmp_path):
+def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, raw, tmp_path,
+                                                                 monkeypatch):
     payload, marker = planted(tmp_path)
-    raw.set(redis_store.make_key(feed.KEY_LEASE), payload, ex=60)
-    raw.set(redis_store.make_key(feed._known("case-1")), payload)
+    raw.set(redis_store.make_key("lease:feed-poller"), payload, ex=60)
     assert feed.Poller().hold_lease() is False  # not its own; not code either
-    assert wire.load(wire.ROW, redis_store.get(feed._known("case-1"))) is None
+    # The last row the log keeps of a case, as its `before`: read as unknown.
+    listener, emitted = listening(monkeypatch)
+    raw.hset(redis_store.make_key("log:case:case-1"),
+             mapping={"v": 1, "t": 0, "row": payload})
+    assert log.current().append(make_row("case-1"), 1.0) is not None
+    listener.read_once()
+    assert emitted[0].before is None
+    # Not even a hash: what a foreign client left there is replaced, not a stuck feed.
+    raw.delete(redis_store.make_key("log:case:case-2"))
+    raw.set(redis_store.make_key("log:case:case-2"), payload)
+    assert log.current().append(make_row("case-2"), 1.0) is not None
     assert not marker.exists()
 
 
@@ -227,18 +247,14 @@ def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, ra
 def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
         redis_store, raw, monkeypatch, caplog):
     listener, emitted = listening(monkeypatch)
-    row = make_row()
-    feed._publish(redis_store, row, None, 1.0)
-    seq = redis_store.get(feed.KEY_SEQ)
-    newer = json.dumps({"v": 2, "d": wire.dump(wire.CHANGE, feed.Change(seq, row.case_id, row,
-                                                                         None, 1.0))})
-    raw.set(redis_store.make_key(feed._entry(seq)), newer)
+    newer = json.dumps({"v": 2, "d": wire.dump(codecs.ROW, make_row())}).encode()
+    _plant(redis_store, raw, {"row": newer, "before": b"", "seen": b"1"})
     key = answers._key("count", "q")
     raw.set(redis_store.make_key(key), json.dumps({"v": 2, "d": {"anything": 1}}))
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
         assert ask(key, 3) == (3, 1)
-    assert emitted == [] and listener.resyncs == 0  # waited for, as a missing entry is
+    assert emitted == [] and listener.resyncs == 0  # skipped, as an unreadable row is
     assert "a value of schema version 2 (this process reads 1): read as missing" in caplog.text
 
 
@@ -251,14 +267,14 @@ def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
     b"1e3",
 ])
 def test_anything_else_in_the_store_reads_as_missing(redis_store, raw, stored, caplog):
-    raw.set(redis_store.make_key(feed._entry(1)), stored)
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
-        assert wire.load(wire.CHANGE, redis_store.get(feed._entry(1))) is None
+    raw.set(redis_store.make_key("test:planted"), stored)
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
+        assert wire.load(codecs.ROW, redis_store.get("test:planted")) is None
     assert "read as missing" in caplog.text
 
 
 def test_a_shape_that_is_not_the_one_expected_reads_as_missing(caplog):
-    good = wire.dump(wire.ROW, make_row())
+    good = wire.dump(codecs.ROW, make_row())
     bad = [
         {**good, "priority": True},  # a bool is not a number here
         {**good, "due_at": "2026-03-01T09:30:00"},  # no time zone
@@ -268,9 +284,9 @@ def test_a_shape_that_is_not_the_one_expected_reads_as_missing(caplog):
         {**good, "extra": 1},
         {**good, "version": 4.0},
     ]
-    with caplog.at_level(logging.WARNING, logger="cases.wire"):
-        assert [wire.load(wire.ROW, b) for b in bad] == [None] * len(bad)
-    assert wire.load(wire.ROW, good) == make_row()
+    with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
+        assert [wire.load(codecs.ROW, b) for b in bad] == [None] * len(bad)
+    assert wire.load(codecs.ROW, good) == make_row()
     assert caplog.text.count("a row of another shape: read as missing") == 1  # once a minute
 
 
@@ -287,15 +303,12 @@ def test_every_stored_type_round_trips():
         started_at=None, version=None, attributes={}, execution_status="completed",
         closed_at=datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=IST))
     for value in (row, bare):
-        assert through_json(wire.ROW, value) == value
+        assert through_json(codecs.ROW, value) == value
     page = gateway.CasePage([row, bare], None)
-    assert through_json(wire.PAGE, page) == page
-    for change in (feed.Change(9, row.case_id, row, bare, 1772200000.5),
-                   feed.Change(10, row.case_id, row, None)):
-        assert through_json(wire.CHANGE, change) == change
+    assert through_json(codecs.PAGE, page) == page
     for value in (page, 0, 12):
         answer = answers._Answer(value, "ab12", None if value == 0 else 7, 1.5, 301.5, 2.0)
-        assert through_json(wire.ANSWER, answer) == answer
+        assert through_json(answers.ANSWER, answer) == answer
     moment = datetime(2026, 2, 27, 14, 5, 6, 1, tzinfo=IST)
     assert through_json(wire.TIME, moment) == moment
     assert through_json(wire.TIME, moment).utcoffset() == moment.utcoffset()
@@ -303,17 +316,17 @@ def test_every_stored_type_round_trips():
 
 def test_the_codecs_know_every_field_of_what_they_store():
     # A new field on a stored type must get a codec (and a new SCHEMA), not fall away.
-    for kind, cls in ((wire.ROW, gateway.CaseRow), (wire.PAGE, gateway.CasePage),
-                      (wire.CHANGE, feed.Change), (wire.ANSWER, answers._Answer),
-                      (wire.SIGNED_IN, config.SignedIn), (wire.BASICS, config.Basics)):
+    for kind, cls in ((codecs.ROW, gateway.CaseRow), (codecs.PAGE, gateway.CasePage),
+                      (answers.ANSWER, answers._Answer),
+                      (config.SIGNED_IN, config.SignedIn), (config.BASICS, config.Basics)):
         assert set(kind.fields) == {f.name for f in dataclasses.fields(cls)}, kind.name
 
 
 def test_what_cannot_be_read_back_is_refused_when_stored(settings):
     with pytest.raises(wire.Malformed, match="due_at"):
-        wire.dump(wire.ROW, make_row(due_at=datetime(2026, 3, 1)))  # no time zone
+        wire.dump(codecs.ROW, make_row(due_at=datetime(2026, 3, 1)))  # no time zone
     with pytest.raises(wire.Malformed):
-        wire.dump(wire.CHANGE, make_row())
+        wire.dump(codecs.PAGE, make_row())
     # `make run`'s local-memory store takes only what Redis would.
     local = store.shared()
     assert type(local).__name__ == "JSONLocMemCache"
@@ -351,8 +364,8 @@ _rows = st.builds(
 @hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_row_round_trips_through_the_redis_serializer(row):
     serializer = wire.JSONSerializer()
-    stored = serializer.dumps(wire.dump(wire.ROW, row))
-    assert wire.load(wire.ROW, serializer.loads(stored)) == row
+    stored = serializer.dumps(wire.dump(codecs.ROW, row))
+    assert wire.load(codecs.ROW, serializer.loads(stored)) == row
 
 
 # --- 5. `make run-prod`'s Redis wants a password ----------------------------------------------
@@ -403,3 +416,24 @@ def test_the_stack_redis_refuses_a_client_without_its_password(tmp_path, setting
             == b'{"v":1,"d":"e1"}'
     finally:
         _stop(proc, signal.SIGTERM)
+
+
+def test_every_request_and_stream_shares_one_redis_pool_per_process(redis_store, raw):
+    """Django makes a cache backend per async context (each request, each open stream); they
+    share one client and pool, so open streams do not each hold a Redis connection."""
+    from django.core.cache import caches
+
+    async def in_a_request() -> Any:
+        backend = caches["default"]
+        backend.set("test:pool", 1)
+        return backend
+
+    async def many() -> list[Any]:
+        return list(await asyncio.gather(*(asyncio.create_task(in_a_request())
+                                           for _ in range(50))))
+
+    backends = asyncio.run(many())
+    assert len({id(b) for b in backends}) > 1  # Django's own: one per context
+    assert len({id(b._cache) for b in backends}) == 1
+    clients = [c for c in raw.client_list() if c.get("name", "") == "" and c["cmd"] != "client"]
+    assert len(clients) <= 5  # not one per context

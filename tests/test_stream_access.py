@@ -18,9 +18,10 @@ from django.db import connection
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 
-from cases import access_version, events
-from cases.ids import new_case_id
+from cases.config import access_version
 from cases.models import Queue
+from cases.temporal.ids import new_case_id
+from cases.web import events
 
 from .test_events import Stream, _change, _row, _sync
 
@@ -304,7 +305,9 @@ def test_the_store_keeps_no_password_hash_and_a_cached_user_saves_without_losing
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from cases import config, store, wire
+    from cases import store
+    from cases.config import reading as config
+    from cases.store import wire
 
     client = Client()
     client.force_login(agent)
@@ -322,7 +325,7 @@ def test_the_store_keeps_no_password_hash_and_a_cached_user_saves_without_losing
     found.user.save()
     fresh = get_user_model().objects.get(pk=agent.pk)
     assert fresh.first_name == "Alice" and fresh.check_password("correct-horse-battery-staple")
-    assert wire.load(wire.SIGNED_IN, raw).auth_hash == agent.get_session_auth_hash()
+    assert wire.load(config.SIGNED_IN, raw).auth_hash == agent.get_session_auth_hash()
 
 
 def _session_store() -> Any:
@@ -341,7 +344,7 @@ def test_with_a_local_store_a_change_made_in_another_process_is_read_within_seco
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from cases import config
+    from cases.config import reading as config
 
     monkeypatch.setattr(config, "LOCAL_CACHE_SECONDS", 0.5)
     client = Client()

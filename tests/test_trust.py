@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from cases import gateway
-from cases.forms import ACTION_FORMS
-from cases.ids import new_case_id
+from cases import temporal as gateway
 from cases.models import Queue
+from cases.temporal.ids import new_case_id
+from cases.web.forms import ACTION_FORMS
 from workers import projection, rules
 from workers.model import (
     AddComment,
@@ -33,11 +33,11 @@ from .test_history import _worked_then_orphaned
 def test_replaying_a_supervisors_bulk_key_shows_nothing_of_a_hidden_case(
         supervisor_client, agent_client, open_case):
     hidden = open_case(title="Billing secret", queue="billing")
-    first = supervisor_client.post("/cases/bulk/", {"case": [hidden], "action": "tag",
+    first = supervisor_client.post("/cases/bulk/", {"case": [hidden], "action": "add_tag",
                                                     "tag": "vip", "key": "k-super"})
     assert "1 done" in first.content.decode()
     # alice (technical, general) re-posts the same key against the same case.
-    replay = agent_client.post("/cases/bulk/", {"case": [hidden], "action": "tag",
+    replay = agent_client.post("/cases/bulk/", {"case": [hidden], "action": "add_tag",
                                                 "tag": "vip", "key": "k-super"})
     content = replay.content.decode()
     assert "Billing secret" not in content
@@ -72,7 +72,7 @@ def test_an_update_result_passes_the_access_rule_even_for_its_own_author(
 
 
 def test_update_ids_are_the_users_own():
-    from cases.ids import update_id
+    from cases.temporal.ids import update_id
 
     mine = update_id("alice", "case-AAAAAAAA", "comment", "k1")
     assert mine == update_id("alice", "case-AAAAAAAA", "comment", "k1")
@@ -169,6 +169,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         AddTag,
         Assign,
         AttributeValue,
+        ChangeRequester,
         Close,
         RemoveTag,
         Reopen,
@@ -200,6 +201,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         "close": [(held, Close(actor="ann"))],
         "set_attributes": [(held, SetAttributes(actor="ann", values={
             "Region": AttributeValue("Keyword", "EU")}))],
+        "change_requester": [(held, ChangeRequester(actor="ann", name="Grace",
+                                                    email="grace@example.com"))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():
@@ -213,6 +216,56 @@ def current_time():
 
     return datetime(2026, 1, 1, tzinfo=UTC)
 
+def test_every_registry_entry_has_its_form_policy_bulk_and_hand_back():
+    """One entry is all a command needs: each field of it is read by the part it drives."""
+    from cases.web.bulk import BULK_ACTIONS, BulkForm
+
+    base = {f.name for f in dataclasses.fields(rules.Command)}
+    named = []
+    for name, rule in rules.COMMANDS.items():
+        assert rule.forms, name
+        # The URL action of a command's first form is its Update name: no second name.
+        assert not rule.forms[0].name and ACTION_FORMS[name].spec is rule.forms[0]
+        needed = {f.name for f in dataclasses.fields(rule.command) if f.name not in base
+                  and f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING}
+        for spec in rule.forms:
+            named.append(spec.name or name)
+            assert ACTION_FORMS[spec.name or name].rule is rule
+            inputs = {i.name for i in spec.inputs}
+            # Each form fills the whole command, from inputs or fixed values, and no more.
+            assert needed <= inputs | set(spec.fixed), (name, spec.label)
+            assert inputs | set(spec.fixed) <= {f.name for f in dataclasses.fields(rule.command)}
+            for inp in spec.inputs:
+                assert inp.kind in rules.INPUT_KINDS, (name, inp.name)
+                assert not inp.hand_back or inp.kind in ("text", "textarea"), (name, inp.name)
+            # The page asks the rules with the form's blank input; that must build a command.
+            assert isinstance(rule.probe(spec, "ann"), rule.command)
+        # An agent policy that answers for a case the agent does not hold.
+        state = rules.open_case("case-AAAAAAAA", NewCase(title="T", queue="general"), "ann",
+                                SlaPolicy(), current_time())
+        verdict = rule.agents(state, rule.probe(rule.forms[0], "alice"))
+        assert verdict is None or isinstance(verdict, str)
+    assert len(named) == len(set(named)) == len(ACTION_FORMS)
+    # Bulk work offers exactly the entries with a bulk label, and has a field for each input.
+    assert BULK_ACTIONS == [(n, r.bulk) for n, r in rules.COMMANDS.items() if r.bulk]
+    for name, rule in rules.COMMANDS.items():
+        for inp in rule.forms[0].inputs if rule.bulk else ():
+            assert BulkForm.INPUTS[inp.name] == inp, (name, inp.name)
+            assert inp.name in BulkForm.base_fields
+
+
+def test_the_timeline_shows_a_detail_exactly_when_its_words_leave_it_out():
+    # Read from the wording: a line with {detail} says it; one without shows it beneath.
+    for kind in ("assigned", "priority", "status", "tagged", "due", "attributes"):
+        assert projection.says_detail(kind, "ann"), kind
+    for kind in ("comment", "internal note", "resolved", "reopened", "sla breached"):
+        assert not projection.says_detail(kind, "ann"), kind
+    assert projection.says_detail("opened", "ann")
+    assert projection.says_detail("closed", "system") and not projection.says_detail(
+        "closed", "ann")
+
+
 
 def test_a_resolved_case_offers_what_its_rules_accept(supervisor_client, open_case):
     case_id = open_case()
@@ -222,7 +275,7 @@ def test_a_resolved_case_offers_what_its_rules_accept(supervisor_client, open_ca
     for action in ("add_tag", "comment", "reopen", "close"):
         assert f'action="/cases/{case_id}/{action}/"' in page, action
     # ...and refuse a claim, a status change or a second resolution.
-    for action in ("claim", "status", "resolve", "priority"):
+    for action in ("claim", "set_status", "resolve", "set_priority"):
         assert f'action="/cases/{case_id}/{action}/"' not in page, action
     tagged = supervisor_client.post(f"/cases/{case_id}/add_tag/", {"add_tag-tag": "late"},
                                     HTTP_HX_REQUEST="true")
@@ -318,22 +371,23 @@ def test_the_access_rule_does_not_import_the_request_configuration():
     import ast
     from pathlib import Path
 
-    import cases.access
+    import cases.config.access
 
-    tree = ast.parse(Path(cases.access.__file__).read_text())
+    tree = ast.parse(Path(cases.config.access.__file__).read_text())
     imported = {node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.split(".")[-1] == "config"}, imported
 
 
 def test_statuses_and_core_attributes_have_one_home():
-    from cases import attributes, forms
+    from cases.config import attributes
     from cases.templatetags import case_tags
+    from cases.web import forms
     from workers import model, search_attributes
 
     assert dict(forms.STATUS_CHOICES) == model.STATUS_LABELS
     assert case_tags.status_label("in_progress") == model.STATUS_LABELS["in_progress"]
-    assert [s for s, _ in forms.SETTABLE_STATUSES] == list(model.OPEN_STATUSES)
+    assert [s for s, _ in rules.SETTABLE_STATUSES] == list(model.OPEN_STATUSES)
     assert {k.name for k in search_attributes.CORE_KEYS} == set(model.CORE_ATTRIBUTES)
     assert rules.CORE_ATTRIBUTE_NAMES == set(model.CORE_ATTRIBUTES)
     assert attributes.CORE_ATTRIBUTES is model.CORE_ATTRIBUTES

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import run
@@ -96,8 +96,8 @@ def test_unknown_action_and_case_are_404(agent_client, open_case):
 def test_an_action_reads_its_configuration_once(agent_client, supervisor_client, open_case,
                                                 monkeypatch):
     """Read from the database at most once per request, and not at all once it is cached
-    under the user's access version (cases/config.py)."""
-    from cases import config
+    under the user's access version (cases/config/reading.py)."""
+    from cases.config import reading as config
 
     reads: list[int] = []
     real = config._base
@@ -117,3 +117,45 @@ def test_an_action_reads_its_configuration_once(agent_client, supervisor_client,
         reads.clear()
         client.get(f"/cases/{case_id}/")
         assert reads == []  # cached by the request before
+
+
+def test_the_holder_changes_the_requester_from_the_case_page(agent_client, open_case):
+    case_id = open_case(requester_name="Ada", requester_email="ada@example.com")
+    # Not offered to an agent who does not hold the case...
+    page = agent_client.get(f"/cases/{case_id}/").content.decode()
+    assert f'action="/cases/{case_id}/change_requester/"' not in page
+    run(gateway.act(case_id, Claim(actor="alice")))
+    # ...offered once she does, starting from the current requester.
+    page = agent_client.get(f"/cases/{case_id}/").content.decode()
+    form = page.split(f'action="/cases/{case_id}/change_requester/"')[1].split("</form>")[0]
+    assert 'name="change_requester-name"' in form and 'value="Ada"' in form
+    assert 'value="ada@example.com"' in form
+    bad = agent_client.post(f"/cases/{case_id}/change_requester/", {
+        "change_requester-version": "2", "change_requester-name": "Grace",
+        "change_requester-email": "not an email"}, HTTP_HX_REQUEST="true")
+    assert "Enter a valid email address." in bad.content.decode()
+    assert run(gateway.get_case(case_id)).version == 2
+    response = agent_client.post(f"/cases/{case_id}/change_requester/", {
+        "change_requester-version": "2", "change_requester-name": "Grace Hopper",
+        "change_requester-email": "grace@example.com"}, HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    assert response.status_code == 200 and "Change requester: done." in content
+    assert "Requester: Grace Hopper &lt;grace@example.com&gt;" in content
+    state = run(gateway.get_case(case_id))
+    assert (state.requester.name, state.requester.email) == ("Grace Hopper",
+                                                              "grace@example.com")
+    history = agent_client.get(f"/cases/{case_id}/history/").content.decode()
+    assert "alice changed the requester to Grace Hopper &lt;grace@example.com&gt;" in history
+
+
+def test_a_refused_requester_change_keeps_what_was_typed(agent_client, open_case):
+    case_id = open_case(requester_name="Ada", requester_email="ada@example.com")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    response = agent_client.post(f"/cases/{case_id}/change_requester/", {
+        "change_requester-version": "2", "change_requester-name": "Ada",
+        "change_requester-email": "ada@example.com"}, HTTP_HX_REQUEST="true")
+    content = response.content.decode()
+    assert "Ada &lt;ada@example.com&gt; is already the requester." in content
+    form = content.split(f'action="/cases/{case_id}/change_requester/"')[1].split("</form>")[0]
+    assert "is already the requester" in form  # shown on the form's own field
+    assert run(gateway.get_case(case_id)).version == 2

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from cases import gateway
+from cases import temporal as gateway
 from workers.model import Claim
 
 from .conftest import run
@@ -32,7 +34,7 @@ def test_unknown_well_formed_id_is_404(agent_client, temporal):
 
 
 def test_detail_without_worker_is_degraded_not_broken(agent_client, settings, temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
@@ -74,7 +76,7 @@ def test_closed_case_stops_polling(supervisor_client, open_case):
     content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
     assert "?since=1" in content and "every 5s" in content
     # Pushed changes re-ask at once; the poll is the fallback while no stream is open.
-    assert f'sse-connect="/events/?case={case_id}"' in content
+    assert re.search(rf'sse-connect="/events/\?case={case_id}&amp;last=[\w-]*"', content)
     assert "&& !tracerail.pushed()]" in content and "sse:case[" in content
     run(gateway.act(case_id, Close(actor="sam")))
     content = supervisor_client.get(f"/cases/{case_id}/").content.decode()
@@ -94,7 +96,7 @@ def test_action_response_also_updates_the_list_row(agent_client, open_case):
 
 
 def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings, temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"
@@ -106,7 +108,7 @@ def test_agent_outside_queue_gets_404_even_without_worker(agent_client, settings
 
 def test_live_refresh_without_worker_swaps_a_degraded_partial(agent_client, settings,
                                                               temporal):
-    from cases.ids import new_case_id
+    from cases.temporal.ids import new_case_id
     from workers.model import NewCase
 
     settings.TEMPORAL_TASK_QUEUE = "nobody-polls-this-queue"

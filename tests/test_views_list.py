@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from cases import answers, gateway
+import re
+
+from cases import temporal as gateway
+from cases.live import answers
+from cases.temporal import rows as temporal_rows
 from workers.model import Claim
 
 from .conftest import eventually, run
@@ -179,10 +183,13 @@ def test_a_new_filter_brings_its_own_push_stream(supervisor_client, open_case):
     response = supervisor_client.get("/cases/?q=wombat&priority=2", HTTP_HX_REQUEST="true",
                                      HTTP_HX_TARGET="live")
     content = response.content.decode()
-    assert '<div id="live" hx-ext="sse" sse-connect="/events/?q=wombat&amp;priority=2">' in content
+    # The stream starts from the change log's position when the page was made (`last`).
+    assert re.search(r'<div id="live" hx-ext="sse" '
+                     r'sse-connect="/events/\?q=wombat&amp;priority=2&amp;last=[\w-]*">', content)
     assert 'sse-swap="row"' in content and 'id="results"' in content
     page = supervisor_client.get("/cases/?q=wombat").content.decode()
-    assert 'sse-connect="/events/?q=wombat"' in page and 'hx-target="#live"' in page
+    assert re.search(r'sse-connect="/events/\?q=wombat&amp;last=[\w-]*"', page)
+    assert 'hx-target="#live"' in page
     assert "{#" not in page and "Server push" not in page  # template comments stay comments
 
 
@@ -230,7 +237,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
 
         # Concurrent identical calls share one RPC.
         calls = 0
-        real = gateway._count_cases
+        real = temporal_rows._count_cases
 
         async def counting(q: str) -> int:
             nonlocal calls
@@ -239,7 +246,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
             return await real(q)
 
         answers.forget()
-        gateway._count_cases = counting  # type: ignore[assignment]
+        temporal_rows._count_cases = counting  # type: ignore[assignment]
 
         async def many() -> list[int]:
             return await asyncio.gather(*(answers.count_cases(query) for _ in range(20)))
@@ -247,7 +254,7 @@ def test_identical_visibility_calls_are_shared_for_a_few_seconds(settings, open_
         assert run(many()) == [1] * 20
         assert calls == 1
     finally:
-        gateway._count_cases = real  # type: ignore[assignment]
+        temporal_rows._count_cases = real  # type: ignore[assignment]
         answers.forget()
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from cases import gateway
+from cases import temporal as gateway
 
 from .conftest import run
 

@@ -9,9 +9,9 @@ import pytest
 from django.conf import settings
 from temporalio.api.enums.v1 import EventType
 
-from cases import gateway
-from cases.ids import new_case_id
-from cases.visibility import BASE, quote
+from cases import temporal as gateway
+from cases.temporal.ids import new_case_id
+from cases.temporal.visibility import BASE, quote
 from workers.model import (
     AddComment,
     AddTag,

@@ -154,22 +154,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # cases.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
+    # cases.web.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
     # run on the event loop instead of a thread hop per hook. The security three keep
     # Django's names: `check --deploy` looks for exactly those.
     "django.middleware.security.SecurityMiddleware",
-    "cases.middleware.StaticFiles",  # WhiteNoise, async-capable
+    "cases.web.middleware.StaticFiles",  # WhiteNoise, async-capable
     # Outside everything that can answer an error, so every /api/ error reaches it.
-    "cases.middleware.api_json_errors",
-    "cases.middleware.SessionMiddleware",
-    "cases.middleware.CommonMiddleware",
+    "cases.web.middleware.api_json_errors",
+    "cases.web.middleware.SessionMiddleware",
+    "cases.web.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "cases.middleware.AuthenticationMiddleware",
-    "cases.middleware.resolve_user",
-    "cases.middleware.MessageMiddleware",
+    "cases.web.middleware.AuthenticationMiddleware",
+    "cases.web.middleware.resolve_user",
+    "cases.web.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "cases.middleware.Outages",
+    "cases.web.middleware.Outages",
     # Last, as axes asks: it turns a login refused for lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -195,7 +195,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "cases.context_processors.tracerail",
+                "cases.web.context_processors.tracerail",
             ],
         },
     },
@@ -210,7 +210,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request has a thread of its own, and a persistent connection per
     # thread grew to 89 connections for two web processes at 500 agents (PostgreSQL allows
     # 100 in all). A pool per process bounds them; a request holds a connection only while it
-    # reads (cases.dbconn.release), not while it waits on Temporal.
+    # reads (cases.config.dbconn.release), not while it waits on Temporal.
     DB_POOL_SIZE = envint("DB_POOL_SIZE", 10)
     DB_POOL_TIMEOUT = envfloat("DB_POOL_TIMEOUT", 10.0)
     if DB_POOL_SIZE < 1 or DB_POOL_TIMEOUT <= 0:
@@ -224,9 +224,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache --------------------------------------------------------------------------------
-# With REDIS_URL every web process shares one cache (Visibility answers, the change feed, the
-# Visibility budget); without it each process has its own memory cache, which is exactly
-# right for `make run` (one process, no extra service) and wrong for several processes.
+# The shared store (cases/store/): Redis in production, where every web process shares the
+# Visibility answers, the change feed, the Visibility budget, sessions and cached users.
+# Without REDIS_URL it is a local-memory cache, right for `make run` (one web process, no
+# extra service) and wrong for several: each would keep its own budget and feed.
 REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 # Seconds one Redis connect or command may take (0: no limit). A Redis that stops answering
 # must cost a page a moment, never hang it; cache calls take well under a millisecond.
@@ -238,11 +239,11 @@ if REDIS_TIMEOUT < 0:
 def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
     # One prefix for every key ("tracerail:1:<key>"), so a Redis shared with other apps (or
     # a raw-client SCAN) can tell ours apart; the raw client needs cache.make_key(key).
-    # Values are JSON in both (cases/wire.py): Django's Redis backend would unpickle what it
+    # Values are JSON in both (cases/store/wire.py): Django's Redis backend would unpickle what it
     # reads, and anyone able to write to the store would run code in every web process.
     if redis_url is None:
         return {"default": {
-            "BACKEND": "cases.wire.JSONLocMemCache",
+            "BACKEND": "cases.store.wire.JSONLocMemCache",
             "LOCATION": "tracerail",
             "KEY_PREFIX": "tracerail",
             # Local memory culls a third of its keys past MAX_ENTRIES (300 by default):
@@ -252,17 +253,18 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
         }}
     limit = timeout if timeout > 0 else None
     return {"default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, one connection pool per process (cases/store/wire.py).
+        "BACKEND": "cases.store.wire.SharedRedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": "tracerail",
         "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit,
-                    "serializer": "cases.wire.JSONSerializer"},
+                    "serializer": "cases.store.wire.JSONSerializer"},
     }}
 
 
 CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT)
 # Sessions are written to the database and read from the shared store first (cached_db): a
-# request reads no table before it starts (cases/config.py caches the user and configuration
+# request reads no table before it starts (cases/config/reading.py caches the user and configuration
 # too), and a Redis restart, which keeps nothing, still logs nobody out.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
@@ -283,7 +285,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 
 # A right password clears the count, so a week of occasional typos never adds up to a lock.
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "cases.throttle.client_ip"
+AXES_CLIENT_IP_CALLABLE = "cases.web.throttle.client_ip"
 # Proxies in front of the app that append the client address to X-Forwarded-For (a load
 # balancer: 1). 0 trusts only the socket's address; behind a proxy that would make every
 # client one address, and the lock per username alone.
@@ -360,10 +362,12 @@ TEMPORAL_UPDATES_PER_CASE = envint("TEMPORAL_UPDATES_PER_CASE", 4)
 CASE_SLA_SECONDS = envints("CASE_SLA_SECONDS", "14400,28800,86400,259200")
 CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
-# Seconds identical Visibility List/Count answers are shared across users (per process).
+# Seconds identical Visibility List/Count answers are shared across users and web processes
+# (in the shared store) when the change feed cannot vouch for them; 0 turns sharing off.
 VISIBILITY_CACHE_SECONDS = envfloat("VISIBILITY_CACHE_SECONDS", 3.0)
-# Visibility calls per second this process allows itself (clusters default to 10 per frontend
-# per namespace); 0 disables the limiter.
+# Visibility calls per second for the whole deployment: one budget in the shared store, which
+# every web process draws from (clusters default to 10 per frontend per namespace; Temporal
+# Cloud allows 30); 0 disables the limiter.
 VISIBILITY_RPS = envfloat("VISIBILITY_RPS", 8.0)
 # A page waits at most this long for a slot in the Visibility budget, then says Temporal is
 # busy (a 503) instead of hanging; the change feed's own poll goes first in every window.
@@ -371,21 +375,27 @@ VISIBILITY_WAIT_SECONDS = envfloat("VISIBILITY_WAIT_SECONDS", 5.0)
 if VISIBILITY_WAIT_SECONDS <= 0:
     raise ImproperlyConfigured(
         f"VISIBILITY_WAIT_SECONDS must be more than 0 seconds, got {VISIBILITY_WAIT_SECONDS}")
-# --- The change feed (cases/feed.py): one Visibility reader per deployment, by lease.
+# --- The change feed (cases/live/feed.py): one Visibility reader per deployment, by lease.
 FEED_CACHE = os.getenv("FEED_CACHE", "default")
 FEED_INTERVAL_SECONDS = envfloat("FEED_INTERVAL_SECONDS", 1.0)
 # Rows changed this long before the watermark are asked for again: Visibility's indexing lag
 # (seconds on a loaded cluster) must be shorter, or a late row would be missed.
 FEED_OVERLAP_SECONDS = envfloat("FEED_OVERLAP_SECONDS", 30.0)
 FEED_LEASE_SECONDS = envint("FEED_LEASE_SECONDS", 5)
-FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 0.2)
-FEED_RETENTION_SECONDS = envint("FEED_RETENTION_SECONDS", 600)
+# The longest a process's follower of the change log waits in one read (it wakes at once
+# when a change is written): how soon it notices a lost store, and how soon it stops.
+FEED_LISTEN_SECONDS = envfloat("FEED_LISTEN_SECONDS", 1.0)
+# Changes the log keeps (a Redis Stream trimmed to about this many entries); a tab away for
+# longer than these changes take re-reads its page instead of resuming.
+FEED_LOG_LENGTH = envint("FEED_LOG_LENGTH", 20000)
+# How long the log remembers a case's last published row (to tell a change from a repeat,
+# and what the case looked like before it), in Redis; `make run`'s log keeps this many cases.
 FEED_KNOWN_SECONDS = envint("FEED_KNOWN_SECONDS", 86400)
+FEED_KNOWN_CASES = envint("FEED_KNOWN_CASES", 100_000)
+# Changes each process keeps in memory to check cached answers and resume streams against.
 FEED_RECENT = envint("FEED_RECENT", 5000)
 # A feed not read for this long is not trusted to keep cached answers fresh.
 FEED_STALE_SECONDS = envfloat("FEED_STALE_SECONDS", 5.0)
-# A feed entry numbered but not yet written is waited for this long before it counts as lost.
-FEED_GAP_SECONDS = envfloat("FEED_GAP_SECONDS", 2.0)
 # Cached List/Count answers the feed keeps fresh are re-asked at least this often anyway.
 VISIBILITY_FEED_TTL_SECONDS = envfloat("VISIBILITY_FEED_TTL_SECONDS", 300.0)
 # Seconds between live refreshes of the list and the case page while they are visible.
@@ -399,14 +409,15 @@ DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 4)
 DASHBOARD_AGING_DAYS = envints("DASHBOARD_AGING_DAYS", "1,3,7")
 DASHBOARD_TOP_ASSIGNEES = envint("DASHBOARD_TOP_ASSIGNEES", 8)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
-# Server push (cases/events.py): a comment line this often keeps idle streams open through
+# Server push (cases/web/events.py): a comment line this often keeps idle streams open through
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)
-# An open stream is a request that never ends: its user's access version (cases/
-# access_version.py) is read this often for all streams of a process at once, and a stream
-# re-checks its session and access when it moves, and every EVENTS_RECHECK_SECONDS anyway
-# (a change the store lost, a session deleted behind Django's back).
+# An open stream is a request that never ends: its user's access version
+# (cases/config/access_version.py) is read this often for all streams of a process at once,
+# and a stream re-checks its session and access when it moves, and every
+# EVENTS_RECHECK_SECONDS anyway (a change the store lost, a session deleted behind Django's
+# back).
 ACCESS_WATCH_SECONDS = envfloat("ACCESS_WATCH_SECONDS", 1.0)
 EVENTS_RECHECK_SECONDS = envfloat("EVENTS_RECHECK_SECONDS", 60.0)
 # Streams one session / one user may hold open in a web process; a new one closes the oldest.

@@ -25,6 +25,12 @@ PRIORITIES = (1, 2, 3, 4)
 PRIORITY_LABELS = {1: "Urgent", 2: "High", 3: "Normal", 4: "Low"}
 SYSTEM_ACTOR = "system"
 
+# The types a search attribute can have, by Temporal's names: the one list that the
+# registry's choices, the per-type SQL limits and the SDK keys are made from, and that every
+# per-type rule (form field, query clause, validation) must cover (tests/test_attribute_types.py).
+SEARCH_ATTRIBUTE_TYPES: tuple[str, ...] = (
+    "Keyword", "Text", "Int", "Double", "Bool", "Datetime", "KeywordList")
+
 # The core case search attributes, name -> Temporal type: the one list that
 # workers/search_attributes.py makes keys of and that admin-registered names must avoid.
 CORE_ATTRIBUTES: dict[str, str] = {
@@ -215,6 +221,12 @@ class Close(Command):
 @dataclass(kw_only=True)
 class SetAttributes(Command):
     values: dict[str, AttributeValue]
+
+
+@dataclass(kw_only=True)
+class ChangeRequester(Command):
+    name: str
+    email: str
 
 
 @dataclass

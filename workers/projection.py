@@ -1,10 +1,11 @@
 """The case rebuilt from its event history, by the workflow's own rules.
 
-ADR-002 makes the event history the audit trail: every accepted Update is in it with its
-input, and every timer the workflow acted on left a trace (the SLA-breach notification it
-scheduled, the completion it wrote). Folding those events through `rules.decide`/`rules.apply`
-— the functions the live workflow runs — yields the case as it was after any event, for the
-History tab, time travel and completed cases, with no worker and no second copy of the rules.
+ADR-002 (docs/adr/ADR-002-workflow-as-system-of-record.md) makes the event history the audit
+trail: every accepted Update is in it with its input, and every timer the workflow acted on
+left a trace (the SLA-breach notification it scheduled, the completion it wrote). Folding
+those events through `rules.decide`/`rules.apply` — the functions the live workflow runs —
+yields the case as it was after any event, for the History tab, time travel and completed
+cases, with no worker and no second copy of the rules.
 
 Workflow time is the start time of the workflow task that ran the code, so the projector
 tracks WorkflowTaskStarted events and uses exactly what `workflow.now()` returned.
@@ -57,12 +58,7 @@ class Entry:
     @property
     def note(self) -> str:
         """The detail worth a second line: what `text` does not already say."""
-        return "" if self.kind in _SAID_IN_TEXT else self.detail
-
-
-# Kinds whose detail the timeline line already spells out.
-_SAID_IN_TEXT = frozenset({"opened", "claimed", "assigned", "unassigned", "priority", "status",
-                           "tagged", "untagged", "due", "attributes", "closed", "ended"})
+        return "" if says_detail(self.kind, self.actor) else self.detail
 
 
 @dataclass
@@ -122,6 +118,15 @@ WORDING: dict[str, str] = {
     **{kind: text for rule in rules.COMMANDS.values() for kind, text in rule.wording.items()},
     **SYSTEM_WORDING,
 }
+
+
+def says_detail(kind: str, actor: str) -> bool:
+    """Does the timeline line for this kind already spell out its detail? Its words decide
+    (a {detail} or {words} in them); otherwise the detail is shown beneath the line."""
+    if kind == "opened" or (kind == "closed" and actor == SYSTEM_ACTOR):
+        return True  # the title heads the page; the auto-close line says why in its own words
+    text = WORDING.get(kind, "")
+    return "{detail}" in text or "{words}" in text
 
 
 def wording(kind: str, detail: str, actor: str, quiet_seconds: int = 0) -> str:

@@ -15,12 +15,16 @@ from typing import Any
 
 from .model import (
     CORE_ATTRIBUTES,
+    OPEN_STATUSES,
+    PRIORITY_LABELS,
+    STATUS_LABELS,
     AddComment,
     AddTag,
     Assign,
     AttributeValue,
     Authority,
     CaseState,
+    ChangeRequester,
     Claim,
     Close,
     Command,
@@ -386,49 +390,198 @@ def _close(s: CaseState, c: Close, now: datetime, sla: SlaPolicy) -> Effect:
     return Effect("closed", changes={"status": "closed", "closed_at": now})
 
 
+def _change_requester(s: CaseState, c: ChangeRequester, now: datetime,
+                      sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    name, email = c.name.strip(), c.email.strip()
+    if not name:
+        raise RuleError("The requester needs a name.", "name")
+    if len(name) > MAX_NAME:
+        raise RuleError(f"The name has at most {MAX_NAME} characters.", "name")
+    if len(email) > MAX_NAME or not EMAIL_RE.match(email):
+        raise RuleError("Enter a valid email address.", "email")
+    requester = Requester(name=name, email=email)
+    if requester == s.requester:
+        raise RuleError(f"{name} <{email}> is already the requester.", "name")
+    return Effect("requester", f"{name} <{email}>", {"requester": requester})
+
+
+# --- who among agents may send a command (supervisors and admins may send any) -------------
+# Each command's entry names one of these; a refusal here is about the actor, so it names no
+# field and the page does not offer the action.
+
+
+def agents_on_any_case(state: CaseState, command: Command) -> str | None:
+    return None
+
+
+def agents_holding_it(state: CaseState, command: Command) -> str | None:
+    if state.assignee == command.actor:
+        return None
+    if state.assignee is None:
+        return "Claim this case before you work on it."
+    return f"This case is held by {state.assignee}; only they or a supervisor can do that."
+
+
+def _agents_assigning(state: CaseState, command: Assign) -> str | None:
+    if command.assignee == command.actor and state.assignee is None:
+        return None  # assigning an unassigned case to oneself is claiming it
+    if command.assignee is None and state.assignee == command.actor:
+        return None  # releasing one's own case
+    return "Only supervisors can assign cases to others."
+
+
+def _agents_setting_attributes(state: CaseState, command: SetAttributes) -> str | None:
+    allowed = command.authority.attributes if command.authority else None
+    if allowed is not None and not set(command.values) <= set(allowed):
+        return "Only supervisors can set those attributes."
+    return agents_holding_it(state, command)
+
+
+# --- forms, as plain data ------------------------------------------------------------------
+# The workflow sandbox imports this module, so a form is described here and built as a
+# Django form in cases/web/forms.py.
+
+INPUT_KINDS = frozenset({"text", "textarea", "email", "choice", "username", "datetime", "bool",
+                         "attributes"})
+
+
+@dataclass(frozen=True)
+class Input:
+    """One field of a command's form, filling the command's dataclass field `name`."""
+
+    name: str
+    kind: str = "text"  # one of INPUT_KINDS
+    label: str = ""  # "" lets Django word it from the name
+    required: bool = True
+    max_length: int | None = None
+    choices: tuple[tuple[Any, str], ...] = ()  # "choice": the values' type is the input's
+    placeholder: str = ""
+    # The case's field (a dotted path) the form starts from, e.g. "requester.name".
+    initial: str = ""
+    # A pure check also run on the form, where no case is at hand yet (bulk work).
+    clean: Callable[[Any], Any] | None = None
+    # Typed at length by a person: handed back when the action could not be applied.
+    hand_back: bool = False
+
+
+@dataclass(frozen=True)
+class Form:
+    """How the case page (and bulk work) asks a person for a command."""
+
+    label: str
+    inputs: tuple[Input, ...] = ()
+    # Input the form sends without asking (Unassign: nobody).
+    fixed: dict[str, Any] = field(default_factory=dict)
+    # The URL action of a second form for the same command; a command's first form is
+    # addressed by its Update name.
+    name: str = ""
+    # False: the page draws it its own way (one small form per tag), not in the actions.
+    in_actions: bool = True
+
+
+def _blank(inp: Input) -> Any:
+    """Placeholder input that a rule refuses *as input* (a refusal naming a field)."""
+    if inp.kind == "choice":
+        return type(inp.choices[0][0])()  # 0 or "": never a real choice
+    if inp.kind == "datetime":
+        return datetime(2000, 1, 1)  # naive: refused for its missing time zone
+    if inp.kind == "attributes":
+        return {}
+    return ""
+
+
+PRIORITY_CHOICES = tuple((p, f"{p} · {label}") for p, label in PRIORITY_LABELS.items())
+# Statuses a person picks directly; resolved and closed have their own commands.
+SETTABLE_STATUSES = tuple((s, STATUS_LABELS[s]) for s in OPEN_STATUSES)
+
+
 @dataclass(frozen=True)
 class CommandRule:
     """One case command: the workflow Update that carries it, its input, the rule that
-    decides it, and how the timeline words each effect kind it produces. The workflow's
-    Updates, the history projection and the gateway are all derived from `COMMANDS`."""
+    decides it, how the timeline words each effect kind it produces, which agents may send
+    it, and the forms that ask for it. The workflow's Updates, the history projection, the
+    gateway, the case page's forms and bulk work are all derived from `COMMANDS`."""
 
     update: str
     command: type[Command]
     decide: Callable[[CaseState, Any, datetime, SlaPolicy], Effect]
     # Effect kind -> timeline line; {actor}, {detail} and {words} (detail, `_` as spaces).
+    # A line without {detail} or {words} shows the detail beneath it (a comment's body).
     wording: dict[str, str]
+    # agents_on_any_case, agents_holding_it, or a policy of its own.
+    agents: Callable[[CaseState, Any], str | None]
+    forms: tuple[Form, ...]
+    # Its label in the case list's "with selected" bar; "" keeps it off bulk work.
+    bulk: str = ""
+
+    def probe(self, form: Form, actor: str) -> Command:
+        """The command `form` would send with every input left blank, for `offers`."""
+        blanks = {i.name: _blank(i) for i in form.inputs if i.kind != "bool"}
+        return self.command(actor=actor, **{**blanks, **form.fixed})
 
 
 COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
-    CommandRule("claim", Claim, _claim, {"claimed": "{actor} claimed the case"}),
+    CommandRule("claim", Claim, _claim, {"claimed": "{actor} claimed the case"},
+                agents=agents_on_any_case, forms=(Form("Claim"),)),
     CommandRule("assign", Assign, _assign, {
         "assigned": "{actor} assigned the case to {detail}",
-        "unassigned": "{actor} unassigned the case ({detail})"}),
+        "unassigned": "{actor} unassigned the case ({detail})"},
+        agents=_agents_assigning, bulk="Assign to", forms=(
+            Form("Assign", (Input("assignee", "username", max_length=150),)),
+            Form("Unassign", fixed={"assignee": None}, name="unassign"))),
     CommandRule("set_priority", SetPriority, _set_priority,
-                {"priority": "priority {detail} by {actor}"}),
-    CommandRule("set_status", SetStatus, _set_status, {"status": "status {words} by {actor}"}),
+                {"priority": "priority {detail} by {actor}"},
+                agents=agents_holding_it, bulk="Set priority", forms=(
+                    Form("Set priority", (Input("priority", "choice", choices=PRIORITY_CHOICES,
+                                                initial="priority"),)),)),
+    CommandRule("set_status", SetStatus, _set_status, {"status": "status {words} by {actor}"},
+                agents=agents_holding_it, forms=(
+                    Form("Set status", (Input("status", "choice", choices=SETTABLE_STATUSES,
+                                              initial="status"),)),)),
     CommandRule("comment", AddComment, _comment, {
-        "comment": "{actor} commented", "internal note": "{actor} added an internal note"}),
-    CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"}),
+        "comment": "{actor} commented", "internal note": "{actor} added an internal note"},
+        agents=agents_on_any_case, forms=(Form("Comment", (
+            Input("body", "textarea", label="Comment", max_length=MAX_COMMENT,
+                  placeholder="Write a comment…", hand_back=True),
+            Input("internal", "bool", label="Internal note (agents only)", required=False),
+        )),)),
+    CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"},
+                agents=agents_holding_it, bulk="Add tag", forms=(
+                    Form("Add tag", (Input("tag", max_length=MAX_TAG, clean=clean_tag),)),)),
     CommandRule("remove_tag", RemoveTag, _remove_tag,
-                {"untagged": "{actor} removed the tag {detail}"}),
-    CommandRule("set_due", SetDue, _set_due, {"due": "{actor} set the due time to {detail}"}),
-    CommandRule("resolve", Resolve, _resolve, {"resolved": "{actor} resolved the case"}),
-    CommandRule("reopen", Reopen, _reopen, {"reopened": "{actor} reopened the case"}),
-    CommandRule("close", Close, _close, {"closed": "{actor} closed the case"}),
+                {"untagged": "{actor} removed the tag {detail}"},
+                agents=agents_holding_it, forms=(
+                    Form("Remove tag", (Input("tag", max_length=MAX_TAG),), in_actions=False),)),
+    CommandRule("set_due", SetDue, _set_due, {"due": "{actor} set the due time to {detail}"},
+                agents=agents_holding_it, forms=(
+                    Form("Set due time", (Input("due_at", "datetime", label="Due"),)),)),
+    CommandRule("resolve", Resolve, _resolve, {"resolved": "{actor} resolved the case"},
+                agents=agents_holding_it, forms=(Form("Resolve", (
+                    Input("resolution", "textarea", max_length=MAX_RESOLUTION,
+                          hand_back=True),)),)),
+    CommandRule("reopen", Reopen, _reopen, {"reopened": "{actor} reopened the case"},
+                agents=agents_holding_it, forms=(Form("Reopen", (
+                    Input("reason", max_length=500, required=False, hand_back=True),)),)),
+    CommandRule("close", Close, _close, {"closed": "{actor} closed the case"},
+                agents=agents_holding_it, bulk="Close", forms=(Form("Close"),)),
     CommandRule("set_attributes", SetAttributes, _set_attributes,
-                {"attributes": "{actor} set {detail}"}),
+                {"attributes": "{actor} set {detail}"},
+                agents=_agents_setting_attributes, forms=(
+                    Form("Save attributes", (Input("values", "attributes"),)),)),
+    CommandRule("change_requester", ChangeRequester, _change_requester,
+                {"requester": "{actor} changed the requester to {detail}"},
+                agents=agents_holding_it, forms=(Form("Change requester", (
+                    Input("name", label="Requester", max_length=MAX_NAME,
+                          initial="requester.name"),
+                    Input("email", "email", max_length=MAX_NAME, initial="requester.email"),
+                )),)),
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
 
 
 def rule_for(kind: type[Command]) -> CommandRule:
     return _BY_COMMAND[kind]
-
-
-# Commands an agent may send on any case in their queues; everything else needs the case
-# to be theirs.
-AGENT_ON_ANY_CASE: tuple[type[Command], ...] = (Claim, AddComment)
 
 
 def can_see(state_queue: str, authority: Authority | None) -> bool:
@@ -440,30 +593,12 @@ def can_see(state_queue: str, authority: Authority | None) -> bool:
     )
 
 
-def refusal_for(
-    state: CaseState, kind: type[Command], actor: str, authority: Authority | None,
-    assignee: str | object | None = ...,
-) -> str | None:
-    """Why `actor` may not send `kind` to this case, or None if they may. `assignee` is the
-    target of an Assign when known (the web tier asks before the user has chosen one)."""
+def refusal_for(state: CaseState, command: Command) -> str | None:
+    """Why the command's actor may not send it to this case, or None if they may."""
+    authority = command.authority
     if authority is None or authority.role != "agent":
         return None
-    if kind in AGENT_ON_ANY_CASE:
-        return None
-    if kind is SetAttributes and authority.attributes is not None and isinstance(
-            assignee, list) and not set(assignee) <= set(authority.attributes):
-        return "Only supervisors can set those attributes."
-    if kind is Assign:
-        if assignee == actor and state.assignee is None:
-            return None  # assigning an unassigned case to oneself is claiming it
-        if assignee is None and state.assignee == actor:
-            return None  # releasing one's own case
-        return "Only supervisors can assign cases to others."
-    if state.assignee != actor:
-        if state.assignee is None:
-            return "Claim this case before you work on it."
-        return f"This case is held by {state.assignee}; only they or a supervisor can do that."
-    return None
+    return _BY_COMMAND[type(command)].agents(state, command)
 
 
 def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) -> Effect:
@@ -477,12 +612,7 @@ def decide(state: CaseState, command: Command, now: datetime, sla: SlaPolicy) ->
             f"Changed by {state.updated_by} since you opened it "
             f"(version {command.expected_version} → {state.version}); nothing was applied."
         )
-    target: object = ...
-    if isinstance(command, Assign):
-        target = command.assignee
-    elif isinstance(command, SetAttributes):
-        target = sorted(command.values)
-    reason = refusal_for(state, type(command), command.actor, command.authority, target)
+    reason = refusal_for(state, command)
     if reason:
         raise RuleError(reason)
     return _BY_COMMAND[type(command)].decide(state, command, now, sla)

@@ -18,16 +18,18 @@ from temporalio.common import (
 
 from .model import CORE_ATTRIBUTES, AttributeValue, CaseState
 
-_KEY_MAKERS = {
+# The SDK's constructor per type; for_float is Temporal's "Double".
+KEY_MAKERS = {
     "Keyword": SearchAttributeKey.for_keyword, "Int": SearchAttributeKey.for_int,
     "Text": SearchAttributeKey.for_text, "KeywordList": SearchAttributeKey.for_keyword_list,
     "Datetime": SearchAttributeKey.for_datetime, "Bool": SearchAttributeKey.for_bool,
+    "Double": SearchAttributeKey.for_float,
 }
 
 
 def _core(name: str) -> Any:
     # The name and its type come from model.CORE_ATTRIBUTES, their one home.
-    return _KEY_MAKERS[CORE_ATTRIBUTES[name]](name)
+    return KEY_MAKERS[CORE_ATTRIBUTES[name]](name)
 
 
 CASE_STATUS = _core("CaseStatus")

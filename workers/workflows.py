@@ -1,4 +1,5 @@
-"""The Case workflow: one execution per case, the system of record while the case lives.
+"""The Case workflow: one execution per case, the system of record while the case lives
+(docs/adr/ADR-002-workflow-as-system-of-record.md).
 
 Sandbox-safe: imports only the pure model and rules (never Django). Every command is an
 Update whose validator and handler both run `rules.decide`, so a refusal writes no history

@@ -306,7 +306,6 @@
   // While a stream is open the page is told about changes, so the `every Ns` polls (the
   // fallback) are off: their hx-trigger filters ask tracerail.pushed().
   const streams = new Set();
-  const broken = new WeakSet();  // stream elements whose connection failed at least once
   let missedPush = false;
   tracerail.pushed = function () {
     for (const source of streams) if (source.readyState === 1 /* OPEN */) return true;
@@ -345,24 +344,28 @@
     }
     streams.add(event.detail.source);
     sources.set(event.target, event.detail.source);
-    const elt = event.target;
-    if (broken.has(elt)) {
-      // Back after a gap: whatever changed meanwhile was not pushed; read it once.
-      broken.delete(elt);
-      catchUp();
-    } else if (elt instanceof Element && elt.id === "case-live") {
-      // A change between rendering the page and opening the stream was not pushed either:
-      // the case page checks once (?since=, a 204 when nothing changed; no Visibility call).
-      const article = document.getElementById("case");
-      if (article) htmx.trigger(article, "sse:case");
-    }
   });
+  // Resuming: every stream event carries the change log's position as its id. The browser's
+  // own reconnect sends it back (Last-Event-ID); a stream the extension opens anew (after an
+  // error, or a paused tab) says it as `last=`, so the server sends only what was missed, or
+  // tells the page to re-read when it no longer holds that. The page's first stream starts
+  // from the position the page was rendered at (in its sse-connect URL).
+  const lastIds = new Map();  // stream URL without `last` -> the newest source for it
+  function withoutLast(url) { return url.replace(/([?&])last=[^&]*(&|$)/, function (m, lead, tail) { return tail ? lead : ""; }); }
+  if (window.htmx) {
+    htmx.createEventSource = function (url) {
+      const base = withoutLast(url);
+      const previous = lastIds.get(base);
+      const last = previous && previous.lastEventId;
+      const target = last ? base + (base.indexOf("?") >= 0 ? "&" : "?") + "last=" + encodeURIComponent(last) : url;
+      const source = new EventSource(target, { withCredentials: true });
+      lastIds.set(base, source);
+      return source;
+    };
+  }
   document.addEventListener("htmx:sseError", function (event) {
     const source = event.detail.source;
-    if (source && source.readyState !== 1) {
-      streams.delete(source);
-      if (event.target instanceof Element) broken.add(event.target);
-    }
+    if (source && source.readyState !== 1) streams.delete(source);
   });
   document.addEventListener("htmx:sseClose", function (event) { streams.delete(event.detail.source); });
   // A push the page could not take (hidden tab, ticked rows) is taken once it can.
@@ -424,7 +427,7 @@
   // A tab hidden for a while closes its stream: browsers allow six HTTP/1.1 connections per
   // host, and a person with many tabs open would otherwise starve their own page loads.
   // Coming back reopens it through the extension's own reconnect (which re-registers the
-  // page's listeners), and the reopened stream's catch-up re-reads what was missed.
+  // page's listeners) from the last position the page had: the server sends what it missed.
   tracerail.pauseAfterMs = 15000;
   let pauseTimer = null;
   const paused = [];
@@ -434,7 +437,6 @@
       if (!elt.isConnected || source.readyState === 2 /* CLOSED */) { sources.delete(elt); continue; }
       source.close();
       streams.delete(source);
-      broken.add(elt);
       paused.push(source);
     }
   }

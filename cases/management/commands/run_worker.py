@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from cases import gateway
+from cases import temporal
 from cases.management.temporal_command import TemporalCommand
 from workers.worker import build_worker, run_worker
 
@@ -37,10 +37,10 @@ class Command(TemporalCommand):
         started = loop.time()
         try:
             if wait:
-                await gateway.wait_until_reachable(
+                await temporal.wait_until_reachable(
                     wait, on_wait=lambda reason: self.say(f"run_worker: waiting: {reason}")
                 )
-            client = await gateway.get_client()
+            client = await temporal.get_client()
         except Exception as err:
             self.stderr.write(f"run_worker: cannot reach Temporal: {err}")
             return 1

@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from cases import gateway
-from cases.ids import case_id_for_key
+from cases import temporal
 from cases.management.temporal_command import TemporalCommand
 from cases.models import Queue
-from cases.visibility import CaseFilter
+from cases.temporal.ids import case_id_for_key
+from cases.temporal.visibility import CaseFilter
 from workers import model
 from workers.model import AddComment, Claim, Close, NewCase, Resolve
 
@@ -61,13 +61,13 @@ class Command(TemporalCommand):
         try:
             with self.patient_timeouts():
                 asyncio.run(self._main(**options))
-        except gateway.TemporalUnavailable as err:
+        except temporal.TemporalUnavailable as err:
             raise CommandError(f"seed_demo: {err.message}") from err
 
     async def _main(self, count: int, if_empty: bool, concurrency: int, seed: int,
                     wait: float, queues: list[str], **_: Any) -> None:
         if wait:
-            await gateway.wait_until_reachable(
+            await temporal.wait_until_reachable(
                 wait, need_core_attributes=True, count_query=CaseFilter().query(),
                 worker_task_queue=settings.TEMPORAL_TASK_QUEUE,
                 on_wait=lambda reason: self.say(f"seed_demo: waiting: {reason}"),
@@ -79,21 +79,21 @@ class Command(TemporalCommand):
             retries += 1
 
         # Every call below is safe to repeat: fixed case ids, fixed Update ids.
-        patient = partial(gateway.retry_transient, budget_seconds=wait, on_retry=retried)
+        patient = partial(temporal.retry_transient, budget_seconds=wait, on_retry=retried)
         cases = [demo_case(seed, i, queues) for i in range(count)]
         gate = asyncio.Semaphore(concurrency)
 
         async def exists(case: DemoCase) -> bool:
             async with gate:
                 try:
-                    await patient(partial(gateway.describe_case, case.case_id))
-                except gateway.CaseNotFound:
+                    await patient(partial(temporal.describe_case, case.case_id))
+                except temporal.CaseNotFound:
                     return False
                 return True
 
         present = sum(await asyncio.gather(*(exists(c) for c in cases)))
         if if_empty and not present and await patient(
-            partial(gateway.count_cases, CaseFilter().query())
+            partial(temporal.count_cases, CaseFilter().query())
         ):
             self.say("seed_demo: the namespace holds cases, none of them demo ones; not seeding")
             return
@@ -167,16 +167,16 @@ def demo_case(seed: int, index: int, queues: list[str]) -> DemoCase:
 async def _seed_case(case: DemoCase, patient: Any) -> None:
     """Bring one demo case to the end of its steps, from wherever an earlier run left it."""
     try:
-        await patient(partial(gateway.start_case, case.case_id, case.new, "intake"))
-    except gateway.CaseExists:
+        await patient(partial(temporal.start_case, case.case_id, case.new, "intake"))
+    except temporal.CaseExists:
         pass  # opened by an earlier run, or by our own attempt that timed out
     for update_id, command in case.steps:
         try:
-            await patient(partial(gateway.act, case.case_id, command, update_id))
-        except gateway.ActionRefused:
+            await patient(partial(temporal.act, case.case_id, command, update_id))
+        except temporal.ActionRefused:
             # A repeated Update id returns its first outcome while the run is open; past that
             # (the case ended) or if the step was done under another id, look at the case.
-            row = await patient(partial(gateway.describe_case, case.case_id))
+            row = await patient(partial(temporal.describe_case, case.case_id))
             if row.execution_status != "running":
                 return  # closed: Close is the last step, or someone closed it since
             if isinstance(command, Claim) and row.assignee:

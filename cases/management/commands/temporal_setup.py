@@ -6,9 +6,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError
-from temporalio.service import RPCError
 
-from cases import gateway
+from cases import temporal
 from cases.management.temporal_command import TemporalCommand
 
 
@@ -25,27 +24,23 @@ class Command(TemporalCommand):
         try:
             with self.patient_timeouts():
                 report = asyncio.run(self._main(options["retention_days"], options["wait"]))
-        except gateway.TemporalUnavailable as err:
+        except temporal.GatewayError as err:  # unreachable, or a refusal (TemporalRefused)
             raise CommandError(f"temporal_setup: {err.message}") from err
-        except RPCError as err:
-            raise CommandError(
-                f"temporal_setup: Temporal refused ({err.status.name}): {err.message}"
-            ) from err
         if report.added:
             self.stdout.write(f"temporal_setup: registered {', '.join(report.added)}")
         if report.present:
             self.stdout.write(f"temporal_setup: already registered: {', '.join(report.present)}")
         self.stdout.write(f"temporal_setup: retention {report.retention_days} days")
 
-    async def _main(self, retention_days: int, wait: float) -> gateway.SetupReport:
+    async def _main(self, retention_days: int, wait: float) -> temporal.SetupReport:
         if wait:
-            await gateway.wait_until_reachable(
+            await temporal.wait_until_reachable(
                 wait, on_wait=lambda reason: self.say(f"temporal_setup: waiting: {reason}")
             )
         # A fresh dev server can time out its first registrations; every step re-reads what
         # is there first, so repeating the whole setup is safe.
-        return await gateway.retry_transient(
-            partial(gateway.setup_namespace, retention_days),
+        return await temporal.retry_transient(
+            partial(temporal.setup_namespace, retention_days),
             budget_seconds=wait,
             on_retry=lambda err: self.say(f"temporal_setup: retrying after: {err}"),
         )

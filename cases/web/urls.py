@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from cases.web import bulk, export, history, views
+
+app_name = "cases"
+
+urlpatterns = [
+    path("", views.case_list, name="list"),
+    path("new/", views.case_new, name="new"),
+    path("bulk/", bulk.bulk, name="bulk"),
+    path("export.csv", export.export_csv, name="export"),
+    path("archived/", history.archived, name="archived"),
+    path("<str:case_id>/", views.case_detail, name="detail"),
+    path("<str:case_id>/history/", history.case_history, name="history"),
+    path("<str:case_id>/history.json", history.case_history_json, name="history_json"),
+    path("<str:case_id>/history.csv", history.case_history_csv, name="history_csv"),
+    path("<str:case_id>/<str:action>/", views.case_action, name="action"),
+]
