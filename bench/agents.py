@@ -50,11 +50,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import html
 import importlib
 import os
 import random
 import re
 import shutil
+import signal
 import sys
 import time
 import urllib.parse
@@ -63,6 +65,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from bench.harness import (
     BIN,
@@ -91,6 +94,14 @@ VERSION_RE = re.compile(r'<article id="case"[^>]*?data-version="(\d+)"')
 FORM_RE = re.compile(r'class="action action-(\w+)')
 ASSIGNEE_RE = re.compile(r'<dd class="assignee">(.*?)</dd>', re.S)
 STATUS_RE = re.compile(r'<option value="(\w+)" selected>')
+SSE_CONNECT_RE = re.compile(r'sse-connect="([^"]+)"')
+# Tabs whose stream broke within this many seconds of the kill are the restart's tabs; the
+# Visibility calls of this many seconds after it are the reconnect's.
+RESTART_GRACE = 8.0
+RECONNECT_WINDOW = 10.0
+RESTART_SETTLE = 30.0  # seconds the window must go on after the kill
+# A change made this long before the kill may still have been on its way to the screens.
+IN_FLIGHT = 3.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,6 +135,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "as `make run` has them, or PostgreSQL as `make run-prod` has them")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds a request may take before it counts as a timeout")
+    parser.add_argument("--restart-after", type=float, default=0.0,
+                        help="push mode: kill one gunicorn worker this many seconds into the "
+                        "steady window (its master starts a new one) and measure the tabs' "
+                        "way back; 0: no restart")
+    parser.add_argument("--restart-signal", choices=("KILL", "TERM"), default="KILL",
+                        help="KILL: the process dies at once (a crash, an OOM kill); TERM: a "
+                        "graceful stop (streams are cut after gunicorn's 5 s graceful timeout)")
+    parser.add_argument("--restart-worker", choices=("first", "last"), default="first",
+                        help="which worker to restart, in the order the master lists them "
+                        "(the first started usually holds the feed poller's lease)")
+    parser.add_argument("--probe-every", type=float, default=1.0,
+                        help="with --restart-after: seconds between the bench's own comments "
+                        "on one probe case per queue, so changes keep being made")
+    parser.add_argument("--reconnect", default="0.5,3",
+                        help="an event stream that broke reconnects after a random delay in "
+                        "this range of seconds (or the server's `retry:`), sending its last "
+                        "id as Last-Event-ID, as EventSource does")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -131,6 +159,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m for m in args.mode.split(",") if m]
     if not set(args.modes) <= {"push", "poll"} or not args.modes:
         parser.error("--mode: push, poll or push,poll")
+    low, _, high = args.reconnect.partition(",")
+    args.reconnect_range = (float(low), float(high or low))
+    if args.restart_after:
+        if args.modes != ["push"]:
+            parser.error("--restart-after measures push streams: use --mode push")
+        if args.processes < 2:
+            parser.error("--restart-after needs --processes 2 or more (one is restarted)")
+        if args.minutes * 60 < args.restart_after + RESTART_SETTLE:
+            parser.error(f"--minutes must leave {RESTART_SETTLE:.0f} s after --restart-after")
     return args
 
 
@@ -177,6 +214,8 @@ class Conn:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.busy = False  # HTTP/1.1: one request at a time; a second would read its answer
+        self.last_id = ""  # an event stream's last `id:` (EventSource's lastEventId)
+        self.retry_ms: int | None = None  # an event stream's `retry:`, if the server sent one
 
     def close(self) -> None:
         if self.writer is not None:
@@ -278,32 +317,49 @@ class Conn:
             yield chunk[:-2]
 
     async def events(self, path: str) -> AsyncIterator[tuple[str, str]]:
-        """GET an event stream on this connection and yield (event, data) until it ends."""
+        """GET an event stream on this connection and yield (event, data) until it ends, as
+        EventSource does: the last `id:` seen is kept (`last_id`) and sent back as
+        Last-Event-ID when the same Conn opens the stream again; an id-only frame (no data)
+        dispatches nothing to a page but is yielded here as ("id", <id>) for the bench's
+        bookkeeping; `retry:` sets `retry_ms`. ("open", "") comes first, once the stream
+        answers 200."""
         self.close()
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port,
                                                                  limit=1 << 22)
-        self.writer.write(self._head("GET", path, {"Accept": "text/event-stream",
-                                                   "Cache-Control": "no-cache"}, b""))
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.last_id:
+            headers["Last-Event-ID"] = self.last_id
+        self.writer.write(self._head("GET", path, headers, b""))
         await self.writer.drain()
-        status, headers = await self._read_head()
+        status, resp_headers = await self._read_head()
         if status != 200:
-            await self._read_body("GET", status, headers)
+            await self._read_body("GET", status, resp_headers)
             raise HttpError(f"HTTP {status}")
-        source = (self._chunks() if "chunked" in dict(headers).get("transfer-encoding", "")
+        yield "open", ""
+        source = (self._chunks()
+                  if "chunked" in dict(resp_headers).get("transfer-encoding", "")
                   else self._until_eof())
-        buffer, event, data = "", "", []
+        buffer, event, data, seen_id = "", "", [], None
         async for chunk in source:
             buffer += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
             *lines, buffer = buffer.split("\n")
             for line in lines:
                 if not line:
+                    if seen_id is not None:
+                        self.last_id = seen_id
                     if data:
                         yield event or "message", "\n".join(data)
-                    event, data = "", []
+                    elif seen_id is not None:
+                        yield "id", seen_id
+                    event, data, seen_id = "", [], None
                 elif line.startswith("event:"):
                     event = line[6:].strip()
                 elif line.startswith("data:"):
                     data.append(line[5:].removeprefix(" "))
+                elif line.startswith("id:"):
+                    seen_id = line[3:].removeprefix(" ")
+                elif line.startswith("retry:") and line[6:].strip().isdigit():
+                    self.retry_ms = int(line[6:].strip())
         raise HttpError("stream ended")
 
     async def _until_eof(self) -> AsyncIterator[bytes]:
@@ -350,6 +406,9 @@ class Level:
     visibility: float = 0.0
     refused: float = 0.0
     load: str = ""
+    tabs: list[Tab] = field(default_factory=list)  # every event stream opened
+    made: list[Made] = field(default_factory=list)  # every change applied (actions, probes)
+    restart: Restart | None = None
 
     def in_window(self, t: float) -> bool:
         return self.window[0] <= t <= self.window[1]
@@ -383,12 +442,141 @@ class Level:
         self.pending.setdefault(case_id, []).append(p)
 
 
+# --- a tab's event stream, as the restart measure follows it ----------------------------------
+
+
+@dataclass
+class Made:
+    """A change applied (an agent's action that was done, or a probe comment), as the screens
+    that show it must come to see it."""
+
+    case_id: str
+    queue: str
+    version: int
+    updated: datetime | None
+    at: float  # monotonic time its answer arrived
+    by: int = -1  # the agent who acted (-1: the bench's probe)
+
+
+@dataclass
+class Tab:
+    """One page's event stream (`kind` "queue", "mine" or "case"; `watch` the queue slug or
+    the case id) over its whole life, reconnects included."""
+
+    agent: int
+    kind: str
+    watch: str
+    opened: list[float] = field(default_factory=list)  # each time the stream answered 200
+    dropped: list[float] = field(default_factory=list)  # each time it broke
+    closed: float = float("inf")  # the page itself closed the tab
+    # Per (re)connection: what the first batch (everything before the first id) held.
+    first_batches: list[tuple[float, str, int]] = field(default_factory=list)
+    batch: list[tuple[str, str]] | None = None  # the current connection's first batch
+    last_pos: tuple[str, int] | None = None
+    backwards: int = 0
+    backwards_on_reconnect: int = 0  # ... in the first id of a (re)connection
+    duplicates: Counter[str] = field(default_factory=Counter)
+    applied: set[tuple[str, str]] = field(default_factory=set)  # (case, row state / version)
+    # (time, case, version or None, updated or None) of what the screen got: rows, results,
+    # re-fetches and case events.
+    seen: list[tuple[float, str, int | None, datetime | None]] = field(default_factory=list)
+
+    def on_open(self) -> None:
+        self.opened.append(time.monotonic())
+        self.batch = []
+
+    def on_frame(self, event: str, data: str) -> None:
+        now = time.monotonic()
+        if event == "id":
+            pos = _position(data)
+            if pos is not None:
+                if (self.last_pos is not None and pos[0] == self.last_pos[0]
+                        and pos[1] < self.last_pos[1]):
+                    self.backwards += 1
+                    self.backwards_on_reconnect += self.batch is not None
+                self.last_pos = pos
+            if self.batch is not None:
+                reread = any(e in ("list", "case") and not d.strip() for e, d in self.batch)
+                replayed = sum(1 for e, _ in self.batch if e in ("row", "case", "results",
+                                                                  "counts", "list"))
+                self.first_batches.append((now, "re-read" if reread else "resumed", replayed))
+                self.batch = None
+            return
+        if self.batch is not None:
+            self.batch.append((event, data))
+        key = ""
+        if event == "row":
+            found = ROW_RE.search(data)
+            if found:
+                updated = UPDATED_RE.findall(found[2])
+                key = f"{found[1]}@{updated[-1] if updated else ''}" + \
+                    ("+ended" if "ended" in found[2] else "")
+                self.saw(found[1], None, _updated(found[2]), now)
+        elif event == "case" and data.strip().isdigit():
+            key = f"{self.watch}#{data.strip()}"
+            self.saw(self.watch, int(data.strip()), None, now)
+        if key:
+            if (event, key) in self.applied:
+                self.duplicates[event] += 1
+            self.applied.add((event, key))
+
+    def saw(self, case_id: str, version: int | None, updated: datetime | None,
+            now: float | None = None) -> None:
+        self.seen.append((time.monotonic() if now is None else now, case_id, version,
+                          updated))
+
+    def saw_html(self, html: str) -> None:
+        now = time.monotonic()
+        for case_id, body in ROW_RE.findall(html):
+            self.saw(case_id, None, _updated(body), now)
+
+    def shows(self, m: Made) -> bool:
+        return (self.kind == "queue" and m.queue == self.watch) or (
+            self.kind == "case" and m.case_id == self.watch)
+
+    def first_seen(self, m: Made) -> float | None:
+        """When this screen first showed `m` (or a later state of its case)."""
+        for t, case_id, version, updated in self.seen:
+            if case_id != m.case_id:
+                continue
+            if version is not None and version >= m.version:
+                return t
+            if updated is not None and m.updated is not None and \
+                    updated.timestamp() >= m.updated.timestamp() - 0.01:
+                return t
+        return None
+
+
+def _position(text: str) -> tuple[str, int] | None:
+    epoch, _, seq = text.rpartition("-")
+    return (epoch, int(seq)) if seq.isdigit() else None
+
+
+@dataclass
+class Restart:
+    killed_pid: int = 0
+    signal: str = "KILL"
+    at: float = 0.0  # monotonic time of the kill
+    respawned: float = 0.0  # when the master had a new worker (pid seen)
+    baseline_vis: float = 0.0  # Visibility calls/s from the window's start to the kill
+    window_calls: float = 0.0  # Visibility calls in the RECONNECT_WINDOW after the kill
+    log_moved: float = float("nan")  # seconds from the kill to the log's next append
+    lease_moved: float = float("nan")  # seconds from the kill until another held the lease
+    later_calls: float = 0.0  # ... in the next RECONNECT_WINDOW
+
+
 def _shows(p: Pending, version: int | None, updated: datetime | None) -> bool:
     if version is not None:
         return version >= p.version
     if updated is not None:
         return p.updated is not None and updated >= p.updated
     return True  # an event that only names the case
+
+
+def _sse_path(page: str) -> str:
+    """The stream URL a page's htmx `sse-connect` opens (with its `last=` position)."""
+    found = SSE_CONNECT_RE.search(page)
+    return html.unescape(found[1]) if found else ""
 
 
 def _updated(row_html: str) -> datetime | None:
@@ -407,7 +595,9 @@ class Agent:
                  level: Level, args: argparse.Namespace, port: int, rnd: random.Random) -> None:
         self.index, self.level, self.args, self.rnd = index, level, args, rnd
         self.list_path, self.queue_path = list_path, queue_path
+        self.queue = queue_path.rpartition("=")[2]
         self.jar = {"sessionid": session_key}
+        self.case_rec: Tab | None = None  # the open case tab's stream record
         self.port = port
         self.rows: list[str] = []
         self.case_id = ""
@@ -462,8 +652,10 @@ class Agent:
     async def list_tab(self, stop: asyncio.Event) -> None:
         conn = self.conn()
         reply = await self.timed(conn, "list load", "GET", self.list_path)
+        stream_path = ""
         if reply is not None:
             self.saw_rows(reply.text())
+            stream_path = _sse_path(reply.text())
         partial = {**HX, "HX-Current-URL": self.list_path, "HX-Target": "results"}
         if self.args.mode_now == "poll":
             every = self.args.list_refresh
@@ -477,11 +669,17 @@ class Agent:
             return
         stream = self.conn()
         query = self.list_path.partition("?")[2]
+        kind = "mine" if "assignee=me" in self.list_path else "queue"
+        rec = Tab(self.index, kind, self.queue)
+        self.level.tabs.append(rec)
+        if reply is not None:
+            rec.saw_html(reply.text())
 
         async def refetch() -> None:
             reply = await self.timed(conn, "list refresh", "GET", self.list_path, partial)
             if reply is not None:
                 self.saw_rows(reply.text())
+                rec.saw_html(reply.text())
 
         async def on_event(event: str, data: str) -> None:
             if event == "row":
@@ -490,30 +688,45 @@ class Agent:
                     self.level.observe(self.index, found[1], updated=_updated(found[2]))
             elif event == "results":
                 self.saw_rows(data)  # the list's new results, pushed: no request
+                rec.saw_html(data)
             elif event == "list":
                 self.level.observe(self.index, data.strip())
                 await refetch()
 
-        await self.hold_stream(stream, f"/events/?{query}", on_event, stop)
+        await self.hold_stream(stream, stream_path or f"/events/?{query}", on_event, stop,
+                               rec=rec)
 
     async def hold_stream(self, stream: Conn, path: str, on_event, stop: asyncio.Event,
-                          until: float = float("inf")) -> None:
-        """Keep an EventSource open (reconnecting after 1 s, as a browser retries) until
-        `stop` or the monotonic time `until`."""
+                          until: float = float("inf"), rec: Tab | None = None) -> None:
+        """Keep an EventSource open until `stop` or the monotonic time `until`. As a browser
+        does, a stream that broke is opened again after the server's `retry:` or a random
+        `--reconnect` delay, with its last id as Last-Event-ID."""
         while not stop.is_set() and time.monotonic() < until:
             try:
                 async with asyncio.timeout(max(0.0, until - time.monotonic())
                                            if until != float("inf") else None):
                     async for event, data in stream.events(path):
-                        await on_event(event, data)
+                        if rec is not None:
+                            if event == "open":
+                                rec.on_open()
+                            else:
+                                rec.on_frame(event, data)
+                        if event not in ("open", "id"):
+                            await on_event(event, data)
             except TimeoutError:
                 break
             except (HttpError, OSError, asyncio.IncompleteReadError) as err:
                 kind = err.kind if isinstance(err, HttpError) else type(err).__name__
                 if self.level.in_window(time.monotonic()):
                     self.level.stream_errors[kind] += 1
+                if rec is not None:
+                    rec.dropped.append(time.monotonic())
                 stream.close()
-                await _sleep(stop, 1.0)
+                delay = (stream.retry_ms / 1000 if stream.retry_ms is not None
+                         else self.rnd.uniform(*self.args.reconnect_range))
+                await _sleep(stop, delay)
+        if rec is not None:
+            rec.closed = time.monotonic()
         stream.close()
 
     # -- the case tab
@@ -559,6 +772,8 @@ class Agent:
         if found:
             self.version = int(found[1])
             self.level.observe(self.index, self.case_id, version=self.version)
+            if self.case_rec is not None and self.case_rec.watch == self.case_id:
+                self.case_rec.saw(self.case_id, self.version, None)
         self.page = html
 
     async def poll_case(self, conn: Conn, path: str, until: float, stop: asyncio.Event
@@ -578,6 +793,9 @@ class Agent:
     async def push_case(self, conn: Conn, path: str, until: float, stop: asyncio.Event
                         ) -> None:
         case_id = self.case_id
+        rec = self.case_rec = Tab(self.index, "case", case_id)
+        self.level.tabs.append(rec)
+        rec.saw(case_id, self.version, None)
 
         async def on_event(event: str, data: str) -> None:
             if event == "case" and data.strip().isdigit():
@@ -585,8 +803,11 @@ class Agent:
                 self.level.observe(self.index, case_id, version=version)
                 if version > self.version:
                     await self.refresh_case(conn, path)
+            elif event == "case":
+                await self.refresh_case(conn, path)  # re-read: the page asks again
 
-        await self.hold_stream(self.conn(), f"/events/?case={case_id}", on_event, stop, until)
+        await self.hold_stream(self.conn(), _sse_path(self.page) or f"/events/?case={case_id}",
+                               on_event, stop, until, rec)
 
     async def actor(self, conn: Conn, path: str, until: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -645,8 +866,11 @@ class Agent:
         self.seen_case(text)
         if outcome == "done":
             row = ROW_RE.search(text)
-            self.level.acted(Pending(self.index, sent, answered, self.version,
-                                     _updated(row[2]) if row else None), case_id)
+            updated = _updated(row[2]) if row else None
+            self.level.acted(Pending(self.index, sent, answered, self.version, updated),
+                             case_id)
+            self.level.made.append(Made(case_id, self.queue, self.version, updated, answered,
+                                        self.index))
 
     async def run(self, arrive: float, stop: asyncio.Event) -> None:
         await _sleep(stop, arrive)
@@ -757,6 +981,21 @@ def start_gunicorn(stack: Stack, args: argparse.Namespace, redis_url: str) -> No
     wait_for_port(stack.web_port, child.proc, "gunicorn", 60)
 
 
+async def pick_probes(case_ids: list[str], queues: list[str]) -> dict[str, str]:
+    """One open case per queue, for the restart's probe comments."""
+    from cases.temporal import gateway
+
+    probes: dict[str, str] = {}
+    for case_id in case_ids:
+        state = await gateway.get_case(case_id)
+        if state.queue in queues and state.queue not in probes and \
+                state.status not in ("resolved", "closed"):
+            probes[state.queue] = case_id
+        if len(probes) == len(queues):
+            break
+    return probes
+
+
 async def probe_push(port: int, person: Person) -> str:
     """'' when GET /events/ answers with an event stream, else why not."""
     conn = Conn(port, {"sessionid": person.session_key})
@@ -795,10 +1034,14 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     say(f"{mode}, {count} agents: ramp {args.ramp:.0f} s, settle {settle} s, "
         f"window {args.minutes * 60:.0f} s")
     loop = asyncio.get_running_loop()
+    if args.restart_after:
+        tasks.append(asyncio.create_task(probe(level, args, stop)))
     await asyncio.sleep(level.window[0] - time.monotonic())
     before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                         VISIBILITY_OPERATIONS)
     load_before = load_average()
+    if args.restart_after:
+        await restart_one(stack, args, level, before)
     await asyncio.sleep(level.window[1] - time.monotonic())
     after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                        VISIBILITY_OPERATIONS)
@@ -818,6 +1061,204 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
         a.close()
     stack.check_alive()
     return level
+
+
+# --- the restart -----------------------------------------------------------------------------
+
+
+async def probe(level: Level, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Changes that keep being made whatever the agents do: a comment on each probe case (one
+    per queue, so every queue list is told) every `--probe-every` seconds."""
+    from cases.temporal import gateway
+    from workers.model import AddComment
+
+    async def one(case_id: str, queue: str, n: int) -> None:
+        try:
+            state = await gateway.act(case_id, AddComment(actor="bench-probe",
+                                                          body=f"probe {n}"))
+        except Exception as err:  # counted, and the next probe goes on
+            level.outcomes[f"probe {type(err).__name__}"] += 1
+            return
+        level.made.append(Made(case_id, queue, state.version, state.updated_at,
+                               time.monotonic()))
+
+    n = 0
+    while not stop.is_set():
+        n += 1
+        await asyncio.gather(*(one(case_id, queue, n) for queue, case_id in args.probes.items()))
+        await _sleep(stop, args.probe_every)
+
+
+def _workers(master: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{master}/task/{master}/children").read_text()
+    except OSError:
+        return []
+    return [int(pid) for pid in text.split()]
+
+
+async def restart_one(stack: Stack, args: argparse.Namespace, level: Level,
+                      before: dict[str, float]) -> None:
+    """`--restart-after` seconds into the window, one gunicorn worker is signalled (its master
+    starts another); the Visibility calls of the next RECONNECT_WINDOW seconds, and of the one
+    after, are read from the server's own counters."""
+    import redis
+
+    loop = asyncio.get_running_loop()
+    master = next(c.proc.pid for c in stack.children.children if c.name == "web")
+    # The change log's head and the poller's lease, read straight from Redis: did the log
+    # stand still after the kill, and did the lease change hands (the killed worker held it)?
+    db = redis.Redis.from_url(args.redis_url)
+    seq_key = next(iter(db.scan_iter(match="*log:seq", count=1000)), None)
+    lease_key = next(iter(db.scan_iter(match="*lease:feed-poller", count=1000)), None)
+
+    def peek() -> tuple[bytes | None, bytes | None]:
+        return (db.get(seq_key) if seq_key else None, db.get(lease_key) if lease_key else None)
+
+    await asyncio.sleep(level.window[0] + args.restart_after - time.monotonic())
+    workers = _workers(master)
+    if not workers:
+        raise RuntimeError("gunicorn has no workers to restart")
+    victim = workers[0] if args.restart_worker == "first" else workers[-1]
+    rs = level.restart = Restart(killed_pid=victim, signal=args.restart_signal)
+    at_kill = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
+                                         VISIBILITY_OPERATIONS)
+    rs.at = time.monotonic()
+    rs.baseline_vis = (at_kill[REQUESTS] - before[REQUESTS]) / (rs.at - level.window[0])
+    seq0, lease0 = peek()
+    os.kill(rs.killed_pid, getattr(signal, f"SIG{args.restart_signal}"))
+    say(f"restart: SIG{args.restart_signal} to gunicorn worker {rs.killed_pid} "
+        f"({len(workers)} workers)")
+    while time.monotonic() < rs.at + RECONNECT_WINDOW:
+        now_workers = _workers(master)
+        if not rs.respawned and any(p not in workers for p in now_workers):
+            rs.respawned = time.monotonic()
+            say(f"restart: new worker after {rs.respawned - rs.at:.1f} s")
+        seq, lease = peek()
+        if seq != seq0 and rs.log_moved != rs.log_moved:
+            rs.log_moved = time.monotonic() - rs.at
+        if lease is not None and lease != lease0 and rs.lease_moved != rs.lease_moved:
+            rs.lease_moved = time.monotonic() - rs.at
+        await asyncio.sleep(0.05)
+    mid = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
+                                     VISIBILITY_OPERATIONS)
+    rs.window_calls = mid[REQUESTS] - at_kill[REQUESTS]
+    await asyncio.sleep(rs.at + 2 * RECONNECT_WINDOW - time.monotonic())
+    after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
+                                       VISIBILITY_OPERATIONS)
+    rs.later_calls = after[REQUESTS] - mid[REQUESTS]
+
+
+def restart_report(level: Level, args: argparse.Namespace) -> list[str]:
+    rs = level.restart
+    if rs is None:
+        return []
+    hit = [t for t in level.tabs
+           if any(rs.at <= d <= rs.at + RESTART_GRACE for d in t.dropped)]
+    back, fresh, stale, closed, reread, resumed, replayed = [], [], 0, 0, 0, 0, 0
+    missed_tabs = 0
+    for tab in hit:
+        drop = min(d for d in tab.dropped if d >= rs.at)
+        reopened = next((o for o in tab.opened if o > drop), None)
+        batch = next((b for b in tab.first_batches if b[0] > drop), None)
+        if batch is not None:
+            reread += batch[1] == "re-read"
+            resumed += batch[1] == "resumed"
+            replayed += batch[2]
+        if reopened is None:
+            if tab.closed < rs.at + RESTART_SETTLE:
+                closed += 1
+            else:
+                stale += 1
+            continue
+        back.append(reopened - rs.at)
+        if tab.kind == "mine":
+            continue  # which changes "my cases" must show is not known to the bench
+        # What it must come to show: every change to what it watches from just before the
+        # kill (perhaps still on its way) until it was back.
+        owed = [m for m in level.made
+                if rs.at - IN_FLIGHT <= m.at <= reopened and tab.shows(m)]
+        times = [tab.first_seen(m) for m in owed]
+        if any(t is None for t in times):
+            if tab.closed < rs.at + RESTART_SETTLE:
+                closed += 1
+            else:
+                stale += 1
+                missed_tabs += 1
+            continue
+        fresh.append(max([reopened, *[t for t in times if t is not None]]) - rs.at)
+    dups: Counter[str] = Counter()
+    backwards = on_reconnect = 0
+    for tab in level.tabs:
+        dups.update(tab.duplicates)
+        backwards += tab.backwards
+        on_reconnect += tab.backwards_on_reconnect
+    hit_dups: Counter[str] = Counter()
+    for tab in hit:
+        hit_dups.update(tab.duplicates)
+
+    def dist(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return (f"p50 {percentile(values, 50):.1f} s, p95 {percentile(values, 95):.1f} s, "
+                f"max {max(values):.1f} s")
+
+    kinds = Counter(t.kind for t in hit)
+    # How long the log stood still: the first probe made after the kill, to the first
+    # screen that showed it (the poller's lease, if the killed process held it, must expire
+    # before another process polls).
+    stall = float("nan")
+    for m in sorted((m for m in level.made if m.at > rs.at and m.by < 0),
+                    key=lambda m: m.at)[:1]:
+        firsts = [t for t in (tab.first_seen(m) for tab in level.tabs if tab.shows(m))
+                  if t is not None]
+        stall = min(firsts) - m.at if firsts else float("nan")
+    around = sum(1 for m in level.made if rs.at - IN_FLIGHT <= m.at <= rs.at + RECONNECT_WINDOW)
+    goal = sum(1 for f in fresh if f <= 10)
+    expected = rs.baseline_vis * RECONNECT_WINDOW
+    return [
+        "",
+        f"Restart: SIG{rs.signal} to the {args.restart_worker} of {args.processes} gunicorn "
+        f"workers (pid "
+        f"{rs.killed_pid}) {args.restart_after:g} s into the window; its master had a new "
+        f"worker after {rs.respawned - rs.at:.1f} s" if rs.respawned else
+        f"Restart: SIG{rs.signal} to worker {rs.killed_pid}; no new worker within "
+        f"{RECONNECT_WINDOW:g} s",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| tabs whose stream broke (within {RESTART_GRACE:g} s of the kill) | {len(hit)} of "
+        f"{len({id(t) for t in level.tabs if t.opened and t.opened[0] < rs.at < t.closed})} "
+        f"open ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) |",
+        f"| stream back (kill → reopened) | {dist(back)} |",
+        f"| fresh (kill → showing every change made from {IN_FLIGHT:g} s before the kill "
+        f"until it was back; queue and case tabs) | {dist(fresh)} |",
+        f"| fresh within 10 s | {goal} of {len(fresh) + stale} "
+        f"({stale} never fresh, {missed_tabs} of them missing a change; {closed} closed by "
+        f"the page first) |",
+        f"| first answer after reconnecting: resumed (replay) / re-read | {resumed} / "
+        f"{reread} ({replayed} frames replayed) |",
+        f"| Visibility calls in the {RECONNECT_WINDOW:g} s after the kill | "
+        f"{rs.window_calls:.0f} (baseline {rs.baseline_vis:.1f}/s → {expected:.0f} expected; "
+        f"excess {rs.window_calls - expected:+.0f}); next {RECONNECT_WINDOW:g} s: "
+        f"{rs.later_calls:.0f} |",
+        f"| duplicates (a row state or case version applied twice by one tab) | all tabs: "
+        f"{sum(dups.values())} ({', '.join(f'{k} {n}' for k, n in dups.items()) or '-'}); "
+        f"restarted tabs: {sum(hit_dups.values())} |",
+        f"| event ids going backwards (same epoch) | {backwards} ({on_reconnect} in the "
+        f"first id after a reconnect) |",
+        f"| first probe made after the kill → first screen showing it | {stall:.1f} s |",
+        f"| kill → the change log's next append (Redis) | {rs.log_moved:.1f} s |",
+        "| kill → another process holds the poller's lease | "
+        + (f"{rs.lease_moved:.1f} s (the killed worker held it) |"
+           if rs.lease_moved == rs.lease_moved else
+           f"not within {RECONNECT_WINDOW:g} s (the survivor held it) |"),
+        "",
+        f"changes made: {len(level.made)} in the level ({around} "
+        f"from {IN_FLIGHT:g} s before the kill to {RECONNECT_WINDOW:g} s after; probes: a "
+        f"comment on one case per queue every {args.probe_every:g} s); reconnect delay "
+        f"{args.reconnect_range[0]:g}-{args.reconnect_range[1]:g} s or the server's retry.",
+    ]
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -879,6 +1320,8 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "|" + "|".join("---" for _ in main_cols) + "|",
     ]
     lines += ["| " + " | ".join(r[c] for c in main_cols) + " |" for r in rows]
+    for level in levels:
+        lines += restart_report(level, args)
     lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
               "load average 1/5/15 min (window start → end) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['agents']} | {r['actions/min']} | {r['actions']} | "
@@ -895,7 +1338,9 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "row or version; 0 when it arrived first); seen/acted = actions some other screen "
         "showed / actions applied in the window;",
         f"errors = non-200/204 answers, timeouts (> {args.timeout:g} s) and broken "
-        "connections per request kind, and event streams that broke (reconnected after 1 s).",
+        "connections per request kind, and event streams that broke (reopened after the "
+        f"server's retry or {args.reconnect_range[0]:g}-{args.reconnect_range[1]:g} s, "
+        "with Last-Event-ID).",
         "Sessions are written through Django's session engine, not by logging in: a login "
         "costs a password hash (PBKDF2, hundreds of ms of CPU), which is not what this "
         "measures.",
@@ -934,6 +1379,9 @@ def main(argv: list[str] | None = None) -> None:
                                        else args.server_visibility_rps / args.processes)
         case_ids = stack.seed(args.cases)
         stack.wait_until_ready(case_ids)
+        if args.restart_after:
+            args.probes = stack.run(pick_probes(case_ids, stack.queues()))
+            notes.append("probe cases: " + ", ".join(f"{q} {c}" for q, c in args.probes.items()))
         people = create_agents(max(args.levels), stack.queues())
         start_gunicorn(stack, args, redis_url)
         if "push" in args.modes:

@@ -98,6 +98,7 @@ def test_single_key_shortcuts_can_be_turned_off(page: Page, live_server, supervi
     login(page, live_server.url, "sam")
     expect(page.locator("tr.case-row").first).to_be_visible()
     toggle = page.locator("#shortcuts-toggle")
+    page.click(".user-menu > summary")  # the switch lives in the user menu
     expect(toggle).to_have_text("Keyboard shortcuts: on")
     toggle.click()
     expect(toggle).to_have_text("Keyboard shortcuts: off")
@@ -116,6 +117,7 @@ def test_single_key_shortcuts_can_be_turned_off(page: Page, live_server, supervi
     expect(toggle).to_have_text("Keyboard shortcuts: off")
     page.keyboard.press("j")
     expect(page.locator("tr.case-row.selected")).to_have_count(0)
+    page.click(".user-menu > summary")
     toggle.click()
     expect(toggle).to_have_text("Keyboard shortcuts: on")
     page.locator("body").click(position={"x": 5, "y": 5})

@@ -21,7 +21,8 @@ def test_case_row_escapes_everything_and_keeps_structure(db):
     column = Attribute("Region", "Keyword", "Region", "", (), True, False)
     html = case_row(row, [column], oob=True)
     assert "<script>" not in html and EVIL not in html
-    assert html.count("&lt;script&gt;") == 6  # title, tag, requester, queue, assignee, column
+    # title (text and hover), tag, requester, queue, assignee, column
+    assert html.count("&lt;script&gt;") == 7
     assert html.startswith('<tr id="row-case-AAAAAAAA" class="case-row breached" '
                            'hx-swap-oob="true">')
     assert '<a href="/cases/case-AAAAAAAA/">' in html

@@ -65,7 +65,7 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
         print(json.dumps([type(caches["default"]).__name__, settings.CACHES["default"]]))
     """
     kind, conf = shell(code, django_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/2"))
-    assert kind == "RedisCache"
+    assert kind == "SharedRedisCache"  # Django's, one pool per process
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
     assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
                                "serializer": "cases.store.wire.JSONSerializer"}
@@ -135,7 +135,7 @@ def test_valid_redis_urls_pass_unchanged(monkeypatch):
 def redis_cache(settings, redis_server):
     """Django's default cache as the settings build it for REDIS_URL=<the test server>."""
     settings.CACHES = cache_settings(redis_server.url, 2.0)
-    assert type(caches["default"]).__name__ == "RedisCache"
+    assert type(caches["default"]).__name__ == "SharedRedisCache"
     cache.clear()
     yield caches["default"]
     cache.clear()

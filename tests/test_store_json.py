@@ -66,7 +66,7 @@ def redis_store(settings, redis_server) -> Any:
     settings.CACHES = cache_settings(redis_server.url, 2.0)
     settings.FEED_CACHE = "default"
     shared = store.shared()
-    assert type(shared).__name__ == "RedisCache"
+    assert type(shared).__name__ == "SharedRedisCache"
     shared.clear()
     yield shared
     shared.clear()
@@ -416,3 +416,24 @@ def test_the_stack_redis_refuses_a_client_without_its_password(tmp_path, setting
             == b'{"v":1,"d":"e1"}'
     finally:
         _stop(proc, signal.SIGTERM)
+
+
+def test_every_request_and_stream_shares_one_redis_pool_per_process(redis_store, raw):
+    """Django makes a cache backend per async context (each request, each open stream); they
+    share one client and pool, so open streams do not each hold a Redis connection."""
+    from django.core.cache import caches
+
+    async def in_a_request() -> Any:
+        backend = caches["default"]
+        backend.set("test:pool", 1)
+        return backend
+
+    async def many() -> list[Any]:
+        return list(await asyncio.gather(*(asyncio.create_task(in_a_request())
+                                           for _ in range(50))))
+
+    backends = asyncio.run(many())
+    assert len({id(b) for b in backends}) > 1  # Django's own: one per context
+    assert len({id(b._cache) for b in backends}) == 1
+    clients = [c for c in raw.client_list() if c.get("name", "") == "" and c["cmd"] != "client"]
+    assert len(clients) <= 5  # not one per context

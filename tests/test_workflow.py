@@ -56,6 +56,8 @@ def test_open_case_is_queryable_and_listable(open_case):
     def listed() -> gateway.CaseRow:
         row = row_for(case_id)
         assert row.title == "Cannot export invoices"
+        # Started with the intake's due time; the workflow's first task indexes its own.
+        assert row.due_at == state.due_at
         return row
 
     row = eventually(listed)

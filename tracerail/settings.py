@@ -253,7 +253,8 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
         }}
     limit = timeout if timeout > 0 else None
     return {"default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, one connection pool per process (cases/store/wire.py).
+        "BACKEND": "cases.store.wire.SharedRedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": "tracerail",
         "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit,

@@ -61,7 +61,12 @@ class Results:
     counts: dict[str, int]
 
 
-async def results(asked: Questions, page_token: str | None = None) -> Results:
+async def results(asked: Questions, page_token: str | None = None, *,
+                  defer_counts: bool = False, counts_only: bool = False) -> Results:
+    """`defer_counts`: leave `counts` empty unless the page itself tallies them (the first
+    paint of a list waits for its rows only); `counts_only`: the Counts, no page."""
+    if counts_only:
+        return Results(temporal.CasePage(rows=[], next_page_token=None), await _counts(asked))
     query, matches = asked.listing
     list_call = answers.list_cases(query, settings.CASE_PAGE_SIZE, page_token, matches=matches)
     if asked.tally and not page_token:
@@ -72,7 +77,9 @@ async def results(asked: Questions, page_token: str | None = None) -> Results:
                 if row.status in counts:
                     counts[row.status] += 1
             return Results(page, counts)
-        return Results(page, await _counts(asked))
+        return Results(page, {} if defer_counts else await _counts(asked))
+    if defer_counts:
+        return Results(await list_call, {})
     page, counts = await asyncio.gather(list_call, _counts(asked))
     return Results(page, counts)
 

@@ -21,15 +21,18 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,25 @@ _serializer = JSONSerializer()
 
 def _as_stored(value: Any) -> Any:
     return _serializer.loads(_serializer.dumps(value))
+
+
+class SharedRedisCache(RedisCache):
+    """Django's Redis cache with one client, and so one connection pool, per process. Django
+    makes a backend per async context: every request, and every push stream for as long as it
+    stays open, got a pool of its own, holding a connection each (two processes of 5,000
+    streams would pass Redis's 10,000 clients). redis-py's pool is thread-safe."""
+
+    _clients: ClassVar[dict[tuple[Any, ...], Any]] = {}
+    _clients_lock = threading.Lock()
+
+    @cached_property
+    def _cache(self) -> Any:
+        key = (os.getpid(), tuple(self._servers), repr(sorted(self._options.items())))
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._class(self._servers, **self._options)
+            return client
 
 
 class JSONLocMemCache(LocMemCache):

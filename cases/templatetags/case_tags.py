@@ -140,7 +140,8 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     updated = (f'<time datetime="{e(iso(row.updated_at))}">{e(ago(row.updated_at))}</time>'
                if row.updated_at else "")
     tags = "".join(f'<span class="tag">{e(t)}</span>' for t in row.tags)
-    requester = f'<div class="muted small">{e(row.requester)}</div>' if row.requester else ""
+    tags = f'<span class="tags">{tags}</span>' if tags else ""
+    requester = f'<span class="requester">{e(row.requester)}</span>' if row.requester else ""
     # Written by another Temporal client in a shape this app cannot read: say so, rather
     # than pass the defaults shown for those fields off as the case's values.
     unreadable = (f' <span class="badge warn" title="Not readable: '
@@ -148,7 +149,7 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
                   if row.unreadable else "")
     extra = "".join(f'<td class="attr">{e(display(a.type, row.attributes.get(a.name)))}</td>'
                     for a in columns or [])
-    priority = e(row.priority or "")
+    priority, title = e(row.priority or ""), e(row.title)
     breached = " breached" if row.sla_breached else ""
     swap = ' hx-swap-oob="true"' if oob else ""
     # A workflow stopped outside the case's rules (terminated in Temporal, say).
@@ -158,14 +159,17 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
         f'<tr id="row-{case_id}" class="case-row{breached}"{swap}>'
         f'<td class="select"><input type="checkbox" name="case" value="{case_id}" form="bulk" '
         f'aria-label="Select {case_id}"></td>'
-        f'<td class="mono"><a href="{url}">{case_id}</a></td>'
-        f'<td class="title"><a href="{url}">{e(row.title)}</a>{unreadable}{tags}{requester}</td>'
-        f'<td><span class="badge status-{e(row.status)}">{e(status_label(row.status))}</span>'
-        f'{stopped}</td>'
-        f'<td><span class="prio p{priority}" title="{e(PRIORITY_LABELS.get(row.priority, ""))}">'
-        f'{priority}</span></td>'
-        f'<td>{e(row.queue)}</td><td>{e(row.assignee or "—")}</td>'
-        f'<td class="nowrap">{due}</td><td class="nowrap">{updated}</td>{extra}</tr>'
+        f'<td class="mono col-case"><a href="{url}">{case_id}</a></td>'
+        # One line: the title (full text in the link and in `title`), then the quieter rest.
+        f'<td class="title"><div class="title-line"><a href="{url}" title="{title}">{title}</a>'
+        f'{unreadable}{tags}{requester}</div></td>'
+        f'<td class="col-status"><span class="badge status-{e(row.status)}">'
+        f'{e(status_label(row.status))}</span>{stopped}</td>'
+        f'<td class="col-prio"><span class="prio p{priority}" '
+        f'title="{e(PRIORITY_LABELS.get(row.priority, ""))}">{priority}</span></td>'
+        f'<td class="col-queue">{e(row.queue)}</td>'
+        f'<td class="col-assignee">{e(row.assignee or "—")}</td>'
+        f'<td class="col-due">{due}</td><td class="col-updated">{updated}</td>{extra}</tr>'
     )
 
 

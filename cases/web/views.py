@@ -63,6 +63,8 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         if default:
             return redirect(default)
     full_page = not request.htmx
+    # The status chips' numbers, asked by the full page right after it has shown its rows.
+    counts_only = bool(request.htmx) and request.htmx.target == "status-counts"
     # Before anything is read: the page's stream starts from here, so a change made while
     # the page is being put together still reaches it.
     position = feed.position_id()
@@ -90,10 +92,19 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         except InvalidFilter as err:
             form.add_error(None, str(err))
         else:
-            waits["results"] = listing.results(asked, request.GET.get("page") or None)
+            if counts_only:
+                waits["counts"] = listing.results(asked, counts_only=True)
+            else:
+                # A full page waits for its rows only (issue 18): the Counts behind the
+                # status chips follow in a request of their own (#status-counts, on load).
+                waits["results"] = listing.results(asked, request.GET.get("page") or None,
+                                                   defer_counts=full_page)
     if full_page:
         waits["views"] = saved_views.view_links(config.views, user, access, queues, attributes)
     done = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
+    if counts_only:
+        context.update(counts=done["counts"].counts if "counts" in done else {})
+        return render(request, "cases/list.html#counts", context)
     if "results" in done:
         found = done["results"]
         context.update(page=found.page, counts=found.counts,

@@ -55,6 +55,60 @@
     announce("Keyboard shortcuts " + (on ? "on" : "off") + ".");
   });
 
+  // --- Colour scheme and list density ----------------------------------------------------
+  // Chosen in the user menu, kept in this browser. The inline script at the top of base.html
+  // applies them before the first paint; this only saves a change and applies it at once.
+  const CHOICES = { theme: "tracerail.theme", density: "tracerail.density" };
+  function applyChoice(name, value) {
+    document.documentElement.dataset[name] = value;
+    try {
+      if (value) window.localStorage.setItem(CHOICES[name], value);
+      else window.localStorage.removeItem(CHOICES[name]);
+    } catch (e) { /* storage refused: this page only */ }
+  }
+  for (const name of Object.keys(CHOICES)) {
+    const current = document.documentElement.dataset[name] || "";
+    for (const input of document.querySelectorAll("input[type=radio][name=" + name + "]")) {
+      input.checked = input.value === current;
+      input.closest("fieldset").hidden = false;  // without JS there is nothing to choose
+    }
+  }
+  document.addEventListener("change", function (event) {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "radio" || !input.closest(".menu-panel")) return;
+    if (!(input.name in CHOICES)) return;
+    applyChoice(input.name, input.value);
+    announce(input.closest("label").textContent.trim() + ".");
+  });
+
+  // --- Menus that fold on narrow screens ---------------------------------------------------
+  // The main navigation and the list's filters are <details> left open for wide screens and
+  // closed by an inline script before the first paint on narrow ones; a window that crosses
+  // the breakpoint later gets the same treatment.
+  const FOLDS = [[".nav-menu", "(max-width: 47.99em)"], [".filter-drawer", "(max-width: 1199.98px)"]];
+  for (const [selector, query] of FOLDS) {
+    const media = window.matchMedia(query);
+    media.addEventListener("change", function () {
+      const details = document.querySelector(selector);
+      if (details) details.open = !media.matches;
+    });
+  }
+  // The user menu (and the phone's menu) close on Escape and on a click elsewhere.
+  function closeMenus(except) {
+    for (const menu of document.querySelectorAll(".user-menu[open]")) if (menu !== except) menu.open = false;
+    const nav = document.querySelector(".nav-menu[open]");
+    if (nav && window.matchMedia(FOLDS[0][1]).matches && !nav.contains(except)) nav.open = false;
+  }
+  document.addEventListener("click", function (event) {
+    const target = event.target instanceof Element ? event.target : null;
+    closeMenus(target && target.closest("details"));
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const open = document.querySelector(".user-menu[open]");
+    if (open) { open.open = false; open.querySelector("summary").focus(); }
+  });
+
   // --- Typing survives swaps -----------------------------------------------------------
   // Every action response and every refresh replaces #case whole, so anything typed into
   // any of its forms meanwhile would vanish. Before a swap, what the person changed is kept
@@ -505,6 +559,8 @@
       if (other) { other.click(); event.preventDefault(); }
     } else if (event.key === "/") {
       const search = document.querySelector("[data-search]");
+      const drawer = search && search.closest("details");
+      if (drawer) drawer.open = true;  // folded behind "Filters" on a narrow screen
       if (search) { search.focus(); event.preventDefault(); }
     }
   });
