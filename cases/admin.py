@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from cases import temporal
 from cases.config import attributes
-from cases.models import ApiToken, CaseAttribute, Queue
+from cases.models import ApiToken, CaseAttribute, EmailDelivery, NotificationPreference, Queue
 
 
 def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes | None:
@@ -284,3 +284,21 @@ class CaseAttributeAdmin(admin.ModelAdmin):
         if absent:
             messages.info(request, f"Not in Temporal, nothing to remove: {_names(absent)}.")
         return None
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "kind", "channel")
+    list_filter = ("kind", "channel")
+
+
+@admin.register(EmailDelivery)
+class EmailDeliveryAdmin(admin.ModelAdmin):
+    """The delivery ledger, for looking up what was sent; rows are written by the worker."""
+
+    list_display = ("sent_at", "case_id", "recipient", "events", "message_id")
+    search_fields = ("case_id", "recipient", "message_id")
+    readonly_fields = ("message_id", "case_id", "events", "recipient", "sent_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Count
 
+from cases.config import dbconn
 from cases.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,10 @@ class InboxWatcher:
             users = list(self.watching)
         if not users:
             return
-        counts = unread_counts(users)
+        try:
+            counts = unread_counts(users)
+        finally:
+            dbconn.release()  # a pooled connection is not this thread's to keep between reads
         self.reads += 1
         with self.lock:
             for user_id in users:
