@@ -40,6 +40,9 @@ def test_a_mention_raises_the_badge_in_the_other_browser_without_a_reload(
         expect(alice.locator("#id_comment-body")).to_have_value("Could you look, @bob ")
         alice.click("#case button:has-text('Comment')")
         expect(alice.locator("#case .flash.ok")).to_have_text("Comment: done.")
+        alice.click("#case button:has-text('Watch')")
+        expect(alice.locator("#case-watchers")).to_have_text("alice")
+        alice.screenshot(path=screenshots_dir / "notify-case.png", full_page=True)
 
         expect(badge).to_be_visible(timeout=10_000)
         expect(badge).to_have_text("1")
