@@ -504,3 +504,38 @@ def test_notices_waiting_when_the_case_continues_as_new_are_delivered_by_the_nex
     told_in = eventually(lambda: [e.run_id for e in timeline(case_id) if e.kind == "notified"]
                          or _assert(False), timeout=10)
     assert told_in and first_run not in told_in
+
+
+def test_without_email_host_make_runs_mail_is_a_file_under_var_mail(tmp_path):
+    """What the README promises `make run`: no EMAIL_HOST, each email a file in var/mail/;
+    with EMAIL_HOST, Django's SMTP backend under Django's own setting names."""
+    from .test_deploy_settings import bare_manage
+
+    sent = bare_manage(["shell", "-c", (
+        "from django.core.mail import send_mail; "
+        "send_mail('[case-AAAAAAAA] Hello', 'Body', None, ['bob@example.com'])")],
+        {"DEBUG": "true"}, tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    [written] = list((tmp_path / "mail").iterdir())
+    text = written.read_text()
+    assert "Subject: [case-AAAAAAAA] Hello" in text and "To: bob@example.com" in text
+    shown = bare_manage(["shell", "-c", (
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.EMAIL_HOST_USER)")],
+        {"DEBUG": "true", "EMAIL_HOST": "smtp.example.org", "EMAIL_PORT": "587",
+         "EMAIL_USE_TLS": "true", "EMAIL_HOST_USER": "desk"}, tmp_path)
+    assert shown.stdout.split()[-5:] == [
+        "django.core.mail.backends.smtp.EmailBackend", "smtp.example.org", "587", "True", "desk"]
+
+
+def test_an_inactive_user_is_told_nothing(smtp, people):
+    from cases.models import Notification
+
+    people["bob"].is_active = False
+    people["bob"].save(update_fields=["is_active"])
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+    smtp.one_to("alice@example.com")  # the watcher is, in the same batch
+    assert smtp.to("bob@example.com") == []
+    assert not Notification.objects.filter(user=people["bob"]).exists()
