@@ -110,10 +110,9 @@ class CaseWorkflow:
             elif not await self._changed_within(wait):
                 await self._on_deadline()
             if self._state.status != "closed" and self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                # A delivery in flight finishes in this run (its result is its timeline
-                # line); what waits for the quiet period goes along to the next.
-                await workflow.wait_condition(lambda: not self._sending)
+                # Handlers first; a delivery in flight finishes in this run too (its result
+                # is its timeline line); what waits for the quiet period goes to the next.
+                await self._settled()
                 if notifier is not None:
                     notifier.cancel()
                 workflow.continue_as_new(
@@ -216,6 +215,16 @@ class CaseWorkflow:
         return True
 
     # --- notifications (issue 16) ---------------------------------------------------------
+
+    async def _settled(self) -> None:
+        """Until no handler runs and no delivery is in flight, both at once: other tasks
+        may run between a condition coming true and this coroutine resuming, so it is
+        checked again here, where nothing else runs before the caller's next await."""
+        def quiet() -> bool:
+            return workflow.all_handlers_finished() and not self._sending
+
+        while not quiet():
+            await workflow.wait_condition(quiet)
 
     def _notice(self, before: CaseState, effect: rules.Effect, actor: str) -> None:
         if self._input.notify_quiet_seconds < 0:
