@@ -183,7 +183,11 @@ def test_the_requester_hears_of_public_comments_and_resolution_never_internal_no
     run(gateway.act(case_id, Resolve(actor="alice", resolution="Replaced the drum.",
                                      authority=ALICE)))
     eventually(lambda: _assert(len(smtp.to("grace@example.net")) == 2), timeout=20)
-    assert "Replaced the drum." in _text(smtp.to("grace@example.net")[1])
+    first, second = smtp.to("grace@example.net")
+    assert "Replaced the drum." in _text(second)
+    # Two emails of one case: their own Message-IDs, one thread.
+    assert first["Message-ID"] != second["Message-ID"]
+    assert first["References"] == second["References"] == f"<{case_id}@desk.example.org>"
     assert all("Secret" not in _text(m) for m in smtp.to("grace@example.net"))
 
 
