@@ -543,3 +543,13 @@ def test_an_inactive_user_is_told_nothing(smtp, people):
     smtp.one_to("alice@example.com")  # the watcher is, in the same batch
     assert smtp.to("bob@example.com") == []
     assert not Notification.objects.filter(user=people["bob"]).exists()
+
+
+def test_a_title_with_a_line_break_still_mails_on_one_subject_line(smtp, people):
+    """Any Temporal client may start a case; a line break in a header is refused by Django's
+    mail (BadHeaderError), and every retry of the delivery would fail the same way."""
+    case_id = _open(title="Toner everywhere\r\nBcc: everyone@example.com")
+    run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+    mail = smtp.one_to("bob@example.com")
+    assert mail["Subject"] == f"[{case_id}] Toner everywhere Bcc: everyone@example.com"
+    assert mail["Bcc"] is None

@@ -157,7 +157,9 @@ def _email(batch: NoticeBatch, mail: _Mail, mid: str) -> EmailMultiAlternatives:
         "for_requester": not mail.username,
         "settings_url": settings.SITE_URL + reverse("notifications:settings"),
     }
-    subject = f"[{batch.case_id}] {batch.title}"
+    # One line whatever the title holds: any Temporal client may have started the case, and a
+    # line break in a header is refused (BadHeaderError), which would fail every retry.
+    subject = " ".join(f"[{batch.case_id}] {batch.title}".split())[:200]
     headers = {"Message-ID": mid, "In-Reply-To": thread_id(batch.case_id),
                "References": thread_id(batch.case_id)}
     reply_to = [reply_address(batch.case_id)] if not mail.username else None
