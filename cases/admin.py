@@ -17,7 +17,16 @@ from django.utils import timezone
 
 from cases import temporal
 from cases.config import attributes
-from cases.models import ApiToken, CaseAttribute, EmailDelivery, NotificationPreference, Queue
+from cases.models import (
+    ApiToken,
+    BusinessCalendar,
+    CaseAttribute,
+    ClosedDay,
+    EmailDelivery,
+    NotificationPreference,
+    Queue,
+    WorkingHours,
+)
 
 
 def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes | None:
@@ -31,13 +40,31 @@ def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes 
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "agent_names")
+    list_display = ("slug", "name", "calendar", "agent_names")
     filter_horizontal = ("agents",)
     search_fields = ("slug", "name")
 
     @admin.display(description="Agents")
     def agent_names(self, obj: Queue) -> str:
         return ", ".join(u.get_username() for u in obj.agents.all()) or "—"
+
+
+class WorkingHoursInline(admin.TabularInline):
+    model = WorkingHours
+    extra = 0
+
+
+class ClosedDayInline(admin.TabularInline):
+    model = ClosedDay
+    extra = 0
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(admin.ModelAdmin):
+    """Business hours for queues' SLAs; a change applies to cases opened after it."""
+
+    list_display = ("name", "time_zone", "holidays_country", "holidays_subdivision")
+    inlines = (WorkingHoursInline, ClosedDayInline)
 
 
 @admin.register(ApiToken)

@@ -6,11 +6,89 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
 from workers.model import SEARCH_ATTRIBUTE_TYPES
 from workers.rules import QUEUE_RE
+
+
+class BusinessCalendar(models.Model):
+    """A queue's business hours (issue 17): its SLA counts working time only. A change applies
+    to cases opened after it; an open case keeps the hours it was opened under (its input)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC",
+                                 help_text="An IANA time zone, e.g. Europe/London.")
+    holidays_country = models.CharField(
+        max_length=3, blank=True,
+        help_text="Public holidays of this country are closed (ISO code, e.g. GB); empty: none.")
+    holidays_subdivision = models.CharField(
+        max_length=10, blank=True, help_text="Optional: a subdivision's holidays, e.g. ENG.")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from cases.config.calendars import holiday_dates, valid_time_zone
+        if not valid_time_zone(self.time_zone):
+            raise ValidationError({"time_zone": "Not a known time zone."})
+        if self.holidays_subdivision and not self.holidays_country:
+            raise ValidationError({"holidays_country": "A subdivision needs its country."})
+        if self.holidays_country:
+            try:
+                holiday_dates(self.holidays_country, self.holidays_subdivision, 2026, 1)
+            except NotImplementedError as err:
+                raise ValidationError({"holidays_country": str(err)}) from err
+
+
+class WorkingHours(models.Model):
+    """One span a calendar is open on one weekday, in its time zone (an end of 00:00 is
+    midnight). Several spans a day are allowed (a lunch break); a weekday without any is
+    closed."""
+
+    WEEKDAYS = [(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"),
+                (4, "Friday"), (5, "Saturday"), (6, "Sunday")]
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.CASCADE,
+                                 related_name="hours")
+    weekday = models.PositiveSmallIntegerField(choices=WEEKDAYS)
+    start = models.TimeField()
+    end = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "start"]
+        verbose_name_plural = "working hours"
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}-{self.end:%H:%M}"
+
+    def clean(self) -> None:
+        if self.start is not None and self.end is not None and self.end.hour + \
+                self.end.minute > 0 and self.end <= self.start:
+            raise ValidationError({"end": "The end is after the start (00:00 is midnight)."})
+
+
+class ClosedDay(models.Model):
+    """A whole day a calendar is closed besides its country's holidays (a closure, a local
+    holiday)."""
+
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.CASCADE,
+                                 related_name="closed_days")
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["calendar", "date"],
+                                               name="one_closure_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}".strip()
 
 
 class Queue(models.Model):
@@ -27,6 +105,11 @@ class Queue(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="case_queues",
         help_text="Agents who see and work this queue's cases. Supervisors see every queue.",
     )
+    calendar = models.ForeignKey(
+        BusinessCalendar, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="queues",
+        help_text="Business hours the SLA counts (for cases opened from now on); "
+                  "empty: around the clock.")
 
     class Meta:
         ordering = ["slug"]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .business_hours import WorkingTime
+
 # A case's statuses and how people read them: the one list the forms, filters, dashboard,
 # exports and templates use.
 STATUS_LABELS = {
@@ -48,11 +50,14 @@ CORE_ATTRIBUTES: dict[str, str] = {
 
 @dataclass
 class SlaPolicy:
-    """Seconds from creation (or re-prioritisation) to due, indexed by priority - 1."""
+    """Seconds from creation (or re-prioritisation) to due, indexed by priority - 1: working
+    seconds of `working` (the queue's business hours) where the case has them, else wall clock."""
 
     seconds_by_priority: list[int] = field(
         default_factory=lambda: [4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600]
     )
+    # The queue's calendar as the case was opened (issue 17); None counts every second.
+    working: WorkingTime | None = None
 
     def seconds_for(self, priority: int) -> int:
         return self.seconds_by_priority[priority - 1]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import business_hours
 from .model import (
     CORE_ATTRIBUTES,
     OPEN_STATUSES,
@@ -206,6 +207,15 @@ def case_id_of(workflow_id: str) -> str:
     return workflow_id
 
 
+def due_at(sla: SlaPolicy, start: datetime, priority: int) -> datetime:
+    """When a case of `priority` counted from `start` is due: its policy's seconds of the
+    queue's working time (business_hours), or of the wall clock for a queue without hours."""
+    seconds = sla.seconds_for(priority)
+    if sla.working is None:
+        return start + timedelta(seconds=seconds)
+    return business_hours.add_working(sla.working, start, seconds)
+
+
 def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
@@ -225,7 +235,7 @@ def open_case(
         tags=list(new.tags),
         attributes={n: a for n, a in ((n, clean_attribute(n, a)) for n, a in
                                       new.attributes.items()) if a.value is not None},
-        due_at=now + timedelta(seconds=sla.seconds_for(new.priority)),
+        due_at=due_at(sla, now, new.priority),
     )
 
 
@@ -280,7 +290,7 @@ def _set_priority(s: CaseState, c: SetPriority, now: datetime, sla: SlaPolicy) -
     changes: dict[str, Any] = {"priority": c.priority}
     # A new priority brings the policy's due time, counted from creation, unless already breached.
     if not s.sla_breached:
-        changes["due_at"] = s.created_at + timedelta(seconds=sla.seconds_for(c.priority))
+        changes["due_at"] = due_at(sla, s.created_at, c.priority)
     return Effect("priority", f"{s.priority} → {c.priority}", changes)
 
 

@@ -36,6 +36,7 @@ from cases.temporal.types import (
     WorkerUnavailable,
 )
 from workers import rules
+from workers.business_hours import WorkingTime
 from workers.model import CaseInput, CaseState, Command, NewCase, SlaPolicy
 from workers.search_attributes import ROW_MEMO_KEY, initial_search_attributes, row_memo
 
@@ -44,16 +45,19 @@ WORKFLOW_TYPE = "Case"
 UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMANDS.items()}
 
 
-def sla_policy() -> SlaPolicy:
-    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS))
+def sla_policy(working: WorkingTime | None = None) -> SlaPolicy:
+    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS), working=working)
 
 
-async def start_case(case_id: str, new: NewCase, actor: str) -> str:
+async def start_case(case_id: str, new: NewCase, actor: str,
+                     working: WorkingTime | None = None) -> str:
     """Start the case's workflow. The id doubles as an idempotency key: starting the same id
-    twice raises CaseExists rather than opening a second case."""
+    twice raises CaseExists rather than opening a second case. `working` is the queue's
+    business hours (cases.config.calendars), which the case keeps for its life."""
     client = await get_client()
+    sla = sla_policy(working)
     # The workflow computes the authoritative state; this preview only seeds Visibility.
-    preview = rules.open_case(case_id, new, actor, sla_policy(), datetime.now(UTC))
+    preview = rules.open_case(case_id, new, actor, sla, datetime.now(UTC))
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
@@ -61,7 +65,7 @@ async def start_case(case_id: str, new: NewCase, actor: str) -> str:
                 case_id=case_id,
                 actor=actor,
                 new=new,
-                sla=sla_policy(),
+                sla=sla,
                 auto_close_seconds=settings.CASE_AUTO_CLOSE_SECONDS,
                 notify_quiet_seconds=settings.NOTIFY_QUIET_SECONDS,
             ),

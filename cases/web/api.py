@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import temporal
-from cases.config import dbconn
+from cases.config import calendars, dbconn
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
 from cases.models import ApiToken
@@ -145,7 +145,9 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
         return _error(400, "Some fields are invalid.", **errors)
     created = True
     try:
-        await temporal.start_case(case_id, form.new_case(), user.get_username())
+        new = form.new_case()
+        await temporal.start_case(case_id, new, user.get_username(),
+                                  await calendars.working_time(new.queue))
     except temporal.CaseExists:
         created = False  # a retry with the same key: the case it opened the first time
     return JsonResponse(

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
-from cases.config import custom_fields, dbconn
+from cases.config import calendars, custom_fields, dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
@@ -143,7 +143,9 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
-            await temporal.start_case(case_id, form.new_case(), access.username)
+            new = form.new_case()
+            await temporal.start_case(case_id, new, access.username,
+                                      await calendars.working_time(new.queue))
             messages.success(request, f"Opened {case_id}.")
         except temporal.CaseExists:
             # The same form posted twice: the first POST already opened this case.
