@@ -144,7 +144,7 @@ def test_every_live_system_attribute_is_reserved(temporal: TemporalHarness) -> N
 
 def test_remaining_counts_core_and_custom_attributes() -> None:
     free = remaining({**CORE_ATTRIBUTES, "Region": "Keyword", "Score": "Double"})
-    assert free == {"Keyword": 6, "Text": 2, "Int": 2, "Double": 2, "Bool": 2,
+    assert free == {"Keyword": 6, "Text": 2, "Int": 2, "Double": 2, "Bool": 1,
                     "Datetime": 1, "KeywordList": 2}
     assert remaining({}) == SQL_LIMITS
 

@@ -65,6 +65,7 @@ SCENARIOS: dict[str, Any] = {
     "assignee": [ME, UNASSIGNED, "bob", "carol"],
     "tag": ["vip", "absent"],
     "breached": [True, False],
+    "at_risk": [True, False],
     "due_before": lambda today: [today + timedelta(days=n) for n in (0, 1, 2, 5)],
     "words": ["refund", "printer jam", "cafe", "Café", "zzz", "!!!"],
     "opened_from": lambda today: [today, today + timedelta(days=1)],

@@ -78,6 +78,8 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # Priority 1 is due a second after opening, so raising priority late breaches at once
     # (no timer); a due time set a moment ahead breaches by timer. Quiet period: 1 s.
     settings.CASE_SLA_SECONDS = [1, 3600, 3600, 3600]
+    # A due time set two seconds ahead is at risk after a quarter of them (issue 17).
+    settings.CASE_SLA_AT_RISK = [0.25, 0.75, 0.75, 0.75]
     settings.CASE_AUTO_CLOSE_SECONDS = 1
     # Notifications on: deliveries go on the timeline between the changes, which the
     # projection must replay without disturbing a single state.
@@ -103,8 +105,14 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     observe(run(gateway.act(case_id, SetPriority(actor="sam", priority=1))))
     assert seen[max(seen)].sla_breached, "raising the priority past its due time breaches"
     observe(run(gateway.act(case_id, SetDue(
-        actor="sam", due_at=datetime.now(UTC) + timedelta(seconds=1)))))
+        actor="sam", due_at=datetime.now(UTC) + timedelta(seconds=2)))))
 
+    def at_risk_by_timer() -> None:
+        live = run(gateway.get_case(case_id))
+        assert live.at_risk
+        seen[live.version] = live
+
+    eventually(at_risk_by_timer, timeout=20, interval=0.05)
     def breached_by_timer() -> None:
         live = run(gateway.get_case(case_id))
         assert live.sla_breached
@@ -124,8 +132,9 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # One entry per change, every change seen live, and each equal to what was seen.
     assert versions == list(range(1, final.version + 1))
     assert sorted(seen) == versions
-    # Opened, the scripted commands, priority, due time, two breaches, resolved, closed.
-    assert len(versions) == 1 + len(commands) + 6
+    # Opened, the scripted commands, priority, due time, two breaches, resolved, closed, and
+    # the due time's at-risk warning (issue 17) before its breach.
+    assert len(versions) == 1 + len(commands) + 7
     for entry in projection.entries:
         assert entry.state == seen[entry.state.version], entry.text
         assert not entry.diverged
@@ -138,6 +147,8 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     kinds = [e.kind for e in changes]
     assert {"watched", "unwatched"} <= set(kinds)
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
+    assert kinds.count("sla at risk") == 1
+    assert kinds[-4:] == ["sla at risk", "sla breached", "resolved", "closed"]
     changed = [e for e in projection.entries if e.kind == "requester"]
     assert [e.text for e in changed] == [
         "alice changed the requester to Grace Hopper <grace@example.com>",

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -29,7 +30,7 @@ from workers.model import (
     Watch,
 )
 
-from .conftest import TEMPORAL_BIN, _persona, eventually, free_port, run, timeline
+from .conftest import TEMPORAL_BIN, _persona, eventually, free_port, logged_in, run, timeline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ALICE = Authority(role="agent", queues=["technical", "general"])
@@ -193,6 +194,7 @@ def test_the_requester_hears_of_public_comments_and_resolution_never_internal_no
 
 def test_an_sla_breach_tells_the_supervisors(smtp, people, settings):
     settings.CASE_SLA_SECONDS = [2, 3600, 3600, 3600]
+    settings.CASE_SLA_AT_RISK = [1, 1, 1, 1]  # no warning first (tested below)
     case_id = _open(priority=1)
     mail = smtp.one_to("sam@example.com", timeout=30)
     assert "SLA breached" in _text(mail)
@@ -382,12 +384,13 @@ def test_the_settings_page_keeps_each_kinds_choice(people):
     page = client.get("/notifications/settings/").content.decode()
     assert "A case I watch changes" in page
     response = client.post("/notifications/settings/", {
-        "assigned": "email", "mentioned": "both", "watching": "none", "sla_breached": "in-app"})
+        "assigned": "email", "mentioned": "both", "watching": "none", "sla_breached": "in-app",
+        "sla_at_risk": "email"})
     assert response.status_code == 302
     saved = dict(NotificationPreference.objects.filter(user=people["alice"])
                  .values_list("kind", "channel"))
     assert saved == {"assigned": "email", "mentioned": "both", "watching": "none",
-                     "sla_breached": "in-app"}
+                     "sla_breached": "in-app", "sla_at_risk": "email"}
     bad = client.post("/notifications/settings/", {"assigned": "carrier-pigeon"})
     assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
 
@@ -553,3 +556,46 @@ def test_a_title_with_a_line_break_still_mails_on_one_subject_line(smtp, people)
     mail = smtp.one_to("bob@example.com")
     assert mail["Subject"] == f"[{case_id}] Toner everywhere Bcc: everyone@example.com"
     assert mail["Bcc"] is None
+
+
+def test_a_case_at_risk_is_flagged_in_visibility_and_tells_its_holder_and_supervisors(
+        smtp, people, settings):
+    """Issue 17: at the policy's share of the time to due, a durable timer flags the case
+    CaseAtRisk (the list's "at risk" filter finds it), and its holder and the queue's
+    supervisors are told; the breach then takes the flag down."""
+    from cases.models import Notification
+    from cases.temporal.visibility import CaseFilter, quote
+
+    settings.CASE_SLA_SECONDS = [8, 3600, 3600, 3600]
+    settings.CASE_SLA_AT_RISK = [0.25, 1, 1, 1]  # at risk 2 s after opening
+    case_id = _open(title="Risky business", priority=1)
+    run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+    opened = run(gateway.get_case(case_id))
+    assert opened.at_risk_at == opened.created_at + timedelta(seconds=2)
+    at_risk = f"{CaseFilter(at_risk=True).query()} AND WorkflowId = {quote(case_id)}"
+
+    def flagged() -> None:
+        assert run(gateway.get_case(case_id)).at_risk
+        rows = run(gateway.list_cases(at_risk, 10)).rows
+        assert [r.case_id for r in rows] == [case_id] and rows[0].at_risk
+
+    eventually(flagged, timeout=20, interval=0.1)
+    page = logged_in(people["sam"]).get("/cases/?at_risk=yes&q=risky").content.decode()
+    assert case_id in page
+
+    def told() -> None:
+        kinds = {(n.user.username, n.kind) for n in Notification.objects.filter(
+            case_id=case_id).select_related("user")}
+        assert {("bob", "sla_at_risk"), ("sam", "sla_at_risk")} <= kinds
+
+    eventually(told, timeout=20, interval=0.2)
+    assert any("SLA at risk" in _text(m) for m in smtp.to("bob@example.com"))
+
+    def breached() -> None:
+        state = run(gateway.get_case(case_id))
+        assert state.sla_breached and not state.at_risk
+        assert run(gateway.list_cases(at_risk, 10)).rows == []
+
+    eventually(breached, timeout=20, interval=0.2)
+    kinds = [e.kind for e in timeline(case_id)]
+    assert kinds.index("sla at risk") < kinds.index("sla breached")

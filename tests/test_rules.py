@@ -277,3 +277,63 @@ def test_an_sla_breach_tells_the_queues_supervisors():
     after = rules.apply(state, breach, "system", state.due_at)
     [notice] = rules.notices_for(state, after, breach, "system")
     assert notice.supervisors_of == "billing" and notice.kind == "sla breached"
+
+
+# --- at risk (issue 17) --------------------------------------------------------------------------
+
+
+RISKY = SlaPolicy(seconds_by_priority=[400, 800, 1600, 3200],
+                  at_risk_by_priority=[0.5, 0.75, 0.75, 1.0])
+
+
+def test_a_case_is_at_risk_at_its_priority_s_share_of_the_time_to_due():
+    from workers.model import NewCase, SetDue, SetPriority
+
+    state = rules.open_case("case-abcd1234", NewCase(title="t", queue="general", priority=1),
+                            "x", RISKY, NOW)
+    assert state.at_risk_at == NOW + timedelta(seconds=200)
+    assert rules.next_deadline(state, 60) == state.at_risk_at
+    assert rules.sla_at_risk(state, NOW + timedelta(seconds=199)) is None
+    effect = rules.sla_at_risk(state, NOW + timedelta(seconds=200))
+    assert effect is not None and effect.kind == "sla at risk" and effect.changes == {
+        "at_risk": True}
+    risky = rules.apply(state, effect, "system", NOW + timedelta(seconds=200))
+    assert rules.sla_at_risk(risky, NOW + timedelta(seconds=300)) is None  # once
+    assert rules.next_deadline(risky, 60) == state.due_at
+    # The breach takes the warning down.
+    breach = rules.sla_breach(risky, NOW + timedelta(seconds=400))
+    assert breach is not None and breach.changes == {"sla_breached": True, "at_risk": False}
+    # A new due time or priority re-arms the warning.
+    later = NOW + timedelta(seconds=1000)
+    due = rules.decide(risky, SetDue(actor="x", due_at=later), NOW + timedelta(seconds=200),
+                       RISKY)
+    assert due.changes["at_risk"] is False
+    assert due.changes["at_risk_at"] == NOW + timedelta(seconds=600)
+    prio = rules.decide(risky, SetPriority(actor="x", priority=2), NOW, RISKY)
+    assert prio.changes["at_risk_at"] == NOW + timedelta(seconds=600)
+
+
+def test_a_share_of_one_and_a_policy_without_shares_never_warn():
+    from workers.model import NewCase
+
+    low = rules.open_case("case-abcd1234", NewCase(title="t", queue="general", priority=4),
+                          "x", RISKY, NOW)
+    assert low.at_risk_at == low.due_at and rules.next_deadline(low, 60) == low.due_at
+    assert rules.sla_at_risk(low, low.due_at) is None
+    old = rules.open_case("case-abcd1234", NewCase(title="t", queue="general"), "x",
+                          SlaPolicy(), NOW)
+    assert old.at_risk_at is None and rules.sla_at_risk(old, NOW + timedelta(days=9)) is None
+
+
+def test_at_risk_tells_the_holder_and_the_queue_s_supervisors():
+    from workers.model import NewCase
+
+    state = rules.open_case("case-abcd1234", NewCase(title="t", queue="general", priority=1),
+                            "x", RISKY, NOW)
+    state = rules.apply(state, rules.Effect("assigned", "bob", {"assignee": "bob"}), "sam", NOW)
+    effect = rules.sla_at_risk(state, NOW + timedelta(seconds=250))
+    after = rules.apply(state, effect, "system", NOW)
+    [notice] = rules.notices_for(state, after, effect, "system")
+    assert notice.users == {"bob": "sla_at_risk"}
+    assert (notice.supervisors_of, notice.supervisors_why) == ("general", "sla_at_risk")
+    assert notice.text.startswith("SLA at risk")

@@ -360,6 +360,14 @@ TEMPORAL_UPDATES_PER_CASE = envint("TEMPORAL_UPDATES_PER_CASE", 4)
 # --- Cases --------------------------------------------------------------------------------
 # Seconds to due per priority 1 (urgent) .. 4 (low).
 CASE_SLA_SECONDS = envints("CASE_SLA_SECONDS", "14400,28800,86400,259200")
+# Per priority, the share of the time to due after which a case is at risk (flagged CaseAtRisk
+# and its holder and supervisors told); 1 never warns.
+try:
+    CASE_SLA_AT_RISK = [float(v) for v in envlist("CASE_SLA_AT_RISK", "0.75,0.75,0.75,0.75")]
+except ValueError:
+    CASE_SLA_AT_RISK = []
+if len(CASE_SLA_AT_RISK) != 4 or not all(0 < v <= 1 for v in CASE_SLA_AT_RISK):
+    raise ImproperlyConfigured("CASE_SLA_AT_RISK is four shares in (0, 1], one per priority")
 CASE_AUTO_CLOSE_SECONDS = envint("CASE_AUTO_CLOSE_SECONDS", 7 * 24 * 3600)
 CASE_PAGE_SIZE = envint("CASE_PAGE_SIZE", 50)
 # Seconds identical Visibility List/Count answers are shared across users and web processes

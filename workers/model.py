@@ -45,6 +45,7 @@ CORE_ATTRIBUTES: dict[str, str] = {
     "CaseDueAt": "Datetime",
     "CaseUpdatedAt": "Datetime",
     "CaseSlaBreached": "Bool",
+    "CaseAtRisk": "Bool",
 }
 
 
@@ -58,6 +59,9 @@ class SlaPolicy:
     )
     # The queue's calendar as the case was opened (issue 17); None counts every second.
     working: WorkingTime | None = None
+    # Per priority, the share of the time to due after which the case is at risk (0.75: a
+    # warning when three quarters are used); None: no warning (cases opened before issue 17).
+    at_risk_by_priority: list[float] | None = None
 
     def seconds_for(self, priority: int) -> int:
         return self.seconds_by_priority[priority - 1]
@@ -103,6 +107,10 @@ class CaseState:
     tags: list[str] = field(default_factory=list)
     due_at: datetime | None = None
     sla_breached: bool = False
+    # At risk of breaching (issue 17): flagged by a durable timer at `at_risk_at`, cleared by
+    # a new due time or priority, and by the breach itself.
+    at_risk: bool = False
+    at_risk_at: datetime | None = None
     comments: list[Comment] = field(default_factory=list)
     resolution: str = ""
     resolved_at: datetime | None = None
@@ -146,8 +154,10 @@ class Notice:
     # username -> the per-kind preference it is delivered under (assigned, watching, ...)
     users: dict[str, str] = field(default_factory=dict)
     requester: bool = False
-    # Queue whose supervisors are told (an SLA breach).
+    # Queue whose supervisors are told (an SLA breach, a case at risk), and the per-kind
+    # preference they are told under.
     supervisors_of: str = ""
+    supervisors_why: str = "sla_breached"
 
 
 @dataclass

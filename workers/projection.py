@@ -39,6 +39,8 @@ UPDATE_COMMANDS: dict[str, type[Command]] = {
     name: rule.command for name, rule in rules.COMMANDS.items()}
 SLA_ACTIVITY = "notify_sla_breach"
 NOTIFY_ACTIVITY = "deliver_notices"
+# The workflow upserts this search attribute alone at the moment a case becomes at risk.
+AT_RISK_MARK = "CaseAtRisk"
 
 
 @dataclass
@@ -113,6 +115,7 @@ def quiet_period(seconds: int) -> str:
 SYSTEM_WORDING = {
     "opened": "{actor} opened the case",
     "sla breached": "SLA breached",
+    "sla at risk": "SLA at risk ({detail})",
     "notified": "notified {detail}",
     "ended": "{detail}",
     "truncated": "earlier history is past retention and not archived",
@@ -197,6 +200,10 @@ class Projector:
                 self._system(event, rules.sla_breach(self.state, self._now(event)), None)
             elif activity == NOTIFY_ACTIVITY:
                 self._deliveries.add(event.event_id)
+        elif kind == "upsert_workflow_search_attributes_event_attributes":
+            fields = event.upsert_workflow_search_attributes_event_attributes
+            if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
+                self._system(event, rules.sla_at_risk(self.state, self._now(event)), None)
         elif kind == "activity_task_completed_event_attributes":
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:

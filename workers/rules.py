@@ -216,6 +216,18 @@ def due_at(sla: SlaPolicy, start: datetime, priority: int) -> datetime:
     return business_hours.add_working(sla.working, start, seconds)
 
 
+def risk_point(sla: SlaPolicy, start: datetime, priority: int) -> datetime | None:
+    """When a case counted from `start` becomes at risk: the policy's share of its time to
+    due (working time where the queue has hours), or None where the policy warns of nothing."""
+    if sla.at_risk_by_priority is None:
+        return None
+    share = sla.at_risk_by_priority[priority - 1]
+    seconds = sla.seconds_for(priority) * share
+    if sla.working is None:
+        return start + timedelta(seconds=seconds)
+    return business_hours.add_working(sla.working, start, seconds)
+
+
 def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
@@ -236,6 +248,7 @@ def open_case(
         attributes={n: a for n, a in ((n, clean_attribute(n, a)) for n, a in
                                       new.attributes.items()) if a.value is not None},
         due_at=due_at(sla, now, new.priority),
+        at_risk_at=risk_point(sla, now, new.priority),
     )
 
 
@@ -291,6 +304,9 @@ def _set_priority(s: CaseState, c: SetPriority, now: datetime, sla: SlaPolicy) -
     # A new priority brings the policy's due time, counted from creation, unless already breached.
     if not s.sla_breached:
         changes["due_at"] = due_at(sla, s.created_at, c.priority)
+        if sla.at_risk_by_priority is not None:
+            changes["at_risk_at"] = risk_point(sla, s.created_at, c.priority)
+            changes["at_risk"] = False
     return Effect("priority", f"{s.priority} → {c.priority}", changes)
 
 
@@ -353,8 +369,18 @@ def _set_due(s: CaseState, c: SetDue, now: datetime, sla: SlaPolicy) -> Effect:
     return Effect(
         "due",
         c.due_at.isoformat(timespec="minutes"),
-        {"due_at": c.due_at, "sla_breached": False},
+        _due_changes(s, c.due_at, now, sla),
     )
+
+
+def _due_changes(s: CaseState, due: datetime, now: datetime, sla: SlaPolicy) -> dict[str, Any]:
+    changes: dict[str, Any] = {"due_at": due, "sla_breached": False}
+    if sla.at_risk_by_priority is not None:
+        # The same share of the time from now to the new due time (wall clock).
+        share = sla.at_risk_by_priority[s.priority - 1]
+        changes["at_risk_at"] = now + (due - now) * share
+        changes["at_risk"] = False
+    return changes
 
 
 def _resolve(s: CaseState, c: Resolve, now: datetime, sla: SlaPolicy) -> Effect:
@@ -679,8 +705,20 @@ def sla_breach(state: CaseState, now: datetime) -> Effect | None:
     """The breach to record if the due time has passed on an unresolved case."""
     if state.sla_breached or state.due_at is None or not state.is_open or now < state.due_at:
         return None
+    changes: dict[str, Any] = {"sla_breached": True}
+    if state.at_risk:
+        changes["at_risk"] = False  # breached now, no longer a warning
     return Effect("sla breached", f"due {state.due_at.isoformat(timespec='minutes')}",
-                  {"sla_breached": True})
+                  changes)
+
+
+def sla_at_risk(state: CaseState, now: datetime) -> Effect | None:
+    """The warning to record once an open case passes its at-risk point before its due time."""
+    if (state.at_risk or state.sla_breached or not state.is_open or state.at_risk_at is None
+            or state.due_at is None or now < state.at_risk_at or now >= state.due_at):
+        return None
+    return Effect("sla at risk", f"due {state.due_at.isoformat(timespec='minutes')}",
+                  {"at_risk": True})
 
 
 def auto_close(state: CaseState, now: datetime, quiet_seconds: int) -> Effect | None:
@@ -697,6 +735,8 @@ def next_deadline(state: CaseState, quiet_seconds: int) -> datetime | None:
     if state.status == "resolved" and state.resolved_at is not None:
         return state.resolved_at + timedelta(seconds=quiet_seconds)
     if state.is_open and not state.sla_breached and state.due_at is not None:
+        if not state.at_risk and state.at_risk_at is not None and state.at_risk_at < state.due_at:
+            return min(state.at_risk_at, state.due_at)
         return state.due_at
     return None
 
@@ -712,6 +752,7 @@ NOTICE_KINDS: dict[str, str] = {
     "mentioned": "I am @mentioned",
     "watching": "A case I watch changes",
     "sla_breached": "An SLA is breached in a queue I supervise",
+    "sla_at_risk": "A case I hold, or in a queue I supervise, is at risk of breaching",
 }
 # Effects watchers are not told of: their own watching is theirs, and says nothing of the case.
 _UNFOLLOWED = frozenset({"watched", "unwatched"})
@@ -731,6 +772,8 @@ def line_for(kind: str, detail: str, actor: str) -> str:
                                              words=detail.replace("_", " "))
     if kind == "sla breached":
         return "SLA breached"
+    if kind == "sla at risk":
+        return f"SLA at risk ({detail})"
     return f"{kind} by {actor}"
 
 
@@ -758,10 +801,15 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         body, requester = after.resolution, True
     if kind == "sla breached":
         supervisors = after.queue
+    if kind == "sla at risk":
+        supervisors = after.queue
+        if after.assignee:
+            users[after.assignee] = "sla_at_risk"
     users.pop(actor, None)
     requester = requester and bool(after.requester.email)
     if not users and not requester and not supervisors:
         return []
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, supervisors_of=supervisors)]
+                   users=users, requester=requester, supervisors_of=supervisors,
+                   supervisors_why="sla_at_risk" if kind == "sla at risk" else "sla_breached")]

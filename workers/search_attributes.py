@@ -1,7 +1,8 @@
 """The core case search attributes, and the row memo the list page renders from.
 
 SQL visibility allows 10 Keyword and 3 of each other custom type per namespace; the core set
-takes 3 Keyword, 1 Int, 2 Datetime, 1 Text, 1 Bool, 1 KeywordList and leaves the rest to admins.
+takes 3 Keyword, 1 Int, 2 Datetime, 1 Text, 2 Bool (CaseSlaBreached, CaseAtRisk),
+1 KeywordList and leaves the rest to admins.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CASE_TAGS = _core("CaseTags")
 CASE_DUE_AT = _core("CaseDueAt")
 CASE_UPDATED_AT = _core("CaseUpdatedAt")
 CASE_SLA_BREACHED = _core("CaseSlaBreached")
+CASE_AT_RISK = _core("CaseAtRisk")
 
 CORE_KEYS: tuple[SearchAttributeKey[Any], ...] = tuple(_core(n) for n in CORE_ATTRIBUTES)
 
@@ -59,6 +61,7 @@ def updates_for(state: CaseState) -> list[SearchAttributeUpdate[Any]]:
         CASE_DUE_AT.value_set(state.due_at) if state.due_at else CASE_DUE_AT.value_unset(),
         CASE_UPDATED_AT.value_set(state.updated_at),
         CASE_SLA_BREACHED.value_set(state.sla_breached),
+        CASE_AT_RISK.value_set(state.at_risk and state.is_open),
     ]
 
 

@@ -32,7 +32,13 @@ with workflow.unsafe.imports_passed_through():
         SetAttributes,
         SlaBreachNotice,
     )
-    from .search_attributes import ROW_MEMO_KEY, custom_updates, row_memo, updates_for
+    from .search_attributes import (
+        CASE_AT_RISK,
+        ROW_MEMO_KEY,
+        custom_updates,
+        row_memo,
+        updates_for,
+    )
 
 
 def _with_command_updates(cls: type) -> type:
@@ -192,6 +198,16 @@ class CaseWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
+            return
+        risk = rules.sla_at_risk(self._state, now)
+        if risk is not None:
+            # CaseAtRisk upserted alone marks the moment in the event history, where the
+            # history projection finds it (workers/projection.py); then the whole row.
+            workflow.upsert_search_attributes([CASE_AT_RISK.value_set(True)])
+            before = self._state
+            self._state = rules.apply(self._state, risk, SYSTEM_ACTOR, now)
+            self._notice(before, risk, SYSTEM_ACTOR)
+            self._publish()
             return
         closing = rules.auto_close(self._state, now, self._input.auto_close_seconds)
         if closing is not None:

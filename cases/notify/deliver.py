@@ -105,7 +105,7 @@ def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivere
         if notice.supervisors_of:
             for username, (_, access) in people.items():
                 if access.role == SUPERVISOR:
-                    targets.setdefault(username, "sla_breached")
+                    targets.setdefault(username, notice.supervisors_why)
         for username, why in targets.items():
             if username not in people:
                 continue

@@ -46,7 +46,8 @@ UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMAND
 
 
 def sla_policy(working: WorkingTime | None = None) -> SlaPolicy:
-    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS), working=working)
+    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS), working=working,
+                     at_risk_by_priority=list(settings.CASE_SLA_AT_RISK))
 
 
 async def start_case(case_id: str, new: NewCase, actor: str,

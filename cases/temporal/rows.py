@@ -238,6 +238,7 @@ def decode_row(info: WorkflowExecutionInfo) -> CaseRow:
         due_at=sa.read("CaseDueAt", _datetime, None),
         updated_at=sa.read("CaseUpdatedAt", _datetime, None),
         sla_breached=sa.read("CaseSlaBreached", _flag, False),
+        at_risk=sa.read("CaseAtRisk", _flag, False),
         started_at=_time(info, "start_time", "StartTime", bad),
         execution_status=_execution_status(info, bad),
         requester=memo.read("requester", _text, ""),

@@ -111,6 +111,7 @@ class CaseRow:
     comments: int = 0
     run_id: str = ""
     closed_at: datetime | None = None
+    at_risk: bool = False
     # Other search attributes on the case (admin-registered ones among them), raw JSON values.
     attributes: dict[str, Any] = field(default_factory=dict)
     # Fields any client wrote in a type or shape this row could not read (shown as their
@@ -125,6 +126,7 @@ class CaseRow:
             priority=state.priority, queue=state.queue, assignee=state.assignee,
             tags=list(state.tags), due_at=state.due_at, updated_at=state.updated_at,
             sla_breached=state.sla_breached, started_at=state.created_at,
+            at_risk=state.at_risk and state.is_open,
             execution_status="completed" if state.status == "closed" else "running",
             requester=state.requester.name or state.requester.email,
             version=state.version, comments=len(state.comments),

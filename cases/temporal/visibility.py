@@ -416,6 +416,9 @@ FIELDS: tuple[Field, ...] = (
     Field("tag", "tag", _tag, lambda v, row, s: v in row.tags, parse=_parse_tag),
     Field("breached", "breached", lambda v, s: _bool_clauses("CaseSlaBreached", v),
           lambda v, row, s: row.sla_breached is v),
+    # Flagged by the case's at-risk timer (issue 17); the workflow unsets it once not open.
+    Field("at_risk", "at_risk", lambda v, s: _bool_clauses("CaseAtRisk", v),
+          lambda v, row, s: row.at_risk is v),
     Field("due_before", "due_before",
           lambda v, s: [f"CaseDueAt < {quote_time(_midnight(_is_date(v)))}"],
           lambda v, row, s: row.due_at is not None and row.due_at < _midnight(v)),
@@ -456,6 +459,7 @@ class CaseFilter:
     assignee: str = ANYONE  # ANYONE, ME, UNASSIGNED or a username
     tag: str = ""
     breached: bool | None = None
+    at_risk: bool | None = None
     due_before: date | None = None
     words: str = ""
     opened_from: date | None = None

@@ -100,8 +100,9 @@ async def _charts(
         fs[f"assignee:{name}"] = replace(open_f, assignee=name)
     fs["assignee:"] = replace(open_f, assignee=UNASSIGNED)
     fs["breached"] = replace(open_f, breached=True)
-    fs["at_risk"] = replace(open_f, breached=False,
-                            due_within_hours=settings.DASHBOARD_AT_RISK_HOURS)
+    fs["at_risk"] = replace(open_f, at_risk=True)
+    fs["due_soon"] = replace(open_f, breached=False,
+                             due_within_hours=settings.DASHBOARD_AT_RISK_HOURS)
     for days in settings.DASHBOARD_AGING_DAYS:
         fs[f"aging:{days}"] = replace(open_f, older_than_days=days)
     # Keyword attributes with a fixed set of values get a breakdown (Visibility cannot list
@@ -145,7 +146,9 @@ async def _charts(
     charts.append(Chart("SLA", [
         Bar("Breached", counts["breached"],
             _href(query, breached="yes", status=open_statuses), "bad"),
-        Bar(f"At risk (due within {settings.DASHBOARD_AT_RISK_HOURS} h)", counts["at_risk"],
+        Bar("At risk", counts["at_risk"], _href(query, at_risk="yes", status=open_statuses),
+            "warn"),
+        Bar(f"Due within {settings.DASHBOARD_AT_RISK_HOURS} h", counts["due_soon"],
             _href(query, breached="no", due_within=settings.DASHBOARD_AT_RISK_HOURS,
                   status=open_statuses), "warn"),
     ]))

@@ -276,6 +276,10 @@ class CaseFilterForm(forms.Form):
         choices=[("", "Any SLA"), ("yes", "SLA breached"), ("no", "Within SLA")],
         coerce=lambda v: {"yes": True, "no": False}.get(v), empty_value=None, required=False,
         label="SLA")
+    at_risk = forms.TypedChoiceField(
+        choices=[("", "At risk or not"), ("yes", "At risk"), ("no", "Not at risk")],
+        coerce=lambda v: {"yes": True, "no": False}.get(v), empty_value=None, required=False,
+        label="At risk")
     due_before = forms.DateField(required=False, label="Due before",
                                  widget=forms.DateInput(attrs={"type": "date"}))
     due_within = forms.IntegerField(required=False, min_value=1, max_value=24 * 365,

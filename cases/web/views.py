@@ -231,7 +231,7 @@ def _stand_in(row: temporal.CaseRow) -> CaseState:
         requester=Requester(name=row.requester, email=""), queue=row.queue,
         priority=row.priority or 3, status=row.status, created_at=started, created_by="",
         updated_at=row.updated_at or started, updated_by="", assignee=row.assignee,
-        tags=list(row.tags), due_at=row.due_at, sla_breached=row.sla_breached,
+        tags=list(row.tags), due_at=row.due_at, sla_breached=row.sla_breached, at_risk=row.at_risk,
         version=row.version or 1)
 
 
