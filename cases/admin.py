@@ -41,6 +41,7 @@ def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "calendar", "agent_names")
+    raw_id_fields = ("escalate_to",)
     filter_horizontal = ("agents",)
     search_fields = ("slug", "name")
 

@@ -110,6 +110,16 @@ class Queue(models.Model):
         related_name="queues",
         help_text="Business hours the SLA counts (for cases opened from now on); "
                   "empty: around the clock.")
+    # Escalation on breach (issue 17), besides telling the queue's supervisors; like the
+    # calendar, a case keeps the policy it was opened under.
+    escalate_raise_priority = models.BooleanField(
+        default=False, help_text="On breach, make the case one step more urgent.")
+    escalate_to_queue = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="On breach, move the case to this queue.")
+    escalate_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text="On breach, give the case to this person.")
 
     class Meta:
         ordering = ["slug"]

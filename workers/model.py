@@ -50,6 +50,16 @@ CORE_ATTRIBUTES: dict[str, str] = {
 
 
 @dataclass
+class Escalation:
+    """What a breach does besides telling the queue's supervisors (issue 17): the queue's
+    policy as the case was opened."""
+
+    raise_priority: bool = False  # one step more urgent (4 -> 3 ... 1 stays 1)
+    to_queue: str = ""  # move the case to this queue
+    to_assignee: str = ""  # give the case to this person
+
+
+@dataclass
 class SlaPolicy:
     """Seconds from creation (or re-prioritisation) to due, indexed by priority - 1: working
     seconds of `working` (the queue's business hours) where the case has them, else wall clock."""
@@ -62,6 +72,8 @@ class SlaPolicy:
     # Per priority, the share of the time to due after which the case is at risk (0.75: a
     # warning when three quarters are used); None: no warning (cases opened before issue 17).
     at_risk_by_priority: list[float] | None = None
+    # The queue's escalation on breach; None: the breach only tells (cases before issue 17).
+    escalation: Escalation | None = None
 
     def seconds_for(self, priority: int) -> int:
         return self.seconds_by_priority[priority - 1]

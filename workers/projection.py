@@ -116,6 +116,7 @@ SYSTEM_WORDING = {
     "opened": "{actor} opened the case",
     "sla breached": "SLA breached",
     "sla at risk": "SLA at risk ({detail})",
+    "escalated": "escalated on breach: {detail}",
     "notified": "notified {detail}",
     "ended": "{detail}",
     "truncated": "earlier history is past retention and not archived",
@@ -198,6 +199,8 @@ class Projector:
             activity = event.activity_task_scheduled_event_attributes.activity_type.name
             if activity == SLA_ACTIVITY and self.state is not None:
                 self._system(event, rules.sla_breach(self.state, self._now(event)), None)
+                # The queue's escalation follows in the same workflow task (issue 17).
+                self._system(event, rules.escalation(self.state, self.sla), None)
             elif activity == NOTIFY_ACTIVITY:
                 self._deliveries.add(event.event_id)
         elif kind == "upsert_workflow_search_attributes_event_attributes":

@@ -712,6 +712,30 @@ def sla_breach(state: CaseState, now: datetime) -> Effect | None:
                   changes)
 
 
+def escalation(state: CaseState, sla: SlaPolicy) -> Effect | None:
+    """What the queue's policy does to a case right after its breach: a higher priority,
+    another queue, another person; None when it changes nothing."""
+    policy = sla.escalation
+    if policy is None or not state.is_open or not state.sla_breached:
+        return None
+    changes: dict[str, Any] = {}
+    said = []
+    if policy.raise_priority and state.priority > 1:
+        changes["priority"] = state.priority - 1
+        said.append(f"priority {state.priority} → {state.priority - 1}")
+    if policy.to_queue and policy.to_queue != state.queue:
+        changes["queue"] = policy.to_queue
+        said.append(f"to queue {policy.to_queue}")
+    if policy.to_assignee and policy.to_assignee != state.assignee:
+        changes["assignee"] = policy.to_assignee
+        if state.status == "new":
+            changes["status"] = "in_progress"
+        said.append(f"to {policy.to_assignee}")
+    if not changes:
+        return None
+    return Effect("escalated", ", ".join(said), changes)
+
+
 def sla_at_risk(state: CaseState, now: datetime) -> Effect | None:
     """The warning to record once an open case passes its at-risk point before its due time."""
     if (state.at_risk or state.sla_breached or not state.is_open or state.at_risk_at is None
@@ -774,6 +798,8 @@ def line_for(kind: str, detail: str, actor: str) -> str:
         return "SLA breached"
     if kind == "sla at risk":
         return f"SLA at risk ({detail})"
+    if kind == "escalated":
+        return f"escalated on breach: {detail}"
     return f"{kind} by {actor}"
 
 
@@ -790,6 +816,8 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         for watcher in after.watchers:
             users[watcher] = "watching"
     if kind == "assigned" and after.assignee:
+        users[after.assignee] = "assigned"
+    if kind == "escalated" and after.assignee and after.assignee != before.assignee:
         users[after.assignee] = "assigned"
     if kind in ("comment", "internal note") and after.comments:
         comment = after.comments[-1]

@@ -184,6 +184,13 @@ class CaseWorkflow:
             before = self._state
             self._state = rules.apply(self._state, breach, SYSTEM_ACTOR, now)
             self._notice(before, breach, SYSTEM_ACTOR)
+            # The queue's escalation (issue 17), in the same task: the projection applies it
+            # right after the breach it finds by the activity scheduled below.
+            escalate = rules.escalation(self._state, self._input.sla)
+            if escalate is not None:
+                before = self._state
+                self._state = rules.apply(self._state, escalate, SYSTEM_ACTOR, now)
+                self._notice(before, escalate, SYSTEM_ACTOR)
             self._publish()
             assert self._state.due_at is not None
             await workflow.execute_activity(

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from cases.models import BusinessCalendar, Queue
 from workers.business_hours import HORIZON_DAYS, CalendarSpec, WorkingTime, expand
+from workers.model import Escalation
 
 
 def valid_time_zone(name: str) -> bool:
@@ -67,3 +68,22 @@ def working_time_for(queue: str, today: date | None = None) -> WorkingTime | Non
 
 async def working_time(queue: str) -> WorkingTime | None:
     return await sync_to_async(working_time_for)(queue)
+
+
+def escalation_for(queue: str) -> Escalation | None:
+    """The queue's escalation on breach as plain data, or None when a breach only tells."""
+    row = (Queue.objects.filter(slug=queue)
+           .values_list("escalate_raise_priority", "escalate_to_queue__slug",
+                        "escalate_to__username").first())
+    if row is None or not any(row):
+        return None
+    return Escalation(raise_priority=row[0], to_queue=row[1] or "", to_assignee=row[2] or "")
+
+
+def _policy_for(queue: str) -> tuple[WorkingTime | None, Escalation | None]:
+    return working_time_for(queue), escalation_for(queue)
+
+
+async def policy_for(queue: str) -> tuple[WorkingTime | None, Escalation | None]:
+    """What a case opened now in `queue` is given of its queue's SLA configuration."""
+    return await sync_to_async(_policy_for)(queue)

@@ -147,7 +147,7 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
     try:
         new = form.new_case()
         await temporal.start_case(case_id, new, user.get_username(),
-                                  await calendars.working_time(new.queue))
+                                  *await calendars.policy_for(new.queue))
     except temporal.CaseExists:
         created = False  # a retry with the same key: the case it opened the first time
     return JsonResponse(

@@ -145,7 +145,7 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
         try:
             new = form.new_case()
             await temporal.start_case(case_id, new, access.username,
-                                      await calendars.working_time(new.queue))
+                                      *await calendars.policy_for(new.queue))
             messages.success(request, f"Opened {case_id}.")
         except temporal.CaseExists:
             # The same form posted twice: the first POST already opened this case.
