@@ -128,6 +128,19 @@ class Queue(models.Model):
         return self.name
 
 
+class AgentPresence(models.Model):
+    """Whether a person is available for cases or away (issue 17), as they say it; no row is
+    available. Configuration-like state in Django, shown to supervisors per queue."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="presence")
+    available = models.BooleanField(default=True)
+    changed = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {'available' if self.available else 'away'}"
+
+
 class ApiToken(models.Model):
     """A bearer token for the intake API; only its hash is stored."""
 

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from cases.web.dashboard import dashboard
 from cases.web.events import events
+from cases.web.presence import availability
 from cases.web.views import healthz
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("cases/", include("cases.web.urls")),
     path("api/", include("cases.web.api_urls")),
     path("dashboard/", dashboard, name="dashboard"),
+    path("availability/", availability, name="availability"),
     path("events/", events, name="events"),
     path("views/", include("cases.web.saved_views_urls")),
     path("notifications/", include("cases.web.notifications_urls")),

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from cases.config import presence
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
@@ -47,6 +48,20 @@ class Chart:
         return 28 * len(self.bars) + 4
 
 
+@dataclass
+class QueueRow:
+    """One queue's line (issue 17): open cases at risk and breached, and its agents by
+    availability (as they set it on their availability page)."""
+
+    name: str
+    at_risk: int
+    at_risk_href: str
+    breached: int
+    breached_href: str
+    available: list[str]
+    away: list[str]
+
+
 def _href(base: QueryDict, **changes: object) -> str:
     """The case list URL for the dashboard's filter plus one bar's slice."""
     params = base.copy()
@@ -68,13 +83,14 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
     form = CaseFilterForm(request.GET, queues=queues, attributes=attributes)
     charts: list[Chart] = []
     totals: dict[str, int] = {}
+    per_queue: list[QueueRow] = []
     if form.is_valid():
         try:
-            charts, totals = await _charts(form.case_filter(), access, request.GET, queues,
-                                           attributes, config.holders)
+            charts, totals, per_queue = await _charts(
+                form.case_filter(), access, request.GET, queues, attributes, config.holders)
         except InvalidFilter as err:
             form.add_error(None, str(err))
-    context = {"form": form, "charts": charts, "totals": totals,
+    context = {"form": form, "charts": charts, "totals": totals, "per_queue": per_queue,
                "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
                "list_url": f"{reverse('cases:list')}?{clean_query(request.GET)}"}
     return render_for(request, "cases/dashboard.html", "panels", context)
@@ -83,7 +99,7 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
 async def _charts(
     f: CaseFilter, access: Access, query: QueryDict, queues: list[tuple[str, str]],
     attributes: list[Attribute], assignees: list[str],
-) -> tuple[list[Chart], dict[str, int]]:
+) -> tuple[list[Chart], dict[str, int], list[QueueRow]]:
     me, visible = access.username, access.visible_queues
     # "Open" slices honour a status filter: open statuses that the filter also allows.
     open_statuses = [s for s in OPEN_STATUSES if not f.statuses or s in f.statuses]
@@ -96,6 +112,8 @@ async def _charts(
         fs[f"priority:{p}"] = replace(open_f, priorities=[p])
     for slug, _ in queues:
         fs[f"queue:{slug}"] = replace(open_f, queues=[slug])
+        fs[f"queue_at_risk:{slug}"] = replace(open_f, queues=[slug], at_risk=True)
+        fs[f"queue_breached:{slug}"] = replace(open_f, queues=[slug], breached=True)
     for name in assignees:
         fs[f"assignee:{name}"] = replace(open_f, assignee=name)
     fs["assignee:"] = replace(open_f, assignee=UNASSIGNED)
@@ -161,10 +179,17 @@ async def _charts(
             Bar(choice, counts[f"attr:{attr.name}:{choice}"],
                 _href(query, **{attr.filter_name: choice, "status": open_statuses}))
             for choice in attr.choices]))
+    present = await presence.by_queue_async([slug for slug, _ in queues])
+    per_queue = [QueueRow(
+        name, counts[f"queue_at_risk:{slug}"],
+        _href(query, queue=slug, at_risk="yes", status=open_statuses),
+        counts[f"queue_breached:{slug}"],
+        _href(query, queue=slug, breached="yes", status=open_statuses),
+        present[slug].available, present[slug].away) for slug, name in queues]
     totals = {
         "open": sum(counts[f"status:{s}"] for s in OPEN_STATUSES),
         "breached": counts["breached"],
         "at_risk": counts["at_risk"],
         "unassigned": counts["assignee:"],
     }
-    return charts, totals
+    return charts, totals, per_queue
