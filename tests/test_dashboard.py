@@ -30,8 +30,8 @@ def test_dashboard_counts_and_links(supervisor_client, agent, open_case):
     run(gateway.act(a, Claim(actor="alice")))
     run(gateway.act(c, Resolve(actor="sam", resolution="ok")))
     run(gateway.act(b, SetDue(actor="sam", due_at=datetime.now(UTC) + timedelta(hours=1))))
-    # An urgent case's own SLA is due about 4 h out, on the "at risk" window's edge (which
-    # moves with the clock): well past it, so only b is at risk.
+    # An urgent case's own SLA is due about 4 h out, on the "due within 4 h" window's edge (which
+    # moves with the clock): well past it, so only b is due soon.
     run(gateway.act(a, SetDue(actor="sam", due_at=datetime.now(UTC) + timedelta(days=2))))
 
     def counted() -> dict[str, tuple[int, str]]:
