@@ -110,6 +110,12 @@ class Queue(models.Model):
         related_name="queues",
         help_text="Business hours the SLA counts (for cases opened from now on); "
                   "empty: around the clock.")
+    ROUTING = [("manual", "Manual: agents claim cases"), ("round_robin", "Round-robin"),
+               ("least_loaded", "Least loaded")]
+    routing = models.CharField(
+        max_length=12, choices=ROUTING, default="manual",
+        help_text="How a case that arrives unassigned, is released or escalates here finds an "
+                  "agent; agents who are away are skipped. For cases opened from now on.")
     # Escalation on breach (issue 17), besides telling the queue's supervisors; like the
     # calendar, a case keeps the policy it was opened under.
     escalate_raise_priority = models.BooleanField(

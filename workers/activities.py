@@ -6,7 +6,16 @@ import logging
 
 from temporalio import activity
 
-from .model import Delivered, NoticeBatch, SlaBreachNotice
+from .model import (
+    Delivered,
+    NoticeBatch,
+    RouteAsk,
+    RoutePick,
+    RouterAsk,
+    RouterState,
+    SlaBreachNotice,
+)
+from .router import QueueRouter, router_id
 
 logger = logging.getLogger("tracerail.notifications")
 
@@ -34,3 +43,26 @@ def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     from cases.notify.deliver import deliver
 
     return deliver(batch, activity.heartbeat)
+
+
+@activity.defn
+async def route_case(ask: RouteAsk) -> RoutePick:
+    """Ask the queue's router for an agent (issue 17). The queue's mode and who of its agents
+    is available are configuration, read from Django here and passed with the ask; the
+    rotation and the load are the router's (a workflow), never a table."""
+    from asgiref.sync import sync_to_async
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from cases.config.presence import routing_for
+
+    mode, candidates = await sync_to_async(routing_for)(ask.queue)
+    if mode == "manual" or not candidates:
+        return RoutePick("", "manual routing" if mode == "manual" else "nobody is available")
+    info = activity.info()
+    start = WithStartWorkflowOperation(
+        QueueRouter.run, RouterState(), id=router_id(ask.queue), task_queue=info.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return await activity.client().execute_update_with_start_workflow(
+        QueueRouter.pick, RouterAsk(ask.case_id, mode, candidates, ask.why),
+        start_workflow_operation=start)

@@ -211,6 +211,9 @@ class CaseInput:
     notify_quiet_seconds: float = 30.0
     # Notices made but not yet delivered when the run continued as new.
     pending_notices: list[Notice] = field(default_factory=list)
+    # The case's queue routes cases to agents (issue 17): it asks its queue's router when it
+    # arrives unassigned, is released or escalates. False for cases opened before.
+    route: bool = False
 
 
 # --- Update inputs: one dataclass per command, each carrying the acting user. -----------------
@@ -311,6 +314,38 @@ class Unwatch(Command):
 class ChangeRequester(Command):
     name: str
     email: str
+
+
+@dataclass
+class RouteAsk:
+    """A case asks for an agent (issue 17): the activity adds the queue's mode and who is
+    available, from Django, and asks the queue's router."""
+
+    case_id: str
+    queue: str
+    why: str  # arrived, released, escalated
+
+
+@dataclass
+class RouterAsk:
+    case_id: str
+    mode: str
+    candidates: list[str]
+    why: str
+
+
+@dataclass
+class RoutePick:
+    agent: str  # "" when nobody was picked
+    reason: str
+
+
+@dataclass
+class RouterState:
+    """The router's memory, handed over on continue-as-new."""
+
+    last: str = ""
+    load: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

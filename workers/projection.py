@@ -31,6 +31,7 @@ from .model import (
     CaseState,
     Command,
     Delivered,
+    RoutePick,
     SlaPolicy,
 )
 
@@ -39,6 +40,7 @@ UPDATE_COMMANDS: dict[str, type[Command]] = {
     name: rule.command for name, rule in rules.COMMANDS.items()}
 SLA_ACTIVITY = "notify_sla_breach"
 NOTIFY_ACTIVITY = "deliver_notices"
+ROUTE_ACTIVITY = "route_case"
 # The workflow upserts this search attribute alone at the moment a case becomes at risk.
 AT_RISK_MARK = "CaseAtRisk"
 
@@ -117,6 +119,7 @@ SYSTEM_WORDING = {
     "sla breached": "SLA breached",
     "sla at risk": "SLA at risk ({detail})",
     "escalated": "escalated on breach: {detail}",
+    "routed": "routed to {detail}",
     "notified": "notified {detail}",
     "ended": "{detail}",
     "truncated": "earlier history is past retention and not archived",
@@ -163,6 +166,8 @@ class Projector:
         self._pending: dict[str, Command] = {}
         self._admitted: dict[int, Any] = {}
         self._deliveries: set[int] = set()  # scheduled deliver_notices, by event id
+        self._routings: set[int] = set()  # scheduled route_case, by event id
+        self._picks: list[RoutePick] = []  # routers' answers not yet seen by a task
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -181,6 +186,10 @@ class Projector:
             self.now = workflow_time(event)
             if self._opening is not None:
                 self._open(event)
+            for pick in self._picks:
+                if self.state is not None:
+                    self._system(event, rules.routed(self.state, pick.agent, pick.reason), None)
+            self._picks = []
         elif kind == "workflow_execution_update_admitted_event_attributes":
             self._admitted[event.event_id] = (
                 event.workflow_execution_update_admitted_event_attributes.request)
@@ -203,6 +212,8 @@ class Projector:
                 self._system(event, rules.escalation(self.state, self.sla), None)
             elif activity == NOTIFY_ACTIVITY:
                 self._deliveries.add(event.event_id)
+            elif activity == ROUTE_ACTIVITY:
+                self._routings.add(event.event_id)
         elif kind == "upsert_workflow_search_attributes_event_attributes":
             fields = event.upsert_workflow_search_attributes_event_attributes
             if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
@@ -211,6 +222,10 @@ class Projector:
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
                 self._notified(event, attrs.result.payloads)
+            elif attrs.scheduled_event_id in self._routings:
+                # Applied by the workflow task that next starts (it sees the result then).
+                self._picks.append(
+                    self.convert.from_payloads(attrs.result.payloads, [RoutePick])[0])
         elif kind == "workflow_execution_completed_event_attributes":
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None

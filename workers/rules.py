@@ -736,6 +736,16 @@ def escalation(state: CaseState, sla: SlaPolicy) -> Effect | None:
     return Effect("escalated", ", ".join(said), changes)
 
 
+def routed(state: CaseState, agent: str, reason: str) -> Effect | None:
+    """The router's pick given to a case that still has nobody (issue 17)."""
+    if not agent or state.assignee or not state.is_open:
+        return None
+    changes: dict[str, Any] = {"assignee": agent}
+    if state.status == "new":
+        changes["status"] = "in_progress"
+    return Effect("routed", f"{agent} ({reason})", changes)
+
+
 def sla_at_risk(state: CaseState, now: datetime) -> Effect | None:
     """The warning to record once an open case passes its at-risk point before its due time."""
     if (state.at_risk or state.sla_breached or not state.is_open or state.at_risk_at is None
@@ -800,6 +810,8 @@ def line_for(kind: str, detail: str, actor: str) -> str:
         return f"SLA at risk ({detail})"
     if kind == "escalated":
         return f"escalated on breach: {detail}"
+    if kind == "routed":
+        return f"routed to {detail}"
     return f"{kind} by {actor}"
 
 
@@ -817,7 +829,8 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
             users[watcher] = "watching"
     if kind == "assigned" and after.assignee:
         users[after.assignee] = "assigned"
-    if kind == "escalated" and after.assignee and after.assignee != before.assignee:
+    if kind in ("escalated", "routed") and after.assignee and \
+            after.assignee != before.assignee:
         users[after.assignee] = "assigned"
     if kind in ("comment", "internal note") and after.comments:
         comment = after.comments[-1]

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import rules
-    from .activities import deliver_notices, notify_sla_breach
+    from .activities import deliver_notices, notify_sla_breach, route_case
     from .model import (
         SYSTEM_ACTOR,
         AttributeValue,
@@ -29,9 +29,12 @@ with workflow.unsafe.imports_passed_through():
         Delivered,
         Notice,
         NoticeBatch,
+        RouteAsk,
+        RoutePick,
         SetAttributes,
         SlaBreachNotice,
     )
+    from .router import router_id
     from .search_attributes import (
         CASE_AT_RISK,
         ROW_MEMO_KEY,
@@ -97,6 +100,9 @@ class CaseWorkflow:
         self._noticed = 0  # notices added this run: a new one restarts the quiet period
         self._sending = False
         self._flush_now = False
+        # Why the case is to ask its queue's router for an agent next (issue 17); "" none.
+        self._route_why = ""
+        self._router_calls: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
@@ -108,7 +114,11 @@ class CaseWorkflow:
         notifier = None
         if inp.notify_quiet_seconds >= 0:
             notifier = asyncio.create_task(self._notifier(inp.notify_quiet_seconds))
+        if inp.route and inp.state is None and not self._state.assignee:
+            self._route_why = "arrived"
         while self._state.status != "closed":
+            if self._route_why:
+                await self._route()
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
             wait = None if deadline is None else (deadline - workflow.now()).total_seconds()
             if wait is not None and wait <= 0:
@@ -131,6 +141,7 @@ class CaseWorkflow:
                         history_event_limit=inp.history_event_limit,
                         notify_quiet_seconds=inp.notify_quiet_seconds,
                         pending_notices=list(self._outbox),
+                        route=inp.route,
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -169,6 +180,8 @@ class CaseWorkflow:
         before = self._state
         self._state = rules.apply(self._state, effect, cmd.actor, now)
         self._notice(before, effect, cmd.actor)
+        if self._input.route and before.assignee and before.assignee != self._state.assignee:
+            self._released(before)
         if isinstance(cmd, SetAttributes):
             workflow.upsert_search_attributes(custom_updates({
                 name: self._state.attributes.get(name, AttributeValue(attr.type, None))
@@ -191,6 +204,11 @@ class CaseWorkflow:
                 before = self._state
                 self._state = rules.apply(self._state, escalate, SYSTEM_ACTOR, now)
                 self._notice(before, escalate, SYSTEM_ACTOR)
+                if self._input.route and before.queue != self._state.queue:
+                    if before.assignee and before.assignee != self._state.assignee:
+                        self._released(before)
+                    if not self._state.assignee:
+                        self._route_why = "escalated"
             self._publish()
             assert self._state.due_at is not None
             await workflow.execute_activity(
@@ -236,6 +254,44 @@ class CaseWorkflow:
         except TimeoutError:
             return False
         return True
+
+    # --- routing (issue 17) ----------------------------------------------------------------
+
+    def _released(self, before: CaseState) -> None:
+        """The case left an agent: their router counts one fewer; an open case with nobody
+        asks for someone."""
+        assert before.assignee is not None
+        told = asyncio.create_task(self._tell_router(before.queue, before.assignee))
+        self._router_calls.add(told)
+        told.add_done_callback(self._router_calls.discard)
+        if self._state.is_open and not self._state.assignee:
+            self._route_why = "released"
+
+    async def _tell_router(self, queue: str, agent: str) -> None:
+        try:
+            await workflow.get_external_workflow_handle(router_id(queue)).signal(
+                "released", agent)
+        except Exception:  # no router yet (nothing routed): nothing to count down
+            workflow.logger.info("no router for %s", queue)
+
+    async def _route(self) -> None:
+        why, self._route_why = self._route_why, ""
+        state = self._state
+        try:
+            pick = await workflow.execute_activity(
+                route_case, RouteAsk(state.case_id, state.queue, why), result_type=RoutePick,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5))
+        except ActivityError:
+            workflow.logger.warning("routing %s failed", state.case_id)
+            return
+        effect = rules.routed(self._state, pick.agent, pick.reason)
+        if effect is not None:
+            now = workflow.now()
+            before = self._state
+            self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, now)
+            self._notice(before, effect, SYSTEM_ACTOR)
+            self._publish()
 
     # --- notifications (issue 16) ---------------------------------------------------------
 

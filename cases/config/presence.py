@@ -39,5 +39,13 @@ def by_queue(slugs: list[str]) -> dict[str, QueuePresence]:
     return out
 
 
+def routing_for(queue: str) -> tuple[str, list[str]]:
+    """The queue's routing mode and its agents who are available now, by username."""
+    mode = Queue.objects.filter(slug=queue).values_list("routing", flat=True).first()
+    if mode is None:
+        return "manual", []
+    return mode, by_queue([queue])[queue].available
+
+
 async def by_queue_async(slugs: list[str]) -> dict[str, QueuePresence]:
     return await sync_to_async(by_queue)(slugs)

@@ -53,7 +53,7 @@ def sla_policy(working: WorkingTime | None = None,
 
 async def start_case(case_id: str, new: NewCase, actor: str,
                      working: WorkingTime | None = None,
-                     escalation: Escalation | None = None) -> str:
+                     escalation: Escalation | None = None, route: bool = False) -> str:
     """Start the case's workflow. The id doubles as an idempotency key: starting the same id
     twice raises CaseExists rather than opening a second case. `working` is the queue's
     business hours (cases.config.calendars), which the case keeps for its life."""
@@ -71,6 +71,7 @@ async def start_case(case_id: str, new: NewCase, actor: str,
                 sla=sla,
                 auto_close_seconds=settings.CASE_AUTO_CLOSE_SECONDS,
                 notify_quiet_seconds=settings.NOTIFY_QUIET_SECONDS,
+                route=route,
             ),
             id=case_id,
             task_queue=settings.TEMPORAL_TASK_QUEUE,
