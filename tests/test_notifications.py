@@ -248,6 +248,8 @@ def test_a_change_through_the_temporal_cli_tells_the_same_people(smtp, people, t
     mail = smtp.one_to("bob@example.com")
     assert mail["Subject"] == f"[{case_id}] From the CLI"
     assert "sam assigned the case to bob" in _text(mail)
+    # The delivery completes (its rows written) before the test's database goes away.
+    eventually(lambda: _assert(_notified(case_id) == ["bob (email, in-app)"]), timeout=30)
 
 
 def test_a_worker_killed_between_sending_and_completing_does_not_send_twice(

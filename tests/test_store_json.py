@@ -134,7 +134,7 @@ def test_a_published_change_is_json_with_the_schema_version_and_reads_back_equal
     (first_id, _), (second_id, second) = raw.xrange(redis_store.make_key("log:stream"))
     assert (first_id, second_id) == (b"1-1", b"2-1")  # the id is the change's number
     stored = json.loads(second[b"row"])
-    assert stored["v"] == wire.SCHEMA == 1
+    assert stored["v"] == wire.SCHEMA == 2
     assert stored["d"]["due_at"] == "2026-03-01T09:30:00+05:30"
     assert json.loads(second[b"before"])["d"]["version"] == 3
     assert json.loads(raw.hget(redis_store.make_key(f"log:case:{row.case_id}"), "row"))["d"][
@@ -165,7 +165,7 @@ def test_a_shared_answer_is_json_and_is_used_from_the_store(redis_store, raw):
     key = answers._key("list", "CaseQueue = 'billing'", 50, "")
     assert ask(key, page) == (page, 1)
     stored = json.loads(raw.get(redis_store.make_key(key)))
-    assert stored["v"] == 1 and stored["d"]["value"]["page"]["next_page_token"] == "tok"
+    assert stored["v"] == wire.SCHEMA and stored["d"]["value"]["page"]["next_page_token"] == "tok"
     assert ask(key, "not asked") == (page, 0)
 
     count = answers._key("count", "CaseQueue = 'billing'")
@@ -247,22 +247,22 @@ def test_a_pickle_planted_as_the_lease_or_a_known_row_is_not_run(redis_store, ra
 def test_an_unknown_schema_version_reads_as_missing_not_as_an_error(
         redis_store, raw, monkeypatch, caplog):
     listener, emitted = listening(monkeypatch)
-    newer = json.dumps({"v": 2, "d": wire.dump(codecs.ROW, make_row())}).encode()
+    newer = json.dumps({"v": 3, "d": wire.dump(codecs.ROW, make_row())}).encode()
     _plant(redis_store, raw, {"row": newer, "before": b"", "seen": b"1"})
     key = answers._key("count", "q")
-    raw.set(redis_store.make_key(key), json.dumps({"v": 2, "d": {"anything": 1}}))
+    raw.set(redis_store.make_key(key), json.dumps({"v": 3, "d": {"anything": 1}}))
     with caplog.at_level(logging.WARNING, logger="cases.store.wire"):
         listener.read_once()
         assert ask(key, 3) == (3, 1)
     assert emitted == [] and listener.resyncs == 0  # skipped, as an unreadable row is
-    assert "a value of schema version 2 (this process reads 1): read as missing" in caplog.text
+    assert "a value of schema version 3 (this process reads 2): read as missing" in caplog.text
 
 
 @pytest.mark.parametrize("stored", [
     b"garbage \xff\xfe",
     b'{"seq": 1}',  # JSON, not our envelope
     b'{"v": "1", "d": {}}',
-    b'{"v": 1, "d": {"seq": 1}}',  # our envelope, not a change
+    b'{"v": 2, "d": {"seq": 1}}',  # our envelope, not a row
     b'[' * 100_000,  # deeper than the decoder goes
     b"1e3",
 ])
@@ -413,7 +413,7 @@ def test_the_stack_redis_refuses_a_client_without_its_password(tmp_path, setting
         shared.set("feed:epoch", "e1")
         assert shared.get("feed:epoch") == "e1"
         assert redis.Redis(port=port, password=password).get(shared.make_key("feed:epoch")) \
-            == b'{"v":1,"d":"e1"}'
+            == b'{"v":%d,"d":"e1"}' % wire.SCHEMA
     finally:
         _stop(proc, signal.SIGTERM)
 

@@ -27,6 +27,7 @@ ROW = record("row", lambda: CaseRow, {
     "due_at": optional(TIME),
     "updated_at": optional(TIME),
     "sla_breached": BOOL,
+    "at_risk": BOOL,
     "started_at": optional(TIME),
     "execution_status": STR,
     "requester": STR,
