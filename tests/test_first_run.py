@@ -86,16 +86,18 @@ def test_b_seeding_next_to_a_booting_server_and_a_late_worker_succeeds(tmp_path)
         # One busy loop per core we would otherwise have to ourselves.
         started.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
         seed = manage("seed_demo", "--count", "6", "--seed", "5", "--queues", "general",
-                      "--wait", "50")
+                      "--wait", "100")
         started.append(seed)
         started.append(subprocess.Popen(
             [TEMPORAL_BIN, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
              "--headless", "--log-level", "error", "--db-filename", str(tmp_path / "t.db")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))
-        setup = manage("temporal_setup", "--wait", "40")
+        # A fresh dev server with a busy loop on one core and the suite on the other took
+        # more than 40 s to listen on a clean clone's run: the wait is for a busy machine.
+        setup = manage("temporal_setup", "--wait", "90")
         started.append(setup)
-        out, _ = setup.communicate(timeout=60)
+        out, _ = setup.communicate(timeout=120)
         assert setup.returncode == 0, out
         time.sleep(5)
         worker = manage("run_worker", "--wait", "30")
