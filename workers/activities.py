@@ -63,6 +63,10 @@ async def route_case(ask: RouteAsk) -> RoutePick:
     start = WithStartWorkflowOperation(
         QueueRouter.run, RouterState(), id=router_id(ask.queue), task_queue=info.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    # The Update's id is this activity's own, the same on every retry: a worker that dies
+    # after the router picked, before this activity completed, gets the first pick back
+    # instead of turning the rotation a second time.
     return await activity.client().execute_update_with_start_workflow(
         QueueRouter.pick, RouterAsk(ask.case_id, mode, candidates, ask.why),
+        id=f"route:{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}",
         start_workflow_operation=start)
