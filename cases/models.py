@@ -279,6 +279,9 @@ class Notification(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="notifications")
     case_id = models.CharField(max_length=20)
+    # The case's queue when it was told: the inbox shows a notice only while its reader can
+    # still see that queue (the one access rule), so access taken away takes the notice along.
+    queue = models.CharField(max_length=50, blank=True, default="")
     event = models.CharField(max_length=20)
     kind = models.CharField(max_length=20)
     text = models.CharField(max_length=300)

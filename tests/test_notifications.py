@@ -356,10 +356,11 @@ def test_the_inbox_marks_one_and_all_read_by_csrf_protected_posts(people):
 
     bob = people["bob"]
     made = [Notification.objects.create(user=bob, case_id="case-AAAAAAAA", event=str(v),
-                                        kind="watching", text=f"change {v}", title="T")
+                                        queue="technical", kind="watching",
+                                        text=f"change {v}", title="T")
             for v in (2, 3, 4)]
     Notification.objects.create(user=people["alice"], case_id="case-AAAAAAAA", event="2",
-                                kind="watching", text="hers", title="T")
+                                queue="technical", kind="watching", text="hers", title="T")
     client = logged_in(bob)
     assert client.get("/notifications/badge.json").json() == {"unread": 3}
     page = client.get("/notifications/").content.decode()
@@ -601,3 +602,23 @@ def test_a_case_at_risk_is_flagged_in_visibility_and_tells_its_holder_and_superv
     eventually(breached, timeout=20, interval=0.2)
     kinds = [e.kind for e in timeline(case_id)]
     assert kinds.index("sla at risk") < kinds.index("sla breached")
+
+
+def test_a_notice_leaves_the_inbox_with_access_to_its_case(people):
+    """A notice names its case, title and what was said: once the reader is taken out of the
+    case's queue it is neither shown, counted nor markable (the one access rule)."""
+    from cases.models import Notification, Queue
+
+    from .conftest import logged_in
+
+    bob = people["bob"]
+    note = Notification.objects.create(user=bob, case_id="case-BBBBBBBB", event="2",
+                                       queue="technical", kind="mentioned",
+                                       text="alice mentioned you", title="Secret rollout")
+    client = logged_in(bob)
+    assert client.get("/notifications/badge.json").json() == {"unread": 1}
+    assert "Secret rollout" in client.get("/notifications/").content.decode()
+    Queue.objects.get(slug="technical").agents.remove(bob)
+    assert client.get("/notifications/badge.json").json() == {"unread": 0}
+    assert "Secret rollout" not in client.get("/notifications/").content.decode()
+    assert client.post(f"/notifications/{note.pk}/read/").status_code == 404
