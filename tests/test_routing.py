@@ -5,6 +5,9 @@ are on the timeline and replayed. Short durations, the real dev server."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
+
+import pytest
 
 from cases import temporal as gateway
 from cases.temporal.ids import new_case_id
@@ -125,3 +128,30 @@ def test_a_case_escalated_to_a_routed_queue_is_routed_there(temporal, settings,
     kinds = [e.kind for e in run(gateway.case_history(case_id)).projection.entries
              if e.kind != "notified"]
     assert kinds[-3:] == ["sla breached", "escalated", "routed"], kinds
+
+
+def test_an_ask_of_the_wrong_shape_is_refused_and_the_router_goes_on(temporal, settings):
+    """Any Temporal client can send the router an Update: one whose candidates are not names
+    is refused at the door, and the next good ask is answered as before."""
+    import uuid
+
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workers.model import RouterState
+
+    async def scenario() -> str:
+        client = temporal.client  # the harness's own client
+        handle = await client.start_workflow(
+            "QueueRouter", RouterState(), id=f"router-shape-{uuid.uuid4().hex[:8]}",
+            task_queue=temporal.task_queue)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("pick", {"case_id": "x", "mode": "round_robin",
+                                                 "candidates": [1, {"a": 2}], "why": "t"},
+                                        rpc_timeout=timedelta(seconds=10))
+        picked = await handle.execute_update(
+            "pick", {"case_id": "y", "mode": "round_robin", "candidates": ["ann"], "why": "t"},
+            rpc_timeout=timedelta(seconds=10))
+        await handle.terminate()
+        return picked["agent"]
+
+    assert run(scenario()) == "ann"
