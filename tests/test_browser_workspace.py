@@ -183,6 +183,9 @@ def test_case_page_refreshes_itself(page: Page, live_server, agent, other_agent,
 def test_temporal_outage_is_said_in_place_then_recovers(page: Page, live_server, supervisor,
                                                         settings, temporal):
     login(page, live_server.url, "sam")
+    # The chips' own request (issue 18) must have been answered first: asked after the
+    # address changed, it would show the outage before anything was typed.
+    expect(page.locator("#count-new")).to_have_text(re.compile(r"\d"))
     settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
     gateway.reset_client()
     try:
