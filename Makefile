@@ -59,6 +59,8 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	@# A binary committed once stays in every clone for good (issue 15's 2.9 MB wheel).
 	$(BIN)/python bin/check-file-sizes
+	@# Nothing writes into asgiref's, Django's or redis' insides (issue 22's thread defect).
+	$(BIN)/python bin/check-private-writes
 
 test: $(VENV)/.installed chromium redis-server lint
 	$(BIN)/python -m pytest

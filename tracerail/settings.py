@@ -223,6 +223,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Threads --------------------------------------------------------------------------------
+# Per web process (cases/web/request_threads.py): an ordinary request leases one of at most
+# REQUEST_THREADS threads for its synchronous parts (more wait on the event loop for one); push
+# streams lease none and share EVENTS_THREADS threads for their few synchronous steps.
+REQUEST_THREADS = envint("REQUEST_THREADS", 64)
+EVENTS_THREADS = envint("EVENTS_THREADS", 2)
+if REQUEST_THREADS < 1 or EVENTS_THREADS < 1:
+    raise ImproperlyConfigured(
+        f"REQUEST_THREADS and EVENTS_THREADS must be 1 or more, got {REQUEST_THREADS} and "
+        f"{EVENTS_THREADS}")
+
 # --- Cache --------------------------------------------------------------------------------
 # The shared store (cases/store/): Redis in production, where every web process shares the
 # Visibility answers, the change feed, the Visibility budget, sessions and cached users.
@@ -234,9 +245,19 @@ REDIS_URL = envurl("REDIS_URL", ("redis", "rediss", "unix"))
 REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 2.0)
 if REDIS_TIMEOUT < 0:
     raise ImproperlyConfigured(f"REDIS_TIMEOUT must be 0 or more seconds, got {REDIS_TIMEOUT}")
+# A web process holds at most one Redis connection per thread that can reach the store at
+# once: its request threads, the streams' threads, asyncio's default executor (the change
+# feed's reads and lease) and the few watchers' threads. The pool is that big, so a request
+# never finds it empty; past it a request waits up to REDIS_TIMEOUT, then the page says the
+# store is busy (a 503), never redis-py's "Too many connections".
+REDIS_POOL_SIZE = envint(
+    "REDIS_POOL_SIZE", REQUEST_THREADS + EVENTS_THREADS + min(32, (os.cpu_count() or 1) + 4) + 8)
+if REDIS_POOL_SIZE < 1:
+    raise ImproperlyConfigured(f"REDIS_POOL_SIZE must be 1 or more, got {REDIS_POOL_SIZE}")
 
 
-def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str, object]]:
+def cache_settings(redis_url: str | None, timeout: float,
+                   pool_size: int = 100) -> dict[str, dict[str, object]]:
     # One prefix for every key ("tracerail:1:<key>"), so a Redis shared with other apps (or
     # a raw-client SCAN) can tell ours apart; the raw client needs cache.make_key(key).
     # Values are JSON in both (cases/store/wire.py): Django's Redis backend would unpickle what it
@@ -258,11 +279,15 @@ def cache_settings(redis_url: str | None, timeout: float) -> dict[str, dict[str,
         "LOCATION": redis_url,
         "KEY_PREFIX": "tracerail",
         "OPTIONS": {"socket_connect_timeout": limit, "socket_timeout": limit,
-                    "serializer": "cases.store.wire.JSONSerializer"},
+                    "serializer": "cases.store.wire.JSONSerializer",
+                    # Waits for a free connection (up to the timeout) where redis-py's
+                    # default pool raises at once when all are out.
+                    "pool_class": "redis.BlockingConnectionPool",
+                    "max_connections": pool_size, "timeout": timeout if timeout > 0 else None},
     }}
 
 
-CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT)
+CACHES = cache_settings(REDIS_URL, REDIS_TIMEOUT, REDIS_POOL_SIZE)
 # Sessions are written to the database and read from the shared store first (cached_db): a
 # request reads no table before it starts (cases/config/reading.py caches the user and configuration
 # too), and a Redis restart, which keeps nothing, still logs nobody out.

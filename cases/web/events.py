@@ -36,8 +36,9 @@ A stream is a request that never ends, so its access is checked again while it i
 the user's access version moves (cases/config/access_version.py) and every
 EVENTS_RECHECK_SECONDS. If what the user may see changed, the stream tells its page to re-read
 (`list`, `case`) and ends; the browser reconnects as a fresh request, under the new access. A
-stream also ends after EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way. An open
-stream holds no thread: its request's own thread goes back once its database work is done.
+stream also ends after EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way. A stream
+never holds a request thread: tracerail/asgi.py sends its few synchronous steps (its start, its
+re-checks) to threads shared by every stream (cases/web/request_threads.py).
 
 The query string is the list page's own filter parameters, or `case=<id>` for a case page
 (both together watch both), and `last=`. The stream ends when the client goes away (Django
@@ -54,17 +55,15 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from importlib import import_module
 from typing import Any
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -80,7 +79,6 @@ from cases.notify import inbox
 from cases.templatetags.case_tags import case_row
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
-from cases.web import request_threads
 from cases.web.forms import CaseFilterForm
 
 logger = logging.getLogger(__name__)
@@ -504,37 +502,6 @@ AUDIENCES = Audiences()
 # --- one stream ----------------------------------------------------------------------------------
 
 
-# Every open stream's later synchronous work (re-checks, the store) runs on this one thread:
-# a stream gives its request's own thread back once its database work is done.
-_STREAMS_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracerail-streams")
-
-
-class _OnStreamsThread(Executor):
-    """What a stream's request runs on after giving its thread back. Its request's end shuts
-    down what it ran on (asgiref): here that shuts nothing down."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return _STREAMS_THREAD.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        return None
-
-
-_ON_STREAMS_THREAD = _OnStreamsThread()
-
-
-def _give_back_request_thread() -> None:
-    """asgiref keeps a request's thread for its thread-sensitive calls until the request
-    ends; a stream does not end, so each held a thread for its life."""
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    own = SyncToAsync.context_to_thread_executor.get(context)
-    SyncToAsync.context_to_thread_executor[context] = _ON_STREAMS_THREAD
-    if own is not None and own is not _ON_STREAMS_THREAD:
-        request_threads.give_back(own)
-
-
 def _replay(watch: Watch, missed: list[feed.Change]) -> bytes:
     """What a resuming page missed, answered for it alone (once per reconnect): rows and
     its case as they are; a list that changed is re-read by the page itself."""
@@ -566,7 +533,6 @@ async def stream(watch: Watch, guard: Guard | None = None,
     if guard is not None:
         guard.watch(guard.version)
         OPEN.open(guard)
-    _give_back_request_thread()
     # Joined first, then what was missed: nothing falls between the two, and a change in
     # both is sent once (the member skips what the replay sent).
     async with AUDIENCES.join(watch) as member:
@@ -651,10 +617,10 @@ async def events(request: HttpRequest) -> HttpResponse:
         # Under WSGI Django would buffer an endless stream whole: 204 tells the browser not
         # to reconnect, and the page keeps polling.
         return HttpResponse(status=204)
-    # A stream stays open for hours and reads nothing more from the database: its thread
-    # gives its connection back now (a PostgreSQL allows a hundred or so in all, and a
-    # contact centre keeps a stream or two open per agent).
-    await sync_to_async(connections.close_all)()
+    # A stream stays open for hours and reads the database only at its re-checks: the
+    # connection its start used goes back to the pool now (PostgreSQL; on SQLite the shared
+    # streams thread keeps its own).
+    await sync_to_async(dbconn.release)()
     guard = Guard(request.session.session_key or "", request.user.pk,
                   getattr(request, "_tracerail_access_version", ""))
     # The browser's own reconnect sends the last id it was given; a page opening its stream
