@@ -225,3 +225,48 @@ def test_the_inbox_lists_notices_by_reference_when_temporal_is_unreachable(peopl
     page = response.content.decode()
     assert "case-FFFFFFFF" in page and "alice" in page and "(1 unread)" in page
     assert "Titles and what was said are unavailable" in page
+
+
+def _cluster_bytes(directory: str) -> bytes:
+    """Every table file of a PostgreSQL cluster (its WAL, a log of what was written, aside)."""
+    found = []
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and "pg_wal" not in path.parts and path.suffix != ".log":
+            found.append(path.read_bytes())
+    return b"".join(found)
+
+
+def test_migration_0012_drops_the_copied_text_on_postgresql(postgres_server, tmp_path):
+    """PostgreSQL's DROP COLUMN leaves the values in the rows; the migration's blanking and
+    rewrite take them out of the table files too."""
+    import psycopg
+
+    url = postgres_server.new_database()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": url, "REDIS_URL": ""}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    old = manage(["migrate", "--noinput", "cases", "0010"], env)
+    assert old.returncode == 0, old.stderr
+    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+        db.execute("INSERT INTO auth_user (password, is_superuser, username, first_name, "
+                   "last_name, email, is_staff, is_active, date_joined) VALUES "
+                   "('', false, 'bob', '', '', '', false, true, now())")
+        db.execute("INSERT INTO cases_notification (user_id, case_id, queue, event, kind, "
+                   "text, body, title, created) SELECT id, 'case-EEEEEEEE', 'technical', '2', "
+                   "'mentioned', 'Albatross line', 'Wombat body', 'Narwhal title', now() "
+                   "FROM auth_user")
+        db.execute("CHECKPOINT")
+    assert b"Narwhal" in _cluster_bytes(postgres_server.directory)
+    new = manage(["migrate", "--noinput"], env)
+    assert new.returncode == 0, new.stderr
+    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+        rows = db.execute("SELECT case_id, event, kind FROM cases_notification").fetchall()
+        columns = {r[0] for r in db.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'cases_notification'::regclass "
+            "AND attnum > 0 AND NOT attisdropped")}
+        db.execute("CHECKPOINT")
+    assert rows == [("case-EEEEEEEE", "2", "mentioned")]
+    assert not {"text", "body", "title"} & columns
+    data = _cluster_bytes(postgres_server.directory)
+    for word in (b"Albatross", b"Wombat", b"Narwhal"):
+        assert word not in data, f"{word!r} is still in the table files"
