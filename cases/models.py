@@ -273,20 +273,20 @@ class NotificationPreference(models.Model):
 class Notification(models.Model):
     """An in-app notice in one person's inbox. Not case data: the case's own record of who
     was told is its history (the delivery's result on the timeline); this is the person's
-    inbox, which they read and clear. One per (user, case, event): the unique key makes a
-    retried delivery add nothing."""
+    inbox, which they read and clear. References only (ADR-002): the case, the version its
+    change made, why the person was told and who acted; the page reads the title and what
+    was said from Temporal. One per (user, case, event): the unique key makes a retried
+    delivery add nothing."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="notifications")
     case_id = models.CharField(max_length=20)
     # The case's queue when it was told: the inbox shows a notice only while its reader can
-    # still see that queue (the one access rule), so access taken away takes the notice along.
+    # still see that queue (cases.notify.inbox.seen_by, the one rule for notices).
     queue = models.CharField(max_length=50, blank=True, default="")
     event = models.CharField(max_length=20)
-    kind = models.CharField(max_length=20)
-    text = models.CharField(max_length=300)
-    body = models.TextField(blank=True)
-    title = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=20)  # why they were told (workers.rules.NOTICE_KINDS)
+    actor = models.CharField(max_length=150, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
 
@@ -297,7 +297,7 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["user", "read_at"], name="unread_by_user")]
 
     def __str__(self) -> str:
-        return f"{self.user}: {self.text}"
+        return f"{self.user}: {self.case_id} v{self.event} ({self.kind})"
 
 
 class EmailDelivery(models.Model):

@@ -115,8 +115,7 @@ def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivere
                 Notification.objects.get_or_create(
                     user=user, case_id=batch.case_id, event=notice.event,
                     defaults={"kind": why, "queue": batch.queue[:50],
-                              "text": notice.text[:300], "body": notice.body,
-                              "title": batch.title[:200]})
+                              "actor": notice.actor[:150]})
                 told.setdefault((notice.event, username), []).append("in-app")
             if channel in (NotificationPreference.EMAIL, NotificationPreference.BOTH) \
                     and user.email:

@@ -533,6 +533,16 @@ def _holds(f: Field, value: Any, row: Any, scope: Scope) -> bool | None:
         return None
 
 
+def cases_query(case_ids: Sequence[str], visible_queues: Sequence[str] | None = None) -> str:
+    """These cases (each one's latest run) that the reader may see: one List for a page that
+    names many cases, such as the inbox's titles. Ids that are not case ids are refused."""
+    ids = sorted(set(case_ids))
+    if not ids or not all(isinstance(c, str) and CASE_ID_RE.match(c) for c in ids):
+        raise InvalidFilter("A case id looks like case-7K2M9QXA.")
+    return " AND ".join([*CaseFilter().clauses(visible_queues=visible_queues),
+                         _in("WorkflowId", ids)])
+
+
 def changed_since_query(moment: datetime) -> str:
     """The change feed's question: every case (its latest run) changed at or after `moment`."""
     return f"{BASE} AND CaseUpdatedAt >= {quote_time(moment)}"

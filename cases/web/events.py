@@ -543,7 +543,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(message("inbox", str(count)))
 
-            inbox.WATCHER.watch(guard.user_id, guard, hand)
+            inbox.WATCHER.watch(guard.user_id, guard, hand, watch.access.visible_queues)
         missed = feed.since(resume)
         opening = [OPENING]
         if missed is None and (resuming or resume is not None):
