@@ -132,7 +132,7 @@ TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
     "watched", "unwatched", "opened", "sla breached", "sla at risk", "escalated", "routed",
-    "notified", "ended", "truncated", "continued", "mystery",
+    "notified", "ended", "truncated", "continued", "changed", "mystery",
 )
 
 
@@ -153,6 +153,7 @@ def test_who_is_told_of_each_change_is_as_it_was():
 
 def test_every_timeline_line_is_worded_as_it_was():
     assert timeline() == TIMELINE
+
 
 
 WHO_IS_TOLD = [
@@ -338,6 +339,8 @@ TIMELINE = [
     ('truncated', 'system', 'earlier history is past retention and not archived', False),
     ('continued', 'ann', 'continued by ann', False),
     ('continued', 'system', 'continued by system', False),
+    ('changed', 'ann', 'changed by ann', False),
+    ('changed', 'system', 'changed by system', False),
     ('mystery', 'ann', 'mystery by ann', False),
     ('mystery', 'system', 'mystery by system', False),
     'closed automatically after 0 quiet seconds',
