@@ -5,7 +5,9 @@ told and the system steps' words, so they prove moving those changed nothing."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 from datetime import UTC, datetime, timedelta
 
 from workers import projection, rules
@@ -123,7 +125,7 @@ def who_is_told():
 
 
 def timeline_line(kind, detail, actor, quiet_seconds):
-    return projection.wording(kind, detail, actor, quiet_seconds)
+    return rules.line_for(kind, detail, actor, quiet_seconds)
 
 
 # Every effect kind a command or the workflow yields, what only the timeline says, and one
@@ -154,6 +156,69 @@ def test_who_is_told_of_each_change_is_as_it_was():
 def test_every_timeline_line_is_worded_as_it_was():
     assert timeline() == TIMELINE
 
+
+
+def _projection_kinds() -> set[str]:
+    """The kinds the projection writes of its own accord: `self._add(event, actor, "kind", ...)`."""
+    tree = ast.parse(inspect.getsource(projection))
+    return {call.args[2].value for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "_add" and len(call.args) > 2
+            and isinstance(call.args[2], ast.Constant)}
+
+
+def test_the_registries_agree():
+    """One entry per command, one per system step, and every part reads it from there."""
+    from cases.temporal.cases import UPDATE_NAMES
+    from cases.web.forms import ACTION_FORMS
+    from workers.workflows import CaseWorkflow
+
+    updates = CaseWorkflow.__temporal_workflow_definition.updates
+    preferences = set(rules.NOTICE_KINDS)
+
+    def valid(tells: rules.Tells) -> bool:
+        named = {p for p in (tells.assignee, tells.supervisors) if p}
+        return named <= preferences and tells.says in rules.NOTICE_TEXTS
+
+    command_kinds: list[str] = []
+    for name, rule in rules.COMMANDS.items():
+        # Its Update, its gateway name, its form and its projection, all from this entry.
+        assert rule.update == name and updates[name].arg_types == [rule.command], name
+        assert UPDATE_NAMES[rule.command] == name and ACTION_FORMS[name].rule is rule, name
+        assert projection.UPDATE_COMMANDS[name] is rule.command and rule.forms, name
+        # Words for each effect kind; whom each tells is said only of kinds it words.
+        assert rule.wording and set(rule.tells) <= set(rule.wording), name
+        assert all(valid(t) for t in rule.tells.values()), name
+        command_kinds += rule.wording
+    assert len({r.command for r in rules.COMMANDS.values()}) == len(rules.COMMANDS)
+    # No kind worded twice: the one table the timeline and the notices read would hide one.
+    assert len(command_kinds) == len(set(command_kinds))
+    assert not set(command_kinds) & set(rules.SYSTEM_STEPS)
+    assert all(valid(step.tells) for step in rules.SYSTEM_STEPS.values())
+    assert rules.WORDING == {**{k: t for r in rules.COMMANDS.values()
+                                for k, t in r.wording.items()},
+                             **{k: s.wording for k, s in rules.SYSTEM_STEPS.items()}}
+    # Every sample command yields only kinds its own entry words; every command has a sample.
+    assert {type(c) for _, c in _command_samples()} == {
+        r.command for r in rules.COMMANDS.values()}
+    for state, command in _command_samples():
+        effect = rules.decide(state, command, NOW, SLA)
+        assert effect.kind in rules.rule_for(type(command)).wording, effect.kind
+    # The workflow's own steps: each kind the rules yield for it, and each the projection
+    # writes itself, is a system step (the auto-close is the close command's kind).
+    system = {e.kind for _, e in _system_samples()} - {"closed"}
+    assert system | _projection_kinds() <= set(rules.SYSTEM_STEPS)
+    # One home for the words: the projection repeats none of them, it asks the rules.
+    strings = {n.value for n in ast.walk(ast.parse(inspect.getsource(projection)))
+               if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    # ("{detail}", the end's whole line, is also the placeholder says_detail looks for.)
+    assert not strings & {*rules.WORDING.values(), rules.AUTO_CLOSED} - {"{detail}"}
+    # Every preference the settings page offers is one some change is told under.
+    every = [rules.tells_for(kind) for kind in rules.WORDING]
+    told_under = {p for t in every for p in (t.assignee, t.supervisors) if p}
+    told_under |= {"watching"} if any(t.watchers for t in every) else set()
+    told_under |= {"mentioned"} if any(t.mentioned for t in every) else set()
+    assert told_under == preferences
 
 
 WHO_IS_TOLD = [
