@@ -219,6 +219,12 @@ def test_the_registries_agree():
     told_under |= {"watching"} if any(t.watchers for t in every) else set()
     told_under |= {"mentioned"} if any(t.mentioned for t in every) else set()
     assert told_under == preferences
+    # ...and fits where a person's choice and their inbox keep it.
+    from cases.models import Notification, NotificationPreference
+
+    longest = max(map(len, preferences))
+    assert longest <= NotificationPreference._meta.get_field("kind").max_length
+    assert longest <= Notification._meta.get_field("kind").max_length
 
 
 WHO_IS_TOLD = [
