@@ -856,12 +856,17 @@ NOTICE_KINDS: dict[str, str] = {
     "sla_breached": "An SLA is breached in a queue I supervise",
     "sla_at_risk": "A case I hold, or in a queue I supervise, is at risk of breaching",
 }
+
+
+def _newest_comment(s: CaseState) -> tuple[str, bool]:
+    return (s.comments[-1].body, s.comments[-1].internal) if s.comments else ("", False)
+
+
 # What a notice can carry beneath its line (Tells.says), from the case after the change:
 # the text and whether it is internal.
 NOTICE_TEXTS: dict[str, Callable[[CaseState], tuple[str, bool]]] = {
     "": lambda s: ("", False),
-    "comment": lambda s: (s.comments[-1].body, s.comments[-1].internal) if s.comments
-    else ("", False),
+    "comment": _newest_comment,
     "resolution": lambda s: (s.resolution, False),
 }
 
