@@ -158,7 +158,7 @@ def test_workflow_projection_gateway_and_forms_agree_with_the_registry():
     # Every effect kind a command produces has its own timeline words.
     for rule in rules.COMMANDS.values():
         for kind in rule.wording:
-            line = projection.wording(kind, "x_y", "ann")
+            line = rules.line_for(kind, "x_y", "ann")
             assert "ann" in line and not line.endswith(f"{kind} by ann")
 
 

@@ -105,46 +105,13 @@ def workflow_time(event: HistoryEvent) -> datetime:
     return datetime.fromtimestamp(event.event_time.ToNanoseconds() / 1e9, UTC)
 
 
-def quiet_period(seconds: int) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            n = seconds // size
-            return f"{n} quiet {unit}{'s' if n != 1 else ''}"
-    return f"{seconds} quiet second{'s' if seconds != 1 else ''}"
-
-
-# Timeline lines for what no command does: the workflow's own steps.
-SYSTEM_WORDING = {
-    "opened": "{actor} opened the case",
-    "sla breached": "SLA breached",
-    "sla at risk": "SLA at risk ({detail})",
-    "escalated": "escalated on breach: {detail}",
-    "routed": "routed to {detail}",
-    "notified": "notified {detail}",
-    "ended": "{detail}",
-    "truncated": "earlier history is past retention and not archived",
-}
-WORDING: dict[str, str] = {
-    **{kind: text for rule in rules.COMMANDS.values() for kind, text in rule.wording.items()},
-    **SYSTEM_WORDING,
-}
-
-
 def says_detail(kind: str, actor: str) -> bool:
     """Does the timeline line for this kind already spell out its detail? Its words decide
     (a {detail} or {words} in them); otherwise the detail is shown beneath the line."""
     if kind == "opened" or (kind == "closed" and actor == SYSTEM_ACTOR):
         return True  # the title heads the page; the auto-close line says why in its own words
-    text = WORDING.get(kind, "")
+    text = rules.WORDING.get(kind, "")
     return "{detail}" in text or "{words}" in text
-
-
-def wording(kind: str, detail: str, actor: str, quiet_seconds: int = 0) -> str:
-    """The timeline line for an applied effect, as people say it."""
-    if kind == "closed" and actor == SYSTEM_ACTOR:
-        return f"closed automatically after {quiet_period(quiet_seconds)}"
-    text = WORDING.get(kind, "{kind} by {actor}")
-    return text.format(actor=actor, detail=detail, words=detail.replace("_", " "), kind=kind)
 
 
 class Projector:
@@ -348,7 +315,7 @@ class Projector:
             actor=actor,
             kind=kind,
             detail=detail,
-            text=wording(kind, detail, actor, self.quiet),
+            text=rules.line_for(kind, detail, actor, self.quiet),
             state=state,
             diverged=diverged,
         ))

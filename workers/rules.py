@@ -19,6 +19,7 @@ from .model import (
     OPEN_STATUSES,
     PRIORITY_LABELS,
     STATUS_LABELS,
+    SYSTEM_ACTOR,
     AddComment,
     AddTag,
     Assign,
@@ -554,6 +555,26 @@ SETTABLE_STATUSES = tuple((s, STATUS_LABELS[s]) for s in OPEN_STATUSES)
 
 
 @dataclass(frozen=True)
+class Tells:
+    """Whom an effect of one kind tells, and what the notice carries. Preferences are keys
+    of NOTICE_KINDS (the reason a person is told, which they may turn off). Nobody is told of
+    their own doing; the requester only with an address and never of an internal note."""
+
+    watchers: bool = True  # the case's watchers, as "watching"
+    # The case's holder after the change, under this preference ("": not as holder)...
+    assignee: str = ""
+    new_assignee: bool = False  # ...only when the change gave them the case
+    says: str = ""  # the text beneath the line: a key of NOTICE_TEXTS
+    mentioned: bool = False  # those @mentioned in that text, as "mentioned"
+    requester: bool = False
+    supervisors: str = ""  # the queue's supervisors, under this preference
+
+
+# Watching a case says nothing of it; a line only the timeline has tells nobody.
+NOBODY = Tells(watchers=False)
+
+
+@dataclass(frozen=True)
 class CommandRule:
     """One case command: the workflow Update that carries it, its input, the rule that
     decides it, how the timeline words each effect kind it produces, which agents may send
@@ -571,6 +592,8 @@ class CommandRule:
     forms: tuple[Form, ...]
     # Its label in the case list's "with selected" bar; "" keeps it off bulk work.
     bulk: str = ""
+    # Effect kind -> whom it tells; a kind not named tells the watchers alone.
+    tells: dict[str, Tells] = field(default_factory=dict)
 
     def probe(self, form: Form, actor: str) -> Command:
         """The command `form` would send with every input left blank, for `offers`."""
@@ -584,7 +607,8 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
     CommandRule("assign", Assign, _assign, {
         "assigned": "{actor} assigned the case to {detail}",
         "unassigned": "{actor} unassigned the case ({detail})"},
-        agents=_agents_assigning, bulk="Assign to", forms=(
+        agents=_agents_assigning, bulk="Assign to",
+        tells={"assigned": Tells(assignee="assigned")}, forms=(
             Form("Assign", (Input("assignee", "username", max_length=150),)),
             Form("Unassign", fixed={"assignee": None}, name="unassign"))),
     CommandRule("set_priority", SetPriority, _set_priority,
@@ -598,7 +622,10 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                                               initial="status"),)),)),
     CommandRule("comment", AddComment, _comment, {
         "comment": "{actor} commented", "internal note": "{actor} added an internal note"},
-        agents=agents_on_any_case, forms=(Form("Comment", (
+        agents=agents_on_any_case, tells={
+            "comment": Tells(says="comment", mentioned=True, requester=True),
+            "internal note": Tells(says="comment", mentioned=True, requester=True)},
+        forms=(Form("Comment", (
             Input("body", "textarea", label="Comment", max_length=MAX_COMMENT,
                   placeholder="Write a comment…", hand_back=True),
             Input("internal", "bool", label="Internal note (agents only)", required=False),
@@ -614,7 +641,9 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                 agents=agents_holding_it, forms=(
                     Form("Set due time", (Input("due_at", "datetime", label="Due"),)),)),
     CommandRule("resolve", Resolve, _resolve, {"resolved": "{actor} resolved the case"},
-                agents=agents_holding_it, forms=(Form("Resolve", (
+                agents=agents_holding_it,
+                tells={"resolved": Tells(says="resolution", requester=True)},
+                forms=(Form("Resolve", (
                     Input("resolution", "textarea", max_length=MAX_RESOLUTION,
                           hand_back=True),)),)),
     CommandRule("reopen", Reopen, _reopen, {"reopened": "{actor} reopened the case"},
@@ -634,12 +663,51 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                     Input("email", "email", max_length=MAX_NAME, initial="requester.email"),
                 )),)),
     CommandRule("watch", Watch, _watch, {"watched": "{actor} started watching the case"},
-                agents=agents_on_any_case, forms=(Form("Watch"),)),
+                agents=agents_on_any_case, tells={"watched": NOBODY}, forms=(Form("Watch"),)),
     CommandRule("unwatch", Unwatch, _unwatch,
                 {"unwatched": "{actor} stopped watching the case"},
-                agents=agents_on_any_case, forms=(Form("Unwatch"),)),
+                agents=agents_on_any_case, tells={"unwatched": NOBODY},
+                forms=(Form("Unwatch"),)),
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
+
+
+@dataclass(frozen=True)
+class SystemStep:
+    """What the workflow does by itself, or only the timeline says: its line and whom it
+    tells. The history projection and the notices both read these."""
+
+    wording: str  # as CommandRule.wording's lines
+    tells: Tells = NOBODY
+
+
+SYSTEM_STEPS: dict[str, SystemStep] = {
+    "opened": SystemStep("{actor} opened the case"),
+    "sla breached": SystemStep("SLA breached", Tells(supervisors="sla_breached")),
+    "sla at risk": SystemStep("SLA at risk ({detail})",
+                              Tells(assignee="sla_at_risk", supervisors="sla_at_risk")),
+    "escalated": SystemStep("escalated on breach: {detail}",
+                            Tells(assignee="assigned", new_assignee=True)),
+    "routed": SystemStep("routed to {detail}", Tells(assignee="assigned", new_assignee=True)),
+    "notified": SystemStep("notified {detail}"),
+    "ended": SystemStep("{detail}"),
+    "truncated": SystemStep("earlier history is past retention and not archived"),
+    # A new run whose handed-over case differs from the projection's; a recorded change
+    # that today's rules refuse.
+    "continued": SystemStep("continued by {actor}"),
+    "changed": SystemStep("changed by {actor}"),
+}
+# Every timeline line, by effect kind: the commands' and the system steps' (no kind is both).
+WORDING: dict[str, str] = {
+    **{kind: text for rule in COMMANDS.values() for kind, text in rule.wording.items()},
+    **{kind: step.wording for kind, step in SYSTEM_STEPS.items()},
+}
+# The system's close (auto_close) is the close command's kind, said its own way.
+AUTO_CLOSED = "closed automatically after {quiet}"
+_TELLS: dict[str, Tells] = {
+    **{kind: tells for rule in COMMANDS.values() for kind, tells in rule.tells.items()},
+    **{kind: step.tells for kind, step in SYSTEM_STEPS.items()},
+}
 
 
 def rule_for(kind: type[Command]) -> CommandRule:
@@ -788,8 +856,19 @@ NOTICE_KINDS: dict[str, str] = {
     "sla_breached": "An SLA is breached in a queue I supervise",
     "sla_at_risk": "A case I hold, or in a queue I supervise, is at risk of breaching",
 }
-# Effects watchers are not told of: their own watching is theirs, and says nothing of the case.
-_UNFOLLOWED = frozenset({"watched", "unwatched"})
+
+
+def _newest_comment(s: CaseState) -> tuple[str, bool]:
+    return (s.comments[-1].body, s.comments[-1].internal) if s.comments else ("", False)
+
+
+# What a notice can carry beneath its line (Tells.says), from the case after the change:
+# the text and whether it is internal.
+NOTICE_TEXTS: dict[str, Callable[[CaseState], tuple[str, bool]]] = {
+    "": lambda s: ("", False),
+    "comment": _newest_comment,
+    "resolution": lambda s: (s.resolution, False),
+}
 
 
 def mentions(body: str) -> list[str]:
@@ -798,59 +877,50 @@ def mentions(body: str) -> list[str]:
     return list(dict.fromkeys(names))[:MAX_MENTIONS]
 
 
-def line_for(kind: str, detail: str, actor: str) -> str:
-    """The timeline's line for an effect, from the commands' own wording."""
-    for rule in COMMANDS.values():
-        if kind in rule.wording:
-            return rule.wording[kind].format(actor=actor, detail=detail,
-                                             words=detail.replace("_", " "))
-    if kind == "sla breached":
-        return "SLA breached"
-    if kind == "sla at risk":
-        return f"SLA at risk ({detail})"
-    if kind == "escalated":
-        return f"escalated on breach: {detail}"
-    if kind == "routed":
-        return f"routed to {detail}"
-    return f"{kind} by {actor}"
+def quiet_period(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} quiet {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} quiet second{'s' if seconds != 1 else ''}"
+
+
+def line_for(kind: str, detail: str, actor: str, quiet_seconds: int | None = None) -> str:
+    """The timeline's line for an effect, as people say it. Given the case's quiet period
+    (the timeline knows it), the system's close names it."""
+    if kind == "closed" and actor == SYSTEM_ACTOR and quiet_seconds is not None:
+        return AUTO_CLOSED.format(quiet=quiet_period(quiet_seconds))
+    text = WORDING.get(kind, "{kind} by {actor}")
+    return text.format(actor=actor, detail=detail, words=detail.replace("_", " "), kind=kind)
+
+
+def tells_for(kind: str) -> Tells:
+    """Whom an effect of `kind` tells: its command's or system step's entry; a kind neither
+    names tells the watchers."""
+    return _TELLS.get(kind, Tells())
 
 
 def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
                 ) -> list[Notice]:
-    """Whom an applied change tells, and why: the assignee given the case by someone else,
-    the watchers (of every change but watching itself), the @mentioned, the requester (public
-    comments and resolution), the queue's supervisors (an SLA breach). Nobody is told of
-    their own doing."""
-    kind = effect.kind
+    """Whom an applied change tells, and why, as its kind's entry says (tells_for)."""
+    kind, tells = effect.kind, tells_for(effect.kind)
     users: dict[str, str] = {}
-    body, internal, requester, supervisors = "", False, False, ""
-    if kind not in _UNFOLLOWED:
+    if tells.watchers:
         for watcher in after.watchers:
             users[watcher] = "watching"
-    if kind == "assigned" and after.assignee:
-        users[after.assignee] = "assigned"
-    if kind in ("escalated", "routed") and after.assignee and \
-            after.assignee != before.assignee:
-        users[after.assignee] = "assigned"
-    if kind in ("comment", "internal note") and after.comments:
-        comment = after.comments[-1]
-        body, internal = comment.body, comment.internal
+    if tells.assignee and after.assignee and (
+            not tells.new_assignee or after.assignee != before.assignee):
+        users[after.assignee] = tells.assignee
+    body, internal = NOTICE_TEXTS[tells.says](after)
+    if tells.mentioned:
         for name in mentions(body):
             users[name] = "mentioned"
-        requester = not internal
-    if kind == "resolved":
-        body, requester = after.resolution, True
-    if kind == "sla breached":
-        supervisors = after.queue
-    if kind == "sla at risk":
-        supervisors = after.queue
-        if after.assignee:
-            users[after.assignee] = "sla_at_risk"
     users.pop(actor, None)
-    requester = requester and bool(after.requester.email)
-    if not users and not requester and not supervisors:
+    requester = tells.requester and not internal and bool(after.requester.email)
+    if not users and not requester and not tells.supervisors:
         return []
+    supervisors = {"supervisors_of": after.queue, "supervisors_why": tells.supervisors
+                   } if tells.supervisors else {}
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, supervisors_of=supervisors,
-                   supervisors_why="sla_at_risk" if kind == "sla at risk" else "sla_breached")]
+                   users=users, requester=requester, **supervisors)]
