@@ -49,7 +49,7 @@ def test_the_badge_counts_what_the_inbox_hides(people, fake_feed, settings):
     shows one, and the badge, the pushed count and "mark all read" agree with it."""
     from cases.models import Notification
 
-    settings.INBOX_WATCH_SECONDS = 0.05
+    settings.STREAM_WATCH_SECONDS = 0.05
     bob = people["bob"]
     seen = Notification.objects.create(user=bob, case_id="case-CCCCCCCC", event="2",
                                        queue="technical", kind="watching")

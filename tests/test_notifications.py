@@ -398,36 +398,92 @@ def test_the_settings_page_keeps_each_kinds_choice(people):
     assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
 
 
-def test_one_inbox_read_serves_every_open_stream(people):
-    """The badge's per-process check: one query for all streams' users, and each stream is
-    handed its user's count only when it changes."""
+def _drive(watcher: Any, steps: Any) -> None:
+    """Run `steps(watcher)` on a loop of its own, the watcher's checks driven by the test
+    (it looks alive, so no thread of its own starts)."""
     import asyncio
 
-    from cases.models import Notification
-    from cases.notify.inbox import InboxWatcher
+    watcher.thread = threading.current_thread()
+    asyncio.run(steps(watcher))
 
-    watcher = InboxWatcher()
+
+@pytest.mark.parametrize("shared_store", ["redis", "local"])
+def test_one_watcher_wakes_streams_for_the_user_whose_facts_changed(
+        people, request, settings, shared_store):
+    """Issue 22 (one home each): one per-process watcher for both per-user facts that wake
+    open streams, one store read a tick for all watched users. With a shared store the
+    producer names whose notices changed (inbox.told), and only that user's counts are read;
+    an access bump wakes only that user's streams. Local memory (make run) cannot hear the
+    worker, so it counts every watched user each tick."""
+    import asyncio
+
+    from cases.config import access_version
+    from cases.live.wakeups import Watcher
+    from cases.models import Notification
+    from cases.notify import inbox
+    from tracerail.settings import cache_settings
+
+    if shared_store == "redis":
+        settings.CACHES = cache_settings(request.getfixturevalue("redis_server").url, 2.0)
     alice, bob = people["alice"], people["bob"]
     got: dict[str, list[int]] = {"a1": [], "a2": [], "b": []}
+    woken: dict[str, asyncio.Event] = {}
+    counted: list[list[int]] = []
 
-    # Looks alive, so no thread of its own starts: the test drives the checks itself.
-    watcher.thread = threading.current_thread()
-
-    async def scenario() -> None:
+    async def steps(watcher: Any) -> None:
         for token, user in (("a1", alice), ("a2", alice), ("b", bob)):
-            watcher.watch(user.pk, token, got[token].append, None)
-        await asyncio.to_thread(watcher.check)
-        await asyncio.sleep(0)
+            watcher.watch_inbox(user.pk, token, got[token].append, None)
+            woken[token] = asyncio.Event()
+            version = access_version.current(user.pk)[user.pk]
+            watcher.watch_access(user.pk, version, woken[token])
+
+        async def tick() -> None:
+            await asyncio.to_thread(watcher.check)
+            counted.append(sorted(watcher.counted))
+            await asyncio.sleep(0.02)
+
+        await tick()  # the first reading of each: 0, not handed
         await asyncio.to_thread(Notification.objects.create, user=alice,
                                 case_id="case-AAAAAAAA", event="2", kind="watching")
-        await asyncio.to_thread(watcher.check)
-        await asyncio.to_thread(watcher.check)
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(inbox.told, alice.pk)
+        await tick()
+        await tick()  # nothing new
+        await asyncio.to_thread(access_version.bump, bob.pk)
+        await tick()
+        assert watcher.reads == 4
 
-    asyncio.run(scenario())
-    # A first 0 is not handed (the page read its own count as it loaded); a change is.
+    _drive(Watcher(), steps)
+    # A first 0 is not handed (the page read its own count as it loaded); a change is, once.
     assert got == {"a1": [1], "a2": [1], "b": []}
-    assert watcher.reads == 3
+    assert [woken[t].is_set() for t in ("a1", "a2", "b")] == [False, False, True]
+    both = sorted([alice.pk, bob.pk])
+    if shared_store == "redis":
+        assert counted == [both, [alice.pk], [], []]
+    else:
+        assert counted == [both, both, both, both]
+
+
+def test_a_stream_that_stops_watching_is_neither_counted_nor_woken(people):
+    import asyncio
+
+    from cases.config import access_version
+    from cases.live.wakeups import Watcher
+
+    alice = people["alice"]
+    got: list[int] = []
+
+    async def steps(watcher: Any) -> None:
+        moved = asyncio.Event()
+        watcher.watch_inbox(alice.pk, "t", got.append, None)
+        watcher.watch_access(alice.pk, "an old version", moved)
+        watcher.unwatch(alice.pk, "t")
+        watcher.unwatch(alice.pk, moved)
+        await asyncio.to_thread(watcher.check)
+        assert watcher.reads == 0 and not moved.is_set()
+        assert access_version.current(alice.pk)  # the store itself still answers
+
+    _drive(Watcher(), steps)
+    assert got == []
 
 
 def test_what_a_notification_adds_per_update(smtp, people, temporal, settings, capsys):

@@ -30,7 +30,7 @@ BOUND = 3.0  # seconds within which a change of access must reach an open stream
 
 @pytest.fixture(autouse=True)
 def quick(settings: Any) -> None:
-    settings.ACCESS_WATCH_SECONDS = 0.1
+    settings.STREAM_WATCH_SECONDS = 0.1
 
 
 async def _open(client: AsyncClient, query: str) -> Stream:

@@ -446,12 +446,12 @@ CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)
-# An open stream is a request that never ends: its user's access version
-# (cases/config/access_version.py) is read this often for all streams of a process at once,
-# and a stream re-checks its session and access when it moves, and every
-# EVENTS_RECHECK_SECONDS anyway (a change the store lost, a session deleted behind Django's
-# back).
-ACCESS_WATCH_SECONDS = envfloat("ACCESS_WATCH_SECONDS", 1.0)
+# An open stream is a request that never ends: its user's access version and notices'
+# version (cases/live/wakeups.py) are read this often for all streams of a process at once; a
+# stream re-checks its session and access when the first moves (and every
+# EVENTS_RECHECK_SECONDS anyway: a change the store lost, a session deleted behind Django's
+# back), and its badge is counted again when the second does.
+STREAM_WATCH_SECONDS = envfloat("STREAM_WATCH_SECONDS", 1.0)
 EVENTS_RECHECK_SECONDS = envfloat("EVENTS_RECHECK_SECONDS", 60.0)
 # Streams one session / one user may hold open in a web process; a new one closes the oldest.
 EVENTS_MAX_PER_SESSION = envint("EVENTS_MAX_PER_SESSION", 8)
@@ -459,7 +459,7 @@ EVENTS_MAX_PER_USER = envint("EVENTS_MAX_PER_USER", 16)
 # A stream ends after this long (plus up to a tenth more, so a deploy's streams do not all
 # come back at once) and the page reconnects as a fresh request.
 EVENTS_MAX_AGE_SECONDS = envfloat("EVENTS_MAX_AGE_SECONDS", 3600.0)
-for _name in ("ACCESS_WATCH_SECONDS", "EVENTS_RECHECK_SECONDS", "EVENTS_MAX_AGE_SECONDS"):
+for _name in ("STREAM_WATCH_SECONDS", "EVENTS_RECHECK_SECONDS", "EVENTS_MAX_AGE_SECONDS"):
     if globals()[_name] <= 0:
         raise ImproperlyConfigured(f"{_name} must be more than 0 seconds, got {globals()[_name]}")
 for _name in ("EVENTS_MAX_PER_SESSION", "EVENTS_MAX_PER_USER"):
@@ -492,8 +492,6 @@ else:
 # Fault injection for tests only: "exit-after-record" ends the worker process right after an
 # email is sent and recorded, before the activity completes (the exactly-once test).
 NOTIFY_FAULT = os.getenv("NOTIFY_FAULT", "")
-# Seconds between the one per-process read of the open streams' users' unread counts.
-INBOX_WATCH_SECONDS = envfloat("INBOX_WATCH_SECONDS", 1.0)
 
 LOGGING = {
     "version": 1,

@@ -31,6 +31,7 @@ from django.urls import reverse
 from cases.config.access import SUPERVISOR, Access
 from cases.config.reading import access_of
 from cases.models import EmailDelivery, Notification, NotificationPreference
+from cases.notify import inbox
 from workers.model import Delivered, Notice, NoticeBatch
 
 logger = logging.getLogger("tracerail.notifications")
@@ -126,6 +127,7 @@ def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivere
             mails.setdefault(address, _Mail(address, batch.requester.name, "")
                              ).notices.append(notice)
     delivered = [Delivered(event, who, channels) for (event, who), channels in told.items()]
+    inbox.told(*{people[who][0].pk for (_, who) in told})  # their open badges read again
     if mails:
         connection = get_connection()
         for key, mail in mails.items():

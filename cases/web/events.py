@@ -24,7 +24,7 @@ is never described). What a page is told:
   browser sends it back as Last-Event-ID when it reconnects (a page opening a stream sends
   `last=`, from when it was rendered), and the stream first sends what was missed since;
 - `event: inbox`, data the user's unread notification count: the nav bar's badge
-  (cases/notify/inbox.py: one query a second for all open streams' users);
+  (cases/live/wakeups.py: counted again only for a user whose notices changed);
 - `: keepalive` every `EVENTS_KEEPALIVE_SECONDS` (15 s) so proxies keep the stream open;
 - `event: signed-out`, data the login page's URL, and the stream ends: the session is no longer
   signed in (logged out elsewhere, password changed, user deactivated or deleted);
@@ -33,7 +33,7 @@ is never described). What a page is told:
   listening and says so.
 
 A stream is a request that never ends, so its access is checked again while it is open: when
-the user's access version moves (cases/config/access_version.py) and every
+the user's access version moves (cases/live/wakeups.py watches it) and every
 EVENTS_RECHECK_SECONDS. If what the user may see changed, the stream tells its page to re-read
 (`list`, `case`) and ends; the browser reconnects as a fresh request, under the new access. A
 stream also ends after EVENTS_MAX_AGE_SECONDS, and the page reconnects the same way. A stream
@@ -70,12 +70,11 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from cases.config import access_version, dbconn
+from cases.config import dbconn
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for, resolve_session
-from cases.live import feed, listing, log
-from cases.notify import inbox
+from cases.live import feed, listing, log, wakeups
 from cases.templatetags.case_tags import case_row
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
@@ -225,10 +224,10 @@ class Guard:
     def watch(self, version: str) -> None:
         """Wake when the user's access version is no longer `version`."""
         self.version = version
-        access_version.WATCHER.watch(self.user_id, version, self.wake)
+        wakeups.WATCHER.watch_access(self.user_id, version, self.wake)
 
     def unwatch(self) -> None:
-        access_version.WATCHER.unwatch(self.user_id, self.wake)
+        wakeups.WATCHER.unwatch(self.user_id, self.wake)
 
     def displace(self) -> None:
         self.displaced = True
@@ -537,13 +536,14 @@ async def stream(watch: Watch, guard: Guard | None = None,
     # both is sent once (the member skips what the replay sent).
     async with AUDIENCES.join(watch) as member:
         if guard is not None:
-            # The nav bar's unread count rides along (`event: inbox`), from one check a
+            # The nav bar's unread count rides along (`event: inbox`), from one watcher a
             # second for every open stream of this process.
             def hand(count: int, queue: asyncio.Queue[bytes] = member.queue) -> None:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(message("inbox", str(count)))
 
-            inbox.WATCHER.watch(guard.user_id, guard, hand, watch.access.visible_queues)
+            wakeups.WATCHER.watch_inbox(guard.user_id, guard, hand,
+                                          watch.access.visible_queues)
         missed = feed.since(resume)
         opening = [OPENING]
         if missed is None and (resuming or resume is not None):
@@ -602,7 +602,7 @@ async def stream(watch: Watch, guard: Guard | None = None,
                 woken.cancel()
             if guard is not None:
                 guard.unwatch()
-                inbox.WATCHER.unwatch(guard.user_id, guard)
+                wakeups.WATCHER.unwatch(guard.user_id, guard)
                 OPEN.close(guard)
 
 

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from cases import temporal
 from cases.config.reading import access_of, config_for
 from cases.models import Notification, NotificationPreference
-from cases.notify.inbox import notices_of, reader
+from cases.notify.inbox import notices_of, reader, told
 from cases.temporal.visibility import cases_query
 from workers.model import CaseState
 from workers.rules import NOTICE_KINDS
@@ -142,6 +142,7 @@ def mark_read(request: HttpRequest, pk: int) -> HttpResponse:
     if item.read_at is None:
         item.read_at = timezone.now()
         item.save(update_fields=["read_at"])
+        told(request.user.pk)
     return redirect("notifications:inbox")
 
 
@@ -150,6 +151,8 @@ def mark_read(request: HttpRequest, pk: int) -> HttpResponse:
 def mark_all_read(request: HttpRequest) -> HttpResponse:
     done = _visible(request).filter(read_at__isnull=True).update(
         read_at=timezone.now())
+    if done:
+        told(request.user.pk)
     messages.success(request, f"Marked {done} read.")
     return redirect("notifications:inbox")
 
