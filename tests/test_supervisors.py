@@ -187,3 +187,30 @@ def test_a_breach_never_gives_a_case_to_someone_who_cannot_see_it(temporal, sett
     entries = [e for e in projection.entries if e.kind != "notified"]
     assert [e.kind for e in entries][-2:] == ["sla breached", "escalated"]
     assert entries[-1].state == state and not any(e.diverged for e in entries)
+
+
+def test_the_rule_gives_nobody_a_case_the_person_cannot_see():
+    from datetime import UTC, datetime, timedelta
+    from uuid import uuid4
+
+    from workers import rules
+    from workers.model import Escalation, SlaPolicy
+
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    policy = SlaPolicy(escalation=Escalation(to_queue="billing", to_assignee="bob"))
+    state = rules.open_case(f"case-{uuid4().hex[:8].upper()}",
+                            NewCase(title="t", queue="technical"), "x", policy, now)
+    state = rules.apply(state, rules.sla_breach(state, state.due_at + timedelta(seconds=1)),
+                        "system", now)
+    why = "bob cannot see the cases of Billing"
+    effect = rules.escalation(state, policy, why)
+    assert effect.changes == {"queue": "billing"}
+    assert effect.detail == f"to queue billing, not to bob ({why})"
+    # Nothing else to change: still a line, so the timeline says why nobody has it.
+    alone = SlaPolicy(escalation=Escalation(to_assignee="bob"))
+    effect = rules.escalation(state, alone, why)
+    assert effect.changes == {} and effect.detail == f"not to bob ({why})"
+    after = rules.apply(state, effect, "system", now)
+    assert rules.notices_for(state, after, effect, "system") == []
+    held = rules.apply(state, rules.Effect("assigned", "ann", {"assignee": "ann"}), "x", now)
+    assert rules.escalation(held, alone, why).changes == {"assignee": None}

@@ -259,17 +259,23 @@ class CaseWorkflow:
         if policy is None or not policy.to_assignee or \
                 not workflow.patched("escalation-access"):
             return None
-        ask = EscalationAsk(self._state.case_id, policy.to_queue or self._state.queue,
-                            policy.to_assignee)
-        try:
-            return await workflow.execute_activity(
-                check_escalation, ask, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5))
-        except ActivityError:
-            # Unchecked is not allowed: the case goes to its queue, unheld (the projection
-            # reads the failure the same way).
-            workflow.logger.warning("escalation check of %s failed", self._state.case_id)
-            return rules.ESCALATION_UNCHECKED
+        while True:
+            queue = policy.to_queue or self._state.queue
+            try:
+                refused = await workflow.execute_activity(
+                    check_escalation,
+                    EscalationAsk(self._state.case_id, queue, policy.to_assignee),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5))
+            except ActivityError:
+                # Unchecked is not allowed: the case goes to its queue, unheld (the
+                # projection reads the failure the same way).
+                workflow.logger.warning("escalation check of %s failed", self._state.case_id)
+                refused = rules.ESCALATION_UNCHECKED
+            # Moved by someone while it was asked: asked again for the queue it is in now
+            # (the projection takes the last answer).
+            if (policy.to_queue or self._state.queue) == queue:
+                return refused
 
     async def _changed_within(self, seconds: float | None) -> bool:
         """Wait for a command to change the case (or for continue-as-new to be due);
