@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from cases import temporal
 from cases.config import attributes
+from cases.config.access import refusal_to_give
 from cases.models import (
     ApiToken,
     BusinessCalendar,
@@ -38,8 +39,35 @@ def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes 
         return None
 
 
+class QueueForm(forms.ModelForm):
+    class Meta:
+        model = Queue
+        fields = ("slug", "name", "agents", "calendar", "routing", "escalate_raise_priority",
+                  "escalate_to_queue", "escalate_to")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        person, target = cleaned.get("escalate_to"), cleaned.get("escalate_to_queue")
+        if person is None:
+            return cleaned
+        # A breach gives the case to this person in the queue it moves to (else this one):
+        # only someone who can see that queue's cases (the breach checks it again, as the
+        # queue's agents may change after this).
+        if target is None or (self.instance.pk and target.pk == self.instance.pk):
+            slug, name = cleaned.get("slug") or "", cleaned.get("name") or ""
+            agents = [u.pk for u in cleaned.get("agents") or []]
+        else:
+            slug, name, agents = target.slug, target.name, None
+        refused = refusal_to_give(person.get_username(), slug, name, agents)
+        if refused:
+            self.add_error("escalate_to", f"{refused}: a breach would give them a case they "
+                                          "cannot open.")
+        return cleaned
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
+    form = QueueForm
     list_display = ("slug", "name", "calendar", "agent_names")
     raw_id_fields = ("escalate_to",)
     filter_horizontal = ("agents",)

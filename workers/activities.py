@@ -8,6 +8,7 @@ from temporalio import activity
 
 from .model import (
     Delivered,
+    EscalationAsk,
     NoticeBatch,
     RouteAsk,
     RoutePick,
@@ -43,6 +44,25 @@ def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     from cases.notify.deliver import deliver
 
     return deliver(batch, activity.heartbeat)
+
+
+@activity.defn
+def check_escalation(ask: EscalationAsk) -> str:
+    """Why the breach may not give the case to its policy's person (they cannot see the
+    queue it will be in, or are no longer active), or "" when it may: the one access rule,
+    read at the breach. Synchronous: the ORM, on the worker's activity threads."""
+    from django.db import close_old_connections
+
+    from cases.config.access import refusal_to_give
+
+    close_old_connections()
+    try:
+        refused = refusal_to_give(ask.assignee, ask.queue)
+    finally:
+        close_old_connections()
+    if refused:
+        logger.warning("escalation of %s: not to %s: %s", ask.case_id, ask.assignee, refused)
+    return refused
 
 
 @activity.defn

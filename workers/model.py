@@ -317,6 +317,17 @@ class ChangeRequester(Command):
 
 
 @dataclass
+class EscalationAsk:
+    """May a breach give the case to its policy's person (issue 22)? Asked of the access
+    rule at the breach, in the queue the case will then be in: the queue's agents may have
+    changed since the policy was saved."""
+
+    case_id: str
+    queue: str
+    assignee: str
+
+
+@dataclass
 class RouteAsk:
     """A case asks for an agent (issue 17): the activity adds the queue's mode and who is
     available, from Django, and asks the queue's router."""

@@ -41,6 +41,7 @@ UPDATE_COMMANDS: dict[str, type[Command]] = {
 SLA_ACTIVITY = "notify_sla_breach"
 NOTIFY_ACTIVITY = "deliver_notices"
 ROUTE_ACTIVITY = "route_case"
+CHECK_ACTIVITY = "check_escalation"
 # The workflow upserts this search attribute alone at the moment a case becomes at risk.
 AT_RISK_MARK = "CaseAtRisk"
 
@@ -135,6 +136,9 @@ class Projector:
         self._deliveries: set[int] = set()  # scheduled deliver_notices, by event id
         self._routings: set[int] = set()  # scheduled route_case, by event id
         self._picks: list[RoutePick] = []  # routers' answers not yet seen by a task
+        self._checks: set[int] = set()  # scheduled check_escalation, by event id
+        # The last check's answer, for the breach that follows it (None: no check ran).
+        self._refused: str | None = None
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -176,11 +180,15 @@ class Projector:
             if activity == SLA_ACTIVITY and self.state is not None:
                 self._system(event, rules.sla_breach(self.state, self._now(event)), None)
                 # The queue's escalation follows in the same workflow task (issue 17).
-                self._system(event, rules.escalation(self.state, self.sla), None)
+                self._system(event, rules.escalation(self.state, self.sla,
+                                                     self._refused or ""), None)
+                self._refused = None
             elif activity == NOTIFY_ACTIVITY:
                 self._deliveries.add(event.event_id)
             elif activity == ROUTE_ACTIVITY:
                 self._routings.add(event.event_id)
+            elif activity == CHECK_ACTIVITY:
+                self._checks.add(event.event_id)
         elif kind == "upsert_workflow_search_attributes_event_attributes":
             fields = event.upsert_workflow_search_attributes_event_attributes
             if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
@@ -189,10 +197,17 @@ class Projector:
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
                 self._notified(event, attrs.result.payloads)
+            elif attrs.scheduled_event_id in self._checks:
+                self._refused = self.convert.from_payloads(attrs.result.payloads, [str])[0]
             elif attrs.scheduled_event_id in self._routings:
                 # Applied by the workflow task that next starts (it sees the result then).
                 self._picks.append(
                     self.convert.from_payloads(attrs.result.payloads, [RoutePick])[0])
+        elif kind in ("activity_task_failed_event_attributes",
+                      "activity_task_timed_out_event_attributes"):
+            attrs = getattr(event, kind)
+            if attrs.scheduled_event_id in self._checks:
+                self._refused = rules.ESCALATION_UNCHECKED  # as the workflow reads it
         elif kind == "workflow_execution_completed_event_attributes":
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None

@@ -780,9 +780,15 @@ def sla_breach(state: CaseState, now: datetime) -> Effect | None:
                   changes)
 
 
-def escalation(state: CaseState, sla: SlaPolicy) -> Effect | None:
+# Why a breach did not give the case to its policy's person when the access check failed.
+ESCALATION_UNCHECKED = "whether they may see it could not be checked"
+
+
+def escalation(state: CaseState, sla: SlaPolicy, refused: str = "") -> Effect | None:
     """What the queue's policy does to a case right after its breach: a higher priority,
-    another queue, another person; None when it changes nothing."""
+    another queue, another person; None when it changes nothing. `refused`: why the person
+    may not have the case (they cannot see the queue it will be in): then nobody holds it,
+    and the timeline says why."""
     policy = sla.escalation
     if policy is None or not state.is_open or not state.sla_breached:
         return None
@@ -794,12 +800,17 @@ def escalation(state: CaseState, sla: SlaPolicy) -> Effect | None:
     if policy.to_queue and policy.to_queue != state.queue:
         changes["queue"] = policy.to_queue
         said.append(f"to queue {policy.to_queue}")
-    if policy.to_assignee and policy.to_assignee != state.assignee:
+    if policy.to_assignee and refused:
+        said.append(f"not to {policy.to_assignee} ({refused})")
+        if state.assignee:
+            changes["assignee"] = None
+            said.append("left unassigned")
+    elif policy.to_assignee and policy.to_assignee != state.assignee:
         changes["assignee"] = policy.to_assignee
         if state.status == "new":
             changes["status"] = "in_progress"
         said.append(f"to {policy.to_assignee}")
-    if not changes:
+    if not said:
         return None
     return Effect("escalated", ", ".join(said), changes)
 

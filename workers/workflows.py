@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import rules
-    from .activities import deliver_notices, notify_sla_breach, route_case
+    from .activities import check_escalation, deliver_notices, notify_sla_breach, route_case
     from .model import (
         SYSTEM_ACTOR,
         AttributeValue,
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         Command,
         Delivered,
+        EscalationAsk,
         Notice,
         NoticeBatch,
         RouteAsk,
@@ -194,12 +195,19 @@ class CaseWorkflow:
         now = workflow.now()
         breach = rules.sla_breach(self._state, now)
         if breach is not None:
+            refused = await self._escalation_refused()
+            if refused is not None:
+                # The check took a while: the case may have been resolved meanwhile.
+                now = workflow.now()
+                breach = rules.sla_breach(self._state, now)
+                if breach is None:
+                    return
             before = self._state
             self._state = rules.apply(self._state, breach, SYSTEM_ACTOR, now)
             self._notice(before, breach, SYSTEM_ACTOR)
             # The queue's escalation (issue 17), in the same task: the projection applies it
             # right after the breach it finds by the activity scheduled below.
-            escalate = rules.escalation(self._state, self._input.sla)
+            escalate = rules.escalation(self._state, self._input.sla, refused or "")
             if escalate is not None:
                 before = self._state
                 self._state = rules.apply(self._state, escalate, SYSTEM_ACTOR, now)
@@ -241,6 +249,33 @@ class CaseWorkflow:
             return
         # A timer can fire a hair before the deadline by the workflow clock; wait again.
         await workflow.sleep(0.05)
+
+    async def _escalation_refused(self) -> str | None:
+        """Why the breach may not give the case to the policy's person ("" when it may), by
+        the access rule at the breach (config lives in Django: an activity); None when the
+        policy names nobody, or the case breached before this check existed (its history
+        has no marker, and replays as it ran)."""
+        policy = self._input.sla.escalation
+        if policy is None or not policy.to_assignee or \
+                not workflow.patched("escalation-access"):
+            return None
+        while True:
+            queue = policy.to_queue or self._state.queue
+            try:
+                refused = await workflow.execute_activity(
+                    check_escalation,
+                    EscalationAsk(self._state.case_id, queue, policy.to_assignee),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5))
+            except ActivityError:
+                # Unchecked is not allowed: the case goes to its queue, unheld (the
+                # projection reads the failure the same way).
+                workflow.logger.warning("escalation check of %s failed", self._state.case_id)
+                refused = rules.ESCALATION_UNCHECKED
+            # Moved by someone while it was asked: asked again for the queue it is in now
+            # (the projection takes the last answer).
+            if (policy.to_queue or self._state.queue) == queue:
+                return refused
 
     async def _changed_within(self, seconds: float | None) -> bool:
         """Wait for a command to change the case (or for continue-as-new to be due);

@@ -30,7 +30,16 @@ from django.utils.crypto import constant_time_compare
 
 from cases import store
 from cases.config import access_version, dbconn
-from cases.config.access import ADMIN, AGENT, NONE, SUPERVISOR, Access
+from cases.config.access import (
+    ADMIN,
+    AGENT,
+    AGENT_GROUP,
+    NONE,
+    SUPERVISOR,
+    SUPERVISOR_GROUP,
+    Access,
+    role_of,
+)
 from cases.config.custom_fields import Attribute
 from cases.models import CaseAttribute, Queue, SavedView
 from cases.store import wire
@@ -134,7 +143,7 @@ def _extras(config: RequestConfig, user: AbstractBaseUser | AnonymousUser, *,
         config.usernames = list(users.values_list("username", flat=True))
     if holders:
         # Visibility cannot group by assignee: the dashboard counts per known person.
-        config.holders = list(users.filter(groups__name__in=["Agent", "Supervisor"])
+        config.holders = list(users.filter(groups__name__in=[AGENT_GROUP, SUPERVISOR_GROUP])
                               .values_list("username", flat=True).distinct())
     config.loaded = config.loaded | {
         name for name, on in (("views", views), ("usernames", usernames),
@@ -322,14 +331,16 @@ def _access(user: AbstractBaseUser | AnonymousUser, registry: list[Attribute]) -
     if not user.is_authenticated:
         return Access("", NONE, ())
     username = user.get_username()
-    groups = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
-    if user.is_superuser or "Admin" in groups:  # type: ignore[attr-defined]
-        return Access(username, ADMIN, None)
-    if "Supervisor" in groups:
-        return Access(username, SUPERVISOR, None)
+    role = role_of(user.is_superuser,  # type: ignore[attr-defined]
+                   user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+    if role in (ADMIN, SUPERVISOR):
+        return Access(username, role, None)
+    if role == NONE:
+        # Listed as a queue's agent but in no role's group: sees nothing, as who_can_see says.
+        return Access(username, NONE, ())
     queues = tuple(Queue.objects.filter(agents=user).values_list("slug", flat=True))
     editable = tuple(a.name for a in registry if a.agent_editable)
-    return Access(username, AGENT if "Agent" in groups else NONE, queues, editable)
+    return Access(username, AGENT, queues, editable)
 
 
 def access_of(user: AbstractBaseUser) -> Access:

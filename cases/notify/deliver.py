@@ -28,7 +28,7 @@ from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from cases.config.access import SUPERVISOR, Access
+from cases.config.access import Access, supervisors_of
 from cases.config.reading import access_of
 from cases.models import EmailDelivery, Notification, NotificationPreference
 from cases.notify import inbox
@@ -70,12 +70,11 @@ class _Mail:
     notices: list[Notice] = field(default_factory=list)
 
 
-def _recipients(batch: NoticeBatch) -> dict[str, tuple[User, Access]]:
+def _recipients(batch: NoticeBatch, supervisors: dict[str, list[str]]
+                ) -> dict[str, tuple[User, Access]]:
     names = {n for notice in batch.notices for n in notice.users}
+    names |= {n for found in supervisors.values() for n in found}
     users = list(User.objects.filter(username__in=names, is_active=True))
-    if any(notice.supervisors_of for notice in batch.notices):
-        users += list(User.objects.filter(is_active=True, groups__name="Supervisor")
-                      .exclude(username__in=names))
     found = {}
     for user in users:
         access = access_of(user)
@@ -96,17 +95,16 @@ def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
 
 
 def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivered]:
-    people = _recipients(batch)
+    supervisors = supervisors_of(*{n.supervisors_of for n in batch.notices if n.supervisors_of})
+    people = _recipients(batch, supervisors)
     prefs = {(p.user_id, p.kind): p.channel for p in NotificationPreference.objects.filter(
         user__in=[u for u, _ in people.values()])}
     told: dict[tuple[str, str], list[str]] = {}
     mails: dict[str, _Mail] = {}
     for notice in batch.notices:
         targets = dict(notice.users)
-        if notice.supervisors_of:
-            for username, (_, access) in people.items():
-                if access.role == SUPERVISOR:
-                    targets.setdefault(username, notice.supervisors_why)
+        for username in supervisors.get(notice.supervisors_of, []):
+            targets.setdefault(username, notice.supervisors_why)
         for username, why in targets.items():
             if username not in people:
                 continue

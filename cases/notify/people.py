@@ -1,15 +1,9 @@
-"""Who can see a queue's cases, as usernames: the one access rule (cases/config/access.py)
-read the other way round, for the mention list and for telling a writer whom a mention did
-not reach."""
+"""Who can see a queue's cases, as usernames, for the mention list and for telling a writer
+whom a mention did not reach: the one access rule read the other way round, whose home is
+cases/config/access.py."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
-from django.db.models import Q
+from cases.config.access import supervisors_of, who_can_see
 
-
-def who_can_see(queue: str) -> list[str]:
-    everywhere = Q(is_superuser=True) | Q(groups__name__in=("Admin", "Supervisor"))
-    agents = Q(groups__name="Agent", case_queues__slug=queue)
-    return sorted(set(User.objects.filter(is_active=True).filter(everywhere | agents)
-                      .values_list("username", flat=True)))
+__all__ = ["supervisors_of", "who_can_see"]

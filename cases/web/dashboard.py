@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from cases.config import presence
-from cases.config.access import Access
+from cases.config.access import Access, supervisors_of
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
 from cases.live import answers
@@ -50,8 +51,9 @@ class Chart:
 
 @dataclass
 class QueueRow:
-    """One queue's line (issue 17): open cases at risk and breached, and its agents by
-    availability (as they set it on their availability page)."""
+    """One queue's line (issue 17): open cases at risk and breached, its agents by
+    availability (as they set it on their availability page), and its supervisors (who are
+    told of its breaches)."""
 
     name: str
     at_risk: int
@@ -60,6 +62,7 @@ class QueueRow:
     breached_href: str
     available: list[str]
     away: list[str]
+    supervisors: list[str] = field(default_factory=list)
 
 
 def _href(base: QueryDict, **changes: object) -> str:
@@ -180,12 +183,14 @@ async def _charts(
                 _href(query, **{attr.filter_name: choice, "status": open_statuses}))
             for choice in attr.choices]))
     present = await presence.by_queue_async([slug for slug, _ in queues])
+    supervising = await sync_to_async(supervisors_of)(*(slug for slug, _ in queues))
     per_queue = [QueueRow(
         name, counts[f"queue_at_risk:{slug}"],
         _href(query, queue=slug, at_risk="yes", status=open_statuses),
         counts[f"queue_breached:{slug}"],
         _href(query, queue=slug, breached="yes", status=open_statuses),
-        present[slug].available, present[slug].away) for slug, name in queues]
+        present[slug].available, present[slug].away, supervising[slug])
+        for slug, name in queues]
     totals = {
         "open": sum(counts[f"status:{s}"] for s in OPEN_STATUSES),
         "breached": counts["breached"],
