@@ -571,7 +571,9 @@ async def stream(watch: Watch, guard: Guard | None = None,
                     return  # the page reconnects as a fresh request
                 if guard is not None and (woken in done or loop.time() >= recheck_at):
                     # Before anything more is sent: it may be for access that is gone.
-                    woken, recheck_at = None, loop.time() + recheck_every
+                    if woken in done:
+                        woken = None  # a timed re-check keeps waiting on the same wake-up
+                    recheck_at = loop.time() + recheck_every
                     guard.wake.clear()
                     try:
                         await _recheck(watch, guard)
