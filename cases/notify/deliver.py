@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -86,15 +85,8 @@ def _recipients(batch: NoticeBatch) -> dict[str, tuple[User, Access]]:
 
 def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
             ) -> list[Delivered]:
-    """`beat` is called before each email (the activity's heartbeat)."""
-    close_old_connections()
-    try:
-        return _deliver(batch, beat)
-    finally:
-        close_old_connections()
-
-
-def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivered]:
+    """`beat` is called before each email (the activity's heartbeat). The caller holds the
+    connection (cases.config.dbconn.outside_request)."""
     people = _recipients(batch)
     prefs = {(p.user_id, p.kind): p.channel for p in NotificationPreference.objects.filter(
         user__in=[u for u, _ in people.values()])}
