@@ -285,3 +285,44 @@ def _routed(case_id: str) -> str:
     state = run(gateway.get_case(case_id))
     assert state.assignee, f"{case_id} is not routed"
     return state.assignee
+
+
+def test_routed_cases_and_their_router_replay_and_a_case_from_before_issue_22_too(
+        temporal, settings, transactional_db):
+    """Issue 22, defect 3: the notes to the router are in the case's history and replay, the
+    router's own history replays; a routed case recorded by the code before (it signalled
+    `released`, told the router nothing of its end) still replays against today's workflow."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    from workers.model import Close, Reopen, Resolve
+    from workers.router import QueueRouter, router_id
+    from workers.workflows import CaseWorkflow
+
+    settings.NOTIFY_QUIET_SECONDS = 0.2
+    queue = _queue_of_own("least_loaded", "rae", "sol")
+    case_id = _open_routed(queue, "Replayed")
+    assert _holder(case_id) == "rae"
+    for command in (Assign(actor="sam", assignee="sol"), Resolve(actor="sol", resolution="x"),
+                    Reopen(actor="sol"), Close(actor="sol")):
+        run(gateway.act(case_id, command))
+    eventually(lambda: _router_load_is(queue, {}), timeout=20)
+
+    async def histories() -> list[WorkflowHistory]:
+        client = await gateway.get_client()
+        case = client.get_workflow_handle(case_id)
+        await case.result()
+        return [await case.fetch_history(),
+                await client.get_workflow_handle(router_id(queue)).fetch_history()]
+
+    recorded = run(histories())
+    assert any(e.activity_task_scheduled_event_attributes.activity_type.name == "tell_router"
+               for e in recorded[0].events)
+    old = Path(__file__).parent / "histories" / "routed-before-issue-22.json"
+    recorded.append(WorkflowHistory.from_json("case-18PVHTPQ", old.read_text()))
+    replayer = Replayer(workflows=[CaseWorkflow, QueueRouter])
+    for history in recorded:
+        assert run(replayer.replay_workflow(history, raise_on_replay_failure=False)
+                   ).replay_failure is None, history.workflow_id
