@@ -326,3 +326,29 @@ def test_routed_cases_and_their_router_replay_and_a_case_from_before_issue_22_to
     for history in recorded:
         assert run(replayer.replay_workflow(history, raise_on_replay_failure=False)
                    ).replay_failure is None, history.workflow_id
+
+
+def test_a_routed_case_that_continues_as_new_is_counted_once_and_dropped_when_resolved(
+        temporal, settings, transactional_db):
+    """Issue 22, defect 3: the next run of a case tells its router again who holds it (the
+    same truth, so still one case), and its end is told as before."""
+    from workers.model import AddComment, CaseInput, Resolve, SlaPolicy
+
+    settings.NOTIFY_QUIET_SECONDS = 0.2
+    queue = _queue_of_own("least_loaded", "tia", "uma")
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case", CaseInput(case_id=case_id, actor="intake",
+                          new=NewCase(title="Long runner", queue=queue), sla=SlaPolicy(),
+                          history_event_limit=40, notify_quiet_seconds=0.2, route=True),
+        id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE))
+    assert _holder(case_id) == "tia"
+    for i in range(10):
+        run(gateway.act(case_id, AddComment(actor="tia", body=f"Step {i}")))
+    described = run(temporal.client.get_workflow_handle(case_id).describe())
+    assert described.run_id != handle.result_run_id, "the case did not continue as new"
+    eventually(lambda: _router_load_is(queue, {"tia": 1}), timeout=20)
+    other = _open_routed(queue, "Next")
+    assert _holder(other) == "uma"
+    run(gateway.act(case_id, Resolve(actor="tia", resolution="Done")))
+    eventually(lambda: _router_load_is(queue, {"uma": 1}), timeout=20)
