@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 
 from temporalio import activity
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
 from .model import (
     Delivered,
     EscalationAsk,
     NoticeBatch,
     RouteAsk,
+    RouteHold,
     RoutePick,
     RouterAsk,
+    RouterHold,
     RouterState,
     SlaBreachNotice,
 )
@@ -41,9 +45,10 @@ def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     answer (who was told how) goes on the case's timeline. Synchronous: it uses the ORM and
     SMTP, on the worker's activity threads."""
     # Imported here: the workflow module imports this one, and workflows import no Django.
+    from cases.config.dbconn import outside_request
     from cases.notify.deliver import deliver
 
-    return deliver(batch, activity.heartbeat)
+    return outside_request(deliver)(batch, activity.heartbeat)
 
 
 @activity.defn
@@ -51,15 +56,10 @@ def check_escalation(ask: EscalationAsk) -> str:
     """Why the breach may not give the case to its policy's person (they cannot see the
     queue it will be in, or are no longer active), or "" when it may: the one access rule,
     read at the breach. Synchronous: the ORM, on the worker's activity threads."""
-    from django.db import close_old_connections
-
     from cases.config.access import refusal_to_give
+    from cases.config.dbconn import outside_request
 
-    close_old_connections()
-    try:
-        refused = refusal_to_give(ask.assignee, ask.queue)
-    finally:
-        close_old_connections()
+    refused = outside_request(refusal_to_give)(ask.assignee, ask.queue)
     if refused:
         logger.warning("escalation of %s: not to %s: %s", ask.case_id, ask.assignee, refused)
     return refused
@@ -71,22 +71,37 @@ async def route_case(ask: RouteAsk) -> RoutePick:
     is available are configuration, read from Django here and passed with the ask; the
     rotation and the load are the router's (a workflow), never a table."""
     from asgiref.sync import sync_to_async
-    from temporalio.client import WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy
 
+    from cases.config.dbconn import outside_request
     from cases.config.presence import routing_for
 
-    mode, candidates = await sync_to_async(routing_for)(ask.queue)
+    mode, candidates = await sync_to_async(outside_request(routing_for))(ask.queue)
     if mode == "manual" or not candidates:
         return RoutePick("", "manual routing" if mode == "manual" else "nobody is available")
     info = activity.info()
-    start = WithStartWorkflowOperation(
-        QueueRouter.run, RouterState(), id=router_id(ask.queue), task_queue=info.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
     # The Update's id is this activity's own, the same on every retry: a worker that dies
     # after the router picked, before this activity completed, gets the first pick back
     # instead of turning the rotation a second time.
     return await activity.client().execute_update_with_start_workflow(
         QueueRouter.pick, RouterAsk(ask.case_id, mode, candidates, ask.why),
         id=f"route:{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}",
-        start_workflow_operation=start)
+        start_workflow_operation=_router_start(ask.queue))
+
+
+def _router_start(queue: str) -> WithStartWorkflowOperation[QueueRouter, None]:
+    """The queue's router, started by whichever ask or note reaches it first."""
+    return WithStartWorkflowOperation(
+        QueueRouter.run, RouterState(), id=router_id(queue), task_queue=activity.info().task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+
+@activity.defn
+async def tell_router(hold: RouteHold) -> None:
+    """Tell the queue's router who holds the case now (issue 22), starting the router if the
+    queue has none yet, so least-loaded counts the open cases each agent holds."""
+    # The Update's id is derived from the case, its version and what is said: a retry, or
+    # the same note sent again, is the same Update, answered once.
+    await activity.client().execute_update_with_start_workflow(
+        QueueRouter.hold, RouterHold(hold.case_id, hold.agent),
+        id=f"hold:{hold.case_id}:{hold.version}:{hold.agent}",
+        start_workflow_operation=_router_start(hold.queue))

@@ -352,10 +352,33 @@ class RoutePick:
 
 
 @dataclass
+class RouteHold:
+    """A case tells its queue's router who holds it now (issue 22); `version` is the case's,
+    naming the note so that a retry is the same Update."""
+
+    case_id: str
+    queue: str
+    agent: str  # "" for nobody
+    version: int
+
+
+@dataclass
+class RouterHold:
+    """Who holds an open case of the router's queue now (issue 22): "" for nobody (ended,
+    released, moved away). The whole truth, not a change, so a repeat is harmless."""
+
+    case_id: str
+    agent: str
+
+
+@dataclass
 class RouterState:
     """The router's memory, handed over on continue-as-new."""
 
     last: str = ""
+    # Open cases of the queue by case id, to the agent holding each: what least-loaded counts.
+    held: dict[str, str] = field(default_factory=dict)
+    # How many of `held` each agent has: for reading (the `state` Query), never read back.
     load: dict[str, int] = field(default_factory=dict)
 
 

@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from .activities import check_escalation, deliver_notices, notify_sla_breach, route_case
+from .activities import (
+    check_escalation,
+    deliver_notices,
+    notify_sla_breach,
+    route_case,
+    tell_router,
+)
 from .router import QueueRouter
 from .workflows import CaseWorkflow
 
@@ -28,7 +34,8 @@ def build_worker(
         task_queue=task_queue,
         workflows=[CaseWorkflow, QueueRouter],
         # deliver_notices and check_escalation are synchronous (ORM, SMTP): on these threads.
-        activities=[notify_sla_breach, deliver_notices, route_case, check_escalation],
+        activities=[notify_sla_breach, deliver_notices, route_case, check_escalation,
+                    tell_router],
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 20,
                                              thread_name_prefix="tracerail-notify"),
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

@@ -19,7 +19,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import rules
-    from .activities import check_escalation, deliver_notices, notify_sla_breach, route_case
+    from .activities import (
+        check_escalation,
+        deliver_notices,
+        notify_sla_breach,
+        route_case,
+        tell_router,
+    )
     from .model import (
         SYSTEM_ACTOR,
         AttributeValue,
@@ -31,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Notice,
         NoticeBatch,
         RouteAsk,
+        RouteHold,
         RoutePick,
         SetAttributes,
         SlaBreachNotice,
@@ -104,6 +111,14 @@ class CaseWorkflow:
         # Why the case is to ask its queue's router for an agent next (issue 17); "" none.
         self._route_why = ""
         self._router_calls: set[asyncio.Task[None]] = set()
+        # What the queue's router was last told of this case (issue 22): (queue, holder),
+        # "" for nobody, None for not known (a pick whose answer was lost). A run starts
+        # from "nobody", so each run tells the router who holds the case.
+        self._router_told: tuple[str, str | None] = ("", "")
+        self._router_notes = False  # this run tells the router (not one that began before)
+        # One exchange with the routers at a time, so a pick and the note after it arrive
+        # in that order.
+        self._router_lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseState:
@@ -117,6 +132,10 @@ class CaseWorkflow:
             notifier = asyncio.create_task(self._notifier(inp.notify_quiet_seconds))
         if inp.route and inp.state is None and not self._state.assignee:
             self._route_why = "arrived"
+        router_notes = None
+        if inp.route:
+            self._router_told = (self._state.queue, "")
+            router_notes = asyncio.create_task(self._tell_routers())
         while self._state.status != "closed":
             if self._route_why:
                 await self._route()
@@ -132,6 +151,8 @@ class CaseWorkflow:
                 await self._settled()
                 if notifier is not None:
                     notifier.cancel()
+                if router_notes is not None:
+                    router_notes.cancel()
                 workflow.continue_as_new(
                     CaseInput(
                         case_id=self._state.case_id,
@@ -146,6 +167,9 @@ class CaseWorkflow:
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(lambda: not self._router_behind())
+        if router_notes is not None:
+            router_notes.cancel()
         # Closed: nothing more will follow, so what waits goes out now, before the run ends.
         self._flush_now = True
         if notifier is not None:
@@ -293,14 +317,57 @@ class CaseWorkflow:
     # --- routing (issue 17) ----------------------------------------------------------------
 
     def _released(self, before: CaseState) -> None:
-        """The case left an agent: their router counts one fewer; an open case with nobody
-        asks for someone."""
+        """The case left an agent: an open case with nobody asks for someone."""
         assert before.assignee is not None
-        told = asyncio.create_task(self._tell_router(before.queue, before.assignee))
-        self._router_calls.add(told)
-        told.add_done_callback(self._router_calls.discard)
+        if not self._tells_routers():  # a run from before issue 22 replays its old signal
+            told = asyncio.create_task(self._tell_router(before.queue, before.assignee))
+            self._router_calls.add(told)
+            told.add_done_callback(self._router_calls.discard)
         if self._state.is_open and not self._state.assignee:
             self._route_why = "released"
+
+    def _tells_routers(self) -> bool:
+        return workflow.patched("router-holds")
+
+    def _holding(self) -> tuple[str, str]:
+        """(queue, who holds the case open in it): what the queue's router counts."""
+        return (self._state.queue,
+                (self._state.assignee or "") if self._state.is_open else "")
+
+    def _router_behind(self) -> bool:
+        return self._router_notes and (
+            self._router_told != self._holding() or self._router_lock.locked())
+
+    async def _tell_routers(self) -> None:
+        """Tells the router who holds the case whenever that changes: resolved, closed,
+        reopened, reassigned, assigned by hand, moved to another queue. Only the latest truth
+        is sent, so changes in a burst are one note."""
+        self._router_notes = self._tells_routers()
+        while self._router_notes:
+            await workflow.wait_condition(lambda: self._router_told != self._holding())
+            async with self._router_lock:
+                want = self._holding()
+                told_queue, told_agent = self._router_told
+                notes = []
+                if told_queue != want[0] and told_agent != "":
+                    notes.append((told_queue, ""))  # it left that queue
+                if told_queue == want[0] or want[1]:
+                    notes.append(want)
+                for queue, agent in notes:
+                    await self._hold_note(queue, agent)
+                self._router_told = want
+
+    async def _hold_note(self, queue: str, agent: str) -> None:
+        try:
+            await workflow.execute_activity(
+                tell_router, RouteHold(self._state.case_id, queue, agent, self._state.version),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5))
+        except ActivityError:
+            # The router counts this case wrongly until the case changes again; the case
+            # itself must not wait on that.
+            workflow.logger.warning("router of %s not told of %s", queue,
+                                    self._state.case_id)
 
     async def _tell_router(self, queue: str, agent: str) -> None:
         try:
@@ -312,14 +379,18 @@ class CaseWorkflow:
     async def _route(self) -> None:
         why, self._route_why = self._route_why, ""
         state = self._state
-        try:
-            pick = await workflow.execute_activity(
-                route_case, RouteAsk(state.case_id, state.queue, why), result_type=RoutePick,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5))
-        except ActivityError:
-            workflow.logger.warning("routing %s failed", state.case_id)
-            return
+        async with self._router_lock:
+            try:
+                pick = await workflow.execute_activity(
+                    route_case, RouteAsk(state.case_id, state.queue, why),
+                    result_type=RoutePick, start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5))
+            except ActivityError:
+                workflow.logger.warning("routing %s failed", state.case_id)
+                self._router_told = (state.queue, None)  # it may have picked someone
+                return
+            if pick.agent:
+                self._router_told = (state.queue, pick.agent)  # the router counts it so
         effect = rules.routed(self._state, pick.agent, pick.reason)
         if effect is not None:
             now = workflow.now()
@@ -335,7 +406,8 @@ class CaseWorkflow:
         may run between a condition coming true and this coroutine resuming, so it is
         checked again here, where nothing else runs before the caller's next await."""
         def quiet() -> bool:
-            return workflow.all_handlers_finished() and not self._sending
+            return (workflow.all_handlers_finished() and not self._sending
+                    and not self._router_behind())
 
         while not quiet():
             await workflow.wait_condition(quiet)

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -86,15 +85,8 @@ def _recipients(batch: NoticeBatch, supervisors: dict[str, list[str]]
 
 def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
             ) -> list[Delivered]:
-    """`beat` is called before each email (the activity's heartbeat)."""
-    close_old_connections()
-    try:
-        return _deliver(batch, beat)
-    finally:
-        close_old_connections()
-
-
-def _deliver(batch: NoticeBatch, beat: Callable[[str], object]) -> list[Delivered]:
+    """`beat` is called before each email (the activity's heartbeat). The caller holds the
+    connection (cases.config.dbconn.outside_request)."""
     supervisors = supervisors_of(*{n.supervisors_of for n in batch.notices if n.supervisors_of})
     people = _recipients(batch, supervisors)
     prefs = {(p.user_id, p.kind): p.channel for p in NotificationPreference.objects.filter(
