@@ -128,6 +128,23 @@ def test_a_temporary_refusal_retries_that_mail_alone(settings, people):  # noqa:
         controller.stop()
 
 
+def test_a_batch_is_bounded_and_the_rest_follows_in_the_next(
+        smtp, people, settings):  # noqa: F811
+    """Defect 1's bound: 30 comments of 10,000 characters in one quiet period are more than
+    one delivery carries (250,000 characters); they go in two, each comment told once."""
+    settings.NOTIFY_QUIET_SECONDS = 4.0
+    case_id = _open()
+    run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
+    for i in range(30):
+        run(gateway.act(case_id, AddComment(actor="bob", body=f"Long {i} " + "x" * 9_990)))
+    eventually(lambda: _assert(len(_notified(case_id)) == 2), timeout=60, interval=0.2)
+    mails = smtp.to("alice@example.com")
+    assert len(mails) == 2
+    told = [line.split()[1] for mail in mails for line in _text(mail).splitlines()
+            if line.startswith("Long ")]
+    assert told == [str(i) for i in range(30)]
+
+
 def _worker_env(settings: Any, database_url: str, tmp_path: Any, temporal: Any
                 ) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
