@@ -4,6 +4,7 @@ sending and recording. Each mail is sent once, or refused once and said so on th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from cases import temporal as gateway
-from workers.model import AddComment, Authority, Claim, Watch
+from workers.model import AddComment, Assign, Authority, Claim, Watch
 
 from .conftest import eventually, free_port, manage, manage_in_background, run, timeline
 from .test_notifications import (  # noqa: F401 (fixtures)
@@ -143,6 +144,52 @@ def test_a_batch_is_bounded_and_the_rest_follows_in_the_next(
     told = [line.split()[1] for mail in mails for line in _text(mail).splitlines()
             if line.startswith("Long ")]
     assert told == [str(i) for i in range(30)]
+
+
+class SlowInbox(Inbox):
+    """A mail server that takes its time over each step of one email (each well inside
+    EMAIL_TIMEOUT), so the whole send takes longer than the activity's heartbeat timeout."""
+
+    STEP = 12.0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        await asyncio.sleep(self.STEP)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        await asyncio.sleep(self.STEP)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.STEP)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_send_slower_than_the_heartbeat_timeout_is_not_retried_beside_itself(
+        settings, people, temporal):  # noqa: F811
+    """The activity beats while an email is being sent: a live send of 36 s (three SMTP
+    steps of 12 s; the heartbeat timeout is 30 s) is not taken for a dead worker, so no
+    retry sends the same email beside it."""
+    inbox = SlowInbox()
+    controller = _serve(settings, inbox)
+    settings.NOTIFY_QUIET_SECONDS = 0.5
+    try:
+        case_id = _open()
+        run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
+        eventually(lambda: _assert(_notified(case_id) == ["bob (email, in-app)"]),
+                   timeout=120, interval=0.5)
+        assert len(inbox.to("bob@example.com")) == 1
+        # The first attempt completed: no retry was started while it was sending.
+        history = run(temporal.client.get_workflow_handle(case_id).fetch_history())
+        [started] = [e.activity_task_started_event_attributes for e in history.events
+                     if e.HasField("activity_task_started_event_attributes")]
+        assert started.attempt == 1
+    finally:
+        controller.stop()
 
 
 def _worker_env(settings: Any, database_url: str, tmp_path: Any, temporal: Any

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -186,7 +187,7 @@ class _Deferred(Exception):
 
 
 def _send_once(batch: NoticeBatch, mail: _Mail, key: str, events: list[str], mid: str,
-               connection: object, pace: Pace) -> tuple[str, str]:
+               connection: BaseEmailBackend, pace: Pace) -> tuple[str, str]:
     """Send one email unless the ledger has it; its outcome (sent or refused) and the
     server's refusal. Raises _Deferred on a temporary failure, its claim given back."""
     message = _email(batch, mail, mid)  # built first: a claim is only made for a send
@@ -201,7 +202,7 @@ def _send_once(batch: NoticeBatch, mail: _Mail, key: str, events: list[str], mid
                                "not record its outcome; not sent again", mid, key)
             return row.outcome, row.reply
         try:
-            connection.send_messages([message])  # type: ignore[attr-defined]
+            connection.send_messages([message])
         except (smtplib.SMTPException, OSError) as err:
             refusal = _permanent(err)
             if refusal is None:
