@@ -352,9 +352,11 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
 class EmailDeliveryAdmin(admin.ModelAdmin):
     """The delivery ledger, for looking up what was sent; rows are written by the worker."""
 
-    list_display = ("sent_at", "case_id", "recipient", "events", "message_id")
+    list_display = ("sent_at", "case_id", "recipient", "outcome", "message_id")
+    list_filter = ("outcome",)
     search_fields = ("case_id", "recipient", "message_id")
-    readonly_fields = ("message_id", "case_id", "events", "recipient", "sent_at")
+    readonly_fields = ("message_id", "case_id", "events", "recipient", "sent_at", "outcome",
+                       "reply")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -301,15 +301,22 @@ class Notification(models.Model):
 
 
 class EmailDelivery(models.Model):
-    """The delivery ledger: one row per email sent, keyed by its Message-ID, written right
-    after the send and before the activity completes. A retried delivery finds it and does
-    not send again (exactly once per case, event and recipient)."""
+    """The delivery ledger: one row per email, keyed by its Message-ID. The row is claimed
+    (`sending`) before the send and marked `sent` or `refused` after it; a retried delivery
+    that finds a row sends nothing, whatever its outcome (exactly once per case, event and
+    recipient, even when the worker died between the send and the mark)."""
 
-    message_id = models.CharField(max_length=200, unique=True)
+    SENDING, SENT, REFUSED = "sending", "sent", "refused"
+
+    # A Message-ID of fixed length but for the site's domain (a hostname, at most 253).
+    message_id = models.CharField(max_length=320, unique=True)
     case_id = models.CharField(max_length=20)
-    events = models.CharField(max_length=500)  # the case versions the email tells of
+    events = models.TextField()  # the case versions the email tells of, comma-separated
     recipient = models.CharField(max_length=254)  # a username or the requester's address
     sent_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=10, default=SENT, choices=[
+        (SENDING, "sending"), (SENT, "sent"), (REFUSED, "refused")])
+    reply = models.TextField(blank=True)  # the SMTP server's permanent refusal
 
     def __str__(self) -> str:
         return self.message_id

@@ -489,8 +489,9 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
-# Fault injection for tests only: "exit-after-record" ends the worker process right after an
-# email is sent and recorded, before the activity completes (the exactly-once test).
+# Fault injection for tests only: "exit-after-send" ends the worker process right after an
+# email is sent, before the ledger marks it sent; "exit-after-record" right after the mark,
+# before the activity completes (the exactly-once tests).
 NOTIFY_FAULT = os.getenv("NOTIFY_FAULT", "")
 
 LOGGING = {

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from temporalio import activity
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 
 from .model import (
     Delivered,
@@ -42,13 +48,13 @@ async def notify_sla_breach(notice: SlaBreachNotice) -> str:
 @activity.defn
 def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     """Tell the people a case's batch of notices names, by email and in-app, each once; the
-    answer (who was told how) goes on the case's timeline. Synchronous: it uses the ORM and
-    SMTP, on the worker's activity threads."""
+    answer (who was told how, whose mail was refused) goes on the case's timeline.
+    Synchronous: it uses the ORM and SMTP, on the worker's activity threads."""
     # Imported here: the workflow module imports this one, and workflows import no Django.
     from cases.config.dbconn import outside_request
-    from cases.notify.deliver import deliver
+    from cases.notify.deliver import deliver, send_bound
 
-    return outside_request(deliver)(batch, activity.heartbeat)
+    return outside_request(deliver)(batch, _Pacer(send_bound()))
 
 
 @activity.defn
@@ -63,6 +69,44 @@ def check_escalation(ask: EscalationAsk) -> str:
     if refused:
         logger.warning("escalation of %s: not to %s: %s", ask.case_id, ask.assignee, refused)
     return refused
+
+
+# Seconds between heartbeats while an email is being sent: well inside the heartbeat timeout.
+BEAT_SECONDS = 5.0
+
+
+class _Pacer:
+    """Around each send: heartbeats all along it (one SMTP step alone may wait EMAIL_TIMEOUT),
+    so a live send is never taken for a dead worker and retried beside itself; and no send
+    starts that could outlast the attempt's start-to-close timeout, for the same reason. A
+    send hung past its bound stops beating, and the attempt is then given up."""
+
+    def __init__(self, bound: float) -> None:
+        self.bound = bound
+        limit = activity.info().start_to_close_timeout
+        self.ends = time.monotonic() + (limit.total_seconds() if limit else float("inf"))
+
+    @contextmanager
+    def __call__(self, recipient: str) -> Iterator[None]:
+        started = time.monotonic()
+        if started + self.bound > self.ends:
+            raise ApplicationError("no time left in this attempt for another email; the "
+                                   "retry sends the rest", type="MailDeferred")
+        activity.heartbeat(recipient)
+        context = contextvars.copy_context()  # the activity's, for its heartbeat
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(BEAT_SECONDS) and time.monotonic() - started < self.bound:
+                context.run(activity.heartbeat, recipient)
+
+        beating = threading.Thread(target=beat, name="mail-heartbeat", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beating.join()
 
 
 @activity.defn

@@ -191,6 +191,9 @@ class Delivered:
     recipient: str  # a username, or the requester's email address
     channels: list[str]  # "email", "in-app"
     message_id: str = ""
+    # The mail server refused the email for good: its reply ("550 5.1.1 ..."); the email is
+    # then not among `channels`.
+    refused: str = ""
 
 
 @dataclass

@@ -296,13 +296,16 @@ class Projector:
         self._add(event, actor, effect.kind, detail, self.state, diverged=diverged)
 
     def _notified(self, event: HistoryEvent, payloads: Any) -> None:
-        """Who a delivery told, and how: a line of its own; the case is as it was."""
+        """Who a delivery told, and how: a line of its own; then a line for each email the
+        mail server refused for good. The case is as it was."""
         sent: list[Delivered] = (
             self.convert.from_payloads(payloads, [list[Delivered]])[0] if payloads else [])
-        if not sent:
-            return
-        self._add(event, SYSTEM_ACTOR, "notified", told(sent), self.state,
-                  at=workflow_time(event))
+        if any(d.channels for d in sent):
+            self._add(event, SYSTEM_ACTOR, "notified", told(sent), self.state,
+                      at=workflow_time(event))
+        for who, reply in refused(sent).items():
+            self._add(event, SYSTEM_ACTOR, "mail refused", f"{who} was refused: {reply}",
+                      self.state, at=workflow_time(event))
 
     def _ended(self, event: HistoryEvent, kind: str) -> None:
         attrs = getattr(event, kind)
@@ -340,9 +343,16 @@ def told(sent: list[Delivered]) -> str:
     """'alice (email, in-app), grace@example.com (email)': each person once, in order."""
     by: dict[str, list[str]] = {}
     for d in sent:
+        if not d.channels:
+            continue
         channels = by.setdefault(d.recipient, [])
         channels += [c for c in d.channels if c not in channels]
     return ", ".join(f"{who} ({', '.join(sorted(how))})" for who, how in by.items())
+
+
+def refused(sent: list[Delivered]) -> dict[str, str]:
+    """Whose email the mail server refused, with its reply: each person once."""
+    return {d.recipient: d.refused for d in sent if d.refused}
 
 
 _ENDINGS = {

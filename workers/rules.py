@@ -690,6 +690,7 @@ SYSTEM_STEPS: dict[str, SystemStep] = {
                             Tells(assignee="assigned", new_assignee=True)),
     "routed": SystemStep("routed to {detail}", Tells(assignee="assigned", new_assignee=True)),
     "notified": SystemStep("notified {detail}"),
+    "mail refused": SystemStep("mail to {detail}"),
     "ended": SystemStep("{detail}"),
     "truncated": SystemStep("earlier history is past retention and not archived"),
     # A new run whose handed-over case differs from the projection's; a recorded change

@@ -52,6 +52,23 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# At most this many notices in one delivery (one email per recipient tells them all), and
+# this many characters of their text (at most 4 bytes each in UTF-8: well under Temporal's
+# 2 MB limit on the activity's input).
+NOTICES_PER_BATCH = 100
+BATCH_CHARACTERS = 250_000
+
+
+def _batch_size(notices: list[Notice]) -> int:
+    """How many of the notices, oldest first, one delivery takes (always at least one)."""
+    size = 0
+    for taken, notice in enumerate(notices):
+        size += len(notice.text) + len(notice.body)
+        if taken == NOTICES_PER_BATCH or (taken and size > BATCH_CHARACTERS):
+            return taken
+    return len(notices)
+
+
 def _with_command_updates(cls: type) -> type:
     """One Update per entry of rules.COMMANDS, each validated and applied by `rules.decide`:
     adding a command to the registry adds its Update, with nothing to write here."""
@@ -108,6 +125,7 @@ class CaseWorkflow:
         self._noticed = 0  # notices added this run: a new one restarts the quiet period
         self._sending = False
         self._flush_now = False
+        self._flush_next = False  # the last batch left notices over its bound
         # Why the case is to ask its queue's router for an agent next (issue 17); "" none.
         self._route_why = ""
         self._router_calls: set[asyncio.Task[None]] = set()
@@ -428,7 +446,8 @@ class CaseWorkflow:
             await workflow.wait_condition(lambda: bool(self._outbox))
             # A case that never goes quiet still tells people: at most ten quiet periods late.
             latest = workflow.now() + timedelta(seconds=quiet * 10)
-            while not self._flush_now:
+            carried, self._flush_next = self._flush_next, False
+            while not self._flush_now and not carried:
                 seen = self._noticed
                 wait = min(quiet, (latest - workflow.now()).total_seconds())
                 if wait <= 0:
@@ -440,6 +459,12 @@ class CaseWorkflow:
                 except TimeoutError:
                     break
             batch, self._outbox = self._outbox, []
+            take = _batch_size(batch)
+            if take < len(batch) and workflow.patched("bounded-batches"):
+                # Only what one email can sensibly tell and one payload carry: the rest goes
+                # at once in the next batch, not after another quiet period.
+                batch, self._outbox = batch[:take], batch[take:]
+                self._flush_next = True
             self._sending = True
             try:
                 await self._deliver(batch)
@@ -454,11 +479,16 @@ class CaseWorkflow:
                 NoticeBatch(case_id=state.case_id, title=state.title, queue=state.queue,
                             requester=state.requester, notices=notices),
                 result_type=list[Delivered],
-                start_to_close_timeout=timedelta(minutes=5),
-                # A worker that died mid-delivery is noticed this soon (it beats once per
-                # email; longer than one SMTP send may take), not after the whole timeout.
+                # Room for a batch's emails, each up to a dozen SMTP steps of EMAIL_TIMEOUT;
+                # the activity starts no send it could not finish within it.
+                start_to_close_timeout=timedelta(minutes=15),
+                # A worker that died mid-delivery is noticed this soon, not after the whole
+                # timeout: a live one beats every few seconds, during each send too, so no
+                # retry starts beside a send still in flight (longer than EMAIL_TIMEOUT, one
+                # SMTP step, between beats).
                 heartbeat_timeout=timedelta(seconds=30),
-                # Each retry skips what the ledger says was sent: exactly once per recipient.
+                # Each retry skips what the ledger has (sent, being sent or refused) and
+                # sends what a temporary failure held back: exactly once per recipient.
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=60),
                                          maximum_attempts=20),
             )

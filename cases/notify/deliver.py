@@ -6,9 +6,14 @@ they chose per kind (email, in-app, both or none), and the requester by email. O
 recipient per batch: the batch is the quiet period's digest.
 
 Exactly once per (case, event, recipient): an email's Message-ID is made from the case, the
-batch's events and the recipient, so a retry makes the same one; the ledger (EmailDelivery)
-gets a row right after the send, and a retry skips what it finds there. In-app notices are
-rows unique per (user, case, event), so a retry adds nothing either.
+batch's events and the recipient, so a retry makes the same one. The ledger (EmailDelivery)
+row is claimed before the send and marked after it, first wins: a retry, or an attempt that
+overlaps another, sends nothing for a row it finds, even one whose sender died between the
+send and the mark (at most once there; never twice). Each email succeeds or fails on its
+own: a permanent refusal (5xx) is recorded and answered to the workflow (a line on the
+timeline), a temporary one (4xx, no connection) frees its claim and the activity retries
+once the others went out. In-app notices are rows unique per (user, case, event), so a
+retry adds nothing either.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import smtplib
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import urlsplit
@@ -24,6 +31,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -48,9 +56,26 @@ def thread_id(case_id: str) -> str:
 
 
 def message_id(case_id: str, events: list[str], recipient: str) -> str:
+    """The same length however many events the email tells of (the ledger's key)."""
     # Hashed: the address is not spelled out in a header that other mail may quote.
     who = hashlib.sha256(recipient.lower().encode()).hexdigest()[:12]
-    return f"<{case_id}.v{'-'.join(events)}.{who}@{site_domain()}>"
+    told = hashlib.sha256(",".join(events).encode()).hexdigest()[:12]
+    return f"<{case_id}.v{told}.{who}@{site_domain()}>"
+
+
+# The SMTP exchanges one email takes on a new connection (connect, greeting, EHLO, STARTTLS,
+# EHLO, AUTH, MAIL, RCPT, DATA, the message, its reply, QUIT), each waiting at most
+# EMAIL_TIMEOUT: the longest one send can take.
+SMTP_STEPS = 12
+
+
+def send_bound() -> float:
+    return SMTP_STEPS * float(settings.EMAIL_TIMEOUT or 60)
+
+
+class MailDeferred(Exception):
+    """Some emails met a temporary failure: the activity fails and its retry sends them (and
+    only them: the others are in the ledger)."""
 
 
 def reply_address(case_id: str) -> str:
@@ -83,9 +108,12 @@ def _recipients(batch: NoticeBatch, supervisors: dict[str, list[str]]
     return found
 
 
-def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
-            ) -> list[Delivered]:
-    """`beat` is called before each email (the activity's heartbeat). The caller holds the
+Pace = Callable[[str], AbstractContextManager[object]]
+
+
+def deliver(batch: NoticeBatch, pace: Pace = lambda _: nullcontext()) -> list[Delivered]:
+    """`pace(recipient)` is entered around each send (the activity heartbeats while it is
+    in, and refuses to start a send it has no time left for). The caller holds the database
     connection (cases.config.dbconn.outside_request)."""
     supervisors = supervisors_of(*{n.supervisors_of for n in batch.notices if n.supervisors_of})
     people = _recipients(batch, supervisors)
@@ -118,28 +146,89 @@ def deliver(batch: NoticeBatch, beat: Callable[[str], object] = lambda _: None
                              ).notices.append(notice)
     delivered = [Delivered(event, who, channels) for (event, who), channels in told.items()]
     inbox.told(*{people[who][0].pk for (_, who) in told})  # their open badges read again
+    deferred: list[str] = []
     if mails:
         connection = get_connection()
         for key, mail in mails.items():
             events = [n.event for n in mail.notices]
             mid = message_id(batch.case_id, events, mail.address)
-            beat(key)
-            if not EmailDelivery.objects.filter(message_id=mid).exists():
-                connection.send_messages([_email(batch, mail, mid)])
-                EmailDelivery.objects.get_or_create(message_id=mid, defaults={
-                    "case_id": batch.case_id, "events": ",".join(events), "recipient": key})
-                if settings.NOTIFY_FAULT == "exit-after-record":
-                    # The kill the exactly-once test needs: sent and recorded, not completed.
-                    os._exit(3)
+            try:
+                outcome, reply = _send_once(batch, mail, key, events, mid, connection, pace)
+            except _Deferred as err:
+                deferred.append(str(err))
+                continue
             for notice in mail.notices:
                 entry = next((d for d in delivered if d.event == notice.event
                               and d.recipient == key), None)
                 if entry is None:
-                    delivered.append(Delivered(notice.event, key, ["email"], mid))
+                    entry = Delivered(notice.event, key, [])
+                    delivered.append(entry)
+                entry.message_id = mid
+                if outcome == EmailDelivery.REFUSED:
+                    entry.refused = reply
                 else:
                     entry.channels.append("email")
-                    entry.message_id = mid
+    if deferred:
+        raise MailDeferred("; ".join(deferred))
     return sorted(delivered, key=lambda d: (int(d.event), d.recipient))
+
+
+class _Deferred(Exception):
+    pass
+
+
+def _send_once(batch: NoticeBatch, mail: _Mail, key: str, events: list[str], mid: str,
+               connection: BaseEmailBackend, pace: Pace) -> tuple[str, str]:
+    """Send one email unless the ledger has it; its outcome (sent or refused) and the
+    server's refusal. Raises _Deferred on a temporary failure, its claim given back."""
+    message = _email(batch, mail, mid)  # built first: a claim is only made for a send
+    with pace(key):  # before the claim: a send refused for want of time leaves no claim
+        row, claimed = EmailDelivery.objects.get_or_create(message_id=mid, defaults={
+            "case_id": batch.case_id, "events": ",".join(events), "recipient": key,
+            "outcome": EmailDelivery.SENDING})
+        if not claimed:
+            if row.outcome == EmailDelivery.SENDING:
+                # Its sender died between the send and the mark: first wins.
+                logger.warning("email %s to %s was claimed by an earlier attempt that did "
+                               "not record its outcome; not sent again", mid, key)
+            return row.outcome, row.reply
+        try:
+            connection.send_messages([message])
+        except (smtplib.SMTPException, OSError) as err:
+            refusal = _permanent(err)
+            if refusal is None:
+                row.delete()  # not accepted: the retry sends it
+                logger.warning("email %s to %s deferred: %s", mid, key, err)
+                raise _Deferred(f"email to {key} deferred: {err}") from err
+            row.outcome, row.reply = EmailDelivery.REFUSED, refusal
+            row.save(update_fields=["outcome", "reply"])
+            logger.warning("email %s to %s refused: %s", mid, key, refusal)
+            return row.outcome, row.reply
+    if settings.NOTIFY_FAULT == "exit-after-send":
+        # The kill the exactly-once test needs: sent, claimed, not marked sent.
+        os._exit(3)
+    row.outcome = EmailDelivery.SENT
+    row.save(update_fields=["outcome"])
+    if settings.NOTIFY_FAULT == "exit-after-record":
+        # The kill the exactly-once test needs: sent and recorded, not completed.
+        os._exit(3)
+    return row.outcome, ""
+
+
+def _permanent(err: Exception) -> str | None:
+    """The server's reply when it refused this email for good (5xx to its recipient or its
+    message); None for what may pass later: a 4xx, a lost connection, a refused login."""
+    if isinstance(err, smtplib.SMTPRecipientsRefused) and err.recipients:
+        code, text = next(iter(err.recipients.values()))
+    elif isinstance(err, smtplib.SMTPDataError):
+        code, text = err.smtp_code, err.smtp_error
+    else:
+        return None
+    if not 500 <= code < 600:
+        return None
+    said = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    # One line: the reply is the mail server's words, shown on the case's timeline.
+    return " ".join(f"{code} {said}".split())[:300]
 
 
 def _email(batch: NoticeBatch, mail: _Mail, mid: str) -> EmailMultiAlternatives:
