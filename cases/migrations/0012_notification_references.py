@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('cases', '0010_notification_queue'),
+        ('cases', '0011_delivery_ledger_fixed_ids'),
     ]
 
     operations = [
