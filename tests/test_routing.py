@@ -31,8 +31,8 @@ def test_round_robin_and_least_loaded_pick_by_name_and_skip_nobody_available():
 
 def _open_routed(queue: str, title: str) -> str:
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title=title, queue=queue), "intake",
-                           None, None, True))
+    # No policy given: the case asks its queue's (issue 22), routing included.
+    run(gateway.start_case(case_id, NewCase(title=title, queue=queue), "intake"))
     return case_id
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from . import rules
 from .model import (
     Delivered,
     NoticeBatch,
+    QueuePolicy,
     RouteAsk,
     RoutePick,
     RouterAsk,
@@ -43,6 +46,22 @@ def deliver_notices(batch: NoticeBatch) -> list[Delivered]:
     from cases.notify.deliver import deliver
 
     return deliver(batch, activity.heartbeat)
+
+
+@activity.defn
+async def queue_policy(queue: str) -> QueuePolicy:
+    """What a case in `queue` gets (issue 22), for a case started without it (any Temporal
+    client) or moved to another queue: the one answer the web and the intake API give."""
+    from asgiref.sync import sync_to_async
+
+    from cases.config.queue_policy import queue_policy as build
+
+    policy = await sync_to_async(build)(queue)
+    problem = rules.policy_problem(policy)
+    if problem is not None:
+        # A configuration the case cannot count with: the case keeps the rules it has.
+        raise ApplicationError(f"{queue}: {problem[1]}", non_retryable=True)
+    return policy
 
 
 @activity.defn

@@ -31,6 +31,7 @@ from .model import (
     CaseState,
     Command,
     Delivered,
+    QueuePolicy,
     RoutePick,
     SlaPolicy,
 )
@@ -41,6 +42,7 @@ UPDATE_COMMANDS: dict[str, type[Command]] = {
 SLA_ACTIVITY = "notify_sla_breach"
 NOTIFY_ACTIVITY = "deliver_notices"
 ROUTE_ACTIVITY = "route_case"
+POLICY_ACTIVITY = "queue_policy"
 # The workflow upserts this search attribute alone at the moment a case becomes at risk.
 AT_RISK_MARK = "CaseAtRisk"
 
@@ -120,6 +122,7 @@ SYSTEM_WORDING = {
     "sla at risk": "SLA at risk ({detail})",
     "escalated": "escalated on breach: {detail}",
     "routed": "routed to {detail}",
+    "queue rules": "the queue's rules: {detail}",
     "notified": "notified {detail}",
     "ended": "{detail}",
     "truncated": "earlier history is past retention and not archived",
@@ -168,6 +171,8 @@ class Projector:
         self._deliveries: set[int] = set()  # scheduled deliver_notices, by event id
         self._routings: set[int] = set()  # scheduled route_case, by event id
         self._picks: list[RoutePick] = []  # routers' answers not yet seen by a task
+        self._asks: set[int] = set()  # scheduled queue_policy, by event id
+        self._policies: list[QueuePolicy] = []  # queues' answers not yet seen by a task
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -186,6 +191,12 @@ class Projector:
             self.now = workflow_time(event)
             if self._opening is not None:
                 self._open(event)
+            for policy in self._policies:
+                # As the workflow: the case lives by the answer, its times follow it.
+                self.sla = policy.sla
+                if self.state is not None:
+                    self._system(event, rules.queue_rules(self.state, policy), None)
+            self._policies = []
             for pick in self._picks:
                 if self.state is not None:
                     self._system(event, rules.routed(self.state, pick.agent, pick.reason), None)
@@ -214,6 +225,8 @@ class Projector:
                 self._deliveries.add(event.event_id)
             elif activity == ROUTE_ACTIVITY:
                 self._routings.add(event.event_id)
+            elif activity == POLICY_ACTIVITY:
+                self._asks.add(event.event_id)
         elif kind == "upsert_workflow_search_attributes_event_attributes":
             fields = event.upsert_workflow_search_attributes_event_attributes
             if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
@@ -226,6 +239,9 @@ class Projector:
                 # Applied by the workflow task that next starts (it sees the result then).
                 self._picks.append(
                     self.convert.from_payloads(attrs.result.payloads, [RoutePick])[0])
+            elif attrs.scheduled_event_id in self._asks:
+                self._policies.append(
+                    self.convert.from_payloads(attrs.result.payloads, [QueuePolicy])[0])
         elif kind == "workflow_execution_completed_event_attributes":
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             recorded = self.convert.from_payloads(payloads, [CaseState])[0] if payloads else None
@@ -238,8 +254,9 @@ class Projector:
     def _started(self, event: HistoryEvent) -> None:
         attrs = event.workflow_execution_started_event_attributes
         inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
-        self.sla, self.quiet = inp.sla, inp.auto_close_seconds
-        if inp.state is None:
+        self.sla, self.quiet = (inp.policy.sla if inp.policy else inp.sla), inp.auto_close_seconds
+        if inp.state is None or not attrs.continued_execution_run_id:
+            # A first run given a state is refused like any input no rule allows (_open).
             self._opening = inp
             return
         # Continued as new: the new run starts from the state the last one handed over.
@@ -253,8 +270,10 @@ class Projector:
 
     def _open(self, event: HistoryEvent) -> None:
         inp, self._opening = self._opening, None
-        assert inp is not None and inp.new is not None and self.now is not None
+        assert inp is not None and self.now is not None
         try:
+            rules.admit(inp, continued=False)
+            assert inp.new is not None
             # Named by its workflow id, as the workflow names itself (rules.case_id_of).
             case_id = rules.case_id_of(self.result.case_id)
             self.state = rules.open_case(case_id, inp.new, inp.actor, inp.sla, self.now)

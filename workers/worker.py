@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from .activities import deliver_notices, notify_sla_breach, route_case
+from .activities import deliver_notices, notify_sla_breach, queue_policy, route_case
 from .router import QueueRouter
 from .workflows import CaseWorkflow
 
@@ -28,7 +28,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[CaseWorkflow, QueueRouter],
         # deliver_notices is synchronous (ORM, SMTP): it runs on these threads.
-        activities=[notify_sla_breach, deliver_notices, route_case],
+        activities=[notify_sla_breach, deliver_notices, route_case, queue_policy],
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 20,
                                              thread_name_prefix="tracerail-notify"),
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

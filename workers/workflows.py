@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import rules
-    from .activities import deliver_notices, notify_sla_breach, route_case
+    from .activities import deliver_notices, notify_sla_breach, queue_policy, route_case
     from .model import (
         SYSTEM_ACTOR,
         AttributeValue,
@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Delivered,
         Notice,
         NoticeBatch,
+        QueuePolicy,
         RouteAsk,
         RoutePick,
         SetAttributes,
@@ -83,16 +84,25 @@ class CaseWorkflow:
         self._input = inp
         # Bad input fails the run (below) rather than __init__, which would only retry the task.
         self._invalid: rules.RuleError | None = None
+        # The queue's policy the case lives by (issue 22): given, or (cases before it) the
+        # SLA and routing of its input until the case has asked its queue.
+        self._policy = inp.policy or QueuePolicy(
+            inp.new.queue if inp.new is not None else "", inp.sla, inp.route)
+        # The queue whose policy the case is to ask for next; "" none.
+        self._ask_queue = ""
         try:
-            case_id = rules.case_id_of(workflow.info().workflow_id)
+            info = workflow.info()
+            rules.admit(inp, continued=info.continued_run_id is not None)
+            case_id = rules.case_id_of(info.workflow_id)
             if inp.state is not None:
                 self._state = replace(inp.state, case_id=case_id)
             else:
-                if inp.new is None:
-                    raise rules.RuleError("A case needs its fields.")
+                assert inp.new is not None
                 self._state = rules.open_case(
-                    case_id, inp.new, inp.actor, inp.sla, workflow.now()
+                    case_id, inp.new, inp.actor, self._policy.sla, workflow.now()
                 )
+                if inp.policy is None:
+                    self._ask_queue = self._state.queue
         except rules.RuleError as err:
             self._invalid = err
         # Notices waiting for the quiet period (issue 16), handed over on continue-as-new.
@@ -114,9 +124,18 @@ class CaseWorkflow:
         notifier = None
         if inp.notify_quiet_seconds >= 0:
             notifier = asyncio.create_task(self._notifier(inp.notify_quiet_seconds))
-        if inp.route and inp.state is None and not self._state.assignee:
+        # Cases started before issue 22 replay without asking (no marker in their history).
+        if self._ask_queue and not workflow.patched("queue-policy"):
+            self._ask_queue = ""
+        if self._ask_queue:
+            await self._ask_policy()
+        if self._policy.route and inp.state is None and not self._state.assignee:
             self._route_why = "arrived"
         while self._state.status != "closed":
+            if self._ask_queue:
+                await self._ask_policy()
+                if self._policy.route and self._state.is_open and not self._state.assignee:
+                    self._route_why = "escalated"
             if self._route_why:
                 await self._route()
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
@@ -135,13 +154,12 @@ class CaseWorkflow:
                     CaseInput(
                         case_id=self._state.case_id,
                         actor=inp.actor,
-                        sla=inp.sla,
+                        policy=self._policy,
                         auto_close_seconds=inp.auto_close_seconds,
                         state=self._state,
                         history_event_limit=inp.history_event_limit,
                         notify_quiet_seconds=inp.notify_quiet_seconds,
                         pending_notices=list(self._outbox),
-                        route=inp.route,
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -166,7 +184,7 @@ class CaseWorkflow:
         if self._invalid is not None:
             raise _refusal(self._invalid)
         try:
-            rules.decide(self._state, cmd, workflow.now(), self._input.sla)
+            rules.decide(self._state, cmd, workflow.now(), self._policy.sla)
         except rules.RuleError as err:
             raise _refusal(err) from err
 
@@ -174,13 +192,13 @@ class CaseWorkflow:
         now = workflow.now()
         try:
             # Decided again: updates validated in the same activation see the earlier ones now.
-            effect = rules.decide(self._state, cmd, now, self._input.sla)
+            effect = rules.decide(self._state, cmd, now, self._policy.sla)
         except rules.RuleError as err:
             raise _refusal(err) from err
         before = self._state
         self._state = rules.apply(self._state, effect, cmd.actor, now)
         self._notice(before, effect, cmd.actor)
-        if self._input.route and before.assignee and before.assignee != self._state.assignee:
+        if self._policy.route and before.assignee and before.assignee != self._state.assignee:
             self._released(before)
         if isinstance(cmd, SetAttributes):
             workflow.upsert_search_attributes(custom_updates({
@@ -199,15 +217,20 @@ class CaseWorkflow:
             self._notice(before, breach, SYSTEM_ACTOR)
             # The queue's escalation (issue 17), in the same task: the projection applies it
             # right after the breach it finds by the activity scheduled below.
-            escalate = rules.escalation(self._state, self._input.sla)
+            escalate = rules.escalation(self._state, self._policy.sla)
             if escalate is not None:
                 before = self._state
                 self._state = rules.apply(self._state, escalate, SYSTEM_ACTOR, now)
                 self._notice(before, escalate, SYSTEM_ACTOR)
-                if self._input.route and before.queue != self._state.queue:
-                    if before.assignee and before.assignee != self._state.assignee:
+                if before.queue != self._state.queue:
+                    if self._policy.route and before.assignee and \
+                            before.assignee != self._state.assignee:
                         self._released(before)
-                    if not self._state.assignee:
+                    # The new queue's rules: a case moved into a routed queue is routed there
+                    # (issue 22); cases before it routed by their first queue's flag.
+                    if workflow.patched("queue-policy"):
+                        self._ask_queue = self._state.queue
+                    elif self._policy.route and not self._state.assignee:
                         self._route_why = "escalated"
             self._publish()
             assert self._state.due_at is not None
@@ -254,6 +277,28 @@ class CaseWorkflow:
         except TimeoutError:
             return False
         return True
+
+    # --- the queue's policy (issue 22) -------------------------------------------------------
+
+    async def _ask_policy(self) -> None:
+        """Ask the case's queue what a case there gets (an activity: the answer is in the
+        history, so a replay lives by the same rules); the case's times follow it."""
+        queue, self._ask_queue = self._ask_queue, ""
+        try:
+            policy = await workflow.execute_activity(
+                queue_policy, queue, result_type=QueuePolicy,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5))
+        except ActivityError:
+            workflow.logger.warning("no policy for %s of %s", queue, self._state.case_id)
+            return
+        self._policy = policy
+        effect = rules.queue_rules(self._state, policy)
+        if effect is not None:
+            before = self._state
+            self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, workflow.now())
+            self._notice(before, effect, SYSTEM_ACTOR)
+            self._publish()
 
     # --- routing (issue 17) ----------------------------------------------------------------
 
