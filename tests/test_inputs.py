@@ -190,7 +190,8 @@ def test_a_case_escalated_from_a_manual_queue_into_a_routed_queue_is_routed_ther
     assert state.queue == "billing" and state.sla_breached
     projection = run(gateway.case_history(case_id)).projection
     entries = [e for e in projection.entries if e.kind != "notified"]
-    assert [e.kind for e in entries][-3:] == ["sla breached", "escalated", "routed"]
+    assert [e.kind for e in entries][-3:] == ["sla breached", "escalated", "routed"], [
+        (e.kind, e.text) for e in entries]
     assert entries[-1].state == state and not any(e.diverged for e in entries)
 
 
@@ -198,6 +199,7 @@ def test_the_queue_policy_is_one_object_for_the_web_the_api_and_the_worker(setti
     from cases.config.queue_policy import queue_policy
     from cases.models import Queue
 
+    _persona("lee", "Agent", queues=("billing",))
     _calendar_open_now("billing")
     Queue.objects.filter(slug="billing").update(routing="least_loaded")
     policy = queue_policy("billing")

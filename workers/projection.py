@@ -45,6 +45,8 @@ ROUTE_ACTIVITY = "route_case"
 POLICY_ACTIVITY = "queue_policy"
 # The workflow upserts this search attribute alone at the moment a case becomes at risk.
 AT_RISK_MARK = "CaseAtRisk"
+# ... and this one alone at the moment it takes its queue's policy (issue 22).
+POLICY_MARK = "CaseDueAt"
 
 
 @dataclass
@@ -191,12 +193,6 @@ class Projector:
             self.now = workflow_time(event)
             if self._opening is not None:
                 self._open(event)
-            for policy in self._policies:
-                # As the workflow: the case lives by the answer, its times follow it.
-                self.sla = policy.sla
-                if self.state is not None:
-                    self._system(event, rules.queue_rules(self.state, policy), None)
-            self._policies = []
             for pick in self._picks:
                 if self.state is not None:
                     self._system(event, rules.routed(self.state, pick.agent, pick.reason), None)
@@ -231,6 +227,13 @@ class Projector:
             fields = event.upsert_workflow_search_attributes_event_attributes
             if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
                 self._system(event, rules.sla_at_risk(self.state, self._now(event)), None)
+            elif set(fields.search_attributes.indexed_fields) == {POLICY_MARK} and \
+                    self._policies:
+                # As the workflow: the case lives by the answer, its times follow it.
+                policy = self._policies.pop(0)
+                self.sla = policy.sla
+                if self.state is not None:
+                    self._system(event, rules.queue_rules(self.state, policy), None)
         elif kind == "activity_task_completed_event_attributes":
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
@@ -276,7 +279,7 @@ class Projector:
             assert inp.new is not None
             # Named by its workflow id, as the workflow names itself (rules.case_id_of).
             case_id = rules.case_id_of(self.result.case_id)
-            self.state = rules.open_case(case_id, inp.new, inp.actor, inp.sla, self.now)
+            self.state = rules.open_case(case_id, inp.new, inp.actor, self.sla, self.now)
         except rules.RuleError:
             return  # the run failed on its input; its failure event says so
         self._add(event, inp.actor, "opened", self.state.title, self.state)

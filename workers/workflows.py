@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from .router import router_id
     from .search_attributes import (
         CASE_AT_RISK,
+        CASE_DUE_AT,
         ROW_MEMO_KEY,
         custom_updates,
         row_memo,
@@ -292,6 +293,11 @@ class CaseWorkflow:
         except ActivityError:
             workflow.logger.warning("no policy for %s of %s", queue, self._state.case_id)
             return
+        # CaseDueAt upserted alone marks the moment the case took the answer, where the
+        # history projection takes it too: an Update in the same task may come before it.
+        due = self._state.due_at
+        workflow.upsert_search_attributes(
+            [CASE_DUE_AT.value_set(due) if due else CASE_DUE_AT.value_unset()])
         self._policy = policy
         effect = rules.queue_rules(self._state, policy)
         if effect is not None:
