@@ -83,11 +83,12 @@ HUGE = {
     "notify_quiet_seconds": {"notify_quiet_seconds": 1e12},
     "auto_close_seconds": {"auto_close_seconds": 10**20},
     "history_event_limit": {"history_event_limit": 1},
+    "wrong_shape": {"sla": {"seconds_by_priority": "four hours"}},
 }
 FIELD = {"sla": "seconds_by_priority", "policy": "seconds_by_priority",
          "at_risk": "at_risk_by_priority", "notify_quiet_seconds": "notify_quiet_seconds",
          "auto_close_seconds": "auto_close_seconds",
-         "history_event_limit": "history_event_limit"}
+         "history_event_limit": "history_event_limit", "wrong_shape": "not a case's input"}
 
 
 @pytest.mark.parametrize("name", list(HUGE))

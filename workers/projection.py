@@ -256,7 +256,10 @@ class Projector:
 
     def _started(self, event: HistoryEvent) -> None:
         attrs = event.workflow_execution_started_event_attributes
-        inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
+        try:
+            inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
+        except Exception:  # not a case's input: the run was refused; its failure says so
+            return
         self.sla, self.quiet = (inp.policy.sla if inp.policy else inp.sla), inp.auto_close_seconds
         if inp.state is None or not attrs.continued_execution_run_id:
             # A first run given a state is refused like any input no rule allows (_open).

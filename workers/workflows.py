@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -81,10 +81,17 @@ def _refusal(err: rules.RuleError) -> ApplicationError:
 @_with_command_updates
 class CaseWorkflow:
     @workflow.init
-    def __init__(self, inp: CaseInput) -> None:
-        self._input = inp
+    def __init__(self, raw: RawValue) -> None:
         # Bad input fails the run (below) rather than __init__, which would only retry the task.
         self._invalid: rules.RuleError | None = None
+        # Decoded here, not by the SDK: input of the wrong shape from any client would fail
+        # every workflow task ("Failed decoding arguments") and retry forever.
+        try:
+            inp = workflow.payload_converter().from_payload(raw.payload, CaseInput)
+        except Exception as err:  # whatever the JSON holds, it is refused, never retried
+            self._invalid = rules.RuleError(f"The case's input is not a case's input: {err}")
+            inp = CaseInput(case_id="", actor="")
+        self._input = inp
         # The queue's policy the case lives by (issue 22): given, or (cases before it) the
         # SLA and routing of its input until the case has asked its queue.
         self._policy = inp.policy or QueuePolicy(
@@ -105,7 +112,7 @@ class CaseWorkflow:
                 if inp.policy is None:
                     self._ask_queue = self._state.queue
         except rules.RuleError as err:
-            self._invalid = err
+            self._invalid = self._invalid or err
         # Notices waiting for the quiet period (issue 16), handed over on continue-as-new.
         self._outbox: list[Notice] = list(inp.pending_notices)
         self._noticed = 0  # notices added this run: a new one restarts the quiet period
@@ -116,9 +123,10 @@ class CaseWorkflow:
         self._router_calls: set[asyncio.Task[None]] = set()
 
     @workflow.run
-    async def run(self, inp: CaseInput) -> CaseState:
+    async def run(self, raw: RawValue) -> CaseState:
         if self._invalid is not None:
             raise _refusal(self._invalid)
+        inp = self._input
         if inp.state is None and self._state.attributes:
             workflow.upsert_search_attributes(custom_updates(self._state.attributes))
         self._publish()
