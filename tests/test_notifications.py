@@ -97,10 +97,13 @@ def people(temporal: Any) -> dict[str, Any]:
 
 
 def _open(title: str = "Printer on fire", queue: str = "technical", **fields: Any) -> str:
+    from cases.config.queue_policy import queue_policy
     from cases.temporal.ids import new_case_id
 
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title=title, queue=queue, **fields), "intake"))
+    # With its queue's policy, as the web opens a case (one without asks for it: issue 22).
+    run(gateway.start_case(case_id, NewCase(title=title, queue=queue, **fields), "intake",
+                           queue_policy(queue)))
     return case_id
 
 

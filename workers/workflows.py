@@ -309,9 +309,8 @@ class CaseWorkflow:
         self._policy = policy
         effect = rules.queue_rules(self._state, policy)
         if effect is not None:
-            before = self._state
+            # Nobody is told: the case's times follow its queue's rules, nothing happened.
             self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, workflow.now())
-            self._notice(before, effect, SYSTEM_ACTOR)
             self._publish()
 
     # --- routing (issue 17) ----------------------------------------------------------------
