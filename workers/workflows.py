@@ -153,7 +153,9 @@ class CaseWorkflow:
                 await self._on_deadline()
             elif not await self._changed_within(wait):
                 await self._on_deadline()
-            if self._state.status != "closed" and self._should_continue_as_new():
+            # An ask still to make (a move's policy) is made in this run, at the loop's top.
+            if self._state.status != "closed" and not self._ask_queue and \
+                    self._should_continue_as_new():
                 # Handlers first; a delivery in flight finishes in this run too (its result
                 # is its timeline line); what waits for the quiet period goes to the next.
                 await self._settled()
