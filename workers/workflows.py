@@ -96,8 +96,10 @@ class CaseWorkflow:
         # SLA and routing of its input until the case has asked its queue.
         self._policy = inp.policy or QueuePolicy(
             inp.new.queue if inp.new is not None else "", inp.sla, inp.route)
-        # The queue whose policy the case is to ask for next; "" none.
+        # The queue whose policy the case is to ask for next ("" none), and the ask in flight:
+        # the case goes on by the rules it has meanwhile (a Close still ends it).
         self._ask_queue = ""
+        self._asking: asyncio.Task[None] | None = None
         try:
             info = workflow.info()
             rules.admit(inp, continued=info.continued_run_id is not None)
@@ -137,14 +139,12 @@ class CaseWorkflow:
         if self._ask_queue and not workflow.patched("queue-policy"):
             self._ask_queue = ""
         if self._ask_queue:
-            await self._ask_policy()
-        if self._policy.route and inp.state is None and not self._state.assignee:
+            self._asking = asyncio.create_task(self._ask_policy("arrived"))
+        elif self._policy.route and inp.state is None and not self._state.assignee:
             self._route_why = "arrived"
         while self._state.status != "closed":
-            if self._ask_queue:
-                await self._ask_policy()
-                if self._policy.route and self._state.is_open and not self._state.assignee:
-                    self._route_why = "escalated"
+            if self._ask_queue and (self._asking is None or self._asking.done()):
+                self._asking = asyncio.create_task(self._ask_policy("escalated"))
             if self._route_why:
                 await self._route()
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
@@ -153,12 +153,15 @@ class CaseWorkflow:
                 await self._on_deadline()
             elif not await self._changed_within(wait):
                 await self._on_deadline()
-            # An ask still to make (a move's policy) is made in this run, at the loop's top.
-            if self._state.status != "closed" and not self._ask_queue and \
-                    self._should_continue_as_new():
+            if self._state.status != "closed" and self._should_continue_as_new():
                 # Handlers first; a delivery in flight finishes in this run too (its result
                 # is its timeline line); what waits for the quiet period goes to the next.
                 await self._settled()
+                if self._ask_queue or (self._asking is not None and not self._asking.done()):
+                    # The queue's answer, and the routing it may call for, are this run's.
+                    if self._asking is not None:
+                        await self._asking
+                    continue
                 if notifier is not None:
                     notifier.cancel()
                 workflow.continue_as_new(
@@ -174,6 +177,8 @@ class CaseWorkflow:
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._asking is not None:
+            self._asking.cancel()  # closed before its queue answered: nothing to apply
         # Closed: nothing more will follow, so what waits goes out now, before the run ends.
         self._flush_now = True
         if notifier is not None:
@@ -282,7 +287,8 @@ class CaseWorkflow:
         seen = self._state.version
         try:
             await workflow.wait_condition(
-                lambda: self._state.version != seen or self._should_continue_as_new(),
+                lambda: self._state.version != seen or self._should_continue_as_new()
+                or bool(self._route_why),
                 timeout=None if seconds is None else timedelta(seconds=seconds),
             )
         except TimeoutError:
@@ -291,9 +297,10 @@ class CaseWorkflow:
 
     # --- the queue's policy (issue 22) -------------------------------------------------------
 
-    async def _ask_policy(self) -> None:
+    async def _ask_policy(self, why: str) -> None:
         """Ask the case's queue what a case there gets (an activity: the answer is in the
-        history, so a replay lives by the same rules); the case's times follow it."""
+        history, so a replay lives by the same rules); the case's times follow it, and a
+        routed queue's router is asked for an agent (`why`: arrived, escalated)."""
         queue, self._ask_queue = self._ask_queue, ""
         try:
             policy = await workflow.execute_activity(
@@ -314,6 +321,8 @@ class CaseWorkflow:
             # Nobody is told: the case's times follow its queue's rules, nothing happened.
             self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, workflow.now())
             self._publish()
+        if policy.route and self._state.is_open and not self._state.assignee:
+            self._route_why = why
 
     # --- routing (issue 17) ----------------------------------------------------------------
 
