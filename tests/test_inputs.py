@@ -150,6 +150,8 @@ def test_a_cli_started_case_in_a_round_robin_queue_with_a_calendar_gets_its_queu
     assert state.at_risk_at is not None
     lines = [e.text for e in timeline(slow)]
     assert any(t.startswith("routed to ann") for t in lines), lines
+    assert any(t.startswith("the queue's rules: general: due ") and "business hours" in t
+               for t in lines), lines
 
     # Priority 3: two working seconds, then the queue's escalation.
     fast = new_case_id()
