@@ -283,14 +283,18 @@ def supervisor_client(supervisor: User) -> Client:
 def open_case(temporal: TemporalHarness) -> Callable[..., str]:
     """Open a real case through the gateway and return its id."""
     from cases import temporal as gateway
+    from cases.config.queue_policy import sla_policy
     from cases.temporal.ids import new_case_id
-    from workers.model import NewCase
+    from workers.model import NewCase, QueuePolicy
 
     def _open(title: str = "Printer on fire", queue: str = "technical", priority: int = 3,
               actor: str = "intake", **fields: Any) -> str:
         case_id = new_case_id()
         run(gateway.start_case(case_id, NewCase(title=title, queue=queue, priority=priority,
-                                                **fields), actor))
+                                                **fields), actor,
+                               # The settings' SLA, no calendar, no routing: the queue's
+                               # configuration is the business of the tests about it.
+                               QueuePolicy(queue, sla_policy())))
         return case_id
 
     return _open

@@ -185,8 +185,9 @@ def test_a_case_counts_only_working_time_breaches_then_and_replays(temporal, set
     import time as clock
 
     from cases import temporal as gateway
+    from cases.config.queue_policy import sla_policy
     from cases.temporal.ids import new_case_id
-    from workers.model import Resolve
+    from workers.model import QueuePolicy, Resolve
 
     from .conftest import eventually, run
 
@@ -197,7 +198,8 @@ def test_a_case_counts_only_working_time_breaches_then_and_replays(temporal, set
     work = _window(now, (-5, 1), (4, 9))
     case_id = new_case_id()
     run(gateway.start_case(case_id, NewCase(title="After hours", queue="technical",
-                                            priority=1), "intake", work))
+                                            priority=1), "intake",
+                           QueuePolicy("technical", sla_policy(work))))
     opened = run(gateway.get_case(case_id))
     assert opened.due_at == add_working(work, opened.created_at, 3)
     assert opened.due_at.timestamp() == pytest.approx(now + 6, abs=1.5)

@@ -150,8 +150,9 @@ def test_history_follows_the_same_access_rule(agent_client, supervisor_client, o
 def _worked_then_orphaned(temporal, settings, title: str, *commands) -> str:
     """A case worked by a worker of its own on a task queue of its own, which is then
     stopped: from here on nothing answers the case's Queries or Updates."""
+    from cases.config.queue_policy import sla_policy
     from cases.temporal.ids import new_case_id
-    from workers.model import NewCase
+    from workers.model import NewCase, QueuePolicy
     from workers.worker import build_worker, run_worker
 
     queue = f"solo-{uuid.uuid4().hex[:8]}"
@@ -163,7 +164,8 @@ def _worked_then_orphaned(temporal, settings, title: str, *commands) -> str:
     worker, stop = temporal.loop.run(make())
     running = temporal.loop.submit(run_worker(worker, stop))
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title=title, queue="technical"), "ivy"))
+    run(gateway.start_case(case_id, NewCase(title=title, queue="technical"), "ivy",
+                           QueuePolicy("technical", sla_policy())))
     for command in commands:
         run(gateway.act(case_id, command))
     temporal.loop.loop.call_soon_threadsafe(stop.set)

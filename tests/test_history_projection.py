@@ -20,13 +20,13 @@ from workers.model import (
     Claim,
     Close,
     NewCase,
+    QueuePolicy,
     RemoveTag,
     Reopen,
     Resolve,
     SetDue,
     SetPriority,
     SetStatus,
-    SlaPolicy,
     Unwatch,
     Watch,
 )
@@ -132,9 +132,11 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # One entry per change, every change seen live, and each equal to what was seen.
     assert versions == list(range(1, final.version + 1))
     assert sorted(seen) == versions
-    # Opened, the scripted commands, priority, due time, two breaches, resolved, closed, and
-    # the due time's at-risk warning (issue 17) before its breach.
-    assert len(versions) == 1 + len(commands) + 7
+    # Opened, the scripted commands, priority, due time, two breaches, resolved, closed, the
+    # due time's at-risk warning (issue 17) before its breach, and the queue's rules the case
+    # asked for, started without them (issue 22).
+    assert len(versions) == 1 + len(commands) + 8
+    assert [e.kind for e in changes][1] == "queue rules"
     for entry in projection.entries:
         assert entry.state == seen[entry.state.version], entry.text
         assert not entry.diverged
@@ -164,7 +166,7 @@ def _continued_case(temporal, title: str, event_limit: int, *commands) -> tuple[
     handle = run(temporal.client.start_workflow(
         "Case",
         CaseInput(case_id=case_id, actor="intake", new=NewCase(title=title, queue="general"),
-                  sla=SlaPolicy(), history_event_limit=event_limit),
+                  policy=QueuePolicy("general"), history_event_limit=event_limit),
         id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
     ))
     first_run = handle.result_run_id

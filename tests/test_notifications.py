@@ -97,10 +97,13 @@ def people(temporal: Any) -> dict[str, Any]:
 
 
 def _open(title: str = "Printer on fire", queue: str = "technical", **fields: Any) -> str:
+    from cases.config.queue_policy import queue_policy
     from cases.temporal.ids import new_case_id
 
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title=title, queue=queue, **fields), "intake"))
+    # With its queue's policy, as the web opens a case (one without asks for it: issue 22).
+    run(gateway.start_case(case_id, NewCase(title=title, queue=queue, **fields), "intake",
+                           queue_policy(queue)))
     return case_id
 
 
@@ -543,13 +546,14 @@ def test_notices_waiting_when_the_case_continues_as_new_are_delivered_by_the_nex
     """Continue-as-new waits for the handlers and for a delivery in flight, and hands what
     waits for the quiet period to the next run: no notice is lost or told twice."""
     from cases.temporal.ids import new_case_id
-    from workers.model import CaseInput, SlaPolicy
+    from workers.model import CaseInput, QueuePolicy
 
     case_id = new_case_id()
     handle = run(temporal.client.start_workflow(
         "Case", CaseInput(case_id=case_id, actor="intake",
                           new=NewCase(title="Long runner", queue="technical"),
-                          sla=SlaPolicy(), history_event_limit=60, notify_quiet_seconds=1.5),
+                          policy=QueuePolicy("technical"), history_event_limit=60,
+                          notify_quiet_seconds=1.5),
         id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE))
     first_run = handle.result_run_id
     run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))

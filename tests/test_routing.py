@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from cases import temporal as gateway
+from cases.config.queue_policy import queue_policy
 from cases.temporal.ids import new_case_id
 from workers import routing
 from workers.model import Assign, NewCase
@@ -32,7 +33,7 @@ def test_round_robin_and_least_loaded_pick_by_name_and_skip_nobody_available():
 def _open_routed(queue: str, title: str) -> str:
     case_id = new_case_id()
     run(gateway.start_case(case_id, NewCase(title=title, queue=queue), "intake",
-                           None, None, True))
+                           queue_policy(queue)))
     return case_id
 
 

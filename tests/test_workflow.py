@@ -21,13 +21,13 @@ from workers.model import (
     Claim,
     Close,
     NewCase,
+    QueuePolicy,
     RemoveTag,
     Reopen,
     Resolve,
     SetDue,
     SetPriority,
     SetStatus,
-    SlaPolicy,
 )
 
 from .conftest import eventually, run, timeline
@@ -241,7 +241,7 @@ def test_continue_as_new_keeps_state_and_search_attributes(temporal, tclient):
         "Case",
         CaseInput(case_id=case_id, actor="intake",
                   new=NewCase(title="Long running", queue="general"),
-                  sla=SlaPolicy(), history_event_limit=30),
+                  policy=QueuePolicy("general"), history_event_limit=30),
         id=case_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
     ))
     first_run = handle.result_run_id

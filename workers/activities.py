@@ -14,10 +14,12 @@ from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from . import rules
 from .model import (
     Delivered,
     EscalationAsk,
     NoticeBatch,
+    QueuePolicy,
     RouteAsk,
     RouteHold,
     RoutePick,
@@ -107,6 +109,22 @@ class _Pacer:
         finally:
             done.set()
             beating.join()
+
+
+@activity.defn
+async def queue_policy(queue: str) -> QueuePolicy:
+    """What a case in `queue` gets (issue 22), for a case started without it (any Temporal
+    client) or moved to another queue: the one answer the web and the intake API give."""
+    from asgiref.sync import sync_to_async
+
+    from cases.config.queue_policy import queue_policy as build
+
+    policy = await sync_to_async(build)(queue)
+    problem = rules.policy_problem(policy)
+    if problem is not None:
+        # A configuration the case cannot count with: the case keeps the rules it has.
+        raise ApplicationError(f"{queue}: {problem[1]}", non_retryable=True)
+    return policy
 
 
 @activity.defn

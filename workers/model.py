@@ -80,6 +80,18 @@ class SlaPolicy:
 
 
 @dataclass
+class QueuePolicy:
+    """What a case in a queue gets of its queue's configuration (issue 22): the SLA (seconds,
+    business hours, at-risk shares, escalation) and whether its router finds it an agent. The
+    one answer the web, the intake API and the workflow's `queue_policy` activity give
+    (cases/config/queue_policy.py builds it); plain data, so it passes through history."""
+
+    queue: str = ""
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
+    route: bool = False
+
+
+@dataclass
 class Requester:
     name: str
     email: str
@@ -198,11 +210,14 @@ class Delivered:
 
 @dataclass
 class CaseInput:
-    """Workflow input. `state` is set only when the workflow continues as new."""
+    """Workflow input. `state` is taken only when the workflow continues as new; every bound
+    is checked by rules.admit."""
 
     case_id: str
     actor: str
     new: NewCase | None = None
+    # Cases started before issue 22 carry their queue's SLA here and `route` below; newer
+    # ones carry `policy`, and a case started without one asks its queue (an activity).
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     auto_close_seconds: int = 7 * 24 * 3600
     state: CaseState | None = None
@@ -217,6 +232,8 @@ class CaseInput:
     # The case's queue routes cases to agents (issue 17): it asks its queue's router when it
     # arrives unassigned, is released or escalates. False for cases opened before.
     route: bool = False
+    # The queue's policy the case was given (issue 22); None: the case asks its queue.
+    policy: QueuePolicy | None = None
 
 
 # --- Update inputs: one dataclass per command, each carrying the acting user. -----------------

@@ -31,6 +31,7 @@ from .model import (
     CaseState,
     Command,
     Delivered,
+    QueuePolicy,
     RoutePick,
     SlaPolicy,
 )
@@ -42,8 +43,11 @@ SLA_ACTIVITY = "notify_sla_breach"
 NOTIFY_ACTIVITY = "deliver_notices"
 ROUTE_ACTIVITY = "route_case"
 CHECK_ACTIVITY = "check_escalation"
+POLICY_ACTIVITY = "queue_policy"
 # The workflow upserts this search attribute alone at the moment a case becomes at risk.
 AT_RISK_MARK = "CaseAtRisk"
+# ... and this one alone at the moment it takes its queue's policy (issue 22).
+POLICY_MARK = "CaseDueAt"
 
 
 @dataclass
@@ -140,6 +144,9 @@ class Projector:
         # The last check's answer, for the breach that follows it (None: no check ran).
         self._refused: str | None = None
 
+        self._asks: set[int] = set()  # scheduled queue_policy, by event id
+        self._policies: list[QueuePolicy] = []  # queues' answers not yet seen by a task
+
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
         self._run_id = run_id
@@ -189,10 +196,20 @@ class Projector:
                 self._routings.add(event.event_id)
             elif activity == CHECK_ACTIVITY:
                 self._checks.add(event.event_id)
+
+            elif activity == POLICY_ACTIVITY:
+                self._asks.add(event.event_id)
         elif kind == "upsert_workflow_search_attributes_event_attributes":
             fields = event.upsert_workflow_search_attributes_event_attributes
             if set(fields.search_attributes.indexed_fields) == {AT_RISK_MARK} and self.state:
                 self._system(event, rules.sla_at_risk(self.state, self._now(event)), None)
+            elif set(fields.search_attributes.indexed_fields) == {POLICY_MARK} and \
+                    self._policies:
+                # As the workflow: the case lives by the answer, its times follow it.
+                policy = self._policies.pop(0)
+                self.sla = policy.sla
+                if self.state is not None:
+                    self._system(event, rules.queue_rules(self.state, policy), None)
         elif kind == "activity_task_completed_event_attributes":
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
@@ -203,6 +220,9 @@ class Projector:
                 # Applied by the workflow task that next starts (it sees the result then).
                 self._picks.append(
                     self.convert.from_payloads(attrs.result.payloads, [RoutePick])[0])
+            elif attrs.scheduled_event_id in self._asks:
+                self._policies.append(
+                    self.convert.from_payloads(attrs.result.payloads, [QueuePolicy])[0])
         elif kind in ("activity_task_failed_event_attributes",
                       "activity_task_timed_out_event_attributes"):
             attrs = getattr(event, kind)
@@ -219,9 +239,13 @@ class Projector:
 
     def _started(self, event: HistoryEvent) -> None:
         attrs = event.workflow_execution_started_event_attributes
-        inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
-        self.sla, self.quiet = inp.sla, inp.auto_close_seconds
-        if inp.state is None:
+        try:
+            inp: CaseInput = self.convert.from_payloads(attrs.input.payloads, [CaseInput])[0]
+        except Exception:  # not a case's input: the run was refused; its failure says so
+            return
+        self.sla, self.quiet = (inp.policy.sla if inp.policy else inp.sla), inp.auto_close_seconds
+        if inp.state is None or not attrs.continued_execution_run_id:
+            # A first run given a state is refused like any input no rule allows (_open).
             self._opening = inp
             return
         # Continued as new: the new run starts from the state the last one handed over.
@@ -235,11 +259,13 @@ class Projector:
 
     def _open(self, event: HistoryEvent) -> None:
         inp, self._opening = self._opening, None
-        assert inp is not None and inp.new is not None and self.now is not None
+        assert inp is not None and self.now is not None
         try:
+            rules.admit(inp, continued=False)
+            assert inp.new is not None
             # Named by its workflow id, as the workflow names itself (rules.case_id_of).
             case_id = rules.case_id_of(self.result.case_id)
-            self.state = rules.open_case(case_id, inp.new, inp.actor, inp.sla, self.now)
+            self.state = rules.open_case(case_id, inp.new, inp.actor, self.sla, self.now)
         except rules.RuleError:
             return  # the run failed on its input; its failure event says so
         self._add(event, inp.actor, "opened", self.state.title, self.state)

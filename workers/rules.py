@@ -25,6 +25,7 @@ from .model import (
     Assign,
     AttributeValue,
     Authority,
+    CaseInput,
     CaseState,
     ChangeRequester,
     Claim,
@@ -33,6 +34,7 @@ from .model import (
     Comment,
     NewCase,
     Notice,
+    QueuePolicy,
     RemoveTag,
     Reopen,
     Requester,
@@ -206,6 +208,120 @@ def case_id_of(workflow_id: str) -> str:
     if not CASE_ID_RE.match(workflow_id):
         raise RuleError(f"{workflow_id!r} is not a case id (case- and eight letters or digits).")
     return workflow_id
+
+
+# --- a case's input, from any Temporal client (issue 22) -------------------------------------
+# Bounds far past any real configuration and well inside what datetime can count, so a
+# refused input fails the run with its reason instead of a workflow task that retries forever.
+MAX_SLA_SECONDS = 366 * 24 * 3600
+MAX_AUTO_CLOSE_SECONDS = 5 * 366 * 24 * 3600
+MAX_QUIET_SECONDS = 24 * 3600
+# A run needs about a dozen events to start and wait; fewer would continue as new forever.
+MIN_HISTORY_EVENT_LIMIT = 20
+MAX_HISTORY_EVENT_LIMIT = 50_000
+# Working intervals end before the year 9000: past them add_working counts the wall clock.
+MAX_EPOCH = 221_845_392_000
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(value: object, low: float, high: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and low <= value <= high  # NaN compares false, infinities are out of range
+
+
+def sla_problem(sla: SlaPolicy) -> tuple[str, str] | None:
+    """(field, why) when an SLA policy from outside cannot be counted with, else None."""
+    seconds = sla.seconds_by_priority
+    if not isinstance(seconds, list) or len(seconds) != 4 or \
+            not all(_whole(v, 1, MAX_SLA_SECONDS) for v in seconds):
+        return ("seconds_by_priority", "seconds_by_priority is four whole numbers of seconds "
+                f"from 1 to {MAX_SLA_SECONDS:,} (366 days), one per priority.")
+    shares = sla.at_risk_by_priority
+    if shares is not None and (not isinstance(shares, list) or len(shares) != 4 or
+                               not all(_number(v, 0.0, 1.0) for v in shares)):
+        return ("at_risk_by_priority",
+                "at_risk_by_priority is four shares from 0 to 1, one per priority.")
+    work = sla.working
+    if work is not None:
+        spans = work.intervals
+        last = 0
+        for span in spans if isinstance(spans, list) else [None]:
+            if not isinstance(span, list) or len(span) != 2 or \
+                    not _whole(span[0], last, MAX_EPOCH) or \
+                    not _whole(span[1], span[0] + 1, MAX_EPOCH):
+                return ("working", "working.intervals are sorted, disjoint [start, end) pairs "
+                        "of UTC epoch seconds before the year 9000.")
+            last = span[1]
+    escalation = sla.escalation
+    if escalation is not None and (
+            not isinstance(escalation.raise_priority, bool)
+            or not isinstance(escalation.to_queue, str)
+            or (escalation.to_queue and not QUEUE_RE.match(escalation.to_queue))
+            or not isinstance(escalation.to_assignee, str)
+            or (escalation.to_assignee and not USERNAME_RE.match(escalation.to_assignee))):
+        return ("escalation", "escalation names a queue and a username, or none.")
+    return None
+
+
+def policy_problem(policy: QueuePolicy) -> tuple[str, str] | None:
+    """(field, why) when a queue's policy cannot be lived by, else None."""
+    if not isinstance(policy.queue, str) or (policy.queue and not QUEUE_RE.match(policy.queue)):
+        return ("queue", "policy.queue is a queue's slug.")
+    if not isinstance(policy.route, bool):
+        return ("route", "policy.route is true or false.")
+    return sla_problem(policy.sla)
+
+
+def admit(inp: CaseInput, continued: bool) -> None:
+    """Refuse a case's input that no rule allows, whoever started it (issue 22): a state
+    outside a continue-as-new (it would skip every rule of opening), an SLA, a quiet period,
+    an auto-close or a history limit that cannot be counted with."""
+    if inp.state is not None and not continued:
+        raise RuleError("A case's state is taken only when it continues as new; start a case "
+                        "with its fields (new).", "state")
+    if inp.state is None and inp.new is None:
+        raise RuleError("A case needs its fields.")
+    for given in (inp.sla, inp.policy):
+        problem = None if given is None else (
+            sla_problem(given) if isinstance(given, SlaPolicy) else policy_problem(given))
+        if problem is not None:
+            raise RuleError(problem[1], problem[0])
+    if not _number(inp.notify_quiet_seconds, float("-inf"), MAX_QUIET_SECONDS) or \
+            inp.notify_quiet_seconds == float("-inf"):
+        raise RuleError("notify_quiet_seconds is at most a day (negative: no notices).",
+                        "notify_quiet_seconds")
+    if not _whole(inp.auto_close_seconds, 0, MAX_AUTO_CLOSE_SECONDS):
+        raise RuleError("auto_close_seconds is a whole number of seconds up to five years.",
+                        "auto_close_seconds")
+    limit = inp.history_event_limit
+    if limit is not None and not _whole(limit, MIN_HISTORY_EVENT_LIMIT,
+                                        MAX_HISTORY_EVENT_LIMIT):
+        raise RuleError(f"history_event_limit is from {MIN_HISTORY_EVENT_LIMIT} to "
+                        f"{MAX_HISTORY_EVENT_LIMIT:,} events, or none.", "history_event_limit")
+
+
+def queue_rules(state: CaseState, policy: QueuePolicy) -> Effect | None:
+    """The due and at-risk times an open case gets under the queue's policy it asked for
+    (issue 22), counted from its creation like a new priority; None when nothing changes (a
+    breached case keeps its breach)."""
+    if not state.is_open or state.sla_breached:
+        return None
+    changes: dict[str, Any] = {}
+    due = due_at(policy.sla, state.created_at, state.priority)
+    risk = risk_point(policy.sla, state.created_at, state.priority)
+    if due != state.due_at:
+        changes["due_at"] = due
+    if risk != state.at_risk_at:
+        changes.update(at_risk_at=risk, at_risk=False)
+    if not changes:
+        return None
+    said = [f"due {due.isoformat(timespec='minutes')}"]
+    if policy.sla.working is not None:
+        said.append(f"business hours {policy.sla.working.calendar}".rstrip())
+    return Effect("queue rules", f"{policy.queue}: {', '.join(said)}", changes)
 
 
 def due_at(sla: SlaPolicy, start: datetime, priority: int) -> datetime:
@@ -689,6 +805,7 @@ SYSTEM_STEPS: dict[str, SystemStep] = {
     "escalated": SystemStep("escalated on breach: {detail}",
                             Tells(assignee="assigned", new_assignee=True)),
     "routed": SystemStep("routed to {detail}", Tells(assignee="assigned", new_assignee=True)),
+    "queue rules": SystemStep("the queue's rules: {detail}"),
     "notified": SystemStep("notified {detail}"),
     "mail refused": SystemStep("mail to {detail}"),
     "ended": SystemStep("{detail}"),

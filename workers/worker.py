@@ -13,6 +13,7 @@ from .activities import (
     check_escalation,
     deliver_notices,
     notify_sla_breach,
+    queue_policy,
     route_case,
     tell_router,
 )
@@ -35,7 +36,7 @@ def build_worker(
         workflows=[CaseWorkflow, QueueRouter],
         # deliver_notices and check_escalation are synchronous (ORM, SMTP): on these threads.
         activities=[notify_sla_breach, deliver_notices, route_case, check_escalation,
-                    tell_router],
+                    tell_router, queue_policy],
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities or 20,
                                              thread_name_prefix="tracerail-notify"),
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

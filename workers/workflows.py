@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         check_escalation,
         deliver_notices,
         notify_sla_breach,
+        queue_policy,
         route_case,
         tell_router,
     )
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationAsk,
         Notice,
         NoticeBatch,
+        QueuePolicy,
         RouteAsk,
         RouteHold,
         RoutePick,
@@ -45,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from .router import router_id
     from .search_attributes import (
         CASE_AT_RISK,
+        CASE_DUE_AT,
         ROW_MEMO_KEY,
         custom_updates,
         row_memo,
@@ -104,22 +107,40 @@ def _refusal(err: rules.RuleError) -> ApplicationError:
 @_with_command_updates
 class CaseWorkflow:
     @workflow.init
-    def __init__(self, inp: CaseInput) -> None:
-        self._input = inp
+    def __init__(self, raw: RawValue) -> None:
         # Bad input fails the run (below) rather than __init__, which would only retry the task.
         self._invalid: rules.RuleError | None = None
+        # Decoded here, not by the SDK: input of the wrong shape from any client would fail
+        # every workflow task ("Failed decoding arguments") and retry forever.
         try:
-            case_id = rules.case_id_of(workflow.info().workflow_id)
+            inp = workflow.payload_converter().from_payload(raw.payload, CaseInput)
+        except Exception as err:  # whatever the JSON holds, it is refused, never retried
+            self._invalid = rules.RuleError(f"The case's input is not a case's input: {err}")
+            inp = CaseInput(case_id="", actor="")
+        self._input = inp
+        # The queue's policy the case lives by (issue 22): given, or (cases before it) the
+        # SLA and routing of its input until the case has asked its queue.
+        self._policy = inp.policy or QueuePolicy(
+            inp.new.queue if inp.new is not None else "", inp.sla, inp.route)
+        # The queue whose policy the case is to ask for next ("" none), and the ask in flight:
+        # the case goes on by the rules it has meanwhile (a Close still ends it).
+        self._ask_queue = ""
+        self._asking: asyncio.Task[None] | None = None
+        try:
+            info = workflow.info()
+            rules.admit(inp, continued=info.continued_run_id is not None)
+            case_id = rules.case_id_of(info.workflow_id)
             if inp.state is not None:
                 self._state = replace(inp.state, case_id=case_id)
             else:
-                if inp.new is None:
-                    raise rules.RuleError("A case needs its fields.")
+                assert inp.new is not None
                 self._state = rules.open_case(
-                    case_id, inp.new, inp.actor, inp.sla, workflow.now()
+                    case_id, inp.new, inp.actor, self._policy.sla, workflow.now()
                 )
+                if inp.policy is None:
+                    self._ask_queue = self._state.queue
         except rules.RuleError as err:
-            self._invalid = err
+            self._invalid = self._invalid or err
         # Notices waiting for the quiet period (issue 16), handed over on continue-as-new.
         self._outbox: list[Notice] = list(inp.pending_notices)
         self._noticed = 0  # notices added this run: a new one restarts the quiet period
@@ -139,22 +160,30 @@ class CaseWorkflow:
         self._router_lock = asyncio.Lock()
 
     @workflow.run
-    async def run(self, inp: CaseInput) -> CaseState:
+    async def run(self, raw: RawValue) -> CaseState:
         if self._invalid is not None:
             raise _refusal(self._invalid)
+        inp = self._input
         if inp.state is None and self._state.attributes:
             workflow.upsert_search_attributes(custom_updates(self._state.attributes))
         self._publish()
         notifier = None
         if inp.notify_quiet_seconds >= 0:
             notifier = asyncio.create_task(self._notifier(inp.notify_quiet_seconds))
-        if inp.route and inp.state is None and not self._state.assignee:
+        # Cases started before issue 22 replay without asking (no marker in their history).
+        if self._ask_queue and not workflow.patched("queue-policy"):
+            self._ask_queue = ""
+        if self._ask_queue:
+            self._asking = asyncio.create_task(self._ask_policy("arrived"))
+        elif self._policy.route and inp.state is None and not self._state.assignee:
             self._route_why = "arrived"
         router_notes = None
         if inp.route:
             self._router_told = (self._state.queue, "")
             router_notes = asyncio.create_task(self._tell_routers())
         while self._state.status != "closed":
+            if self._ask_queue and (self._asking is None or self._asking.done()):
+                self._asking = asyncio.create_task(self._ask_policy("escalated"))
             if self._route_why:
                 await self._route()
             deadline = rules.next_deadline(self._state, inp.auto_close_seconds)
@@ -167,6 +196,11 @@ class CaseWorkflow:
                 # Handlers first; a delivery in flight finishes in this run too (its result
                 # is its timeline line); what waits for the quiet period goes to the next.
                 await self._settled()
+                if self._ask_queue or (self._asking is not None and not self._asking.done()):
+                    # The queue's answer, and the routing it may call for, are this run's.
+                    if self._asking is not None:
+                        await self._asking
+                    continue
                 if notifier is not None:
                     notifier.cancel()
                 if router_notes is not None:
@@ -175,16 +209,17 @@ class CaseWorkflow:
                     CaseInput(
                         case_id=self._state.case_id,
                         actor=inp.actor,
-                        sla=inp.sla,
+                        policy=self._policy,
                         auto_close_seconds=inp.auto_close_seconds,
                         state=self._state,
                         history_event_limit=inp.history_event_limit,
                         notify_quiet_seconds=inp.notify_quiet_seconds,
                         pending_notices=list(self._outbox),
-                        route=inp.route,
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._asking is not None:
+            self._asking.cancel()  # closed before its queue answered: nothing to apply
         await workflow.wait_condition(lambda: not self._router_behind())
         if router_notes is not None:
             router_notes.cancel()
@@ -209,7 +244,7 @@ class CaseWorkflow:
         if self._invalid is not None:
             raise _refusal(self._invalid)
         try:
-            rules.decide(self._state, cmd, workflow.now(), self._input.sla)
+            rules.decide(self._state, cmd, workflow.now(), self._policy.sla)
         except rules.RuleError as err:
             raise _refusal(err) from err
 
@@ -217,13 +252,13 @@ class CaseWorkflow:
         now = workflow.now()
         try:
             # Decided again: updates validated in the same activation see the earlier ones now.
-            effect = rules.decide(self._state, cmd, now, self._input.sla)
+            effect = rules.decide(self._state, cmd, now, self._policy.sla)
         except rules.RuleError as err:
             raise _refusal(err) from err
         before = self._state
         self._state = rules.apply(self._state, effect, cmd.actor, now)
         self._notice(before, effect, cmd.actor)
-        if self._input.route and before.assignee and before.assignee != self._state.assignee:
+        if self._policy.route and before.assignee and before.assignee != self._state.assignee:
             self._released(before)
         if isinstance(cmd, SetAttributes):
             workflow.upsert_search_attributes(custom_updates({
@@ -249,15 +284,20 @@ class CaseWorkflow:
             self._notice(before, breach, SYSTEM_ACTOR)
             # The queue's escalation (issue 17), in the same task: the projection applies it
             # right after the breach it finds by the activity scheduled below.
-            escalate = rules.escalation(self._state, self._input.sla, refused or "")
+            escalate = rules.escalation(self._state, self._policy.sla, refused or "")
             if escalate is not None:
                 before = self._state
                 self._state = rules.apply(self._state, escalate, SYSTEM_ACTOR, now)
                 self._notice(before, escalate, SYSTEM_ACTOR)
-                if self._input.route and before.queue != self._state.queue:
-                    if before.assignee and before.assignee != self._state.assignee:
+                if before.queue != self._state.queue:
+                    if self._policy.route and before.assignee and \
+                            before.assignee != self._state.assignee:
                         self._released(before)
-                    if not self._state.assignee:
+                    # The new queue's rules: a case moved into a routed queue is routed there
+                    # (issue 22); cases before it routed by their first queue's flag.
+                    if workflow.patched("queue-policy"):
+                        self._ask_queue = self._state.queue
+                    elif self._policy.route and not self._state.assignee:
                         self._route_why = "escalated"
             self._publish()
             assert self._state.due_at is not None
@@ -297,7 +337,7 @@ class CaseWorkflow:
         the access rule at the breach (config lives in Django: an activity); None when the
         policy names nobody, or the case breached before this check existed (its history
         has no marker, and replays as it ran)."""
-        policy = self._input.sla.escalation
+        policy = self._policy.sla.escalation
         if policy is None or not policy.to_assignee or \
                 not workflow.patched("escalation-access"):
             return None
@@ -325,12 +365,42 @@ class CaseWorkflow:
         seen = self._state.version
         try:
             await workflow.wait_condition(
-                lambda: self._state.version != seen or self._should_continue_as_new(),
+                lambda: self._state.version != seen or self._should_continue_as_new()
+                or bool(self._route_why),
                 timeout=None if seconds is None else timedelta(seconds=seconds),
             )
         except TimeoutError:
             return False
         return True
+
+    # --- the queue's policy (issue 22) -------------------------------------------------------
+
+    async def _ask_policy(self, why: str) -> None:
+        """Ask the case's queue what a case there gets (an activity: the answer is in the
+        history, so a replay lives by the same rules); the case's times follow it, and a
+        routed queue's router is asked for an agent (`why`: arrived, escalated)."""
+        queue, self._ask_queue = self._ask_queue, ""
+        try:
+            policy = await workflow.execute_activity(
+                queue_policy, queue, result_type=QueuePolicy,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5))
+        except ActivityError:
+            workflow.logger.warning("no policy for %s of %s", queue, self._state.case_id)
+            return
+        # CaseDueAt upserted alone marks the moment the case took the answer, where the
+        # history projection takes it too: an Update in the same task may come before it.
+        due = self._state.due_at
+        workflow.upsert_search_attributes(
+            [CASE_DUE_AT.value_set(due) if due else CASE_DUE_AT.value_unset()])
+        self._policy = policy
+        effect = rules.queue_rules(self._state, policy)
+        if effect is not None:
+            # Nobody is told: the case's times follow its queue's rules, nothing happened.
+            self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, workflow.now())
+            self._publish()
+        if policy.route and self._state.is_open and not self._state.assignee:
+            self._route_why = why
 
     # --- routing (issue 17) ----------------------------------------------------------------
 

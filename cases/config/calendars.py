@@ -78,14 +78,3 @@ def escalation_for(queue: str) -> Escalation | None:
     if row is None or not any(row):
         return None
     return Escalation(raise_priority=row[0], to_queue=row[1] or "", to_assignee=row[2] or "")
-
-
-def _policy_for(queue: str) -> tuple[WorkingTime | None, Escalation | None, bool]:
-    routes = Queue.objects.filter(slug=queue).exclude(routing="manual").exists()
-    return working_time_for(queue), escalation_for(queue), routes
-
-
-async def policy_for(queue: str) -> tuple[WorkingTime | None, Escalation | None, bool]:
-    """What a case opened now in `queue` is given of its queue's configuration: business
-    hours, escalation, and whether it asks the queue's router for an agent."""
-    return await sync_to_async(_policy_for)(queue)

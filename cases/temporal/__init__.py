@@ -58,7 +58,6 @@ if TYPE_CHECKING:
         act,
         describe_case,
         get_case,
-        sla_policy,
         start_case,
     )
     from cases.temporal.client import (
@@ -84,7 +83,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "cases.temporal.client": ("get_client", "reset_client", "ping", "wait_until_reachable",
                               "is_transient", "retry_transient"),
-    "cases.temporal.cases": ("WORKFLOW_TYPE", "UPDATE_NAMES", "sla_policy", "start_case", "act",
+    "cases.temporal.cases": ("WORKFLOW_TYPE", "UPDATE_NAMES", "start_case", "act",
                              "get_case", "describe_case"),
     "cases.temporal.rows": ("list_cases", "count_cases"),
     "cases.temporal.namespace": ("setup_namespace", "ATTRIBUTE_TYPES", "namespace_attributes",
@@ -139,7 +138,6 @@ __all__ = [
     "reset_client",
     "retry_transient",
     "setup_namespace",
-    "sla_policy",
     "start_case",
     "wait_until_reachable",
 ]

@@ -36,8 +36,7 @@ from cases.temporal.types import (
     WorkerUnavailable,
 )
 from workers import rules
-from workers.business_hours import WorkingTime
-from workers.model import CaseInput, CaseState, Command, Escalation, NewCase, SlaPolicy
+from workers.model import CaseInput, CaseState, Command, NewCase, QueuePolicy
 from workers.search_attributes import ROW_MEMO_KEY, initial_search_attributes, row_memo
 
 WORKFLOW_TYPE = "Case"
@@ -45,22 +44,15 @@ WORKFLOW_TYPE = "Case"
 UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMANDS.items()}
 
 
-def sla_policy(working: WorkingTime | None = None,
-               escalation: Escalation | None = None) -> SlaPolicy:
-    return SlaPolicy(seconds_by_priority=list(settings.CASE_SLA_SECONDS), working=working,
-                     at_risk_by_priority=list(settings.CASE_SLA_AT_RISK), escalation=escalation)
-
-
 async def start_case(case_id: str, new: NewCase, actor: str,
-                     working: WorkingTime | None = None,
-                     escalation: Escalation | None = None, route: bool = False) -> str:
+                     policy: QueuePolicy | None = None) -> str:
     """Start the case's workflow. The id doubles as an idempotency key: starting the same id
-    twice raises CaseExists rather than opening a second case. `working` is the queue's
-    business hours (cases.config.calendars), which the case keeps for its life."""
+    twice raises CaseExists rather than opening a second case. `policy` is what a case in
+    its queue gets (cases.config.queue_policy); without it the case asks its queue."""
     client = await get_client()
-    sla = sla_policy(working, escalation)
     # The workflow computes the authoritative state; this preview only seeds Visibility.
-    preview = rules.open_case(case_id, new, actor, sla, datetime.now(UTC))
+    preview = rules.open_case(case_id, new, actor, (policy or QueuePolicy()).sla,
+                              datetime.now(UTC))
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
@@ -68,10 +60,9 @@ async def start_case(case_id: str, new: NewCase, actor: str,
                 case_id=case_id,
                 actor=actor,
                 new=new,
-                sla=sla,
+                policy=policy,
                 auto_close_seconds=settings.CASE_AUTO_CLOSE_SECONDS,
                 notify_quiet_seconds=settings.NOTIFY_QUIET_SECONDS,
-                route=route,
             ),
             id=case_id,
             task_queue=settings.TEMPORAL_TASK_QUEUE,

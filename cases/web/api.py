@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import temporal
-from cases.config import calendars, dbconn
+from cases.config import dbconn, queue_policy
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
 from cases.models import ApiToken
@@ -147,7 +147,7 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
     try:
         new = form.new_case()
         await temporal.start_case(case_id, new, user.get_username(),
-                                  *await calendars.policy_for(new.queue))
+                                  await queue_policy.policy_of(new.queue))
     except temporal.CaseExists:
         created = False  # a retry with the same key: the case it opened the first time
     return JsonResponse(

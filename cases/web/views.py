@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
-from cases.config import calendars, custom_fields, dbconn
+from cases.config import custom_fields, dbconn, queue_policy
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
@@ -145,7 +145,7 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
         try:
             new = form.new_case()
             await temporal.start_case(case_id, new, access.username,
-                                      *await calendars.policy_for(new.queue))
+                                      await queue_policy.policy_of(new.queue))
             messages.success(request, f"Opened {case_id}.")
         except temporal.CaseExists:
             # The same form posted twice: the first POST already opened this case.
@@ -163,7 +163,7 @@ def _action_forms(state: CaseState, access: Access,
     """Unbound forms for the actions this user may take on the case as it is now. The
     workflow's rules decide which (rules.offers), so the page offers exactly what the case
     would accept, whatever is added to the registry."""
-    now, sla = timezone.now(), temporal.sla_policy()
+    now, sla = timezone.now(), queue_policy.sla_policy()
     forms: dict[str, ActionForm] = {}
     for name, form_class in ACTION_FORMS.items():
         if not form_class.spec.in_actions:
@@ -210,7 +210,7 @@ async def _detail_context(
             f.username_inputs() for f in forms.values()) else [],
         "can_remove_tags": not read_only and access.offers(
             state, ACTION_FORMS["remove_tag"].probe(access.username), timezone.now(),
-            temporal.sla_policy()),
+            queue_policy.sla_policy()),
         "read_only": read_only,
         "ended": seen.ended,
         "degraded": seen.degraded,
