@@ -21,12 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _open(queue: str = "technical", priority: int = 1, title: str = "Breach me") -> str:
     """Opened as the web form and the API open cases: with the queue's policy of now."""
-    from cases.config import calendars
+    from cases.config.queue_policy import policy_of
     from cases.temporal.ids import new_case_id
 
     case_id = new_case_id()
     run(gateway.start_case(case_id, NewCase(title=title, queue=queue, priority=priority),
-                           "intake", *run(calendars.policy_for(queue))))
+                           "intake", policy=run(policy_of(queue))))
     return case_id
 
 

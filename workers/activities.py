@@ -117,9 +117,10 @@ async def queue_policy(queue: str) -> QueuePolicy:
     client) or moved to another queue: the one answer the web and the intake API give."""
     from asgiref.sync import sync_to_async
 
+    from cases.config.dbconn import outside_request
     from cases.config.queue_policy import queue_policy as build
 
-    policy = await sync_to_async(build)(queue)
+    policy = await sync_to_async(outside_request(build))(queue)
     problem = rules.policy_problem(policy)
     if problem is not None:
         # A configuration the case cannot count with: the case keeps the rules it has.

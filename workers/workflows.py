@@ -177,10 +177,13 @@ class CaseWorkflow:
             self._asking = asyncio.create_task(self._ask_policy("arrived"))
         elif self._policy.route and inp.state is None and not self._state.assignee:
             self._route_why = "arrived"
-        router_notes = None
-        if inp.route:
-            self._router_told = (self._state.queue, "")
-            router_notes = asyncio.create_task(self._tell_routers())
+        # Every case follows its holder for the routers: whether its queue routes may only be
+        # known once the queue answers, or once it moves into one (`_holding`).
+        if inp.state is not None:
+            # Continued: the router may count this case already (the last run told it), so
+            # its next note is sent whatever it says, even "nobody holds it".
+            self._router_told = (self._holding()[0], None)
+        router_notes = asyncio.create_task(self._tell_routers())
         while self._state.status != "closed":
             if self._ask_queue and (self._asking is None or self._asking.done()):
                 self._asking = asyncio.create_task(self._ask_policy("escalated"))
@@ -418,7 +421,11 @@ class CaseWorkflow:
         return workflow.patched("router-holds")
 
     def _holding(self) -> tuple[str, str]:
-        """(queue, who holds the case open in it): what the queue's router counts."""
+        """(queue, who holds the case open in it): what the queue's router counts; ("", "")
+        in a queue that does not route (by the policy the case has for the queue it is in)."""
+        policy = self._policy
+        if not policy.route or policy.queue not in ("", self._state.queue):
+            return ("", "")
         return (self._state.queue,
                 (self._state.assignee or "") if self._state.is_open else "")
 
@@ -442,7 +449,8 @@ class CaseWorkflow:
                 if told_queue == want[0] or want[1]:
                     notes.append(want)
                 for queue, agent in notes:
-                    await self._hold_note(queue, agent)
+                    if queue:  # "": a queue that does not route
+                        await self._hold_note(queue, agent)
                 self._router_told = want
 
     async def _hold_note(self, queue: str, agent: str) -> None:
