@@ -18,7 +18,14 @@ from cases import temporal as gateway
 from workers.model import AddComment, Assign, Watch
 
 from .conftest import eventually, logged_in, manage, manage_in_background, run, timeline
-from .test_notifications import ALICE, _assert, _open, people, smtp  # noqa: F401
+from .test_notifications import (  # noqa: F401 (fixtures)
+    ALICE,
+    _assert,
+    _open,
+    people,
+    smtp,
+    worker_env,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,14 +83,7 @@ def test_the_database_keeps_no_case_text_after_a_mention_a_comment_and_a_breach(
     comment and an SLA breach (in-app and by email); the database's bytes then hold none of
     the case's title, the comments or the lines the notices told."""
     database = tmp_path / "inbox.sqlite3"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{database}",
-           "TEMPORAL_ADDRESS": temporal.address, "EMAIL_HOST": "127.0.0.1",
-           "EMAIL_PORT": str(settings.EMAIL_PORT), "SITE_URL": settings.SITE_URL,
-           "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    migrated = manage(["migrate", "--noinput"], env)
-    assert migrated.returncode == 0, migrated.stderr
+    env = worker_env(settings, f"sqlite:///{database}", tmp_path, temporal)
     made = manage(["shell", "-c", (
         "from django.contrib.auth.models import Group, User\n"
         "from cases.models import Queue\n"

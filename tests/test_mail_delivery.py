@@ -5,19 +5,17 @@ sending and recording. Each mail is sent once, or refused once and said so on th
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 import uuid
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from cases import temporal as gateway
 from workers.model import AddComment, Assign, Authority, Claim, Watch
 
-from .conftest import eventually, free_port, manage, manage_in_background, run, timeline
+from .conftest import eventually, manage, manage_in_background, run, timeline
 from .test_notifications import (  # noqa: F401 (fixtures)
     ALICE,
     Inbox,
@@ -26,7 +24,9 @@ from .test_notifications import (  # noqa: F401 (fixtures)
     _open,
     _text,
     people,
+    serve_smtp,
     smtp,
+    worker_env,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,17 +57,6 @@ class RefusingInbox(Inbox):
         return "250 OK"
 
 
-def _serve(settings: Any, inbox: Inbox) -> Controller:
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = False
-    settings.SITE_URL = "https://desk.example.org"
-    settings.DEFAULT_FROM_EMAIL = "Tracerail <help@example.org>"
-    return controller
-
-
 REFUSAL = "550 5.1.1 <grace@example.net>: Recipient address rejected: no such mailbox"
 
 
@@ -82,7 +71,7 @@ def test_one_refused_recipient_does_not_end_the_batch(settings, people):  # noqa
     from cases.models import EmailDelivery
 
     inbox = RefusingInbox({"grace@example.net": REFUSAL})
-    controller = _serve(settings, inbox)
+    controller = serve_smtp(settings, inbox)
     settings.NOTIFY_QUIET_SECONDS = 2.0
     try:
         case_id = _open(requester_name="Grace", requester_email="grace@example.net")
@@ -112,7 +101,7 @@ def test_a_temporary_refusal_retries_that_mail_alone(settings, people):  # noqa:
     """A 451 for one address: the others are sent and recorded, the retry sends only the
     deferred one, and the timeline tells of all of them once."""
     inbox = RefusingInbox({}, deferred={"alice@example.com": 1})
-    controller = _serve(settings, inbox)
+    controller = serve_smtp(settings, inbox)
     settings.NOTIFY_QUIET_SECONDS = 1.0
     try:
         case_id = _open()
@@ -175,7 +164,7 @@ def test_a_send_slower_than_the_heartbeat_timeout_is_not_retried_beside_itself(
     steps of 12 s; the heartbeat timeout is 30 s) is not taken for a dead worker, so no
     retry sends the same email beside it."""
     inbox = SlowInbox()
-    controller = _serve(settings, inbox)
+    controller = serve_smtp(settings, inbox)
     settings.NOTIFY_QUIET_SECONDS = 0.5
     try:
         case_id = _open()
@@ -190,19 +179,6 @@ def test_a_send_slower_than_the_heartbeat_timeout_is_not_retried_beside_itself(
         assert started.attempt == 1
     finally:
         controller.stop()
-
-
-def _worker_env(settings: Any, database_url: str, tmp_path: Any, temporal: Any
-                ) -> dict[str, str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": database_url,
-           "TEMPORAL_ADDRESS": temporal.address, "EMAIL_HOST": "127.0.0.1",
-           "EMAIL_PORT": str(settings.EMAIL_PORT), "SITE_URL": settings.SITE_URL,
-           "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    migrated = manage(["migrate", "--noinput"], env)
-    assert migrated.returncode == 0, migrated.stderr
-    return env
 
 
 def _answered(case_id: str) -> None:
@@ -243,7 +219,7 @@ def test_the_ledger_on_postgresql_takes_a_batch_of_sixty_changes_and_mails_each_
     import psycopg
 
     database = postgres_server.new_database()
-    env = _worker_env(settings, database, tmp_path, temporal)
+    env = worker_env(settings, database, tmp_path, temporal)
     made = manage(["shell", "-c", PEOPLE_ON_POSTGRES], env)
     assert made.returncode == 0, made.stderr
     queue = f"notify-pg-{uuid.uuid4().hex[:6]}"
@@ -284,7 +260,7 @@ def test_a_worker_killed_between_sending_and_recording_does_not_send_twice(
     import sqlite3
 
     database = tmp_path / "worker.sqlite3"
-    env = _worker_env(settings, f"sqlite:///{database}", tmp_path, temporal)
+    env = worker_env(settings, f"sqlite:///{database}", tmp_path, temporal)
     queue = f"notify-kill-{uuid.uuid4().hex[:6]}"
     settings.TEMPORAL_TASK_QUEUE = queue
     worker_args = ["run_worker", "--task-queue", queue, "--wait", "30"]

@@ -30,7 +30,16 @@ from workers.model import (
     Watch,
 )
 
-from .conftest import TEMPORAL_BIN, _persona, eventually, free_port, logged_in, run, timeline
+from .conftest import (
+    TEMPORAL_BIN,
+    _persona,
+    eventually,
+    free_port,
+    logged_in,
+    manage,
+    run,
+    timeline,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ALICE = Authority(role="agent", queues=["technical", "general"])
@@ -63,9 +72,9 @@ class Inbox:
         return eventually(arrived, timeout=timeout, interval=0.1)
 
 
-@pytest.fixture
-def smtp(settings: Any) -> Any:
-    inbox = Inbox()
+def serve_smtp(settings: Any, inbox: Inbox) -> Controller:
+    """A real SMTP server on a free port handing what it takes to `inbox`, and Django's
+    mail settings pointed at it."""
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -73,6 +82,28 @@ def smtp(settings: Any) -> Any:
     settings.EMAIL_USE_TLS = False
     settings.SITE_URL = "https://desk.example.org"
     settings.DEFAULT_FROM_EMAIL = "Tracerail <help@example.org>"
+    return controller
+
+
+def worker_env(settings: Any, database_url: str, tmp_path: Any, temporal: Any
+                ) -> dict[str, str]:
+    """The environment of a worker process of its own (production settings, a database of
+    its own at `database_url`, this test's Temporal and SMTP), its database migrated."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": database_url,
+           "TEMPORAL_ADDRESS": temporal.address, "EMAIL_HOST": "127.0.0.1",
+           "EMAIL_PORT": str(settings.EMAIL_PORT), "SITE_URL": settings.SITE_URL,
+           "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL, "REDIS_URL": ""}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    migrated = manage(["migrate", "--noinput"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Any:
+    inbox = Inbox()
+    controller = serve_smtp(settings, inbox)
     settings.NOTIFY_QUIET_SECONDS = 0.5
     try:
         yield inbox
@@ -263,17 +294,10 @@ def test_a_worker_killed_between_sending_and_completing_does_not_send_twice(
     import sqlite3
     import uuid
 
-    from .conftest import manage, manage_in_background
+    from .conftest import manage_in_background
 
     database = tmp_path / "worker.sqlite3"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{database}",
-           "TEMPORAL_ADDRESS": temporal.address, "EMAIL_HOST": "127.0.0.1",
-           "EMAIL_PORT": str(settings.EMAIL_PORT), "SITE_URL": settings.SITE_URL,
-           "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    migrated = manage(["migrate", "--noinput"], env)
-    assert migrated.returncode == 0, migrated.stderr
+    env = worker_env(settings, f"sqlite:///{database}", tmp_path, temporal)
     queue = f"notify-kill-{uuid.uuid4().hex[:6]}"
     settings.TEMPORAL_TASK_QUEUE = queue
     worker_args = ["run_worker", "--task-queue", queue, "--wait", "30"]
