@@ -81,18 +81,19 @@ def test_one_refused_recipient_does_not_end_the_batch(settings, people):  # noqa
         run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
         run(gateway.act(case_id, AddComment(actor="bob", body="@sam have a look",
                                             authority=BOB)))
-        inbox.one_to("alice@example.com")
-        inbox.one_to("sam@example.com")
+        inbox.one_to("alice@example.com", about=case_id)
+        inbox.one_to("sam@example.com", about=case_id)
         eventually(lambda: _assert(len(_notified(case_id)) == 1), timeout=20, interval=0.2)
         assert _notified(case_id) == ["alice (email, in-app), sam (email, in-app)"]
         assert _refusals(case_id) == [f"mail to grace@example.net was refused: {REFUSAL}"]
         assert inbox.asked[0] == "grace@example.net"
-        assert inbox.to("grace@example.net") == []
+        assert inbox.to("grace@example.net", case_id) == []
         [row] = EmailDelivery.objects.filter(case_id=case_id, recipient="grace@example.net")
         assert row.outcome == "refused" and row.reply == REFUSAL
         time.sleep(2)  # a retry, were there one, would have asked again by now
         assert inbox.asked.count("grace@example.net") == 1
-        assert len(inbox.to("alice@example.com")) == len(inbox.to("sam@example.com")) == 1
+        assert len(inbox.to("alice@example.com", case_id)) == 1
+        assert len(inbox.to("sam@example.com", case_id)) == 1
     finally:
         controller.stop()
 
@@ -107,8 +108,8 @@ def test_a_temporary_refusal_retries_that_mail_alone(settings, people):  # noqa:
         case_id = _open()
         run(gateway.act(case_id, Watch(actor="alice", authority=ALICE)))
         run(gateway.act(case_id, AddComment(actor="bob", body="@sam look")))
-        inbox.one_to("sam@example.com")
-        inbox.one_to("alice@example.com")
+        inbox.one_to("sam@example.com", about=case_id)
+        inbox.one_to("alice@example.com", about=case_id)
         eventually(lambda: _assert(len(_notified(case_id)) == 1), timeout=20, interval=0.2)
         assert _notified(case_id) == ["alice (email, in-app), sam (email, in-app)"]
         assert _refusals(case_id) == []
@@ -171,7 +172,7 @@ def test_a_send_slower_than_the_heartbeat_timeout_is_not_retried_beside_itself(
         run(gateway.act(case_id, Assign(actor="sam", assignee="bob")))
         eventually(lambda: _assert(_notified(case_id) == ["bob (email, in-app)"]),
                    timeout=120, interval=0.5)
-        assert len(inbox.to("bob@example.com")) == 1
+        assert len(inbox.to("bob@example.com", case_id)) == 1
         # The first attempt completed: no retry was started while it was sending.
         history = run(temporal.client.get_workflow_handle(case_id).fetch_history())
         [started] = [e.activity_task_started_event_attributes for e in history.events

@@ -59,13 +59,16 @@ class Inbox:
             self.messages.append(parsed)  # type: ignore[arg-type]
         return "250 OK"
 
-    def to(self, address: str) -> list[EmailMessage]:
+    def to(self, address: str, about: str = "") -> list[EmailMessage]:
+        """Mail to `address` (of the case `about` only, when given: cases of earlier tests
+        on the same server may still be telling the same people)."""
         with self.lock:
-            return [m for m in self.messages if address in str(m["To"])]
+            return [m for m in self.messages if address in str(m["To"])
+                    and about in str(m["Subject"])]
 
-    def one_to(self, address: str, timeout: float = 20) -> EmailMessage:
+    def one_to(self, address: str, timeout: float = 20, about: str = "") -> EmailMessage:
         def arrived() -> EmailMessage:
-            found = self.to(address)
+            found = self.to(address, about)
             assert len(found) == 1, [m["Subject"] for m in found]
             return found[0]
 

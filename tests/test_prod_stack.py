@@ -67,14 +67,20 @@ def test_redis_url_selects_django_redis_cache_and_the_default_is_per_process(tmp
     kind, conf = shell(code, django_env(tmp_path, REDIS_URL="redis://127.0.0.1:6390/2"))
     assert kind == "SharedRedisCache"  # Django's, one pool per process
     assert conf["LOCATION"] == "redis://127.0.0.1:6390/2" and conf["KEY_PREFIX"] == "tracerail"
+    # A pool that waits (up to the timeout) for a connection, sized from the process's
+    # threads (REQUEST_THREADS 64 + EVENTS_THREADS 2 + asyncio's executor + 8).
     assert conf["OPTIONS"] == {"socket_connect_timeout": 2.0, "socket_timeout": 2.0,
-                               "serializer": "cases.store.wire.JSONSerializer"}
+                               "serializer": "cases.store.wire.JSONSerializer",
+                               "pool_class": "redis.BlockingConnectionPool",
+                               "max_connections": 64 + 2 + min(32, (os.cpu_count() or 1) + 4)
+                               + 8, "timeout": 2.0}
     # `make run` sets no REDIS_URL and needs no service.
     kind, conf = shell(code, django_env(tmp_path, REDIS_TIMEOUT="0"))
     assert kind == "JSONLocMemCache" and conf["KEY_PREFIX"] == "tracerail"
-    assert cache_settings("redis://h:6379/0", 0)["default"]["OPTIONS"] == {
+    assert cache_settings("redis://h:6379/0", 0, 40)["default"]["OPTIONS"] == {
         "socket_connect_timeout": None, "socket_timeout": None,  # 0: no limit
-        "serializer": "cases.store.wire.JSONSerializer"}
+        "serializer": "cases.store.wire.JSONSerializer",
+        "pool_class": "redis.BlockingConnectionPool", "max_connections": 40, "timeout": None}
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [

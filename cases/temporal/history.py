@@ -56,6 +56,9 @@ async def case_history(case_id: str, run_id: str | None = None, *,
     try:
         projection = project(case_id, ((rid, h.events) for rid, h in runs),
                              client.data_converter.payload_converter)
+        if not projection.entries:
+            # No run opened a case: its input was none of a case's, or refused by the rules.
+            raise ValueError("no run of it opened a case")
     except Exception as err:  # the payloads of a history are any starter's data
         logger.warning("case %s: its history cannot be read as a case's (%s: %s)",
                        case_id, type(err).__name__, err)
