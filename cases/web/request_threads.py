@@ -4,19 +4,18 @@ Django gives each request a thread of its own for its synchronous parts (asgiref
 ThreadSensitiveContext): a new thread per request, and since asgiref 3.13 a second one to join
 it, each start holding the event loop until the new thread gets the GIL (a quarter of the
 loop's busy time at 500 agents). Here the wrapper decides once, by path, where a request's
-synchronous parts go, onto threads that live as long as the process:
+synchronous parts go:
 
-- An ordinary request is assigned one of REQUEST_THREADS one-thread executors, the one with
-  the fewest requests on it, for its whole life. Requests that share a thread take turns on
-  it for their synchronous steps (the session, the ORM), as asgiref's own single shared thread
-  does for all requests outside a context; while a request waits on Temporal it holds nothing.
-  So a process runs at most REQUEST_THREADS threads and database or Redis connections for
-  requests, however many requests are open (settings.REDIS_POOL_SIZE is sized from it), and
-  nothing is ever handed back: an executor is owned by the pool alone and never shut down.
-- A push stream (`/events/`) is a request that does not end: its few synchronous steps (the
-  session at its start, its access re-checks) run on EVENTS_THREADS threads of its own kind,
-  so hours-long streams never weigh on the pages' threads; the stream itself is plain async
-  code on the event loop.
+- An ordinary request leases a one-thread executor from a pool and returns it when it ends:
+  one request at a time per thread, the threads and (on SQLite) their persistent database
+  connections reused, as a WSGI server's are. A lease has one owner and is returned exactly
+  once, by the wrapper that made it; at most REQUEST_THREADS are out at once, and a request
+  beyond that waits on the event loop for one (so what a process holds at once, database and
+  Redis connections included, is bounded: settings.REDIS_POOL_SIZE is sized from it).
+- A push stream (`/events/`) is a request that does not end: it never leases a thread. Its
+  few synchronous steps (the session at its start, its access re-checks) run on one of
+  EVENTS_THREADS shared threads that live as long as the process; the stream itself is plain
+  async code on the event loop.
 
 asgiref lets the caller own the executor of a ThreadSensitiveContext (it is not shut down on
 exit), which is what both cases use: nothing here reaches into asgiref's own tables.
@@ -24,11 +23,13 @@ exit), which is what both cases use: nothing here reaches into asgiref's own tab
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
@@ -36,15 +37,20 @@ from django.conf import settings
 
 
 class RequestThreads:
+    # Idle threads kept beyond that are ended: a burst's threads do not all stay.
+    KEEP_IDLE = 64
+
     def __init__(self, app: Any, *, size: int | None = None, stream_threads: int | None = None,
                  stream_paths: tuple[str, ...] | None = None) -> None:
         self.app = app
-        # A thread starts on an executor's first call, so idle ones cost nothing.
-        self.executors = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{n}")
-            for n in range(size or settings.REQUEST_THREADS)]
-        self.on = [0] * len(self.executors)  # open requests assigned to each
+        self.size = size or settings.REQUEST_THREADS
+        self.idle: list[ThreadPoolExecutor] = []
+        self.out = 0  # leases not yet returned
         self.lock = threading.Lock()
+        # A semaphore per event loop (an asyncio one belongs to the loop it first waits on;
+        # the tests drive one application from several loops).
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
         self.stream_executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tracerail-streams-{n}")
             for n in range(stream_threads or settings.EVENTS_THREADS)]
@@ -65,18 +71,29 @@ class RequestThreads:
             executor = self.stream_executors[next(self._next_stream)]
             async with ThreadSensitiveContext(executor=executor):
                 return await self.app(scope, receive, send)
-        with self.assigned() as executor:
-            async with ThreadSensitiveContext(executor=executor):
-                await self.app(scope, receive, send)
+        async with self.lease() as executor, ThreadSensitiveContext(executor=executor):
+            await self.app(scope, receive, send)
 
-    @contextmanager
-    def assigned(self) -> Iterator[ThreadPoolExecutor]:
-        """The least busy request thread, for this request's life."""
-        with self.lock:
-            n = min(range(len(self.on)), key=self.on.__getitem__)
-            self.on[n] += 1
-        try:
-            yield self.executors[n]
-        finally:
+    @asynccontextmanager
+    async def lease(self) -> Any:
+        """A thread of this request's own, until it ends."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.size)
+        async with slots:
             with self.lock:
-                self.on[n] -= 1
+                executor = self.idle.pop() if self.idle else None
+                self.out += 1
+            if executor is None:
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+            try:
+                yield executor
+            finally:
+                with self.lock:
+                    self.out -= 1
+                    keep = len(self.idle) < self.KEEP_IDLE
+                    if keep:
+                        self.idle.append(executor)
+                if not keep:
+                    executor.shutdown(wait=False)
