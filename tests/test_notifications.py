@@ -679,7 +679,10 @@ def test_a_case_at_risk_is_flagged_in_visibility_and_tells_its_holder_and_superv
         assert {("bob", "sla_at_risk"), ("sam", "sla_at_risk")} <= kinds
 
     eventually(told, timeout=20, interval=0.2)
-    assert any("SLA at risk" in _text(m) for m in smtp.to("bob@example.com"))
+    # The in-app notices are written before the mail goes out: wait for the mail too.
+    eventually(lambda: _assert(any("SLA at risk" in _text(m)
+                                   for m in smtp.to("bob@example.com", case_id))),
+               timeout=20, interval=0.2)
 
     def breached() -> None:
         state = run(gateway.get_case(case_id))
