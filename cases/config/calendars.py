@@ -12,7 +12,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from cases.models import BusinessCalendar, Queue
@@ -64,10 +63,6 @@ def working_time_for(queue: str, today: date | None = None) -> WorkingTime | Non
         return None
     day = (today or timezone.now().date()).toordinal() - 1
     return _expanded(row[0], row[1], date.fromordinal(day))
-
-
-async def working_time(queue: str) -> WorkingTime | None:
-    return await sync_to_async(working_time_for)(queue)
 
 
 def escalation_for(queue: str) -> Escalation | None:

@@ -16,11 +16,10 @@ from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
 from cases.config import custom_fields, dbconn, queue_policy
-from cases.config.access import Access
+from cases.config.access import Access, who_can_see
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
 from cases.live import feed, listing
-from cases.notify.people import who_can_see
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
