@@ -98,11 +98,45 @@ class Requester:
 
 
 @dataclass
+class FileRef:
+    """A stored file by reference (issue 23, claim check): its bytes are in Django's storage
+    under `key`, never in a workflow. `content_type` is sniffed from the bytes (filetype), not
+    taken from the sender. cases/files/store.py makes these; nothing else does."""
+
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    key: str
+
+
+@dataclass
+class Attachment:
+    """A file on a case: what the `attach` command (or a comment, or a mail) recorded.
+    `id` is unique within its case and never reused (the download URL names it)."""
+
+    id: str
+    file: FileRef
+    by: str
+    at: datetime
+    # The comment it came with (its index in `comments`), or None for a file on its own.
+    comment: int | None = None
+
+
+@dataclass
 class Comment:
     author: str
     body: str
     internal: bool
     at: datetime
+    # Issue 23. Ids of the attachments that came with it.
+    attachments: list[str] = field(default_factory=list)
+    # "" typed on the case page (or sent by the API); "email": a mail received.
+    via: str = ""
+    # A mail received: who sent it ("Ada Lovelace <ada@example.com>"), and the attachment id
+    # of the whole message as received (.eml): the full text, one click away.
+    sender: str = ""
+    original: str = ""
 
 
 @dataclass
@@ -143,6 +177,10 @@ class CaseState:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     # Usernames told of every change (issue 16); anyone who can see the case may watch it.
     watchers: list[str] = field(default_factory=list)
+    # Files on the case (issue 23), by reference; bounded by rules.MAX_ATTACHMENTS.
+    attachments: list[Attachment] = field(default_factory=list)
+    # A follow-up case (a reply to a closed case, issue 23) names the case it follows.
+    follows: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -161,6 +199,11 @@ class NewCase:
     requester_email: str = ""
     tags: list[str] = field(default_factory=list)
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    # Issue 23: files it opens with (a mail's attachments and the .eml itself), how it came
+    # ("" the page or the API, "email"), and the closed case it follows up, if any.
+    files: list[FileRef] = field(default_factory=list)
+    via: str = ""
+    follows: str = ""
 
 
 @dataclass
@@ -283,6 +326,28 @@ class SetStatus(Command):
 class AddComment(Command):
     body: str
     internal: bool = False
+    files: list[FileRef] = field(default_factory=list)  # issue 23: attached with it
+
+
+@dataclass(kw_only=True)
+class Attach(Command):
+    """Files added to a case on their own (issue 23)."""
+
+    files: list[FileRef]
+
+
+@dataclass(kw_only=True)
+class ReceiveMail(Command):
+    """A mail that answers a case (issue 23), matched by cases/mailin: a public comment from
+    the requester, an internal note from anyone else; it reopens a resolved case. The Update
+    id is derived from `message_id`, so the same mail twice is one comment."""
+
+    sender_name: str
+    sender_email: str
+    message_id: str
+    body: str  # quotes and signature stripped
+    files: list[FileRef] = field(default_factory=list)
+    original: FileRef | None = None  # the message as received
 
 
 @dataclass(kw_only=True)

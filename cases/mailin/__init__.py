@@ -1,0 +1,1 @@
+"""Mail in (issue 23): SMTP and IMAP doors, one pipeline."""
