@@ -1141,6 +1141,15 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         return []
     supervisors = {"supervisors_of": after.queue, "supervisors_why": tells.supervisors
                    } if tells.supervisors else {}
+    files = _comment_files(after) if tells.says == "comment" and requester else []
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, **supervisors)]
+                   users=users, requester=requester, files=files, **supervisors)]
+
+
+def _comment_files(s: CaseState) -> list[FileRef]:
+    """The files that came with the newest comment, for the requester's mail."""
+    if not s.comments or s.comments[-1].internal:
+        return []
+    ids = set(s.comments[-1].attachments)
+    return [a.file for a in s.attachments if a.id in ids]

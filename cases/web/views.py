@@ -276,9 +276,8 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
         await check_usernames(form, form_class.username_inputs())
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)
-    if form_class.file_inputs():
-        # The case must be one this user may see before anything of theirs is stored.
-        await case_for(access, case_id, live_only=True)
+    # Kept before the command is sent (the workflow records references, never bytes); a
+    # command that is not applied (refused, a case this user may not see) gives them back.
     try:
         kept = await uploads.keep_all(form.uploads())
     except FileRefused as err:
