@@ -142,8 +142,8 @@ def timeline_line(kind, detail, actor, quiet_seconds):
 TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
-    "watched", "unwatched", "attached", "opened", "sla breached", "sla at risk", "escalated", "routed",
-    "notified", "ended", "truncated", "continued", "changed", "mystery",
+    "watched", "unwatched", "attached", "opened", "sla breached", "sla at risk", "escalated",
+    "routed", "notified", "ended", "truncated", "continued", "changed", "mystery",
 )
 
 
