@@ -45,21 +45,27 @@ def _open(attachment: Attachment, preview: bool):  # type: ignore[no-untyped-def
     return handle
 
 
-async def _serve(request: HttpRequest, case_id: str, attachment_id: str,
-                 preview: bool) -> FileResponse:
-    access = (await config_for(request)).access
+async def serve(access: Access, case_id: str, attachment_id: str,
+                preview: bool = False) -> FileResponse:
+    """The file streamed: as an attachment, or (`preview`) inline when its bytes are a
+    raster image; 404 for anything this user may not see or that is not there."""
     attachment = await attachment_for(access, case_id, attachment_id)
     if preview and attachment.file.content_type not in store.PREVIEWABLE:
         raise Http404(NOT_FOUND)
     handle = await dbconn.read(lambda: _open(attachment, preview))
-    response = FileResponse(
-        handle, as_attachment=not preview, filename=attachment.file.name,
-        content_type=attachment.file.content_type)
+    response = FileResponse(handle, as_attachment=not preview, filename=attachment.file.name,
+                            content_type=attachment.file.content_type)
     response["X-Content-Type-Options"] = "nosniff"
     # Whatever a file holds, it runs nothing and loads nothing when opened in our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+async def _serve(request: HttpRequest, case_id: str, attachment_id: str,
+                 preview: bool) -> FileResponse:
+    access = (await config_for(request)).access
+    return await serve(access, case_id, attachment_id, preview)
 
 
 @require_GET
