@@ -75,8 +75,27 @@ def sniff(head: bytes, is_text: bool, name: str) -> str:
     if kind is not None:
         return str(kind.mime)
     if is_text:
+        markup = _markup(head)
+        if markup:
+            return markup
         return "text/csv" if name.lower().endswith(".csv") else TEXT
     return BINARY
+
+
+def _markup(head: bytes) -> str:
+    """SVG or HTML by what a browser would see in the text's start (it would run their
+    script): named so, they are off any allow-list."""
+    text = head[:1024].decode("utf-8", "ignore").lstrip("\ufeff \t\r\n").lower()
+    if not text.startswith("<"):
+        return ""
+    if "<svg" in head.decode("utf-8", "ignore").lower():
+        return "image/svg+xml"
+    if any(tag in text for tag in ("<!doctype html", "<html", "<script", "<body", "<head",
+                                   "<iframe", "<img", "<a ", "<div")):
+        return "text/html"
+    if text.startswith("<?xml"):
+        return "application/xml"  # an XML stylesheet can run script too
+    return ""
 
 
 def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, bytes, bool]:
