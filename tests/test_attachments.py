@@ -343,3 +343,19 @@ def test_the_requester_gets_a_public_comments_files_never_an_internal_notes(
     assert not list(to_sam.iter_attachments())  # agents open the case instead
     assert len(smtp.to("grace@example.net", about=case_id)) == 1
     eventually(lambda: [e for e in timeline(case_id) if e.kind == "notified"])
+
+
+@pytest.mark.parametrize("env,says", [
+    ({"ATTACHMENT_MAX_BYTES": "25MB"}, "ATTACHMENT_MAX_BYTES must be a whole number"),
+    ({"ATTACHMENT_MAX_BYTES": "0"}, "ATTACHMENT_MAX_BYTES must be at least 1 byte"),
+    ({"ATTACHMENT_TYPES": "image/png,image/svg+xml"}, "cannot allow image/svg+xml"),
+    ({"ATTACHMENT_STORAGE": "ftp"}, "ATTACHMENT_STORAGE is filesystem or s3"),
+    ({"ATTACHMENT_STORAGE": "s3"}, "needs AWS_STORAGE_BUCKET_NAME"),
+])
+def test_bad_file_settings_refuse_to_start(tmp_path, env, says):
+    from .conftest import manage
+
+    result = manage(["check"], {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+                                "TRACERAIL_VAR_DIR": str(tmp_path), "DEBUG": "true", **env})
+    assert result.returncode != 0 and says in result.stderr
+
