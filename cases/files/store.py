@@ -109,7 +109,7 @@ def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, by
             size += len(chunk)
             if size > limit:
                 raise FileRefused(
-                    f"That file is over the limit of {_megabytes(limit)}; nothing was kept.",
+                    f"That file is over the limit of {megabytes(limit)}; nothing was kept.",
                     413)
             digest.update(chunk)
             spool.write(chunk)
@@ -133,7 +133,7 @@ def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, by
     return spool, size, digest.hexdigest(), head, is_text and size > 0
 
 
-def _megabytes(n: int) -> str:
+def megabytes(n: int) -> str:
     return f"{n / 1024 / 1024:g} MB" if n >= 1024 * 1024 else f"{n:,} bytes"
 
 
