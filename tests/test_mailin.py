@@ -14,7 +14,7 @@ from cases import temporal as gateway
 from cases.mailin import tokens
 from cases.mailin.pipeline import IntakeUnavailable, hand_over, queue_for_address
 from cases.models import EmailDelivery, MailIgnored, MailOpened, Queue
-from cases.notify.deliver import reply_address
+from cases.notify.deliver import message_id, reply_address
 from cases.temporal.ids import new_case_id
 from workers import rules
 from workers.model import AddComment, CaseInput, Close, NewCase, QueuePolicy, Resolve
@@ -226,7 +226,7 @@ def test_a_delivery_report_and_a_reply_to_our_own_message_id_domain_are_ignored(
     report = mail(content_type='multipart/report; report-type=delivery-status; boundary="b"',
                   body="--b\nContent-Type: text/plain\n\nUndeliverable\n--b--\n")
     assert hand_over(report, ["billing@example.com"], door="smtp").done == "ignored"
-    looped = mail(message_id="<case-AAAAAAAA.v1.x@127.0.0.1>")
+    looped = mail(message_id=message_id("case-AAAAAAAA", ["3"], "ada@example.com"))
     assert hand_over(looped, ["billing@example.com"], door="smtp").reason == "our own mail"
     # An auto-reply to one of our reply addresses adds nothing to the case either.
     case_id = opened(mail())
@@ -331,3 +331,47 @@ def test_the_ignored_list_is_bounded(temporal, addresses, settings):
     for _ in range(110):
         hand_over(mail(headers="Precedence: junk\r\n"), ["billing@example.com"], door="smtp")
     assert 5 <= MailIgnored.objects.count() <= 105
+
+
+def test_a_customer_at_our_own_domain_is_not_our_own_mail(temporal, addresses):
+    raw = mail(message_id="<CAF12345@127.0.0.1>", body="Same host, a person")
+    assert hand_over(raw, ["billing@example.com"], door="smtp").done == "opened"
+
+
+def test_a_reply_address_is_unavailable_rather_than_refused_while_temporal_is_away(
+        temporal, addresses, settings):
+    case_id = opened(mail())
+    settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"
+    gateway.reset_client()
+    try:
+        with pytest.raises(IntakeUnavailable):
+            queue_for_address(reply_address(case_id))
+        # Queue addresses need no Temporal.
+        assert queue_for_address("billing@example.com") == "billing"
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()
+
+
+def test_admins_see_ignored_mail_with_its_reason_read_only(temporal, addresses, admin_user):
+    from .conftest import logged_in
+
+    hand_over(mail(sender="MAILER-DAEMON@mx.example.com"), ["billing@example.com"],
+              door="smtp")
+    client = logged_in(admin_user)
+    page = client.get("/admin/cases/mailignored/")
+    assert page.status_code == 200
+    assert b"mailer-daemon@mx.example.com" in page.content.lower()
+    assert b"a bounce" in page.content
+    assert client.get("/admin/cases/mailignored/add/").status_code == 403
+
+
+def test_one_queue_per_address_whatever_its_case(addresses):
+    from django.core.exceptions import ValidationError
+
+    clash = Queue(slug="refunds", name="Refunds", email="Billing@Example.com")
+    with pytest.raises(ValidationError, match="Another queue answers at this address"):
+        clash.full_clean()
+    # Any number of queues without an address.
+    Queue.objects.create(slug="a-none", name="A")
+    Queue(slug="b-none", name="B").full_clean()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -38,6 +39,9 @@ logger = logging.getLogger("tracerail.mailin")
 
 BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
 NOISY_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+# The Message-IDs cases/notify/deliver.py makes (message_id, thread_id), at our domain.
+_OUR_MESSAGE_ID = re.compile(r"^<case-[0-9A-Z]{8}(?:\.v[0-9a-f]{12}\.[0-9a-f]{12})?@",
+                             re.IGNORECASE)
 
 
 class IntakeUnavailable(Exception):
@@ -139,8 +143,8 @@ def noise_of(mail: Mail) -> str:
     if local in BOUNCE_SENDERS or mail.headers["return-path"] == "<>":
         return f"from {local or 'nobody'} (a bounce)"
     _, ours = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    if mail.sender_email.lower() == ours.lower() or \
-            mail.message_id.lower().endswith(f"@{site_domain().lower()}>"):
+    if mail.sender_email.lower() == ours.lower() or (_OUR_MESSAGE_ID.match(mail.message_id) \
+            and mail.message_id.lower().endswith(f"@{site_domain().lower()}>")):
         return "our own mail"
     return ""
 
