@@ -375,3 +375,46 @@ def test_one_queue_per_address_whatever_its_case(addresses):
     # Any number of queues without an address.
     Queue.objects.create(slug="a-none", name="A")
     Queue(slug="b-none", name="B").full_clean()
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def _with_attachments(*files: tuple[str, str, bytes], **fields: Any) -> bytes:
+    import base64
+
+    parts = "--b\nContent-Type: text/plain; charset=utf-8\n\n" + \
+        fields.pop("body", "See attached.") + "\n"
+    for name, kind, data in files:
+        encoded = base64.encodebytes(data).decode()
+        parts += (f"--b\nContent-Type: {kind}\nContent-Transfer-Encoding: base64\n"
+                  f'Content-Disposition: attachment; filename="{name}"\n\n{encoded}\n')
+    return mail(content_type='multipart/mixed; boundary="b"', body=parts + "--b--\n",
+                **fields)
+
+
+def test_a_reply_brings_its_attachments_to_its_comment(temporal, addresses):
+    case_id = opened(mail())
+    reply = _with_attachments(("screenshot.png", "image/png", PNG),
+                              to=reply_address(case_id), body="Here is the screen.")
+    assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
+    state = current_state(case_id)
+    comment = state.comments[-1]
+    assert comment.body == "Here is the screen."
+    files = {a.id: a.file for a in state.attachments}
+    assert [files[i].name for i in comment.attachments] == ["screenshot.png"]
+    assert files[comment.attachments[0]].size == len(PNG)
+    assert files[comment.original].name == "message.eml"
+
+
+def test_a_refused_attachment_is_skipped_with_a_note_not_the_mail(temporal, addresses):
+    program = b"MZ\x90\x00\x03" + b"\x00" * 200  # a Windows executable
+    raw = _with_attachments(("setup.exe", "application/octet-stream", program),
+                            ("screenshot.png", "image/png", PNG), body="Install this")
+    case_id = opened(raw)
+    state = current_state(case_id)
+    assert state.description.startswith("Install this")
+    assert "setup.exe not kept" in state.description
+    assert sorted(a.file.name for a in state.attachments) == ["message.eml", "screenshot.png"]

@@ -65,7 +65,9 @@ def _call(fn: Any, *args: Any) -> Any:
     """A gateway coroutine from this synchronous code; Temporal away is IntakeUnavailable."""
     try:
         return async_to_sync(fn)(*args)
-    except (temporal.TemporalUnavailable, temporal.WorkerUnavailable) as err:
+    # A busy case never accepted the Update; a worker away may apply it later: either way the
+    # sender's retry carries the same ids.
+    except (temporal.TemporalUnavailable, temporal.WorkerUnavailable, temporal.CaseBusy) as err:
         raise IntakeUnavailable(err.message) from err
 
 
@@ -279,6 +281,10 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
         row.delete()
         store.discard(new.files)
         return _ignored(mail, door, f"not a case: {err.message}")
-    logger.info("mail %s from %s via %s opened %s in %s", mail.key, sender or "?", door,
-                case_id, queue)
+    if mail.notes:
+        logger.warning("malformed mail %s from %s via %s opened %s degraded: %s", mail.key,
+                       sender or "?", door, case_id, "; ".join(mail.notes))
+    else:
+        logger.info("mail %s from %s via %s opened %s in %s", mail.key, sender or "?", door,
+                    case_id, queue)
     return outcome
