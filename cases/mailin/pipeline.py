@@ -229,16 +229,21 @@ def _keep_files(mail: Mail) -> tuple[list[FileRef], FileRef | None, list[str]]:
     """The mail's attachments and the whole message, kept in the file store; a file refused
     (type, size) is a note in the text, not a refused mail."""
     files, notes = [], list(mail.notes)
-    for name, data in mail.files:
-        try:
-            files.append(store.keep(data, name))
-        except store.FileRefused as err:
-            notes.append(f"attachment {name} not kept: {err}")
     try:
-        original = store.keep(mail.raw, "message.eml", internal_type="message/rfc822")
-    except store.FileRefused as err:
-        original = None
-        notes.append(f"the message as received was not kept: {err}")
+        for name, data in mail.files:
+            try:
+                files.append(store.keep(data, name))
+            except store.FileRefused as err:
+                notes.append(f"attachment {name} not kept: {err}")
+        try:
+            original = store.keep(mail.raw, "message.eml", internal_type="message/rfc822")
+        except store.FileRefused as err:
+            original = None
+            notes.append(f"the message as received was not kept: {err}")
+    except OSError as err:
+        # The storage is away or full: the sender retries, and the files kept so far (once
+        # per SHA-256) are the same files then.
+        raise IntakeUnavailable(f"the file store did not take the mail: {err}") from err
     return files, original, notes
 
 
