@@ -246,6 +246,17 @@ def test_a_reply_to_a_resolved_case_reopens_it(temporal, addresses):
     assert state.comments[-1].body == "Still nothing on my account."
 
 
+def test_a_reply_delivered_again_after_its_case_closed_is_not_a_follow_up(temporal,
+                                                                          addresses):
+    case_id = opened(mail())
+    reply = mail(to=reply_address(case_id), body="Thanks, all good.")
+    assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
+    run(gateway.act(case_id, Close(actor="sam")))
+    again = hand_over(reply, [reply_address(case_id)], door="imap:billing")
+    assert (again.done, again.case_id) == ("replied", case_id)
+    assert not MailOpened.objects.exclude(case_id=case_id).exists()
+
+
 def test_a_reply_to_a_closed_case_opens_a_follow_up_naming_it(temporal, addresses):
     case_id = opened(mail())
     run(gateway.act(case_id, Close(actor="sam")))

@@ -217,12 +217,21 @@ def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcom
         except temporal.CaseNotFound:
             return _open(mail, _queue_of(mail, recipients, door), door)
         if row.status == "closed":
+            if _was_received(case_id, mail.key):  # delivered again after the case closed
+                return Outcome("replied", case_id, "already on the case")
             return _open(mail, row.queue or _queue_of(mail, recipients, door), door,
                          follows=case_id)
         logger.warning("mail %s refused by %s (%s): a new case", mail.key, case_id,
                        err.message)
         return _open(mail, row.queue or _queue_of(mail, recipients, door), door)
     return Outcome("replied", case_id)
+
+
+def _was_received(case_id: str, key: str) -> bool:
+    """Did the (ended) case take this mail before it closed? Its history says; read only
+    on this rare path (an Update id is forgotten with the run)."""
+    state = _call(temporal.case_history, case_id).projection.state
+    return state is not None and any(c.message_id == key for c in state.comments)
 
 
 def _keep_files(mail: Mail) -> tuple[list[FileRef], FileRef | None, list[str]]:
