@@ -143,23 +143,10 @@ def test_the_same_reply_after_the_case_continued_as_new_is_still_one_comment(
         temporal, addresses):
     """Temporal dedupes an Update id within one run only: the rule refuses a Message-ID the
     case already has."""
-    case_id = new_case_id()
-    handle = run(temporal.client.start_workflow(
-        "Case", CaseInput(case_id=case_id, actor="intake",
-                          new=NewCase(title="Long", queue="general",
-                                      requester_email="ada@example.com"),
-                          policy=QueuePolicy("general"), history_event_limit=25),
-        id=case_id, task_queue=django_settings.TEMPORAL_TASK_QUEUE))
-    first_run = handle.result_run_id
+    case_id, first_run = _long_case(temporal)
     reply = mail(to=reply_address(case_id), body="First words")
     assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
-    for i in range(6):
-        run(gateway.act(case_id, AddComment(actor="sam", body=f"note {i}")))
-
-    def continued() -> None:
-        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
-
-    eventually(continued, timeout=20)
+    _continue(temporal, case_id, first_run)
     assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
     bodies = [c.body for c in current_state(case_id).comments]
     assert bodies.count("First words") == 1
@@ -246,11 +233,36 @@ def test_a_reply_to_a_resolved_case_reopens_it(temporal, addresses):
     assert state.comments[-1].body == "Still nothing on my account."
 
 
+def _long_case(temporal: Any) -> tuple[str, str]:
+    """A case that continues as new after 25 events; its id and first run's id."""
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case", CaseInput(case_id=case_id, actor="intake",
+                          new=NewCase(title="Long", queue="general",
+                                      requester_email="ada@example.com"),
+                          policy=QueuePolicy("general"), history_event_limit=25),
+        id=case_id, task_queue=django_settings.TEMPORAL_TASK_QUEUE))
+    return case_id, str(handle.result_run_id)
+
+
+def _continue(temporal: Any, case_id: str, first_run: str) -> None:
+    for i in range(6):
+        run(gateway.act(case_id, AddComment(actor="sam", body=f"note {i}")))
+
+    def continued() -> None:
+        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
+
+    eventually(continued, timeout=20)
+
+
 def test_a_reply_delivered_again_after_its_case_closed_is_not_a_follow_up(temporal,
                                                                           addresses):
-    case_id = opened(mail())
+    """Temporal answers a repeated Update id on a closed run, but not one of an earlier run:
+    the closed case's history is asked."""
+    case_id, first_run = _long_case(temporal)
     reply = mail(to=reply_address(case_id), body="Thanks, all good.")
     assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
+    _continue(temporal, case_id, first_run)
     run(gateway.act(case_id, Close(actor="sam")))
     again = hand_over(reply, [reply_address(case_id)], door="imap:billing")
     assert (again.done, again.case_id) == ("replied", case_id)
