@@ -71,37 +71,40 @@ def _call(fn: Any, *args: Any) -> Any:
         raise IntakeUnavailable(err.message) from err
 
 
-@dbconn.outside_request
 def queue_for_address(address: str) -> str | None:
     """The queue (slug) an address belongs to, or None: the SMTP door refuses None at RCPT
     with 550. A reply address (our mailbox, "+", a signed token) belongs to its case's
     queue; a forged or stale one to MAIL_REPLY_QUEUE, where it opens a new case. Raises
     IntakeUnavailable when the case's queue cannot be asked now."""
-    _, address = parseaddr(address)
-    if "@" not in address:
-        return None
     try:
-        found = Queue.objects.filter(email__iexact=address).values_list("slug", flat=True)
-        if found:
-            return found[0]
-        local, domain = tokens.our_mailbox()
-        mine, plus, _ = address.partition("@")[0].partition("+")
-        if not plus or mine.lower() != local.lower() or \
-                address.rpartition("@")[2].lower() != domain.lower():
-            return None
-        case_id = tokens.case_of_address(address)
-        if case_id is not None:
-            try:
-                return str(_call(temporal.describe_case, case_id).queue)
-            except temporal.CaseNotFound:
-                pass
-        fallback = settings.MAIL_REPLY_QUEUE
-        return fallback if Queue.objects.filter(slug=fallback).exists() else None
+        return _queue_for_address(address)
     except DatabaseError as err:
         raise IntakeUnavailable(f"the configuration database did not answer: {err}") from err
 
 
 @dbconn.outside_request
+def _queue_for_address(address: str) -> str | None:
+    _, address = parseaddr(address)
+    if "@" not in address:
+        return None
+    found = Queue.objects.filter(email__iexact=address).values_list("slug", flat=True)
+    if found:
+        return found[0]
+    local, domain = tokens.our_mailbox()
+    mine, plus, _ = address.partition("@")[0].partition("+")
+    if not plus or mine.lower() != local.lower() or \
+            address.rpartition("@")[2].lower() != domain.lower():
+        return None
+    case_id = tokens.case_of_address(address)
+    if case_id is not None:
+        try:
+            return str(_call(temporal.describe_case, case_id).queue)
+        except temporal.CaseNotFound:
+            pass
+    fallback = settings.MAIL_REPLY_QUEUE
+    return fallback if Queue.objects.filter(slug=fallback).exists() else None
+
+
 def hand_over(raw: bytes, recipients: list[str], *, door: str) -> Outcome:
     """Parse, classify, match and hand over one message (synchronous: run it in a thread from
     async code). Returns only once the message is durably with Temporal (case started,
@@ -119,6 +122,7 @@ def hand_over(raw: bytes, recipients: list[str], *, door: str) -> Outcome:
         raise IntakeUnavailable(f"the database did not answer: {err}") from err
 
 
+@dbconn.outside_request
 def _hand_over(mail: Mail, recipients: list[str], door: str) -> Outcome:
     noise = noise_of(mail)
     if noise:
