@@ -72,6 +72,18 @@ CORE_ATTRIBUTE_NAMES = frozenset(CORE_ATTRIBUTES)
 CASE_ID_RE = re.compile(r"^case-[0-9A-HJKMNP-TV-Z]{8}$")
 MAX_KEYWORD = 256
 MAX_ATTRIBUTE_TEXT = 2000
+# Files on a case (issue 23), by reference: each costs a few hundred bytes of the case's
+# state, which every Query and continue-as-new carries.
+MAX_ATTACHMENTS = 200
+MAX_FILES_PER_COMMAND = 20
+MAX_FILE_NAME = 255
+MAX_CONTENT_TYPE = 100
+# Far past ATTACHMENT_MAX_BYTES (a setting the rules cannot read): a bound on what a
+# Temporal client may claim, not the upload limit.
+MAX_FILE_SIZE = 2**40
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]*/[a-z0-9][a-z0-9!#$&^_.+\-]*$")
+ATTACHMENT_ID_RE = re.compile(r"^a([1-9][0-9]*)$")
 
 # Statuses a person may pick directly; resolved and closed have their own commands.
 STATUS_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -205,6 +217,55 @@ def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
             raise RuleError(f"{name} values are short text without quotes.", name)
         return AttributeValue(kind, items or None)
     raise RuleError(f"{name} has an unknown type {kind!r}.", name)
+
+
+def file_key(sha256: str) -> str:
+    """Where the file store keeps the bytes of this SHA-256: the one derivation, so a FileRef
+    from outside cannot point a case at another blob (or a path) than its hash names."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def file_problem(ref: FileRef) -> str | None:
+    """Why a FileRef from outside (any Temporal client, a mail) cannot be recorded, or None.
+    Only its shape: whether the bytes exist is the store's business."""
+    if not isinstance(ref, FileRef):
+        return "A file is given by its stored reference."
+    name = ref.name
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_FILE_NAME:
+        return f"A file's name has 1 to {MAX_FILE_NAME} characters."
+    if any(ord(ch) < 32 or ch in "/\\\x7f" for ch in name) or name.strip() in (".", ".."):
+        return "A file's name has no path separators or control characters."
+    if not _whole(ref.size, 0, MAX_FILE_SIZE):
+        return "A file's size is a whole number of bytes."
+    if not isinstance(ref.sha256, str) or not SHA256_RE.match(ref.sha256):
+        return "A file's SHA-256 is 64 lowercase hexadecimal digits."
+    if ref.key != file_key(ref.sha256):
+        return "A file's key is the store's key for its SHA-256."
+    if not isinstance(ref.content_type, str) or len(ref.content_type) > MAX_CONTENT_TYPE \
+            or not CONTENT_TYPE_RE.match(ref.content_type):
+        return "A file's type is a short media type (type/subtype)."
+    return None
+
+
+def new_attachments(state: CaseState, files: list[FileRef], by: str, now: datetime,
+                    comment: int | None = None) -> list[Attachment]:
+    """The attachments `files` become on this case: each checked (file_problem), numbered
+    after the highest id the case ever gave (ids are in download URLs: never reused), within
+    MAX_FILES_PER_COMMAND and MAX_ATTACHMENTS. Raises RuleError naming "files"."""
+    if not isinstance(files, list):
+        raise RuleError("Files come as a list.", "files")
+    if len(files) > MAX_FILES_PER_COMMAND:
+        raise RuleError(f"At most {MAX_FILES_PER_COMMAND} files at a time.", "files")
+    if len(state.attachments) + len(files) > MAX_ATTACHMENTS:
+        raise RuleError(f"A case has at most {MAX_ATTACHMENTS} files.", "files")
+    for ref in files:
+        problem = file_problem(ref)
+        if problem:
+            raise RuleError(problem, "files")
+    last = max((int(m.group(1)) for m in (ATTACHMENT_ID_RE.match(a.id)
+                                          for a in state.attachments) if m), default=0)
+    return [Attachment(id=f"a{last + n}", file=ref, by=by, at=now, comment=comment)
+            for n, ref in enumerate(files, start=1)]
 
 
 def case_id_of(workflow_id: str) -> str:
@@ -498,10 +559,9 @@ def _receive_mail(s: CaseState, c: ReceiveMail, now: datetime, sla: SlaPolicy) -
     if not from_requester:
         # Colleagues read it; the requester is never mailed someone else's words.
         body = f"Email from {sender}, not the requester:\n\n{body}"[:MAX_COMMENT]
-    index = len(s.comments)
     files = [*c.files, *([c.original] if c.original is not None else [])]
-    added = _mail_attachments(s, files, c.actor, now, index)
-    original = added[-1].id if c.original is not None and added else ""
+    added = new_attachments(s, files, c.actor, now, comment=len(s.comments))
+    original = added[-1].id if c.original is not None else ""
     comment = Comment(author=c.actor, body=body, internal=not from_requester, at=now,
                       attachments=[a.id for a in added if a.id != original], via="email",
                       sender=sender, original=original, message_id=message_id)
@@ -511,14 +571,6 @@ def _receive_mail(s: CaseState, c: ReceiveMail, now: datetime, sla: SlaPolicy) -
     if s.status == "resolved":  # the customer answered: the case is theirs again
         changes.update(status="in_progress" if s.assignee else "new", resolved_at=None)
     return Effect("mail in" if from_requester else "mail note", sender, changes)
-
-
-def _mail_attachments(s: CaseState, files: list[FileRef], actor: str, now: datetime,
-                      comment: int) -> list[Attachment]:
-    """The mail's files as the case's next attachments (ids never reused)."""
-    first = len(s.attachments) + 1
-    return [Attachment(id=f"a{first + i}", file=f, by=actor, at=now, comment=comment)
-            for i, f in enumerate(files)]
 
 
 def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:

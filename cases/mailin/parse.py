@@ -28,7 +28,8 @@ MAX_HEADER_FIELDS = 500
 # Parts walked, and how deep: a 10,000-part message is read as its first MAX_PARTS.
 MAX_PARTS = 200
 MAX_DEPTH = 20
-MAX_FILES = 20
+# One command takes at most rules.MAX_FILES_PER_COMMAND files: these and the .eml.
+MAX_FILES = rules.MAX_FILES_PER_COMMAND - 1
 # Text read from a part and handed to the reply parser (its regexes) before cutting.
 MAX_TEXT_READ = 1_000_000
 MAX_REPLY_READ = 50_000

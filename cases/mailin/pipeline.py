@@ -209,7 +209,17 @@ def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcom
                           sender_email=mail.sender_email, message_id=mail.key, body=body,
                           files=files, original=original)
     try:
-        _call(temporal.act, case_id, command, _update_id(case_id, mail.key))
+        try:
+            _call(temporal.act, case_id, command, _update_id(case_id, mail.key))
+        except temporal.ActionRefused as err:
+            if err.field != "files":
+                raise
+            # The case holds all the files it may: the words still reach it.
+            note = f"attachments not added: {err.message}"
+            command.body = _with_notes(mail.reply or mail.text, [*notes, note],
+                                       rules.MAX_COMMENT) or "(no text)"
+            command.files, command.original = [], None
+            _call(temporal.act, case_id, command, _update_id(case_id, mail.key) + "-text")
     except temporal.CaseNotFound:
         logger.info("mail %s names %s, which is gone: a new case", mail.key, case_id)
         return _open(mail, _queue_of(mail, recipients, door), door)
@@ -289,7 +299,15 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
     outcome = Outcome("degraded" if mail.notes else "opened", case_id,
                       "; ".join(mail.notes)[:200])
     try:
-        _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
+        try:
+            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
+        except rules.RuleError as err:
+            if err.field != "files" or not new.files:
+                raise
+            new.description = _with_notes(text, [*notes, f"attachments not added: "
+                                                 f"{err.message}"], rules.MAX_DESCRIPTION)
+            new.files = []
+            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
     except temporal.CaseExists:
         return outcome  # the same mail again: the case it opened the first time
     except IntakeUnavailable:
