@@ -32,7 +32,7 @@ from workers.model import (
     Unwatch,
     Watch,
 )
-from workers.rules import MAIL_ACTOR
+from workers.rules import MAIL_ACTOR, file_key
 
 from .conftest import _persona, eventually, run
 
@@ -76,7 +76,8 @@ def _scripted_commands() -> list:
         # reply that reopens the resolved case.
         ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="GBH@example.com",
                     message_id="<r1@example.com>", body="Thanks",
-                    original=FileRef("message.eml", 120, "message/rfc822", "0" * 64, "k0")),
+                    original=FileRef("message.eml", 120, "message/rfc822", "0" * 64,
+                                     file_key("0" * 64))),
         ReceiveMail(actor=MAIL_ACTOR, sender_name="", sender_email="bob@elsewhere.example",
                     message_id="<r2@elsewhere.example>", body="FYI"),
         Resolve(**alice, resolution="Replaced the fuser, again."),

@@ -354,7 +354,7 @@ def _mail(**overrides):
 
 def test_a_mail_from_the_requester_is_a_public_comment_with_its_message_kept():
     state = new_state(requester=Requester("Ada", "ada@example.com"))
-    eml = FileRef("message.eml", 10, "message/rfc822", "0" * 64, "k")
+    eml = FileRef("message.eml", 10, "message/rfc822", "0" * 64, rules.file_key("0" * 64))
     after = step(state, _mail(original=eml))
     comment = after.comments[-1]
     assert (comment.body, comment.internal, comment.via) == ("Thanks", False, "email")
