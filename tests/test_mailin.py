@@ -205,6 +205,10 @@ def test_noise_opens_nothing_and_is_listed(temporal, addresses, extra, sender, r
     assert outcome.done == "ignored" and outcome.case_id == "" and reason in outcome.reason
     row = MailIgnored.objects.get(message_id=message_id)
     assert reason in row.reason and not row.held and row.door == "smtp"
+    # Fetched again by another door: the same outcome, counted once.
+    again = hand_over(mail(sender=sender, headers=extra, message_id=message_id),
+                      ["billing@example.com"], door="imap:billing")
+    assert again == outcome and MailIgnored.objects.filter(message_id=message_id).count() == 1
     assert not MailOpened.objects.exists()
 
 

@@ -158,8 +158,10 @@ def noise_of(mail: Mail) -> str:
 def _ignored(mail: Mail, door: str, reason: str, held: bool = False) -> Outcome:
     logger.info("mail %s from %s via %s %s: %s", mail.key, mail.sender_email or "?", door,
                 "held" if held else "ignored", reason)
-    MailIgnored.objects.create(door=door[:60], sender=mail.sender_email[:254],
-                               message_id=mail.key[:320], held=held, reason=reason[:200])
+    # The same mail again (a retry, a second door) is counted once.
+    MailIgnored.objects.get_or_create(
+        message_id=mail.key[:320], reason=reason[:200],
+        defaults={"door": door[:60], "sender": mail.sender_email[:254], "held": held})
     keep = max(settings.MAIL_IGNORED_KEEP, 1)
     if MailIgnored.objects.count() > keep + 100:  # pruned in steps, not on every mail
         edge = MailIgnored.objects.order_by("-at", "-pk").values_list("pk", flat=True)[keep]
