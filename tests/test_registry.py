@@ -15,11 +15,13 @@ from workers.model import (
     AddComment,
     AddTag,
     Assign,
+    Attach,
     AttributeValue,
     ChangeRequester,
     Claim,
     Close,
     Escalation,
+    FileRef,
     NewCase,
     ReceiveMail,
     RemoveTag,
@@ -56,6 +58,9 @@ def _cases():
     return fresh, held, resolved, no_mail
 
 
+FILE = FileRef("shot.png", 2048, "image/png", "ab" * 32, rules.file_key("ab" * 32))
+
+
 def _command_samples():
     fresh, held, resolved, no_mail = _cases()
     return [
@@ -85,6 +90,9 @@ def _command_samples():
                                message_id="<1@example.com>", body="Thanks")),
         (held, ReceiveMail(actor="mail", sender_name="", sender_email="bob@example.org",
                            message_id="<2@example.org>", body="FYI @wat")),
+        (held, Attach(actor="ann", files=[FILE])),
+        (held, AddComment(actor="sam", body="See the screenshot", files=[FILE])),
+        (held, AddComment(actor="sam", body="Log inside", internal=True, files=[FILE])),
     ]
 
 
@@ -112,7 +120,8 @@ def _system_samples():
 def _said(notices):
     """Each notice whole, its users in the order they were named."""
     return [(n.event, n.kind, n.actor, n.text, n.body, n.internal, tuple(n.users.items()),
-             n.requester, n.supervisors_of, n.supervisors_why) for n in notices]
+             n.requester, n.supervisors_of, n.supervisors_why,
+             *([tuple(f.name for f in n.files)] if n.files else [])) for n in notices]
 
 
 def who_is_told():
@@ -138,9 +147,9 @@ def timeline_line(kind, detail, actor, quiet_seconds):
 TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
-    "watched", "unwatched", "mail in", "mail note", "opened", "sla breached", "sla at risk",
-    "escalated", "routed",
-    "notified", "ended", "truncated", "continued", "changed", "mystery",
+    "watched", "unwatched", "mail in", "mail note", "attached", "opened", "sla breached",
+    "sla at risk", "escalated", "routed", "notified", "ended", "truncated", "continued",
+    "changed", "mystery",
 )
 
 
@@ -329,6 +338,19 @@ WHO_IS_TOLD = [
          'Email from bob@example.org, not the requester:\n\nFYI @wat', True,
          (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
     ]),
+    ('attached', [
+        ('2', 'attached', 'ann', 'ann attached shot.png', '', False, (('wat', 'watching'),),
+         False, '', 'sla_breached'),
+    ]),
+    # The requester's mail carries a public comment's files; an internal note's never.
+    ('comment', [
+        ('2', 'comment', 'sam', 'sam commented', 'See the screenshot', False,
+         (('wat', 'watching'), ('ann', 'watching')), True, '', 'sla_breached', ('shot.png',)),
+    ]),
+    ('internal note', [
+        ('2', 'internal note', 'sam', 'sam added an internal note', 'Log inside', True,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
     ('sla breached', [
         ('2', 'sla breached', 'system', 'SLA breached', '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, 'general', 'sla_breached'),
@@ -412,6 +434,8 @@ TIMELINE = [
     ('mail in', 'system', 'reply by system from in_progress → x_y', True),
     ('mail note', 'ann', 'internal note by ann from in_progress → x_y', True),
     ('mail note', 'system', 'internal note by system from in_progress → x_y', True),
+    ('attached', 'ann', 'ann attached in_progress → x_y', True),
+    ('attached', 'system', 'system attached in_progress → x_y', True),
     ('opened', 'ann', 'ann opened the case', True),
     ('opened', 'system', 'system opened the case', True),
     ('sla breached', 'ann', 'SLA breached', False),

@@ -23,6 +23,7 @@ from .model import (
     AddComment,
     AddTag,
     Assign,
+    Attach,
     Attachment,
     AttributeValue,
     Authority,
@@ -170,6 +171,12 @@ def validate_new_case(new: NewCase) -> None:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
     if new.follows and not CASE_ID_RE.match(new.follows):
         raise RuleError("A follow-up names the case it follows by its id.", "follows")
+    if not isinstance(new.files, list) or len(new.files) > MAX_FILES_PER_COMMAND:
+        raise RuleError(f"A case opens with at most {MAX_FILES_PER_COMMAND} files.", "files")
+    for ref in new.files:
+        problem = file_problem(ref)
+        if problem:
+            raise RuleError(problem, "files")
 
 
 def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
@@ -415,7 +422,7 @@ def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
     validate_new_case(new)
-    return CaseState(
+    state = CaseState(
         case_id=case_id,
         title=new.title.strip(),
         description=new.description,
@@ -434,6 +441,9 @@ def open_case(
         at_risk_at=risk_point(sla, now, new.priority),
         follows=new.follows,
     )
+    if new.files:
+        state.attachments = new_attachments(state, new.files, actor, now)
+    return state
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -516,15 +526,27 @@ def _set_status(s: CaseState, c: SetStatus, now: datetime, sla: SlaPolicy) -> Ef
 def _comment(s: CaseState, c: AddComment, now: datetime, sla: SlaPolicy) -> Effect:
     _require_not_closed(s)
     body = c.body.strip()
-    if not body:
+    if not body and not c.files:
         raise RuleError("A comment cannot be empty.", "body")
     if len(body) > MAX_COMMENT:
         raise RuleError(f"A comment has at most {MAX_COMMENT:,} characters.", "body")
-    comment = Comment(author=c.actor, body=body, internal=c.internal, at=now)
-    return Effect(
-        "internal note" if c.internal else "comment",
-        changes={"comments": [*s.comments, comment]},
-    )
+    files = new_attachments(s, c.files, c.actor, now, comment=len(s.comments))
+    comment = Comment(author=c.actor, body=body, internal=c.internal, at=now,
+                      attachments=[a.id for a in files])
+    changes: dict[str, Any] = {"comments": [*s.comments, comment]}
+    if files:
+        changes["attachments"] = [*s.attachments, *files]
+    return Effect("internal note" if c.internal else "comment", changes=changes)
+
+
+def _attach(s: CaseState, c: Attach, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if not c.files:
+        raise RuleError("Choose a file to attach.", "files")
+    files = new_attachments(s, c.files, c.actor, now)
+    names = ", ".join(a.file.name for a in files)
+    detail = names if len(names) <= 200 else f"{len(files)} files"
+    return Effect("attached", detail, {"attachments": [*s.attachments, *files]})
 
 
 # Mail in (issue 23). The intake is the only sender of a received mail: a person's form (or
@@ -730,7 +752,7 @@ def _agents_setting_attributes(state: CaseState, command: SetAttributes) -> str 
 # Django form in cases/web/forms.py.
 
 INPUT_KINDS = frozenset({"text", "textarea", "email", "choice", "username", "datetime", "bool",
-                         "attributes"})
+                         "attributes", "files"})
 
 
 @dataclass(frozen=True)
@@ -775,6 +797,8 @@ def _blank(inp: Input) -> Any:
         return datetime(2000, 1, 1)  # naive: refused for its missing time zone
     if inp.kind == "attributes":
         return {}
+    if inp.kind == "files":
+        return []
     return ""
 
 
@@ -858,6 +882,7 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
             Input("body", "textarea", label="Comment", max_length=MAX_COMMENT,
                   placeholder="Write a comment…", hand_back=True),
             Input("internal", "bool", label="Internal note (agents only)", required=False),
+            Input("files", "files", label="Attach files", required=False),
         )),)),
     CommandRule("receive_mail", ReceiveMail, _receive_mail, {
         "mail in": "reply by {actor} from {detail}",
@@ -870,6 +895,9 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
         forms=(Form("Receive mail", fixed={"sender_name": "", "sender_email": "",
                                            "message_id": "", "body": ""},
                     in_actions=False),)),
+    CommandRule("attach", Attach, _attach, {"attached": "{actor} attached {detail}"},
+                agents=agents_on_any_case, forms=(
+                    Form("Attach", (Input("files", "files", label="Files"),)),)),
     CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"},
                 agents=agents_holding_it, bulk="Add tag", forms=(
                     Form("Add tag", (Input("tag", max_length=MAX_TAG, clean=clean_tag),)),)),
@@ -1174,6 +1202,15 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         return []
     supervisors = {"supervisors_of": after.queue, "supervisors_why": tells.supervisors
                    } if tells.supervisors else {}
+    files = _comment_files(after) if tells.says == "comment" and requester else []
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, **supervisors)]
+                   users=users, requester=requester, files=files, **supervisors)]
+
+
+def _comment_files(s: CaseState) -> list[FileRef]:
+    """The files that came with the newest comment, for the requester's mail."""
+    if not s.comments or s.comments[-1].internal:
+        return []
+    ids = set(s.comments[-1].attachments)
+    return [a.file for a in s.attachments if a.id in ids]
