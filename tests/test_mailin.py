@@ -4,6 +4,7 @@ queues from the database on their own threads, so these tests commit (transactio
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.conf import settings as django_settings
 from cases import temporal as gateway
 from cases.mailin import tokens
 from cases.mailin.pipeline import IntakeUnavailable, hand_over, queue_for_address
-from cases.models import EmailDelivery, MailIgnored, MailOpened, Queue
+from cases.models import EmailDelivery, MailIgnored, MailOpened, Queue, StoredBlob
 from cases.notify.deliver import message_id, reply_address
 from cases.temporal.ids import new_case_id
 from workers import rules
@@ -77,6 +78,8 @@ def test_the_same_mail_twice_opens_one_case(temporal, addresses):
     again = hand_over(raw, ["billing@example.com"], door="imap:billing")
     assert first == again and first.done == "opened"
     assert MailOpened.objects.filter(case_id=first.case_id).count() == 1
+    # The second delivery's keep of the .eml was given back: one claim, the case's.
+    assert StoredBlob.objects.get(sha256=hashlib.sha256(raw).hexdigest()).claims == 1
 
 
 def test_a_mail_without_message_id_is_named_by_its_bytes(temporal, addresses):

@@ -206,6 +206,7 @@ def _update_id(case_id: str, key: str) -> str:
 
 def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcome:
     files, original, notes = _keep_files(mail)
+    kept = [*files, *([original] if original else [])]
     body = _with_notes(mail.reply or mail.text, notes, rules.MAX_COMMENT) or "(no text)"
     command = ReceiveMail(actor=rules.MAIL_ACTOR, sender_name=mail.sender_name,
                           sender_email=mail.sender_email, message_id=mail.key, body=body,
@@ -221,26 +222,37 @@ def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcom
             command.body = _with_notes(mail.reply or mail.text, [*notes, note],
                                        rules.MAX_COMMENT) or "(no text)"
             command.files, command.original = [], None
+            store.discard(kept)
+            kept = []
             _call(temporal.act, case_id, command, _update_id(case_id, mail.key) + "-text")
-    except temporal.CaseNotFound:
-        logger.info("mail %s names %s, which is gone: a new case", mail.key, case_id)
-        return _open(mail, _queue_of(mail, recipients, door), door)
-    except temporal.ActionRefused as err:
-        if err.message == rules.MAIL_ALREADY_HERE:
-            return Outcome("replied", case_id, "already on the case")
-        try:
-            row = _call(temporal.describe_case, case_id)
-        except temporal.CaseNotFound:
+    except (temporal.CaseNotFound, temporal.ActionRefused) as err:
+        # Not taken (a refusal is never applied): its files are given back; a new case keeps
+        # them again.
+        store.discard(kept)
+        if isinstance(err, temporal.CaseNotFound):
+            logger.info("mail %s names %s, which is gone: a new case", mail.key, case_id)
             return _open(mail, _queue_of(mail, recipients, door), door)
-        if row.status == "closed":
-            if _was_received(case_id, mail.key):  # delivered again after the case closed
-                return Outcome("replied", case_id, "already on the case")
-            return _open(mail, row.queue or _queue_of(mail, recipients, door), door,
-                         follows=case_id)
-        logger.warning("mail %s refused by %s (%s): a new case", mail.key, case_id,
-                       err.message)
-        return _open(mail, row.queue or _queue_of(mail, recipients, door), door)
+        return _refused(mail, case_id, err, recipients, door)
     return Outcome("replied", case_id)
+
+
+def _refused(mail: Mail, case_id: str, err: temporal.ActionRefused, recipients: list[str],
+             door: str) -> Outcome:
+    """A matched case did not take the mail: it had it already, it is closed (a follow-up),
+    or it refused it for a reason of its own (a new case)."""
+    if err.message == rules.MAIL_ALREADY_HERE:
+        return Outcome("replied", case_id, "already on the case")
+    try:
+        row = _call(temporal.describe_case, case_id)
+    except temporal.CaseNotFound:
+        return _open(mail, _queue_of(mail, recipients, door), door)
+    if row.status == "closed":
+        if _was_received(case_id, mail.key):  # delivered again after the case closed
+            return Outcome("replied", case_id, "already on the case")
+        return _open(mail, row.queue or _queue_of(mail, recipients, door), door,
+                     follows=case_id)
+    logger.warning("mail %s refused by %s (%s): a new case", mail.key, case_id, err.message)
+    return _open(mail, row.queue or _queue_of(mail, recipients, door), door)
 
 
 def _was_received(case_id: str, key: str) -> bool:
@@ -308,10 +320,13 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
                 raise
             new.description = _with_notes(text, [*notes, f"attachments not added: "
                                                  f"{err.message}"], rules.MAX_DESCRIPTION)
+            store.discard(new.files)
             new.files = []
             _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
     except temporal.CaseExists:
-        return outcome  # the same mail again: the case it opened the first time
+        # The same mail again: the case it opened the first time holds its own keeps.
+        store.discard(new.files)
+        return outcome
     except IntakeUnavailable:
         row.delete()  # not opened: the sender's retry is not a second case of theirs
         raise
