@@ -33,7 +33,11 @@ from workers.model import (
 from .conftest import _persona, current_state, eventually, logged_in, run, timeline
 from .test_notifications import _text, people, smtp  # noqa: F401  (fixtures used by name)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # The synchronous test client reads the download's async stream (uvicorn does not).
+    pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous"),
+]
 ALICE = Authority(role="agent", queues=["technical", "general"])
 
 
@@ -151,7 +155,10 @@ def test_downloads_only_through_the_access_rule(alice, open_case, temporal):
                       {"attach-files": [upload(doc, "app.log")]}).status_code == 302
     response = alice.get(f"/cases/{general}/attachments/a1/")
     assert response.status_code == 200 and response.streaming
-    assert b"".join(response.streaming_content) == doc
+    # Streamed by an async iterator: under ASGI (uvicorn) a file object is read whole first.
+    assert response.is_async
+    assert b"".join(response) == doc
+    assert response["Content-Length"] == str(len(doc))
     assert response["Content-Disposition"] == 'attachment; filename="app.log"'
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Type"] == "text/plain"
@@ -177,7 +184,7 @@ def test_preview_is_inline_only_for_raster_images_by_their_bytes(alice, open_cas
     assert shown.status_code == 200 and shown["Content-Type"] == "image/png"
     assert shown["Content-Disposition"].startswith("inline")
     assert shown["X-Content-Type-Options"] == "nosniff"
-    assert b"".join(shown.streaming_content) == image
+    assert b"".join(shown) == image
     # A Temporal client records markup as an image: the bytes decide, never the record.
     for n, markup in enumerate((b'<svg xmlns="http://www.w3.org/2000/svg" onload="x()"/>',
                                 b"<html><script>alert(1)</script></html>")):
@@ -273,7 +280,7 @@ def test_the_intake_api_opens_a_case_with_files_attaches_and_lists_them(
          "url": f"/api/cases/{case_id}/attachments/a3/"}]
     assert all(len(a["sha256"]) == 64 and "key" not in a for a in body["attachments"])
     got = client.get(body["attachments"][0]["url"], **auth)
-    assert got.status_code == 200 and b"".join(got.streaming_content) == b"total: 42\n"
+    assert got.status_code == 200 and b"".join(got) == b"total: 42\n"
     assert got["X-Content-Type-Options"] == "nosniff"
     assert client.get(f"/api/cases/{case_id}/attachments/a9/", **auth).status_code == 404
     settings.ATTACHMENT_MAX_BYTES = 100
@@ -336,3 +343,19 @@ def test_the_requester_gets_a_public_comments_files_never_an_internal_notes(
     assert not list(to_sam.iter_attachments())  # agents open the case instead
     assert len(smtp.to("grace@example.net", about=case_id)) == 1
     eventually(lambda: [e for e in timeline(case_id) if e.kind == "notified"])
+
+
+@pytest.mark.parametrize("env,says", [
+    ({"ATTACHMENT_MAX_BYTES": "25MB"}, "ATTACHMENT_MAX_BYTES must be a whole number"),
+    ({"ATTACHMENT_MAX_BYTES": "0"}, "ATTACHMENT_MAX_BYTES must be at least 1 byte"),
+    ({"ATTACHMENT_TYPES": "image/png,image/svg+xml"}, "cannot allow image/svg+xml"),
+    ({"ATTACHMENT_STORAGE": "ftp"}, "ATTACHMENT_STORAGE is filesystem or s3"),
+    ({"ATTACHMENT_STORAGE": "s3"}, "needs AWS_STORAGE_BUCKET_NAME"),
+])
+def test_bad_file_settings_refuse_to_start(tmp_path, env, says):
+    from .conftest import manage
+
+    result = manage(["check"], {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+                                "TRACERAIL_VAR_DIR": str(tmp_path), "DEBUG": "true", **env})
+    assert result.returncode != 0 and says in result.stderr
+
