@@ -186,8 +186,14 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # Files at opening, on their own, with a comment and with a note: numbered in order.
     assert [(a.id, a.file.name, a.comment) for a in final.attachments] == [
         ("a1", "note-3.txt", None), ("a2", "note-0.txt", None), ("a3", "note-1.txt", None),
-        ("a4", "note-2.txt", 0), ("a5", "note-1.txt", 1), ("a6", "note-2.txt", 1)]
+        ("a4", "note-2.txt", 0), ("a5", "note-1.txt", 1), ("a6", "note-2.txt", 1),
+        ("a7", "message.eml", 19)]  # the requester's mail as received (issue 23)
     assert [c.attachments for c in final.comments[:2]] == [["a4"], ["a5", "a6"]]
+    mails = [c for c in final.comments if c.via == "email"]
+    assert [(c.internal, c.original, c.message_id) for c in mails] == [
+        (False, "a7", "<r1@example.com>"), (True, "", "<r2@elsewhere.example>"),
+        (False, "", "<r3@example.com>")]
+    assert kinds.count("mail in") == 2 and kinds.count("mail note") == 1
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
     assert kinds.count("sla at risk") == 1
     assert kinds[-4:] == ["sla at risk", "sla breached", "resolved", "closed"]
