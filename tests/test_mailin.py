@@ -20,7 +20,7 @@ from cases.temporal.ids import new_case_id
 from workers import rules
 from workers.model import AddComment, CaseInput, Close, NewCase, QueuePolicy, Resolve
 
-from .conftest import current_state, eventually, free_port, run
+from .conftest import current_state, eventually, free_port, run, timeline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -238,6 +238,8 @@ def test_a_reply_to_a_resolved_case_reopens_it(temporal, addresses):
     state = current_state(case_id)
     assert state.status == "new" and state.resolved_at is None
     assert state.comments[-1].body == "Still nothing on my account."
+    assert "reply by mail from Ada Lovelace <ada@example.com>, reopening the case" in [
+        e.text for e in timeline(case_id)]
 
 
 def _long_case(temporal: Any) -> tuple[str, str]:

@@ -329,7 +329,8 @@ WHO_IS_TOLD = [
     ('watched', []),
     ('unwatched', []),
     ('mail in', [
-        ('2', 'mail in', 'mail', 'reply by mail from Grace <GRACE@example.com>', 'Thanks', False,
+        ('2', 'mail in', 'mail',
+         'reply by mail from Grace <GRACE@example.com>, reopening the case', 'Thanks', False,
          (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
     ]),
     # Someone else's mail is internal: never mailed to the requester.

@@ -590,9 +590,11 @@ def _receive_mail(s: CaseState, c: ReceiveMail, now: datetime, sla: SlaPolicy) -
     changes: dict[str, Any] = {"comments": [*s.comments, comment]}
     if added:
         changes["attachments"] = [*s.attachments, *added]
+    said = sender
     if s.status == "resolved":  # the customer answered: the case is theirs again
         changes.update(status="in_progress" if s.assignee else "new", resolved_at=None)
-    return Effect("mail in" if from_requester else "mail note", sender, changes)
+        said += ", reopening the case"
+    return Effect("mail in" if from_requester else "mail note", said, changes)
 
 
 def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:
