@@ -191,12 +191,14 @@ def match(mail: Mail, recipients: list[str]) -> str | None:
 
 
 def _queue_of(mail: Mail, recipients: list[str], door: str) -> str:
+    """The queue a new case opens in: the mailbox it was fetched from (IMAP), else the
+    first queue address it was sent to, else MAIL_REPLY_QUEUE (our reply mailbox)."""
+    if door.startswith("imap:") and rules.QUEUE_RE.match(door[5:]):
+        return door[5:]
     for address in [*recipients, *mail.addressed_to]:
         queue = Queue.objects.filter(email__iexact=address).values_list("slug", flat=True)
         if queue:
             return queue[0]
-    if door.startswith("imap:") and rules.QUEUE_RE.match(door[5:]):
-        return door[5:]
     return settings.MAIL_REPLY_QUEUE
 
 
