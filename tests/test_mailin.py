@@ -480,5 +480,5 @@ def test_migration_gives_the_demo_addresses_and_postgresql_holds_one_queue_per_a
 
 def test_a_mail_fetched_from_a_queue_s_mailbox_opens_its_case_there(temporal, addresses):
     raw = mail(to="someone@hosted.example", body="Fetched over IMAP")
-    outcome = hand_over(raw, ["technical@example.com"], door="imap:technical")
+    outcome = hand_over(raw, ["billing@example.com"], door="imap:technical")
     assert current_state(outcome.case_id).queue == "technical"
