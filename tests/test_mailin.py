@@ -482,3 +482,15 @@ def test_a_mail_fetched_from_a_queue_s_mailbox_opens_its_case_there(temporal, ad
     raw = mail(to="someone@hosted.example", body="Fetched over IMAP")
     outcome = hand_over(raw, ["billing@example.com"], door="imap:technical")
     assert current_state(outcome.case_id).queue == "technical"
+
+
+def test_mime_nested_past_the_recursion_limit_still_opens_a_case_for_its_sender(
+        temporal, addresses):
+    nested = "".join(f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n'
+                     for i in range(5000))
+    raw = mail(content_type='multipart/mixed; boundary="b0"', body=nested,
+               subject="Nested")
+    outcome = hand_over(raw, ["billing@example.com"], door="smtp")
+    assert outcome.done == "degraded" and "could not be parsed" in outcome.reason
+    state = current_state(outcome.case_id)
+    assert (state.title, state.requester.email) == ("Nested", "ada@example.com")

@@ -225,10 +225,13 @@ def read(raw: bytes) -> Mail:
         logger.warning("malformed mail: %s", note)
     try:
         msg = BytesParser(policy=policy.default).parsebytes(bounded)
-    except Exception as err:  # the parser is lenient; this is what is left
-        logger.warning("malformed mail: not parsed (%s)", err)
-        msg = EmailMessage()
-        notes.append("the message could not be parsed")
+    except Exception as err:  # nesting past the recursion limit: its headers still tell
+        logger.warning("malformed mail: body not parsed (%s)", type(err).__name__)
+        notes.append("the message's body could not be parsed")
+        try:
+            msg = BytesParser(policy=policy.default).parsebytes(bounded, headersonly=True)
+        except Exception:
+            msg = EmailMessage()
     for defect in list(getattr(msg, "defects", []))[:3]:
         notes.append(f"malformed: {type(defect).__name__}")
     message_id = next(iter(_ID_RE.findall(_header(msg, "Message-ID"))), "")
