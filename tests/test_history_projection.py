@@ -20,8 +20,10 @@ from workers.model import (
     ChangeRequester,
     Claim,
     Close,
+    FileRef,
     NewCase,
     QueuePolicy,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Resolve,
@@ -31,6 +33,7 @@ from workers.model import (
     Unwatch,
     Watch,
 )
+from workers.rules import MAIL_ACTOR, file_key
 
 from .conftest import _persona, eventually, run
 
@@ -77,6 +80,17 @@ def _scripted_commands(files: list | None = None) -> list:
         SetStatus(**alice, status="in_progress"),
         RemoveTag(**alice, tag="hardware"),
         ChangeRequester(actor="sam", name="Grace B. Hopper", email="gbh@example.com"),
+        # Mail in (issue 23): the requester's reply, someone else's (an internal note), and a
+        # reply that reopens the resolved case.
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="GBH@example.com",
+                    message_id="<r1@example.com>", body="Thanks",
+                    original=FileRef("message.eml", 120, "message/rfc822", "0" * 64,
+                                     file_key("0" * 64))),
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="", sender_email="bob@elsewhere.example",
+                    message_id="<r2@elsewhere.example>", body="FYI"),
+        Resolve(**alice, resolution="Replaced the fuser, again."),
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="gbh@example.com",
+                    message_id="<r3@example.com>", body="Still smoking"),
     ]
     return commands
 
@@ -172,8 +186,14 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # Files at opening, on their own, with a comment and with a note: numbered in order.
     assert [(a.id, a.file.name, a.comment) for a in final.attachments] == [
         ("a1", "note-3.txt", None), ("a2", "note-0.txt", None), ("a3", "note-1.txt", None),
-        ("a4", "note-2.txt", 0), ("a5", "note-1.txt", 1), ("a6", "note-2.txt", 1)]
+        ("a4", "note-2.txt", 0), ("a5", "note-1.txt", 1), ("a6", "note-2.txt", 1),
+        ("a7", "message.eml", 19)]  # the requester's mail as received (issue 23)
     assert [c.attachments for c in final.comments[:2]] == [["a4"], ["a5", "a6"]]
+    mails = [c for c in final.comments if c.via == "email"]
+    assert [(c.internal, c.original, c.message_id) for c in mails] == [
+        (False, "a7", "<r1@example.com>"), (True, "", "<r2@elsewhere.example>"),
+        (False, "", "<r3@example.com>")]
+    assert kinds.count("mail in") == 2 and kinds.count("mail note") == 1
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
     assert kinds.count("sla at risk") == 1
     assert kinds[-4:] == ["sla at risk", "sla breached", "resolved", "closed"]

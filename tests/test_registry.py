@@ -23,6 +23,7 @@ from workers.model import (
     Escalation,
     FileRef,
     NewCase,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Requester,
@@ -85,6 +86,10 @@ def _command_samples():
         (held, ChangeRequester(actor="ann", name="Ada", email="ada@example.com")),
         (held, Watch(actor="bob")),
         (held, Unwatch(actor="wat")),
+        (resolved, ReceiveMail(actor="mail", sender_name="Grace", sender_email="GRACE@example.com",
+                               message_id="<1@example.com>", body="Thanks")),
+        (held, ReceiveMail(actor="mail", sender_name="", sender_email="bob@example.org",
+                           message_id="<2@example.org>", body="FYI @wat")),
         (held, Attach(actor="ann", files=[FILE])),
         (held, AddComment(actor="sam", body="See the screenshot", files=[FILE])),
         (held, AddComment(actor="sam", body="Log inside", internal=True, files=[FILE])),
@@ -142,8 +147,9 @@ def timeline_line(kind, detail, actor, quiet_seconds):
 TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
-    "watched", "unwatched", "attached", "opened", "sla breached", "sla at risk", "escalated",
-    "routed", "notified", "ended", "truncated", "continued", "changed", "mystery",
+    "watched", "unwatched", "mail in", "mail note", "attached", "opened", "sla breached",
+    "sla at risk", "escalated", "routed", "notified", "ended", "truncated", "continued",
+    "changed", "mystery",
 )
 
 
@@ -322,6 +328,17 @@ WHO_IS_TOLD = [
     ]),
     ('watched', []),
     ('unwatched', []),
+    ('mail in', [
+        ('2', 'mail in', 'mail',
+         'reply by mail from Grace <GRACE@example.com>, reopening the case', 'Thanks', False,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
+    # Someone else's mail is internal: never mailed to the requester.
+    ('mail note', [
+        ('2', 'mail note', 'mail', 'internal note by mail from bob@example.org',
+         'Email from bob@example.org, not the requester:\n\nFYI @wat', True,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
     ('attached', [
         ('2', 'attached', 'ann', 'ann attached shot.png', '', False, (('wat', 'watching'),),
          False, '', 'sla_breached'),
@@ -414,6 +431,10 @@ TIMELINE = [
     ('watched', 'system', 'system started watching the case', False),
     ('unwatched', 'ann', 'ann stopped watching the case', False),
     ('unwatched', 'system', 'system stopped watching the case', False),
+    ('mail in', 'ann', 'reply by ann from in_progress → x_y', True),
+    ('mail in', 'system', 'reply by system from in_progress → x_y', True),
+    ('mail note', 'ann', 'internal note by ann from in_progress → x_y', True),
+    ('mail note', 'system', 'internal note by system from in_progress → x_y', True),
     ('attached', 'ann', 'ann attached in_progress → x_y', True),
     ('attached', 'system', 'system attached in_progress → x_y', True),
     ('opened', 'ann', 'ann opened the case', True),

@@ -39,6 +39,7 @@ from .model import (
     NewCase,
     Notice,
     QueuePolicy,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Requester,
@@ -169,6 +170,8 @@ def validate_new_case(new: NewCase) -> None:
     for tag in new.tags:
         if clean_tag(tag) != tag:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
+    if new.follows and not CASE_ID_RE.match(new.follows):
+        raise RuleError("A follow-up names the case it follows by its id.", "follows")
     if not isinstance(new.files, list) or len(new.files) > MAX_FILES_PER_COMMAND:
         raise RuleError(f"A case opens with at most {MAX_FILES_PER_COMMAND} files.", "files")
     for ref in new.files:
@@ -458,6 +461,7 @@ def open_case(
                                       new.attributes.items()) if a.value is not None},
         due_at=due_at(sla, now, new.priority),
         at_risk_at=risk_point(sla, now, new.priority),
+        follows=new.follows,
     )
     if new.files:
         state.attachments = new_attachments(state, new.files, actor, now)
@@ -565,6 +569,54 @@ def _attach(s: CaseState, c: Attach, now: datetime, sla: SlaPolicy) -> Effect:
     names = ", ".join(a.file.name for a in files)
     detail = names if len(names) <= 200 else f"{len(files)} files"
     return Effect("attached", detail, {"attachments": [*s.attachments, *files]})
+
+
+# Mail in (issue 23). The intake is the only sender of a received mail: a person's form (or
+# anyone with an authority) cannot make one up.
+MAIL_ACTOR = "mail"
+MAX_MESSAGE_ID = 320  # as the delivery ledger keeps one
+MAIL_ALREADY_HERE = "This mail is already on the case."
+MAIL_FROM_INTAKE_ONLY = "Received mail is recorded by the mail intake only."
+
+
+def _receive_mail(s: CaseState, c: ReceiveMail, now: datetime, sla: SlaPolicy) -> Effect:
+    if c.authority is not None:
+        raise RuleError(MAIL_FROM_INTAKE_ONLY)
+    _require_not_closed(s)
+    message_id = c.message_id.strip()
+    if not message_id or len(message_id) > MAX_MESSAGE_ID:
+        raise RuleError("A received mail names its Message-ID.", "message_id")
+    # Temporal answers a repeated Update id only within one run; this holds across them.
+    if any(comment.message_id == message_id for comment in s.comments):
+        raise RuleError(MAIL_ALREADY_HERE, "message_id")
+    body = c.body.strip()
+    if not body:
+        raise RuleError("A received mail has some text.", "body")
+    if len(body) > MAX_COMMENT:
+        raise RuleError(f"A comment has at most {MAX_COMMENT:,} characters.", "body")
+    email = c.sender_email.strip()
+    if len(email) > MAX_NAME or not EMAIL_RE.match(email):
+        raise RuleError("A received mail names its sender's address.", "sender_email")
+    name = " ".join(c.sender_name.split())[:MAX_NAME]
+    sender = f"{name} <{email}>" if name else email
+    from_requester = bool(s.requester.email) and email.lower() == s.requester.email.lower()
+    if not from_requester:
+        # Colleagues read it; the requester is never mailed someone else's words.
+        body = f"Email from {sender}, not the requester:\n\n{body}"[:MAX_COMMENT]
+    files = [*c.files, *([c.original] if c.original is not None else [])]
+    added = new_attachments(s, files, c.actor, now, comment=len(s.comments))
+    original = added[-1].id if c.original is not None else ""
+    comment = Comment(author=c.actor, body=body, internal=not from_requester, at=now,
+                      attachments=[a.id for a in added if a.id != original], via="email",
+                      sender=sender, original=original, message_id=message_id)
+    changes: dict[str, Any] = {"comments": [*s.comments, comment]}
+    if added:
+        changes["attachments"] = [*s.attachments, *added]
+    said = sender
+    if s.status == "resolved":  # the customer answered: the case is theirs again
+        changes.update(status="in_progress" if s.assignee else "new", resolved_at=None)
+        said += ", reopening the case"
+    return Effect("mail in" if from_requester else "mail note", said, changes)
 
 
 def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:
@@ -856,6 +908,17 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
             Input("internal", "bool", label="Internal note (agents only)", required=False),
             Input("files", "files", label="Attach files", required=False),
         )),)),
+    CommandRule("receive_mail", ReceiveMail, _receive_mail, {
+        "mail in": "reply by {actor} from {detail}",
+        "mail note": "internal note by {actor} from {detail}"},
+        # Holder and watchers hear of it; nobody is mailed the requester's own words.
+        agents=agents_on_any_case, tells={
+            "mail in": Tells(says="comment", assignee="watching"),
+            "mail note": Tells(says="comment", assignee="watching")},
+        # Never on the page: only the intake sends it (the rule refuses any authority).
+        forms=(Form("Receive mail", fixed={"sender_name": "", "sender_email": "",
+                                           "message_id": "", "body": ""},
+                    in_actions=False),)),
     CommandRule("attach", Attach, _attach, {"attached": "{actor} attached {detail}"},
                 agents=agents_on_any_case, forms=(
                     Form("Attach", (Input("files", "files", label="Files"),)),)),
