@@ -73,7 +73,8 @@ def test_poller_killed_after_hand_over_before_marking_opens_no_second_case(
     title = word()
     dovecot.append(mail(f"Refund {title} please", to="support@example.com"))
 
-    killed = manage(["poll_mailboxes", "--once"], {**env, "MAIL_POLL_FAULT": "exit-after-hand-over"})
+    killed = manage(["poll_mailboxes", "--once"],
+                    {**env, "MAIL_POLL_FAULT": "exit-after-hand-over"})
     assert killed.returncode == 3, killed.stdout + killed.stderr
     assert len(dovecot.unseen()) == 1  # not marked: the poller died first
     eventually(lambda: listed(1, title), timeout=20)  # but handed over
