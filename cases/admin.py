@@ -24,6 +24,7 @@ from cases.models import (
     CaseAttribute,
     ClosedDay,
     EmailDelivery,
+    MailIgnored,
     NotificationPreference,
     Queue,
     QueueMailbox,
@@ -43,8 +44,8 @@ def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes 
 class QueueForm(forms.ModelForm):
     class Meta:
         model = Queue
-        fields = ("slug", "name", "agents", "calendar", "routing", "escalate_raise_priority",
-                  "escalate_to_queue", "escalate_to")
+        fields = ("slug", "name", "email", "agents", "calendar", "routing",
+                  "escalate_raise_priority", "escalate_to_queue", "escalate_to")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -69,10 +70,10 @@ class QueueForm(forms.ModelForm):
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     form = QueueForm
-    list_display = ("slug", "name", "calendar", "agent_names")
+    list_display = ("slug", "name", "email", "calendar", "agent_names")
     raw_id_fields = ("escalate_to",)
     filter_horizontal = ("agents",)
-    search_fields = ("slug", "name")
+    search_fields = ("slug", "name", "email")
 
     @admin.display(description="Agents")
     def agent_names(self, obj: Queue) -> str:
@@ -403,3 +404,22 @@ class QueueMailboxAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "queue")
     search_fields = ("username", "host")
     readonly_fields = ("last_poll", "last_count", "last_error")
+
+
+@admin.register(MailIgnored)
+class MailIgnoredAdmin(admin.ModelAdmin):
+    """Mail that opened nothing (issue 23), newest first: a record of the intake's own
+    decisions, so nobody adds, edits or removes a row."""
+
+    list_display = ("at", "door", "sender", "held", "reason", "message_id")
+    list_filter = ("held", "door")
+    search_fields = ("sender", "message_id", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

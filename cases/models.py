@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 
 from workers.model import SEARCH_ATTRIBUTE_TYPES
 from workers.rules import QUEUE_RE
@@ -126,9 +127,17 @@ class Queue(models.Model):
     escalate_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+", help_text="On breach, give the case to this person.")
+    # Mail in (issue 23): mail to this address opens a case here; replies find their case
+    # by the signed reply address, whatever queue address they were sent to.
+    email = models.EmailField(
+        blank=True, help_text="Mail to this address opens a case in this queue (e.g. "
+        "billing@example.com); empty: none.")
 
     class Meta:
         ordering = ["slug"]
+        constraints = [models.UniqueConstraint(
+            Lower("email"), condition=~models.Q(email=""), name="queue_email_unique",
+            violation_error_message="Another queue answers at this address.")]
 
     def __str__(self) -> str:
         return self.name
@@ -363,3 +372,36 @@ class QueueMailbox(models.Model):
         """The plain password, for the poller's login; raises Unsealable under another key."""
         from cases.mailin.sealing import unseal
         return unseal(self.password_sealed) if self.password_sealed else ""
+
+
+class MailIgnored(models.Model):
+    """A received mail that opened no case and added no comment (issue 23): an auto-reply, a
+    bounce, a list's mail, our own, or a sender over the rate ("held"). Who and why only,
+    never the mail's text; the newest MAIL_IGNORED_KEEP rows are kept."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    door = models.CharField(max_length=60)  # "smtp" or "imap:<queue>"
+    sender = models.CharField(max_length=254, blank=True)
+    message_id = models.CharField(max_length=320, blank=True)
+    held = models.BooleanField(default=False)  # over the sender's rate, rather than noise
+    reason = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "ignored mail"
+        verbose_name_plural = "ignored mail"
+
+    def __str__(self) -> str:
+        return f"{self.sender or '?'}: {self.reason}"
+
+
+class MailOpened(models.Model):
+    """A case a sender's mail opened, for the per-sender rate (MAIL_SENDER_CASES_PER_MINUTE);
+    rows older than an hour go."""
+
+    case_id = models.CharField(max_length=20, unique=True)
+    sender = models.CharField(max_length=254, db_index=True)  # lower case
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.sender} opened {self.case_id}"

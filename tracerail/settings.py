@@ -523,6 +523,13 @@ MAIL_POLL_FAULT = os.getenv("MAIL_POLL_FAULT", "")
 # email is sent, before the ledger marks it sent; "exit-after-record" right after the mark,
 # before the activity completes (the exactly-once tests).
 NOTIFY_FAULT = os.getenv("NOTIFY_FAULT", "")
+# Mail in (issue 23): a sender whose mail opens more cases than this in a minute is held.
+MAIL_SENDER_CASES_PER_MINUTE = envint("MAIL_SENDER_CASES_PER_MINUTE", 5)
+# How many ignored or held mails the admin lists (the newest; older rows are pruned).
+MAIL_IGNORED_KEEP = envint("MAIL_IGNORED_KEEP", 1000)
+# Where mail to our reply mailbox goes when its token names no case we can append to (forged,
+# or its case gone): it opens a new case there.
+MAIL_REPLY_QUEUE = "general"
 
 LOGGING = {
     "version": 1,

@@ -137,6 +137,9 @@ class Comment:
     # of the whole message as received (.eml): the full text, one click away.
     sender: str = ""
     original: str = ""
+    # A mail received: its Message-ID, so the same mail is never a second comment (an
+    # Update id is only unique within one run; a case continues as new).
+    message_id: str = ""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .model import (
     AddComment,
     AddTag,
     Assign,
+    Attachment,
     AttributeValue,
     Authority,
     CaseInput,
@@ -32,9 +33,11 @@ from .model import (
     Close,
     Command,
     Comment,
+    FileRef,
     NewCase,
     Notice,
     QueuePolicy,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Requester,
@@ -153,6 +156,8 @@ def validate_new_case(new: NewCase) -> None:
     for tag in new.tags:
         if clean_tag(tag) != tag:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
+    if new.follows and not CASE_ID_RE.match(new.follows):
+        raise RuleError("A follow-up names the case it follows by its id.", "follows")
 
 
 def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
@@ -366,6 +371,7 @@ def open_case(
                                       new.attributes.items()) if a.value is not None},
         due_at=due_at(sla, now, new.priority),
         at_risk_at=risk_point(sla, now, new.priority),
+        follows=new.follows,
     )
 
 
@@ -458,6 +464,61 @@ def _comment(s: CaseState, c: AddComment, now: datetime, sla: SlaPolicy) -> Effe
         "internal note" if c.internal else "comment",
         changes={"comments": [*s.comments, comment]},
     )
+
+
+# Mail in (issue 23). The intake is the only sender of a received mail: a person's form (or
+# anyone with an authority) cannot make one up.
+MAIL_ACTOR = "mail"
+MAX_MESSAGE_ID = 320  # as the delivery ledger keeps one
+MAIL_ALREADY_HERE = "This mail is already on the case."
+MAIL_FROM_INTAKE_ONLY = "Received mail is recorded by the mail intake only."
+
+
+def _receive_mail(s: CaseState, c: ReceiveMail, now: datetime, sla: SlaPolicy) -> Effect:
+    if c.authority is not None:
+        raise RuleError(MAIL_FROM_INTAKE_ONLY)
+    _require_not_closed(s)
+    message_id = c.message_id.strip()
+    if not message_id or len(message_id) > MAX_MESSAGE_ID:
+        raise RuleError("A received mail names its Message-ID.", "message_id")
+    # Temporal answers a repeated Update id only within one run; this holds across them.
+    if any(comment.message_id == message_id for comment in s.comments):
+        raise RuleError(MAIL_ALREADY_HERE, "message_id")
+    body = c.body.strip()
+    if not body:
+        raise RuleError("A received mail has some text.", "body")
+    if len(body) > MAX_COMMENT:
+        raise RuleError(f"A comment has at most {MAX_COMMENT:,} characters.", "body")
+    email = c.sender_email.strip()
+    if len(email) > MAX_NAME or not EMAIL_RE.match(email):
+        raise RuleError("A received mail names its sender's address.", "sender_email")
+    name = " ".join(c.sender_name.split())[:MAX_NAME]
+    sender = f"{name} <{email}>" if name else email
+    from_requester = bool(s.requester.email) and email.lower() == s.requester.email.lower()
+    if not from_requester:
+        # Colleagues read it; the requester is never mailed someone else's words.
+        body = f"Email from {sender}, not the requester:\n\n{body}"[:MAX_COMMENT]
+    index = len(s.comments)
+    files = [*c.files, *([c.original] if c.original is not None else [])]
+    added = _mail_attachments(s, files, c.actor, now, index)
+    original = added[-1].id if c.original is not None and added else ""
+    comment = Comment(author=c.actor, body=body, internal=not from_requester, at=now,
+                      attachments=[a.id for a in added if a.id != original], via="email",
+                      sender=sender, original=original, message_id=message_id)
+    changes: dict[str, Any] = {"comments": [*s.comments, comment]}
+    if added:
+        changes["attachments"] = [*s.attachments, *added]
+    if s.status == "resolved":  # the customer answered: the case is theirs again
+        changes.update(status="in_progress" if s.assignee else "new", resolved_at=None)
+    return Effect("mail in" if from_requester else "mail note", sender, changes)
+
+
+def _mail_attachments(s: CaseState, files: list[FileRef], actor: str, now: datetime,
+                      comment: int) -> list[Attachment]:
+    """The mail's files as the case's next attachments (ids never reused)."""
+    first = len(s.attachments) + 1
+    return [Attachment(id=f"a{first + i}", file=f, by=actor, at=now, comment=comment)
+            for i, f in enumerate(files)]
 
 
 def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:
@@ -746,6 +807,17 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                   placeholder="Write a comment…", hand_back=True),
             Input("internal", "bool", label="Internal note (agents only)", required=False),
         )),)),
+    CommandRule("receive_mail", ReceiveMail, _receive_mail, {
+        "mail in": "reply by email from {detail}",
+        "mail note": "email from {detail}, kept as an internal note"},
+        # Holder and watchers hear of it; nobody is mailed the requester's own words.
+        agents=agents_on_any_case, tells={
+            "mail in": Tells(says="comment", assignee="watching"),
+            "mail note": Tells(says="comment", assignee="watching")},
+        # Never on the page: only the intake sends it (the rule refuses any authority).
+        forms=(Form("Receive mail", fixed={"sender_name": "", "sender_email": "",
+                                           "message_id": "", "body": ""},
+                    in_actions=False),)),
     CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"},
                 agents=agents_holding_it, bulk="Add tag", forms=(
                     Form("Add tag", (Input("tag", max_length=MAX_TAG, clean=clean_tag),)),)),

@@ -25,7 +25,6 @@ import smtplib
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -37,6 +36,7 @@ from django.urls import reverse
 
 from cases.config.access import Access, supervisors_of
 from cases.config.reading import access_of
+from cases.mailin import tokens
 from cases.models import EmailDelivery, Notification, NotificationPreference
 from cases.notify import inbox
 from workers.model import Delivered, Notice, NoticeBatch
@@ -79,11 +79,9 @@ class MailDeferred(Exception):
 
 
 def reply_address(case_id: str) -> str:
-    """The requester's reply address, naming the case: the sender's mailbox plus the case
-    (tracerail+case-7K2M9QXA@example.com), which a mail router can hand to the intake."""
-    _, sender = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    local, _, domain = sender.partition("@")
-    return f"{local}+{case_id}@{domain}"
+    """The requester's reply address, naming the case with a signed token (issue 23:
+    tracerail+case-7K2M9QXA.k3j5...@example.com), which the mail intake alone can check."""
+    return tokens.reply_address(case_id)
 
 
 @dataclass
