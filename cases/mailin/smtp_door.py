@@ -53,6 +53,9 @@ class IntakeHandler:
                           address: str, rcpt_options: list[str]) -> str:
         try:
             queue = await asyncio.to_thread(pipeline.queue_for_address, address)
+        except pipeline.IntakeUnavailable as err:
+            log.warning("RCPT %s: intake unavailable (%s); answered 451", address, err)
+            return TRY_LATER
         except Exception:
             log.exception("RCPT %s: could not look the address up; answered 451", address)
             return TRY_LATER
