@@ -26,6 +26,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from email.policy import SMTP
 
 from bench.harness import (
     TEMPORAL_PORTS,
@@ -62,7 +63,7 @@ def message(word: str, n: int, body: str = "The printer is on fire again.") -> b
     mail["Subject"] = f"Printer {word} number {n}"
     mail["Message-ID"] = f"<{uuid.uuid4().hex}@bench.example.net>"
     mail.set_content(body)
-    return mail.as_bytes()
+    return mail.as_bytes(policy=SMTP)
 
 
 def send(port: int, raw: bytes) -> float:

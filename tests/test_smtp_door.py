@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from email.policy import SMTP
 from typing import Any
 
 import pytest
@@ -47,7 +48,7 @@ def mail(subject: str, *, sender: str = "", to: str = ADDRESS, body: str = "It b
     message["Subject"] = subject
     message["Message-ID"] = message_id or f"<{uuid.uuid4().hex}@example.net>"
     message.set_content(body)
-    return message.as_bytes()
+    return message.as_bytes(policy=SMTP)  # CRLF, as mail travels
 
 
 @pytest.fixture
