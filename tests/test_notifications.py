@@ -20,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from cases import temporal as gateway
+from cases.mailin import tokens
 from workers.model import (
     AddComment,
     Assign,
@@ -211,7 +212,9 @@ def test_the_requester_hears_of_public_comments_and_resolution_never_internal_no
                                         authority=ALICE)))
     mail = smtp.one_to("grace@example.net")
     assert "We are on it." in _text(mail)
-    assert mail["Reply-To"] == f"help+{case_id}@example.org"
+    # Her reply address names the case with a signature only this site can make (issue 23).
+    assert mail["Reply-To"] == f"help+{tokens.token(case_id)}@example.org"
+    assert tokens.case_of_address(str(mail["Reply-To"])) == case_id
     assert "/notifications/settings/" not in _text(mail)  # she has no account
     # An internal note that tells someone else (a mention): a delivery runs, not to her.
     run(gateway.act(case_id, AddComment(actor="alice", body="Secret: @sam", internal=True,

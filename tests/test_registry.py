@@ -21,6 +21,7 @@ from workers.model import (
     Close,
     Escalation,
     NewCase,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Requester,
@@ -80,6 +81,10 @@ def _command_samples():
         (held, ChangeRequester(actor="ann", name="Ada", email="ada@example.com")),
         (held, Watch(actor="bob")),
         (held, Unwatch(actor="wat")),
+        (resolved, ReceiveMail(actor="mail", sender_name="Grace", sender_email="GRACE@example.com",
+                               message_id="<1@example.com>", body="Thanks")),
+        (held, ReceiveMail(actor="mail", sender_name="", sender_email="bob@example.org",
+                           message_id="<2@example.org>", body="FYI @wat")),
     ]
 
 
@@ -133,7 +138,8 @@ def timeline_line(kind, detail, actor, quiet_seconds):
 TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
-    "watched", "unwatched", "opened", "sla breached", "sla at risk", "escalated", "routed",
+    "watched", "unwatched", "mail in", "mail note", "opened", "sla breached", "sla at risk",
+    "escalated", "routed",
     "notified", "ended", "truncated", "continued", "changed", "mystery",
 )
 
@@ -313,6 +319,16 @@ WHO_IS_TOLD = [
     ]),
     ('watched', []),
     ('unwatched', []),
+    ('mail in', [
+        ('2', 'mail in', 'mail', 'reply by mail from Grace <GRACE@example.com>', 'Thanks', False,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
+    # Someone else's mail is internal: never mailed to the requester.
+    ('mail note', [
+        ('2', 'mail note', 'mail', 'internal note by mail from bob@example.org',
+         'Email from bob@example.org, not the requester:\n\nFYI @wat', True,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
     ('sla breached', [
         ('2', 'sla breached', 'system', 'SLA breached', '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, 'general', 'sla_breached'),
@@ -392,6 +408,10 @@ TIMELINE = [
     ('watched', 'system', 'system started watching the case', False),
     ('unwatched', 'ann', 'ann stopped watching the case', False),
     ('unwatched', 'system', 'system stopped watching the case', False),
+    ('mail in', 'ann', 'reply by ann from in_progress → x_y', True),
+    ('mail in', 'system', 'reply by system from in_progress → x_y', True),
+    ('mail note', 'ann', 'internal note by ann from in_progress → x_y', True),
+    ('mail note', 'system', 'internal note by system from in_progress → x_y', True),
     ('opened', 'ann', 'ann opened the case', True),
     ('opened', 'system', 'system opened the case', True),
     ('sla breached', 'ann', 'SLA breached', False),

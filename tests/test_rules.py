@@ -15,9 +15,12 @@ from workers.model import (
     ChangeRequester,
     Claim,
     Close,
+    FileRef,
     NewCase,
+    ReceiveMail,
     RemoveTag,
     Reopen,
+    Requester,
     Resolve,
     SetDue,
     SetPriority,
@@ -337,3 +340,59 @@ def test_at_risk_tells_the_holder_and_the_queue_s_supervisors():
     assert notice.users == {"bob": "sla_at_risk"}
     assert (notice.supervisors_of, notice.supervisors_why) == ("general", "sla_at_risk")
     assert notice.text.startswith("SLA at risk")
+
+
+# --- mail in (issue 23) ------------------------------------------------------------------
+
+
+def _mail(**overrides):
+    fields = {"actor": rules.MAIL_ACTOR, "sender_name": "Ada", "sender_email": "ADA@example.com",
+              "message_id": "<1@example.com>", "body": "Thanks"}
+    return ReceiveMail(**{**fields, **overrides})
+
+
+def test_a_mail_from_the_requester_is_a_public_comment_with_its_message_kept():
+    state = new_state(requester=Requester("Ada", "ada@example.com"))
+    eml = FileRef("message.eml", 10, "message/rfc822", "0" * 64, "k")
+    after = step(state, _mail(original=eml))
+    comment = after.comments[-1]
+    assert (comment.body, comment.internal, comment.via) == ("Thanks", False, "email")
+    assert comment.sender == "Ada <ADA@example.com>" and comment.message_id == "<1@example.com>"
+    assert after.attachments[-1].file == eml and comment.original == after.attachments[-1].id
+    assert comment.attachments == []
+
+
+def test_a_mail_from_anyone_else_is_an_internal_note_saying_who():
+    state = new_state(requester=Requester("Ada", "ada@example.com"))
+    comment = step(state, _mail(sender_email="bob@example.org", sender_name="Bob")).comments[-1]
+    assert comment.internal and comment.body.startswith("Email from Bob <bob@example.org>")
+
+
+def test_a_mail_already_on_the_case_is_refused():
+    after = step(new_state(), _mail())
+    with pytest.raises(rules.RuleError, match=rules.MAIL_ALREADY_HERE):
+        rules.decide(after, _mail(body="again"), NOW, SLA)
+
+
+def test_a_mail_reopens_a_resolved_case_and_a_closed_one_refuses_it():
+    resolved = new_state(status="resolved", resolved_at=NOW, assignee="ann")
+    after = step(resolved, _mail())
+    assert (after.status, after.resolved_at) == ("in_progress", None)
+    with pytest.raises(rules.RuleError, match="closed"):
+        rules.decide(new_state(status="closed"), _mail(), NOW, SLA)
+
+
+def test_only_the_intake_records_received_mail():
+    """A person (any authority, a supervisor's too) cannot make up a customer's mail."""
+    for role in ("agent", "supervisor", "admin"):
+        with pytest.raises(rules.RuleError, match="mail intake only") as err:
+            rules.decide(new_state(), _mail(authority=Authority(role=role)), NOW, SLA)
+        assert err.value.field is None  # about the actor: the page never offers it
+
+
+def test_a_follow_up_names_a_case():
+    assert rules.open_case("case-BBBBBBBB", NewCase(title="t", queue="billing",
+                                                    follows="case-AAAAAAAA"),
+                           "mail", SLA, NOW).follows == "case-AAAAAAAA"
+    with pytest.raises(rules.RuleError, match="follow-up"):
+        rules.validate_new_case(NewCase(title="t", queue="billing", follows="nope"))

@@ -171,6 +171,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         AttributeValue,
         ChangeRequester,
         Close,
+        ReceiveMail,
         RemoveTag,
         Reopen,
         SetAttributes,
@@ -207,6 +208,9 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
                                                     email="grace@example.com"))],
         "watch": [(held, Watch(actor="ann"))],
         "unwatch": [(dataclasses.replace(held, watchers=["ann"]), Unwatch(actor="ann"))],
+        "receive_mail": [
+            (resolved, ReceiveMail(actor="mail", sender_name="", sender_email="a@b.example",
+                                   message_id="<m@b.example>", body="b"))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():

@@ -808,8 +808,8 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
             Input("internal", "bool", label="Internal note (agents only)", required=False),
         )),)),
     CommandRule("receive_mail", ReceiveMail, _receive_mail, {
-        "mail in": "reply by email from {detail}",
-        "mail note": "email from {detail}, kept as an internal note"},
+        "mail in": "reply by {actor} from {detail}",
+        "mail note": "internal note by {actor} from {detail}"},
         # Holder and watchers hear of it; nobody is mailed the requester's own words.
         agents=agents_on_any_case, tells={
             "mail in": Tells(says="comment", assignee="watching"),

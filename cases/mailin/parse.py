@@ -238,7 +238,7 @@ def read(raw: bytes) -> Mail:
     subject = _header(msg, "Subject")
     references = _ID_RE.findall(_header(msg, "In-Reply-To") + " " +
                                 _header(msg, "References"))
-    headers = {n: _header(msg, n).lower() for n in (
+    headers = {n.lower(): _header(msg, n).lower() for n in (
         "Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "Return-Path")}
     try:
         content_type = msg.get_content_type()

@@ -136,8 +136,7 @@ def noise_of(mail: Mail) -> str:
     if mail.content_type == "multipart/report":
         return "a delivery report (multipart/report)"
     local = mail.sender_email.partition("@")[0].lower()
-    if local in BOUNCE_SENDERS or (not mail.sender_email and mail.headers["return-path"]
-                                   in ("<>", "")):
+    if local in BOUNCE_SENDERS or mail.headers["return-path"] == "<>":
         return f"from {local or 'nobody'} (a bounce)"
     _, ours = parseaddr(settings.DEFAULT_FROM_EMAIL)
     if mail.sender_email.lower() == ours.lower() or \
