@@ -83,7 +83,7 @@ def send(port: int, raw: bytes) -> float:
 
 
 def counters(stack: Stack) -> dict[str, float]:
-    """service_requests per operation, as the dev server counts them."""
+    """service_requests per frontend operation, as the dev server counts them."""
     conn = http.client.HTTPConnection("127.0.0.1", stack.metrics_port, timeout=10)
     try:
         conn.request("GET", "/metrics")
@@ -92,7 +92,9 @@ def counters(stack: Stack) -> dict[str, float]:
         conn.close()
     totals: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("service_requests{"):
+        # Frontend only: the calls clients (the door's, the worker's) make; the history and
+        # matching services count their own internal hops too.
+        if line.startswith("service_requests{") and 'service_name="frontend"' in line:
             op = re.search(r'operation="([^"]+)"', line)
             if op:
                 totals[op.group(1)] = totals.get(op.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
