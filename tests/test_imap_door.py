@@ -5,12 +5,13 @@ message to the real pipeline on the real dev server and marks it only after that
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import pytest
 from django.db import connection
 
-from .conftest import eventually, free_port, listed, logged_in, manage
+from .conftest import eventually, free_port, listed, logged_in, manage, manage_in_background
 from .dovecot import Dovecot, dovecot  # noqa: F401 (fixture)
 from .test_smtp_door import mail, queues, word  # noqa: F401 (fixture)
 
@@ -107,6 +108,21 @@ def test_temporal_away_leaves_the_message_unseen_for_the_next_poll(
     assert "0 handed over, 0 flagged, 1 left" in polled.stdout, polled.stdout + polled.stderr
     assert len(dovecot.unseen()) == 1
     assert dovecot.flags()[dovecot.unseen()[0]] == set()
+    # As the Procfile runs it: a loop that SIGTERM ends between polls, exit status 0.
+    looping = manage_in_background(["poll_mailboxes", "--interval", "0.5"], env)
+    try:
+        seen = ""
+        for line in looping.stdout:  # (stderr's log lines too)
+            seen += line
+            if "1 left" in line:
+                break
+        assert "every 0.5 s" in seen and "1 left" in seen, seen
+    finally:
+        looping.send_signal(signal.SIGTERM)
+        out, _ = looping.communicate(timeout=60)
+    assert looping.returncode == 0, out
+    assert "poll_mailboxes: stopped" in out, out
+    assert len(dovecot.unseen()) == 1
 
 
 def test_a_message_over_the_limit_is_flagged_not_taken_nor_retried(

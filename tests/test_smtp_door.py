@@ -176,6 +176,20 @@ def test_garbage_and_a_huge_header_get_an_answer_and_the_next_mail_is_taken(inta
     eventually(lambda: listed(1, title), timeout=20)
 
 
+def test_a_ten_thousand_part_message_gets_an_answer_and_the_next_mail_is_taken(intake):
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % n
+                     for n in range(10_000))
+    raw = (b"From: many@example.net\r\nTo: technical@example.com\r\nSubject: parts\r\n"
+           b"Message-ID: <" + uuid.uuid4().hex.encode() + b"@example.net>\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           + parts + b"--b--\r\n")
+    code, reply = send(intake, raw)
+    assert code == 250 or 500 <= code < 600, (code, reply)
+    title = word()
+    assert send(intake, mail(f"After {title}"))[0] == 250
+    eventually(lambda: listed(1, title), timeout=20)
+
+
 def test_run_mail_intake_answers_451_while_temporal_is_away_and_stops_on_sigterm(
         queues, temporal, tmp_path):
     """The command as the Procfile runs it, with Temporal unreachable: the sender hears 451
