@@ -333,7 +333,7 @@ class EmailDelivery(models.Model):
 
 class QueueMailbox(models.Model):
     """A hosted mailbox (Microsoft 365, Gmail, any IMAP server) `poll_mailboxes` reads for a
-    queue (issue 23). The password is stored sealed (cases/mailin/sealing.py), never plain;
+    queue (issue 23). The password is stored sealed (cases/config/sealing.py), never plain;
     the admin form takes a new one and never shows it."""
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="mailboxes")
@@ -365,12 +365,12 @@ class QueueMailbox(models.Model):
             raise ValidationError({"port": "A port number is 1-65535."})
 
     def set_password(self, plain: str) -> None:
-        from cases.mailin.sealing import seal
+        from cases.config.sealing import seal
         self.password_sealed = seal(plain)
 
     def password(self) -> str:
         """The plain password, for the poller's login; raises Unsealable under another key."""
-        from cases.mailin.sealing import unseal
+        from cases.config.sealing import unseal
         return unseal(self.password_sealed) if self.password_sealed else ""
 
 

@@ -162,7 +162,7 @@ def test_a_wrong_password_is_shown_on_the_mailbox_and_the_others_are_still_polle
 
 def test_the_mailbox_password_is_never_stored_or_shown_in_plain_text(
         queues, dovecot, admin_user, settings):  # noqa: F811
-    from cases.mailin.sealing import Unsealable
+    from cases.config.sealing import Unsealable
     from cases.models import Queue, QueueMailbox
 
     client = logged_in(admin_user)

@@ -1,6 +1,6 @@
 """The folders show the layers, and imports only point down:
 
-    cases/web  →  cases/live  →  cases/temporal, cases/config  →  cases/store
+    cases/web  →  cases/live, notify, mailin  →  cases/temporal, cases/config  →  cases/store
 
 (`cases/models.py` belongs with the configuration; `admin`, `templatetags` and `management`
 with the pages.) A module imported lazily, inside a function, counts the same."""
@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "cases"
 
 LAYER = {"store": 0, "config": 1, "models": 1, "temporal": 1, "live": 2, "notify": 2,
+         "mailin": 2,
          "web": 3, "admin": 3, "templatetags": 3, "management": 3, "apps": 3,
          "migrations": 1}
 # Alike layers that must not know each other either.
