@@ -38,7 +38,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python manage.py demo_users
 
 run: setup
-	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker and the web app on http://127.0.0.1:$(WEB_PORT)"
+	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker, the mail intake (SMTP 127.0.0.1:$${MAIL_INTAKE_PORT:-2525}, IMAP poller) and the web app on http://127.0.0.1:$(WEB_PORT)"
 	PATH="$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
 run-prod: $(VENV)/.installed redis-server
