@@ -124,6 +124,10 @@ def test_unknown_address_is_refused_at_rcpt_with_550(intake):
         assert code == 550, reply
         # The session goes on: a known address in the same transaction is still taken.
         assert smtp.rcpt(ADDRESS)[0] == 250
+        # Up to RFC 5321's 100 recipients; the next waits for another transaction (452).
+        for _ in range(99):
+            assert smtp.rcpt(ADDRESS)[0] == 250
+        assert smtp.rcpt(ADDRESS)[0] == 452
 
 
 def test_oversized_mail_is_refused_at_data_with_552(intake, settings):

@@ -26,6 +26,9 @@ TOO_BIG = "552 5.3.4 Message too big"
 # A header block longer than this is not read for the log's Message-ID (the pipeline still
 # sees the whole message): a 1 MB header must not cost the log line a full parse.
 _HEADER_PEEK = 64 * 1024
+# RFC 5321 4.5.3.1.8: a server must take at least 100 recipients; past that each RCPT costs a
+# lookup for nothing a real relay sends, so the rest wait for the next transaction (452).
+MAX_RECIPIENTS = 100
 
 
 def message_id(raw: bytes) -> str:
@@ -51,6 +54,8 @@ class IntakeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
         try:
             queue = await asyncio.to_thread(pipeline.queue_for_address, address)
         except pipeline.IntakeUnavailable as err:
