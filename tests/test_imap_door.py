@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from .conftest import eventually, free_port, listed, logged_in, manage, manage_in_background
+from cases import temporal as gateway
+from cases.temporal.visibility import BASE
+
+from .conftest import eventually, free_port, listed, logged_in, manage, manage_in_background, run
 from .dovecot import Dovecot, dovecot  # noqa: F401 (fixture)
 from .test_smtp_door import mail, queues, word  # noqa: F401 (fixture)
 
@@ -42,6 +45,9 @@ def test_a_poll_opens_a_case_per_unseen_message_and_the_next_poll_fetches_nothin
     assert [o.done for o in report.outcomes] == ["opened", "opened"]
     for title in titles:
         eventually(lambda title=title: listed(1, title), timeout=20)
+    # In the mailbox's queue, whatever address the mail was written to.
+    rows = run(gateway.list_cases(f"{BASE} AND CaseTitle = '{titles[0]}'", 5)).rows
+    assert [r.queue for r in rows] == ["technical"]
     assert dovecot.unseen() == []
     box.refresh_from_db()
     assert (box.last_count, box.last_error) == (2, "")
@@ -177,6 +183,8 @@ def test_the_mailbox_password_is_never_stored_or_shown_in_plain_text(
         row = " ".join(str(v) for v in cursor.fetchone())
     assert dovecot.password not in row
     assert box.password() == dovecot.password
+    listing = client.get("/admin/cases/queuemailbox/")
+    assert listing.status_code == 200 and dovecot.password not in listing.content.decode()
     page = client.get(f"/admin/cases/queuemailbox/{box.pk}/change/").content.decode()
     assert dovecot.password not in page and box.password_sealed not in page
     # Saved again without a new password: the stored one is kept.
