@@ -19,8 +19,10 @@ from workers.model import (
     ChangeRequester,
     Claim,
     Close,
+    FileRef,
     NewCase,
     QueuePolicy,
+    ReceiveMail,
     RemoveTag,
     Reopen,
     Resolve,
@@ -30,6 +32,7 @@ from workers.model import (
     Unwatch,
     Watch,
 )
+from workers.rules import MAIL_ACTOR
 
 from .conftest import _persona, eventually, run
 
@@ -69,6 +72,16 @@ def _scripted_commands() -> list:
         SetStatus(**alice, status="in_progress"),
         RemoveTag(**alice, tag="hardware"),
         ChangeRequester(actor="sam", name="Grace B. Hopper", email="gbh@example.com"),
+        # Mail in (issue 23): the requester's reply, someone else's (an internal note), and a
+        # reply that reopens the resolved case.
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="GBH@example.com",
+                    message_id="<r1@example.com>", body="Thanks",
+                    original=FileRef("message.eml", 120, "message/rfc822", "0" * 64, "k0")),
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="", sender_email="bob@elsewhere.example",
+                    message_id="<r2@elsewhere.example>", body="FYI"),
+        Resolve(**alice, resolution="Replaced the fuser, again."),
+        ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="gbh@example.com",
+                    message_id="<r3@example.com>", body="Still smoking"),
     ]
     return commands
 

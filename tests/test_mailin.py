@@ -14,7 +14,7 @@ from cases import temporal as gateway
 from cases.mailin import tokens
 from cases.mailin.pipeline import IntakeUnavailable, hand_over, queue_for_address
 from cases.models import EmailDelivery, MailIgnored, MailOpened, Queue
-from cases.notify.deliver import reply_address
+from cases.notify.deliver import message_id, reply_address
 from cases.temporal.ids import new_case_id
 from workers import rules
 from workers.model import AddComment, CaseInput, Close, NewCase, QueuePolicy, Resolve
@@ -143,23 +143,10 @@ def test_the_same_reply_after_the_case_continued_as_new_is_still_one_comment(
         temporal, addresses):
     """Temporal dedupes an Update id within one run only: the rule refuses a Message-ID the
     case already has."""
-    case_id = new_case_id()
-    handle = run(temporal.client.start_workflow(
-        "Case", CaseInput(case_id=case_id, actor="intake",
-                          new=NewCase(title="Long", queue="general",
-                                      requester_email="ada@example.com"),
-                          policy=QueuePolicy("general"), history_event_limit=25),
-        id=case_id, task_queue=django_settings.TEMPORAL_TASK_QUEUE))
-    first_run = handle.result_run_id
+    case_id, first_run = _long_case(temporal)
     reply = mail(to=reply_address(case_id), body="First words")
     assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
-    for i in range(6):
-        run(gateway.act(case_id, AddComment(actor="sam", body=f"note {i}")))
-
-    def continued() -> None:
-        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
-
-    eventually(continued, timeout=20)
+    _continue(temporal, case_id, first_run)
     assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
     bodies = [c.body for c in current_state(case_id).comments]
     assert bodies.count("First words") == 1
@@ -226,7 +213,7 @@ def test_a_delivery_report_and_a_reply_to_our_own_message_id_domain_are_ignored(
     report = mail(content_type='multipart/report; report-type=delivery-status; boundary="b"',
                   body="--b\nContent-Type: text/plain\n\nUndeliverable\n--b--\n")
     assert hand_over(report, ["billing@example.com"], door="smtp").done == "ignored"
-    looped = mail(message_id="<case-AAAAAAAA.v1.x@127.0.0.1>")
+    looped = mail(message_id=message_id("case-AAAAAAAA", ["3"], "ada@example.com"))
     assert hand_over(looped, ["billing@example.com"], door="smtp").reason == "our own mail"
     # An auto-reply to one of our reply addresses adds nothing to the case either.
     case_id = opened(mail())
@@ -244,6 +231,42 @@ def test_a_reply_to_a_resolved_case_reopens_it(temporal, addresses):
     state = current_state(case_id)
     assert state.status == "new" and state.resolved_at is None
     assert state.comments[-1].body == "Still nothing on my account."
+
+
+def _long_case(temporal: Any) -> tuple[str, str]:
+    """A case that continues as new after 25 events; its id and first run's id."""
+    case_id = new_case_id()
+    handle = run(temporal.client.start_workflow(
+        "Case", CaseInput(case_id=case_id, actor="intake",
+                          new=NewCase(title="Long", queue="general",
+                                      requester_email="ada@example.com"),
+                          policy=QueuePolicy("general"), history_event_limit=25),
+        id=case_id, task_queue=django_settings.TEMPORAL_TASK_QUEUE))
+    return case_id, str(handle.result_run_id)
+
+
+def _continue(temporal: Any, case_id: str, first_run: str) -> None:
+    for i in range(6):
+        run(gateway.act(case_id, AddComment(actor="sam", body=f"note {i}")))
+
+    def continued() -> None:
+        assert run(temporal.client.get_workflow_handle(case_id).describe()).run_id != first_run
+
+    eventually(continued, timeout=20)
+
+
+def test_a_reply_delivered_again_after_its_case_closed_is_not_a_follow_up(temporal,
+                                                                          addresses):
+    """Temporal answers a repeated Update id on a closed run, but not one of an earlier run:
+    the closed case's history is asked."""
+    case_id, first_run = _long_case(temporal)
+    reply = mail(to=reply_address(case_id), body="Thanks, all good.")
+    assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
+    _continue(temporal, case_id, first_run)
+    run(gateway.act(case_id, Close(actor="sam")))
+    again = hand_over(reply, [reply_address(case_id)], door="imap:billing")
+    assert (again.done, again.case_id) == ("replied", case_id)
+    assert not MailOpened.objects.exclude(case_id=case_id).exists()
 
 
 def test_a_reply_to_a_closed_case_opens_a_follow_up_naming_it(temporal, addresses):
@@ -331,3 +354,90 @@ def test_the_ignored_list_is_bounded(temporal, addresses, settings):
     for _ in range(110):
         hand_over(mail(headers="Precedence: junk\r\n"), ["billing@example.com"], door="smtp")
     assert 5 <= MailIgnored.objects.count() <= 105
+
+
+def test_a_customer_at_our_own_domain_is_not_our_own_mail(temporal, addresses):
+    raw = mail(message_id="<CAF12345@127.0.0.1>", body="Same host, a person")
+    assert hand_over(raw, ["billing@example.com"], door="smtp").done == "opened"
+
+
+def test_a_reply_address_is_unavailable_rather_than_refused_while_temporal_is_away(
+        temporal, addresses, settings):
+    case_id = opened(mail())
+    settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"
+    gateway.reset_client()
+    try:
+        with pytest.raises(IntakeUnavailable):
+            queue_for_address(reply_address(case_id))
+        # Queue addresses need no Temporal.
+        assert queue_for_address("billing@example.com") == "billing"
+    finally:
+        settings.TEMPORAL_ADDRESS = temporal.address
+        gateway.reset_client()
+
+
+def test_admins_see_ignored_mail_with_its_reason_read_only(temporal, addresses, admin_user):
+    from .conftest import logged_in
+
+    hand_over(mail(sender="MAILER-DAEMON@mx.example.com"), ["billing@example.com"],
+              door="smtp")
+    client = logged_in(admin_user)
+    page = client.get("/admin/cases/mailignored/")
+    assert page.status_code == 200
+    assert b"mailer-daemon@mx.example.com" in page.content.lower()
+    assert b"a bounce" in page.content
+    assert client.get("/admin/cases/mailignored/add/").status_code == 403
+
+
+def test_one_queue_per_address_whatever_its_case(addresses):
+    from django.core.exceptions import ValidationError
+
+    clash = Queue(slug="refunds", name="Refunds", email="Billing@Example.com")
+    with pytest.raises(ValidationError, match="Another queue answers at this address"):
+        clash.full_clean()
+    # Any number of queues without an address.
+    Queue.objects.create(slug="a-none", name="A")
+    Queue(slug="b-none", name="B").full_clean()
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def _with_attachments(*files: tuple[str, str, bytes], **fields: Any) -> bytes:
+    import base64
+
+    parts = "--b\nContent-Type: text/plain; charset=utf-8\n\n" + \
+        fields.pop("body", "See attached.") + "\n"
+    for name, kind, data in files:
+        encoded = base64.encodebytes(data).decode()
+        parts += (f"--b\nContent-Type: {kind}\nContent-Transfer-Encoding: base64\n"
+                  f'Content-Disposition: attachment; filename="{name}"\n\n{encoded}\n')
+    return mail(content_type='multipart/mixed; boundary="b"', body=parts + "--b--\n",
+                **fields)
+
+
+def test_a_reply_brings_its_attachments_to_its_comment(temporal, addresses):
+    case_id = opened(mail())
+    reply = _with_attachments(("screenshot.png", "image/png", PNG),
+                              to=reply_address(case_id), body="Here is the screen.")
+    assert hand_over(reply, [reply_address(case_id)], door="smtp").done == "replied"
+    state = current_state(case_id)
+    comment = state.comments[-1]
+    assert comment.body == "Here is the screen."
+    files = {a.id: a.file for a in state.attachments}
+    assert [files[i].name for i in comment.attachments] == ["screenshot.png"]
+    assert files[comment.attachments[0]].size == len(PNG)
+    assert files[comment.original].name == "message.eml"
+
+
+def test_a_refused_attachment_is_skipped_with_a_note_not_the_mail(temporal, addresses):
+    program = b"MZ\x90\x00\x03" + b"\x00" * 200  # a Windows executable
+    raw = _with_attachments(("setup.exe", "application/octet-stream", program),
+                            ("screenshot.png", "image/png", PNG), body="Install this")
+    case_id = opened(raw)
+    state = current_state(case_id)
+    assert state.description.startswith("Install this")
+    assert "setup.exe not kept" in state.description
+    assert sorted(a.file.name for a in state.attachments) == ["message.eml", "screenshot.png"]

@@ -267,7 +267,7 @@ def read(raw: bytes) -> Mail:
         else:
             notes.append(f"attachments past the first {MAX_FILES} were not kept")
     text = plain if plain.strip() else html_to_text(html)
-    text = _CONTROL_RE.sub("", text.replace("\r\n", "\n")).strip()
+    text = _CONTROL_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     return Mail(raw=raw, key=key[:rules.MAX_MESSAGE_ID], message_id=message_id,
                 sender_name=" ".join(name.split())[:rules.MAX_NAME], sender_email=email,
                 subject=subject[:1000], title=title_of(subject), text=text,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -38,6 +39,9 @@ logger = logging.getLogger("tracerail.mailin")
 
 BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
 NOISY_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+# The Message-IDs cases/notify/deliver.py makes (message_id, thread_id), at our domain.
+_OUR_MESSAGE_ID = re.compile(r"^<case-[0-9A-Z]{8}(?:\.v[0-9a-f]{12}\.[0-9a-f]{12})?@",
+                             re.IGNORECASE)
 
 
 class IntakeUnavailable(Exception):
@@ -61,41 +65,46 @@ def _call(fn: Any, *args: Any) -> Any:
     """A gateway coroutine from this synchronous code; Temporal away is IntakeUnavailable."""
     try:
         return async_to_sync(fn)(*args)
-    except (temporal.TemporalUnavailable, temporal.WorkerUnavailable) as err:
+    # A busy case never accepted the Update; a worker away may apply it later: either way the
+    # sender's retry carries the same ids.
+    except (temporal.TemporalUnavailable, temporal.WorkerUnavailable, temporal.CaseBusy) as err:
         raise IntakeUnavailable(err.message) from err
 
 
-@dbconn.outside_request
 def queue_for_address(address: str) -> str | None:
     """The queue (slug) an address belongs to, or None: the SMTP door refuses None at RCPT
     with 550. A reply address (our mailbox, "+", a signed token) belongs to its case's
     queue; a forged or stale one to MAIL_REPLY_QUEUE, where it opens a new case. Raises
     IntakeUnavailable when the case's queue cannot be asked now."""
-    _, address = parseaddr(address)
-    if "@" not in address:
-        return None
     try:
-        found = Queue.objects.filter(email__iexact=address).values_list("slug", flat=True)
-        if found:
-            return found[0]
-        local, domain = tokens.our_mailbox()
-        mine, plus, _ = address.partition("@")[0].partition("+")
-        if not plus or mine.lower() != local.lower() or \
-                address.rpartition("@")[2].lower() != domain.lower():
-            return None
-        case_id = tokens.case_of_address(address)
-        if case_id is not None:
-            try:
-                return str(_call(temporal.describe_case, case_id).queue)
-            except temporal.CaseNotFound:
-                pass
-        fallback = settings.MAIL_REPLY_QUEUE
-        return fallback if Queue.objects.filter(slug=fallback).exists() else None
+        return _queue_for_address(address)
     except DatabaseError as err:
         raise IntakeUnavailable(f"the configuration database did not answer: {err}") from err
 
 
 @dbconn.outside_request
+def _queue_for_address(address: str) -> str | None:
+    _, address = parseaddr(address)
+    if "@" not in address:
+        return None
+    found = Queue.objects.filter(email__iexact=address).values_list("slug", flat=True)
+    if found:
+        return found[0]
+    local, domain = tokens.our_mailbox()
+    mine, plus, _ = address.partition("@")[0].partition("+")
+    if not plus or mine.lower() != local.lower() or \
+            address.rpartition("@")[2].lower() != domain.lower():
+        return None
+    case_id = tokens.case_of_address(address)
+    if case_id is not None:
+        try:
+            return str(_call(temporal.describe_case, case_id).queue)
+        except temporal.CaseNotFound:
+            pass
+    fallback = settings.MAIL_REPLY_QUEUE
+    return fallback if Queue.objects.filter(slug=fallback).exists() else None
+
+
 def hand_over(raw: bytes, recipients: list[str], *, door: str) -> Outcome:
     """Parse, classify, match and hand over one message (synchronous: run it in a thread from
     async code). Returns only once the message is durably with Temporal (case started,
@@ -113,6 +122,7 @@ def hand_over(raw: bytes, recipients: list[str], *, door: str) -> Outcome:
         raise IntakeUnavailable(f"the database did not answer: {err}") from err
 
 
+@dbconn.outside_request
 def _hand_over(mail: Mail, recipients: list[str], door: str) -> Outcome:
     noise = noise_of(mail)
     if noise:
@@ -139,8 +149,8 @@ def noise_of(mail: Mail) -> str:
     if local in BOUNCE_SENDERS or mail.headers["return-path"] == "<>":
         return f"from {local or 'nobody'} (a bounce)"
     _, ours = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    if mail.sender_email.lower() == ours.lower() or \
-            mail.message_id.lower().endswith(f"@{site_domain().lower()}>"):
+    if mail.sender_email.lower() == ours.lower() or (_OUR_MESSAGE_ID.match(mail.message_id) \
+            and mail.message_id.lower().endswith(f"@{site_domain().lower()}>")):
         return "our own mail"
     return ""
 
@@ -211,6 +221,8 @@ def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcom
         except temporal.CaseNotFound:
             return _open(mail, _queue_of(mail, recipients, door), door)
         if row.status == "closed":
+            if _was_received(case_id, mail.key):  # delivered again after the case closed
+                return Outcome("replied", case_id, "already on the case")
             return _open(mail, row.queue or _queue_of(mail, recipients, door), door,
                          follows=case_id)
         logger.warning("mail %s refused by %s (%s): a new case", mail.key, case_id,
@@ -219,20 +231,32 @@ def _reply(mail: Mail, case_id: str, recipients: list[str], door: str) -> Outcom
     return Outcome("replied", case_id)
 
 
+def _was_received(case_id: str, key: str) -> bool:
+    """Did the (ended) case take this mail before it closed? Its history says; read only
+    on this rare path (an Update id is forgotten with the run)."""
+    state = _call(temporal.case_history, case_id).projection.state
+    return state is not None and any(c.message_id == key for c in state.comments)
+
+
 def _keep_files(mail: Mail) -> tuple[list[FileRef], FileRef | None, list[str]]:
     """The mail's attachments and the whole message, kept in the file store; a file refused
     (type, size) is a note in the text, not a refused mail."""
     files, notes = [], list(mail.notes)
-    for name, data in mail.files:
-        try:
-            files.append(store.keep(data, name))
-        except store.FileRefused as err:
-            notes.append(f"attachment {name} not kept: {err}")
     try:
-        original = store.keep(mail.raw, "message.eml", internal_type="message/rfc822")
-    except store.FileRefused as err:
-        original = None
-        notes.append(f"the message as received was not kept: {err}")
+        for name, data in mail.files:
+            try:
+                files.append(store.keep(data, name))
+            except store.FileRefused as err:
+                notes.append(f"attachment {name} not kept: {err}")
+        try:
+            original = store.keep(mail.raw, "message.eml", internal_type="message/rfc822")
+        except store.FileRefused as err:
+            original = None
+            notes.append(f"the message as received was not kept: {err}")
+    except OSError as err:
+        # The storage is away or full: the sender retries, and the files kept so far (once
+        # per SHA-256) are the same files then.
+        raise IntakeUnavailable(f"the file store did not take the mail: {err}") from err
     return files, original, notes
 
 
@@ -275,6 +299,10 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
         row.delete()
         store.discard(new.files)
         return _ignored(mail, door, f"not a case: {err.message}")
-    logger.info("mail %s from %s via %s opened %s in %s", mail.key, sender or "?", door,
-                case_id, queue)
+    if mail.notes:
+        logger.warning("malformed mail %s from %s via %s opened %s degraded: %s", mail.key,
+                       sender or "?", door, case_id, "; ".join(mail.notes))
+    else:
+        logger.info("mail %s from %s via %s opened %s in %s", mail.key, sender or "?", door,
+                    case_id, queue)
     return outcome
