@@ -21,7 +21,7 @@ PROD_VAR_DIR ?= var/prod
 # Empty: bin/prod-env's 25 calls/s (see run-prod below).
 PROD_VISIBILITY_RPS ?=
 
-.PHONY: run setup test lint chromium redis-server run-prod bench bench-agents clean-data
+.PHONY: run setup test lint chromium redis-server dovecot run-prod bench bench-agents bench-mail clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python manage.py demo_users
 
 run: setup
-	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker and the web app on http://127.0.0.1:$(WEB_PORT)"
+	@echo "Starting Temporal (Web UI $(TEMPORAL_UI_URL)), the worker, the mail intake (SMTP 127.0.0.1:$${MAIL_INTAKE_PORT:-2525}, IMAP poller) and the web app on http://127.0.0.1:$(WEB_PORT)"
 	PATH="$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
 run-prod: $(VENV)/.installed redis-server
@@ -55,6 +55,10 @@ chromium:
 redis-server:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
+# tests/test_imap_door.py starts a private Dovecot (Debian's dovecot-imapd) as its IMAP server.
+dovecot:
+	@test -x /usr/sbin/dovecot || (apt-get update -qq && apt-get install -y -qq dovecot-imapd)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	@# A binary committed once stays in every clone for good (issue 15's 2.9 MB wheel).
@@ -62,7 +66,7 @@ lint: $(VENV)/.installed
 	@# Nothing writes into asgiref's, Django's or redis' insides (issue 22's thread defect).
 	$(BIN)/python bin/check-private-writes
 
-test: $(VENV)/.installed chromium redis-server lint
+test: $(VENV)/.installed chromium redis-server dovecot lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
@@ -70,6 +74,9 @@ bench: $(VENV)/.installed
 
 bench-agents: $(VENV)/.installed
 	$(BIN)/python -m bench.agents
+
+bench-mail: $(VENV)/.installed
+	$(BIN)/python -m bench.mail
 
 clean-data:
 	rm -rf var/

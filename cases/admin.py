@@ -27,6 +27,7 @@ from cases.models import (
     MailIgnored,
     NotificationPreference,
     Queue,
+    QueueMailbox,
     WorkingHours,
 )
 
@@ -361,6 +362,48 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class QueueMailboxForm(forms.ModelForm):
+    """The password is write-only: a new one replaces the stored (sealed) one, an empty field
+    keeps it, and the stored one is never rendered, not even as dots in the page's source."""
+
+    new_password = forms.CharField(
+        required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored password (it is never shown).")
+
+    class Meta:
+        model = QueueMailbox
+        fields = ("queue", "host", "port", "use_tls", "username", "new_password", "folder",
+                  "enabled")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("new_password") and not self.instance.password_sealed:
+            self.add_error("new_password", "A new mailbox needs its password.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> QueueMailbox:
+        mailbox = super().save(commit=False)
+        if self.cleaned_data.get("new_password"):
+            mailbox.set_password(self.cleaned_data["new_password"])
+            mailbox.last_error = ""
+        if commit:
+            mailbox.save()
+        return mailbox
+
+
+@admin.register(QueueMailbox)
+class QueueMailboxAdmin(admin.ModelAdmin):
+    """Hosted mailboxes `manage.py poll_mailboxes` reads, one queue each."""
+
+    form = QueueMailboxForm
+    list_display = ("username", "host", "folder", "queue", "enabled", "last_poll", "last_count",
+                    "last_error")
+    list_filter = ("enabled", "queue")
+    search_fields = ("username", "host")
+    readonly_fields = ("last_poll", "last_count", "last_error")
 
 
 @admin.register(MailIgnored)

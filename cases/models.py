@@ -331,6 +331,49 @@ class EmailDelivery(models.Model):
         return self.message_id
 
 
+class QueueMailbox(models.Model):
+    """A hosted mailbox (Microsoft 365, Gmail, any IMAP server) `poll_mailboxes` reads for a
+    queue (issue 23). The password is stored sealed (cases/config/sealing.py), never plain;
+    the admin form takes a new one and never shows it."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="mailboxes")
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(default=993)
+    use_tls = models.BooleanField(
+        default=True, help_text="Implicit TLS (IMAPS, port 993). Off only for a server on "
+                                "this host or a test; the password then travels in clear.")
+    username = models.CharField(max_length=254)
+    password_sealed = models.TextField(blank=True, editable=False)
+    folder = models.CharField(max_length=200, default="INBOX")
+    enabled = models.BooleanField(default=True)
+    # What the poller last saw, for the admin to read; written by the poller only.
+    last_poll = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_count = models.PositiveIntegerField(default=0, editable=False,
+                                             help_text="Messages handed over by the last poll.")
+
+    class Meta:
+        ordering = ["queue__slug", "username"]
+        constraints = [models.UniqueConstraint(fields=["host", "username", "folder"],
+                                               name="one_mailbox_per_folder")]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.host}/{self.folder} → {self.queue.slug}"
+
+    def clean(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValidationError({"port": "A port number is 1-65535."})
+
+    def set_password(self, plain: str) -> None:
+        from cases.config.sealing import seal
+        self.password_sealed = seal(plain)
+
+    def password(self) -> str:
+        """The plain password, for the poller's login; raises Unsealable under another key."""
+        from cases.config.sealing import unseal
+        return unseal(self.password_sealed) if self.password_sealed else ""
+
+
 class MailIgnored(models.Model):
     """A received mail that opened no case and added no comment (issue 23): an auto-reply, a
     bounce, a list's mail, our own, or a sender over the rate ("held"). Who and why only,

@@ -556,6 +556,36 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+# --- Mail in (issue 23): the SMTP door and the IMAP poller ---------------------------------
+# Where `run_mail_intake` listens: a mail server on this host hands mail to it (Postfix
+# transport or relay, docs/deployment.md). Loopback by default: the door does no TLS and no
+# sender authentication, so it must not face the internet.
+MAIL_INTAKE_HOST = os.getenv("MAIL_INTAKE_HOST", "127.0.0.1").strip()
+MAIL_INTAKE_PORT = envint("MAIL_INTAKE_PORT", 2525)
+MAIL_MAX_BYTES = envint("MAIL_MAX_BYTES", 26214400)
+# Hand-overs (each a few Temporal calls in a thread) one listener runs at once; more senders
+# wait in DATA, which SMTP allows for minutes.
+MAIL_INTAKE_CONCURRENCY = envint("MAIL_INTAKE_CONCURRENCY", 8)
+MAIL_POLL_SECONDS = envfloat("MAIL_POLL_SECONDS", 60.0)
+# Encrypts the admin's IMAP passwords (Fernet); empty: a key derived from SECRET_KEY, so
+# rotating SECRET_KEY then means entering the mailbox passwords again.
+MAIL_SECRET_KEY = os.getenv("MAIL_SECRET_KEY", "")
+if not 1 <= MAIL_INTAKE_PORT <= 65535:
+    raise ImproperlyConfigured(f"MAIL_INTAKE_PORT must be a port number (1-65535), "
+                               f"got {MAIL_INTAKE_PORT}")
+if not MAIL_INTAKE_HOST or any(c.isspace() for c in MAIL_INTAKE_HOST) or "/" in MAIL_INTAKE_HOST:
+    raise ImproperlyConfigured(
+        f"MAIL_INTAKE_HOST must be a host name or IP address, got {MAIL_INTAKE_HOST!r}")
+for _name in ("MAIL_MAX_BYTES", "MAIL_INTAKE_CONCURRENCY"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
+if MAIL_POLL_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"MAIL_POLL_SECONDS must be more than 0 seconds, got {MAIL_POLL_SECONDS}")
+# Tests only: "exit-after-hand-over" ends `poll_mailboxes` right after a message's hand-over,
+# before it is marked in the mailbox (the restart-mid-fetch test).
+MAIL_POLL_FAULT = os.getenv("MAIL_POLL_FAULT", "")
+
 # Fault injection for tests only: "exit-after-send" ends the worker process right after an
 # email is sent, before the ledger marks it sent; "exit-after-record" right after the mark,
 # before the activity completes (the exactly-once tests).
