@@ -43,7 +43,7 @@ class QueueForm(forms.ModelForm):
     class Meta:
         model = Queue
         fields = ("slug", "name", "agents", "calendar", "routing", "escalate_raise_priority",
-                  "escalate_to_queue", "escalate_to")
+                  "escalate_to_queue", "escalate_to", "reply_default")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -68,7 +68,7 @@ class QueueForm(forms.ModelForm):
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     form = QueueForm
-    list_display = ("slug", "name", "calendar", "agent_names")
+    list_display = ("slug", "name", "calendar", "reply_default", "agent_names")
     raw_id_fields = ("escalate_to",)
     filter_horizontal = ("agents",)
     search_fields = ("slug", "name")

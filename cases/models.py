@@ -126,6 +126,13 @@ class Queue(models.Model):
     escalate_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+", help_text="On breach, give the case to this person.")
+    # Issue 23: which of the comment box's two modes a case page of this queue starts in.
+    PUBLIC, INTERNAL = "public", "internal"
+    reply_default = models.CharField(
+        max_length=8, choices=[(PUBLIC, "Public reply (mailed to the requester)"),
+                               (INTERNAL, "Internal note (agents only)")], default=PUBLIC,
+        help_text="The mode the comment box on this queue's cases starts in; agents can "
+                  "switch it for each comment.")
 
     class Meta:
         ordering = ["slug"]

@@ -134,7 +134,7 @@ def test_a_published_change_is_json_with_the_schema_version_and_reads_back_equal
     (first_id, _), (second_id, second) = raw.xrange(redis_store.make_key("log:stream"))
     assert (first_id, second_id) == (b"1-1", b"2-1")  # the id is the change's number
     stored = json.loads(second[b"row"])
-    assert stored["v"] == wire.SCHEMA == 2
+    assert stored["v"] == wire.SCHEMA == 3
     assert stored["d"]["due_at"] == "2026-03-01T09:30:00+05:30"
     assert json.loads(second[b"before"])["d"]["version"] == 3
     assert json.loads(raw.hget(redis_store.make_key(f"log:case:{row.case_id}"), "row"))["d"][
