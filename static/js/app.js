@@ -121,7 +121,8 @@
   function fieldsIn(root) {
     return Array.from(root.querySelectorAll("textarea, input, select")).filter(function (field) {
       if (field.disabled || field.readOnly || !field.name || !field.closest("form")) return false;
-      return field instanceof HTMLInputElement ? TEXTLIKE.test(field.type) || field.type === "checkbox" || field.type === "radio" : true;
+      // Files chosen for a comment are kept too: a swap would otherwise drop them unseen.
+      return field instanceof HTMLInputElement ? TEXTLIKE.test(field.type) || field.type === "checkbox" || field.type === "radio" || field.type === "file" : true;
     });
   }
   function keyOf(field) {
@@ -135,18 +136,21 @@
       return Array.from(field.options).some(function (o) { return o.selected !== o.defaultSelected; });
     }
     if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.type === "file") return !!field.files && field.files.length > 0;
     return field.value !== field.defaultValue;
   }
   function read(field) {
     if (field instanceof HTMLSelectElement) {
       return Array.from(field.selectedOptions).map(function (o) { return o.value; });
     }
+    if (field.type === "file") return field.files;
     return field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
   }
   function write(field, value) {
     if (field instanceof HTMLSelectElement) {
       for (const option of field.options) option.selected = value.includes(option.value);
     } else if (field.type === "checkbox" || field.type === "radio") field.checked = value;
+    else if (field.type === "file") field.files = value;
     else field.value = value;
   }
 
