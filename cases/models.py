@@ -327,3 +327,18 @@ class EmailDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.message_id
+
+
+class StoredBlob(models.Model):
+    """One file's bytes in STORAGES["attachments"] (issue 23), by SHA-256, and how many
+    keeps hold it: a keep adds one, a discard (its command refused) takes one back, and the
+    bytes go only when none are left, so a file two cases share survives one refusal. No
+    case text: a hash, a size and a count."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    claims = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]}... x{self.claims}"

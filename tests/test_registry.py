@@ -15,11 +15,13 @@ from workers.model import (
     AddComment,
     AddTag,
     Assign,
+    Attach,
     AttributeValue,
     ChangeRequester,
     Claim,
     Close,
     Escalation,
+    FileRef,
     NewCase,
     RemoveTag,
     Reopen,
@@ -55,6 +57,9 @@ def _cases():
     return fresh, held, resolved, no_mail
 
 
+FILE = FileRef("shot.png", 2048, "image/png", "ab" * 32, rules.file_key("ab" * 32))
+
+
 def _command_samples():
     fresh, held, resolved, no_mail = _cases()
     return [
@@ -80,6 +85,9 @@ def _command_samples():
         (held, ChangeRequester(actor="ann", name="Ada", email="ada@example.com")),
         (held, Watch(actor="bob")),
         (held, Unwatch(actor="wat")),
+        (held, Attach(actor="ann", files=[FILE])),
+        (held, AddComment(actor="sam", body="See the screenshot", files=[FILE])),
+        (held, AddComment(actor="sam", body="Log inside", internal=True, files=[FILE])),
     ]
 
 
@@ -107,7 +115,8 @@ def _system_samples():
 def _said(notices):
     """Each notice whole, its users in the order they were named."""
     return [(n.event, n.kind, n.actor, n.text, n.body, n.internal, tuple(n.users.items()),
-             n.requester, n.supervisors_of, n.supervisors_why) for n in notices]
+             n.requester, n.supervisors_of, n.supervisors_why,
+             *([tuple(f.name for f in n.files)] if n.files else [])) for n in notices]
 
 
 def who_is_told():
@@ -133,8 +142,8 @@ def timeline_line(kind, detail, actor, quiet_seconds):
 TIMELINE_KINDS = (
     "claimed", "assigned", "unassigned", "priority", "status", "comment", "internal note",
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
-    "watched", "unwatched", "opened", "sla breached", "sla at risk", "escalated", "routed",
-    "notified", "ended", "truncated", "continued", "changed", "mystery",
+    "watched", "unwatched", "attached", "opened", "sla breached", "sla at risk", "escalated",
+    "routed", "notified", "ended", "truncated", "continued", "changed", "mystery",
 )
 
 
@@ -313,6 +322,19 @@ WHO_IS_TOLD = [
     ]),
     ('watched', []),
     ('unwatched', []),
+    ('attached', [
+        ('2', 'attached', 'ann', 'ann attached shot.png', '', False, (('wat', 'watching'),),
+         False, '', 'sla_breached'),
+    ]),
+    # The requester's mail carries a public comment's files; an internal note's never.
+    ('comment', [
+        ('2', 'comment', 'sam', 'sam commented', 'See the screenshot', False,
+         (('wat', 'watching'), ('ann', 'watching')), True, '', 'sla_breached', ('shot.png',)),
+    ]),
+    ('internal note', [
+        ('2', 'internal note', 'sam', 'sam added an internal note', 'Log inside', True,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
     ('sla breached', [
         ('2', 'sla breached', 'system', 'SLA breached', '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, 'general', 'sla_breached'),
@@ -392,6 +414,8 @@ TIMELINE = [
     ('watched', 'system', 'system started watching the case', False),
     ('unwatched', 'ann', 'ann stopped watching the case', False),
     ('unwatched', 'system', 'system stopped watching the case', False),
+    ('attached', 'ann', 'ann attached in_progress → x_y', True),
+    ('attached', 'system', 'system attached in_progress → x_y', True),
     ('opened', 'ann', 'ann opened the case', True),
     ('opened', 'system', 'system opened the case', True),
     ('sla breached', 'ann', 'SLA breached', False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from workers.model import (
     ChangeRequester,
     Claim,
     Close,
+    FileRef,
     NewCase,
     RemoveTag,
     Reopen,
@@ -337,3 +339,47 @@ def test_at_risk_tells_the_holder_and_the_queue_s_supervisors():
     assert notice.users == {"bob": "sla_at_risk"}
     assert (notice.supervisors_of, notice.supervisors_why) == ("general", "sla_at_risk")
     assert notice.text.startswith("SLA at risk")
+
+
+def _ref(name="shot.png", size=10, content_type="image/png", data=b"x"):
+    import hashlib
+    sha = hashlib.sha256(data).hexdigest()
+    return FileRef(name, size, content_type, sha, rules.file_key(sha))
+
+
+@pytest.mark.parametrize("ref,problem", [
+    (_ref(), None),
+    (_ref(name="../etc/passwd"), "path separators"),
+    (_ref(name="a\x00b"), "control characters"),
+    (_ref(name=""), "1 to 255"),
+    (_ref(name="x" * 256), "1 to 255"),
+    (_ref(size=-1), "whole number"),
+    (_ref(size=True), "whole number"),
+    (_ref(size=2**41), "whole number"),
+    (_ref(content_type="text/html; charset=utf-8"), "media type"),
+    (_ref(content_type="x" * 101), "media type"),
+    (FileRef("a", 1, "a/b", "A" * 64, rules.file_key("A" * 64)), "lowercase"),
+    (FileRef("a", 1, "a/b", "a" * 64, "../../secret"), "store's key"),
+])
+def test_a_file_reference_from_outside_is_checked_for_shape(ref, problem):
+    found = rules.file_problem(ref)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_attachment_ids_are_never_reused_and_bounded():
+    state = new_state()
+    first = rules.new_attachments(state, [_ref(), _ref(data=b"y")], "bob", NOW)
+    assert [a.id for a in first] == ["a1", "a2"]
+    # A gap (an id given and since gone) is never filled: numbering follows the highest.
+    later = rules.new_attachments(replace(state, attachments=[first[1]]), [_ref()], "bob", NOW,
+                                  comment=0)
+    assert [(a.id, a.comment) for a in later] == [("a3", 0)]
+    with pytest.raises(rules.RuleError, match="At most 20 files"):
+        rules.new_attachments(state, [_ref()] * (rules.MAX_FILES_PER_COMMAND + 1), "bob", NOW)
+    full = replace(state, attachments=[replace(first[0], id=f"a{n}")
+                                       for n in range(1, rules.MAX_ATTACHMENTS + 1)])
+    with pytest.raises(rules.RuleError, match="at most 200 files"):
+        rules.new_attachments(full, [_ref()], "bob", NOW)
+    with pytest.raises(rules.RuleError, match="store's key") as err:
+        rules.new_attachments(state, [replace(_ref(), key="x")], "bob", NOW)
+    assert err.value.field == "files"

@@ -168,9 +168,11 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
     from workers.model import (
         AddTag,
         Assign,
+        Attach,
         AttributeValue,
         ChangeRequester,
         Close,
+        FileRef,
         RemoveTag,
         Reopen,
         SetAttributes,
@@ -196,6 +198,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         "comment": [(held, AddComment(actor="ann", body="b")),
                     (held, AddComment(actor="ann", body="b", internal=True))],
         "add_tag": [(held, AddTag(actor="ann", tag="b"))],
+        "attach": [(held, Attach(actor="ann", files=[FileRef(
+            "a.txt", 1, "text/plain", "0" * 64, rules.file_key("0" * 64))]))],
         "remove_tag": [(held, RemoveTag(actor="ann", tag="a"))],
         "set_due": [(held, SetDue(actor="ann", due_at=now + timedelta(days=1)))],
         "resolve": [(held, Resolve(actor="ann", resolution="r"))],

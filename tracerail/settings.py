@@ -340,6 +340,67 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# --- Files on cases (issue 23) --------------------------------------------------------------
+# The bytes live in STORAGES["attachments"] (cases/files/store.py), never in a workflow: the
+# file system under var/attachments/ by default, or any S3-compatible store through
+# django-storages (ATTACHMENT_STORAGE=s3 and the AWS_* settings in docs/deployment.md).
+ATTACHMENT_STORAGE = (_raw("ATTACHMENT_STORAGE") or "filesystem").lower()
+if ATTACHMENT_STORAGE == "filesystem":
+    STORAGES["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(Path(os.getenv("ATTACHMENT_ROOT",
+                                                   VAR_DIR / "attachments"))),
+                    "base_url": None},
+    }
+elif ATTACHMENT_STORAGE == "s3":
+    # Credentials and the endpoint come from django-storages' own AWS_* variables (read
+    # below), so nothing secret is spelled here.
+    STORAGES["attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _raw("AWS_STORAGE_BUCKET_NAME") or "",
+            "endpoint_url": _raw("AWS_S3_ENDPOINT_URL"),
+            "region_name": _raw("AWS_S3_REGION_NAME"),
+            "access_key": _raw("AWS_ACCESS_KEY_ID"),
+            "secret_key": _raw("AWS_SECRET_ACCESS_KEY"),
+            "location": _raw("AWS_LOCATION") or "attachments",
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": True,  # a key is a hash: the same key is the same bytes
+        },
+    }
+    if not STORAGES["attachments"]["OPTIONS"]["bucket_name"]:
+        raise ImproperlyConfigured("ATTACHMENT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME")
+else:
+    raise ImproperlyConfigured(
+        f"ATTACHMENT_STORAGE is filesystem or s3, got {ATTACHMENT_STORAGE!r}")
+ATTACHMENT_MAX_BYTES = envint("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024)
+if ATTACHMENT_MAX_BYTES < 1:
+    raise ImproperlyConfigured(
+        f"ATTACHMENT_MAX_BYTES must be at least 1 byte, got {ATTACHMENT_MAX_BYTES}")
+# Types (sniffed from the bytes, never the sender's word) a person may upload. SVG and HTML
+# can carry script and are never on it: downloads are attachments with nosniff, and only
+# raster images are shown inline.
+ATTACHMENT_TYPES = envlist("ATTACHMENT_TYPES", ",".join((
+    "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
+    "text/csv", "application/zip", "application/msword", "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation", "application/rtf")))
+_scripted = [t for t in ATTACHMENT_TYPES if "svg" in t or "html" in t]
+if _scripted:
+    raise ImproperlyConfigured(f"ATTACHMENT_TYPES cannot allow {', '.join(_scripted)}: "
+                               "they can carry script")
+# Attachments of a public comment travel with its mail up to this many bytes in all; past
+# it the mail links to them instead (docs/decisions.md).
+ATTACHMENT_MAIL_MAX_BYTES = envint("ATTACHMENT_MAIL_MAX_BYTES", 10 * 1024 * 1024)
+if ATTACHMENT_MAIL_MAX_BYTES < 0:
+    raise ImproperlyConfigured(
+        f"ATTACHMENT_MAIL_MAX_BYTES cannot be negative, got {ATTACHMENT_MAIL_MAX_BYTES}")
+
 # --- HTTPS ------------------------------------------------------------------------------
 # All off by default so plain-HTTP local runs work; docs/deployment.md lists the production
 # values, and a test runs `check --deploy` with exactly those.

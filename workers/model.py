@@ -225,6 +225,9 @@ class Notice:
     # preference they are told under.
     supervisors_of: str = ""
     supervisors_why: str = "sla_breached"
+    # The files of a public comment, for the requester's mail (issue 23): references only,
+    # the delivery reads the bytes. Never those of an internal note.
+    files: list[FileRef] = field(default_factory=list)
 
 
 @dataclass

@@ -23,6 +23,8 @@ from .model import (
     AddComment,
     AddTag,
     Assign,
+    Attach,
+    Attachment,
     AttributeValue,
     Authority,
     CaseInput,
@@ -32,6 +34,7 @@ from .model import (
     Close,
     Command,
     Comment,
+    FileRef,
     NewCase,
     Notice,
     QueuePolicy,
@@ -69,6 +72,18 @@ CORE_ATTRIBUTE_NAMES = frozenset(CORE_ATTRIBUTES)
 CASE_ID_RE = re.compile(r"^case-[0-9A-HJKMNP-TV-Z]{8}$")
 MAX_KEYWORD = 256
 MAX_ATTRIBUTE_TEXT = 2000
+# Files on a case (issue 23), by reference: each costs a few hundred bytes of the case's
+# state, which every Query and continue-as-new carries.
+MAX_ATTACHMENTS = 200
+MAX_FILES_PER_COMMAND = 20
+MAX_FILE_NAME = 255
+MAX_CONTENT_TYPE = 100
+# Far past ATTACHMENT_MAX_BYTES (a setting the rules cannot read): a bound on what a
+# Temporal client may claim, not the upload limit.
+MAX_FILE_SIZE = 2**40
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]*/[a-z0-9][a-z0-9!#$&^_.+\-]*$")
+ATTACHMENT_ID_RE = re.compile(r"^a([1-9][0-9]*)$")
 
 # Statuses a person may pick directly; resolved and closed have their own commands.
 STATUS_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -153,6 +168,12 @@ def validate_new_case(new: NewCase) -> None:
     for tag in new.tags:
         if clean_tag(tag) != tag:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
+    if not isinstance(new.files, list) or len(new.files) > MAX_FILES_PER_COMMAND:
+        raise RuleError(f"A case opens with at most {MAX_FILES_PER_COMMAND} files.", "files")
+    for ref in new.files:
+        problem = file_problem(ref)
+        if problem:
+            raise RuleError(problem, "files")
 
 
 def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
@@ -200,6 +221,55 @@ def clean_attribute(name: str, attr: AttributeValue) -> AttributeValue:
             raise RuleError(f"{name} values are short text without quotes.", name)
         return AttributeValue(kind, items or None)
     raise RuleError(f"{name} has an unknown type {kind!r}.", name)
+
+
+def file_key(sha256: str) -> str:
+    """Where the file store keeps the bytes of this SHA-256: the one derivation, so a FileRef
+    from outside cannot point a case at another blob (or a path) than its hash names."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def file_problem(ref: FileRef) -> str | None:
+    """Why a FileRef from outside (any Temporal client, a mail) cannot be recorded, or None.
+    Only its shape: whether the bytes exist is the store's business."""
+    if not isinstance(ref, FileRef):
+        return "A file is given by its stored reference."
+    name = ref.name
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_FILE_NAME:
+        return f"A file's name has 1 to {MAX_FILE_NAME} characters."
+    if any(ord(ch) < 32 or ch in "/\\\x7f" for ch in name) or name.strip() in (".", ".."):
+        return "A file's name has no path separators or control characters."
+    if not _whole(ref.size, 0, MAX_FILE_SIZE):
+        return "A file's size is a whole number of bytes."
+    if not isinstance(ref.sha256, str) or not SHA256_RE.match(ref.sha256):
+        return "A file's SHA-256 is 64 lowercase hexadecimal digits."
+    if ref.key != file_key(ref.sha256):
+        return "A file's key is the store's key for its SHA-256."
+    if not isinstance(ref.content_type, str) or len(ref.content_type) > MAX_CONTENT_TYPE \
+            or not CONTENT_TYPE_RE.match(ref.content_type):
+        return "A file's type is a short media type (type/subtype)."
+    return None
+
+
+def new_attachments(state: CaseState, files: list[FileRef], by: str, now: datetime,
+                    comment: int | None = None) -> list[Attachment]:
+    """The attachments `files` become on this case: each checked (file_problem), numbered
+    after the highest id the case ever gave (ids are in download URLs: never reused), within
+    MAX_FILES_PER_COMMAND and MAX_ATTACHMENTS. Raises RuleError naming "files"."""
+    if not isinstance(files, list):
+        raise RuleError("Files come as a list.", "files")
+    if len(files) > MAX_FILES_PER_COMMAND:
+        raise RuleError(f"At most {MAX_FILES_PER_COMMAND} files at a time.", "files")
+    if len(state.attachments) + len(files) > MAX_ATTACHMENTS:
+        raise RuleError(f"A case has at most {MAX_ATTACHMENTS} files.", "files")
+    for ref in files:
+        problem = file_problem(ref)
+        if problem:
+            raise RuleError(problem, "files")
+    last = max((int(m.group(1)) for m in (ATTACHMENT_ID_RE.match(a.id)
+                                          for a in state.attachments) if m), default=0)
+    return [Attachment(id=f"a{last + n}", file=ref, by=by, at=now, comment=comment)
+            for n, ref in enumerate(files, start=1)]
 
 
 def case_id_of(workflow_id: str) -> str:
@@ -349,7 +419,7 @@ def open_case(
     case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
 ) -> CaseState:
     validate_new_case(new)
-    return CaseState(
+    state = CaseState(
         case_id=case_id,
         title=new.title.strip(),
         description=new.description,
@@ -367,6 +437,9 @@ def open_case(
         due_at=due_at(sla, now, new.priority),
         at_risk_at=risk_point(sla, now, new.priority),
     )
+    if new.files:
+        state.attachments = new_attachments(state, new.files, actor, now)
+    return state
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -449,15 +522,27 @@ def _set_status(s: CaseState, c: SetStatus, now: datetime, sla: SlaPolicy) -> Ef
 def _comment(s: CaseState, c: AddComment, now: datetime, sla: SlaPolicy) -> Effect:
     _require_not_closed(s)
     body = c.body.strip()
-    if not body:
+    if not body and not c.files:
         raise RuleError("A comment cannot be empty.", "body")
     if len(body) > MAX_COMMENT:
         raise RuleError(f"A comment has at most {MAX_COMMENT:,} characters.", "body")
-    comment = Comment(author=c.actor, body=body, internal=c.internal, at=now)
-    return Effect(
-        "internal note" if c.internal else "comment",
-        changes={"comments": [*s.comments, comment]},
-    )
+    files = new_attachments(s, c.files, c.actor, now, comment=len(s.comments))
+    comment = Comment(author=c.actor, body=body, internal=c.internal, at=now,
+                      attachments=[a.id for a in files])
+    changes: dict[str, Any] = {"comments": [*s.comments, comment]}
+    if files:
+        changes["attachments"] = [*s.attachments, *files]
+    return Effect("internal note" if c.internal else "comment", changes=changes)
+
+
+def _attach(s: CaseState, c: Attach, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    if not c.files:
+        raise RuleError("Choose a file to attach.", "files")
+    files = new_attachments(s, c.files, c.actor, now)
+    names = ", ".join(a.file.name for a in files)
+    detail = names if len(names) <= 200 else f"{len(files)} files"
+    return Effect("attached", detail, {"attachments": [*s.attachments, *files]})
 
 
 def _add_tag(s: CaseState, c: AddTag, now: datetime, sla: SlaPolicy) -> Effect:
@@ -617,7 +702,7 @@ def _agents_setting_attributes(state: CaseState, command: SetAttributes) -> str 
 # Django form in cases/web/forms.py.
 
 INPUT_KINDS = frozenset({"text", "textarea", "email", "choice", "username", "datetime", "bool",
-                         "attributes"})
+                         "attributes", "files"})
 
 
 @dataclass(frozen=True)
@@ -664,6 +749,8 @@ def _blank(inp: Input) -> Any:
         return datetime(2000, 1, 1)  # naive: refused for its missing time zone
     if inp.kind == "attributes":
         return {}
+    if inp.kind == "files":
+        return []
     return ""
 
 
@@ -749,7 +836,13 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
             # Two explicit modes (issue 23): an unticked box mailed the customer by mistake.
             Input("internal", "bool", label="Reply as", required=False,
                   choices=((False, "Public reply"), (True, "Internal note"))),
+            Input("files", "files", label="Attach files", required=False),
         )),)),
+    CommandRule("attach", Attach, _attach, {"attached": "{actor} attached {detail}"},
+                agents=agents_on_any_case, forms=(
+                    # The case page draws it as its Files card (drop, progress bar).
+                    Form("Attach", (Input("files", "files", label="Files"),),
+                         in_actions=False),)),
     CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"},
                 agents=agents_holding_it, bulk="Add tag", forms=(
                     Form("Add tag", (Input("tag", max_length=MAX_TAG, clean=clean_tag),)),)),
@@ -1054,6 +1147,15 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         return []
     supervisors = {"supervisors_of": after.queue, "supervisors_why": tells.supervisors
                    } if tells.supervisors else {}
+    files = _comment_files(after) if tells.says == "comment" and requester else []
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, **supervisors)]
+                   users=users, requester=requester, files=files, **supervisors)]
+
+
+def _comment_files(s: CaseState) -> list[FileRef]:
+    """The files that came with the newest comment, for the requester's mail."""
+    if not s.comments or s.comments[-1].internal:
+        return []
+    ids = set(s.comments[-1].attachments)
+    return [a.file for a in s.attachments if a.id in ids]

@@ -181,11 +181,6 @@ def _local(value: datetime, fmt: str) -> str:
     return timezone.localtime(value).strftime(fmt)
 
 
-# Types a browser shows as a picture without running anything: previewed inline (never SVG,
-# which is a document with scripts). The type is the one sniffed from the bytes when kept.
-RASTER_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-
-
 def attachment_url(case_id: str, attachment_id: str, preview: bool = False) -> str:
     return f"{case_url(case_id)}attachments/{attachment_id}/{'preview/' if preview else ''}"
 
@@ -197,16 +192,23 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def attachment_item(case_id: str, a: Any) -> str:
-    """One file as a list item: its name (the download), size and type, and a thumbnail
-    when it is a raster image."""
+def attachment_item(case_id: str, a: Any, *, who: bool = False) -> str:
+    """One file as a list item: its name (the download), size and type (and `who` added it,
+    when), and a thumbnail when the store previews it (raster images only)."""
+    from cases.files.store import PREVIEWABLE
+
     e = _escape
     url, f = e(attachment_url(case_id, a.id)), a.file
     thumb = (f'<img class="thumb" src="{e(attachment_url(case_id, a.id, preview=True))}" '
              f'alt="" loading="lazy" width="96" height="72">'
-             if f.content_type in RASTER_TYPES else "")
-    return (f'<li class="attachment">{thumb}<a href="{url}" download>{e(f.name)}</a> '
-            f'<span class="muted small">{e(_size(f.size))} · {e(f.content_type)}</span></li>')
+             if f.content_type in PREVIEWABLE else "")
+    by = (f' · {e(a.by)}, <time datetime="{e(a.at.isoformat())}">'
+          f'{e(_local(a.at, "%b %-d, %H:%M"))}</time>'
+          f'{" · with a comment" if a.comment is not None else ""}' if who else "")
+    anchor = f' id="attachment-{e(a.id)}"' if who else ""  # once per page: the Files card
+    return (f'<li class="attachment"{anchor}>{thumb}'
+            f'<a href="{url}" download>{e(f.name)}</a> '
+            f'<span class="muted small">{e(_size(f.size))} · {e(f.content_type)}{by}</span></li>')
 
 
 @register.simple_tag
@@ -214,7 +216,7 @@ def case_attachments(case: Any) -> str:
     """The case's files: one list, thumbnails for raster images."""
     if not getattr(case, "attachments", None):
         return mark_safe('<p class="muted">No files yet.</p>')
-    items = "".join(attachment_item(case.case_id, a) for a in case.attachments)
+    items = "".join(attachment_item(case.case_id, a, who=True) for a in case.attachments)
     return mark_safe(f'<ul class="attachments">{items}</ul>')
 
 

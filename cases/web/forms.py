@@ -30,7 +30,7 @@ from cases.temporal.visibility import (
     InvalidFilter,
 )
 from workers import rules
-from workers.model import STATUS_LABELS, CaseState, Command, NewCase
+from workers.model import STATUS_LABELS, CaseState, Command, FileRef, NewCase
 
 PRIORITY_CHOICES = list(rules.PRIORITY_CHOICES)
 
@@ -125,6 +125,25 @@ class _RuleChecked:
             raise forms.ValidationError(err.message) from err
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files under one name (the "files" input kind): a list of uploads, kept in the
+    file store by the view only once the rest of the form is valid."""
+
+    widget = MultipleFileInput
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        uploads = data if isinstance(data, list | tuple) else ([data] if data else [])
+        if not uploads and self.required:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        if len(uploads) > rules.MAX_FILES_PER_COMMAND:
+            raise forms.ValidationError(f"At most {rules.MAX_FILES_PER_COMMAND} files at a time.")
+        return [super(MultipleFileField, self).clean(u, initial) for u in uploads]
+
+
 class AwareDateTimeField(forms.DateTimeField):
     """A datetime-local input means the server's time zone; the rules want an aware time."""
 
@@ -175,6 +194,8 @@ def form_field(inp: rules.Input) -> forms.Field:
                       widget=forms.RadioSelect)
     elif inp.kind == "bool":
         kind = forms.BooleanField
+    elif inp.kind == "files":
+        kind = MultipleFileField
     else:
         raise ValueError(f"{inp.name}: no form field for input kind {inp.kind!r}")
     if inp.clean is not None:
@@ -224,20 +245,32 @@ class ActionForm(forms.Form):
     def username_inputs(cls) -> list[str]:
         return [i.name for i in cls.spec.inputs if i.kind == "username"]
 
-    def fields_for_command(self) -> dict[str, Any]:
-        values = {}
+    @classmethod
+    def file_inputs(cls) -> list[str]:
+        return [i.name for i in cls.spec.inputs if i.kind == "files"]
+
+    def uploads(self) -> dict[str, list[Any]]:
+        """The uploaded files of each "files" input, to keep before the command is sent."""
+        return {name: self.cleaned_data.get(name) or [] for name in self.file_inputs()}
+
+    def fields_for_command(self, kept: dict[str, list[FileRef]] | None = None
+                           ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
         for inp in self.spec.inputs:
             if inp.kind == "attributes":
                 values[inp.name] = values_from(self, self.attributes)
+            elif inp.kind == "files":
+                values[inp.name] = list((kept or {}).get(inp.name, []))
             else:
                 values[inp.name] = self.cleaned_data[inp.name]
         return {**values, **self.spec.fixed}
 
-    def command(self, actor: str) -> Command:
+    def command(self, actor: str, kept: dict[str, list[FileRef]] | None = None) -> Command:
+        """`kept`: the file store's references for the uploads of each "files" input."""
         return self.command_class(
             actor=actor,
             expected_version=self.cleaned_data.get("version"),
-            **self.fields_for_command(),
+            **self.fields_for_command(kept),
         )
 
     @classmethod

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from cases.web import bulk, export, history, views
+from cases.web import attachments, bulk, export, history, views
 
 app_name = "cases"
 
@@ -16,5 +16,9 @@ urlpatterns = [
     path("<str:case_id>/history/", history.case_history, name="history"),
     path("<str:case_id>/history.json", history.case_history_json, name="history_json"),
     path("<str:case_id>/history.csv", history.case_history_csv, name="history_csv"),
+    path("<str:case_id>/attachments/<str:attachment_id>/", attachments.download,
+         name="attachment"),
+    path("<str:case_id>/attachments/<str:attachment_id>/preview/", attachments.preview,
+         name="attachment_preview"),
     path("<str:case_id>/<str:action>/", views.case_action, name="action"),
 ]

@@ -19,6 +19,8 @@ from cases.config import custom_fields, dbconn, queue_policy
 from cases.config.access import Access, who_can_see
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
+from cases.files import uploads
+from cases.files.store import FileRefused
 from cases.live import feed, listing
 from cases.notify import inbox
 from cases.temporal.ids import is_case_id
@@ -210,7 +212,9 @@ async def _detail_context(
     return {
         "case": state,
         "forms": forms,
-        "attachment_max": getattr(settings, "ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024),
+        "attachment_max": settings.ATTACHMENT_MAX_BYTES,
+        # The upload form's idempotency key (a page's script sends a new one per upload).
+        "upload_key": uuid.uuid4().hex,
         "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
@@ -296,29 +300,41 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     access = config.access
     extra = {"attributes": access.editable(config.attributes)} if form_class.takes_attributes \
         else {}
-    form = form_class(request.POST, prefix=action, **extra)
+    form = form_class(request.POST, request.FILES, prefix=action, **extra)
     if form.is_valid():
         await check_usernames(form, form_class.username_inputs())
     if not form.is_valid():
         return await _rerender(request, access, case_id, action, form, status=400)
-    command = form.command(access.username)
+    # Kept before the command is sent (the workflow records references, never bytes); a
+    # command that is not applied (refused, a case this user may not see) gives them back.
+    try:
+        kept = await uploads.keep_all(form.uploads())
+    except FileRefused as err:
+        # Over the limit (413) or off the allow-list (415): nothing stored, said by the field.
+        form.add_error(form_class.file_inputs()[0], str(err))
+        return await _rerender(request, access, case_id, action, form, status=err.status)
+    command = form.command(access.username, kept)
     command.authority = access.authority
     try:
         state = await temporal.act(case_id, command,
                                   form.update_id(access.username, case_id, action))
     except temporal.CaseNotFound as err:
+        await uploads.give_back(kept)
         raise Http404("No such case.") from err
     except temporal.WorkerUnavailable as err:
         # Say so on the case itself and hand back what the user typed: nothing is lost.
+        # Its files stay kept: the Update may yet be applied (docs/decisions.md).
         seen = await lookup.degraded(access, case_id, err.message)
         return await _render_case(request, seen, unsent=form.unsent(), status=503)
     except temporal.CaseBusy as err:
         # Every turn on the case was taken for longer than an action may wait: nothing was
         # applied; the form comes back with what was typed, and the reason above it.
+        await uploads.give_back(kept)
         form.add_error(None, err.message)
         return await _rerender(request, access, case_id, action, form, status=429,
                                busy=err.message)
     except temporal.ActionRefused as err:
+        await uploads.give_back(kept)
         if err.stale:
             # Said once, at the top, above the fresh state; the form keeps the user's input.
             return await _rerender(request, access, case_id, action, form, status=409,

@@ -314,8 +314,12 @@
   function sendFiles(form, files) {
     if (!files.length || (upload && upload.busy)) return;
     const data = new FormData(form);
-    data.delete("files");
-    for (const file of files) data.append("files", file, file.name);
+    const input = form.querySelector("input[type=file]");
+    data.delete(input.name);
+    for (const file of files) data.append(input.name, file, file.name);
+    // Each upload is its own command: a key of its own, or it would count as a retry.
+    const key = form.querySelector("input[type=hidden][name$='-key']");
+    if (key) data.set(key.name, Date.now().toString(36) + Math.random().toString(36).slice(2));
     const names = files.length === 1 ? files[0].name : files.length + " files";
     upload = { busy: true, percent: 0, text: "Uploading " + names + "…", error: "" };
     showUpload();
