@@ -305,7 +305,7 @@
       try { const data = JSON.parse(text); text = data.error || data.message || data.detail || text; } catch (e) { /* as text */ }
     } else if (type.indexOf("html") >= 0) {
       const doc = new DOMParser().parseFromString(text, "text/html");
-      const said = doc.querySelector(".upload-error:not([hidden]), .errorlist, .flash.warn, h1");
+      const said = doc.querySelector("#case .flash.warn:not([hidden]), .errorlist, h1");
       text = said ? said.textContent : doc.body ? doc.body.textContent : "";
     }
     text = text.replace(/\s+/g, " ").trim().slice(0, 300);
