@@ -29,3 +29,9 @@ CACHES = cache_settings(None, 0)
 # threads can read.
 NOTIFY_QUIET_SECONDS = -1.0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Files kept by tests go to a directory of the run's own, never the developer's var/.
+import tempfile  # noqa: E402
+
+STORAGES["attachments"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                           "OPTIONS": {"location": tempfile.mkdtemp(prefix="attachments-"),
+                                       "base_url": None}}

@@ -13,6 +13,7 @@ from workers.model import (
     AddComment,
     AddTag,
     Assign,
+    Attach,
     Authority,
     CaseInput,
     CaseState,
@@ -36,10 +37,17 @@ from .conftest import _persona, eventually, run
 AGENT = Authority(role="agent", queues=["technical", "general"])
 
 
-def _scripted_commands() -> list:
-    """About forty actions of every kind, by several people, with and without authority."""
+def _scripted_commands(files: list | None = None) -> list:
+    """About forty actions of every kind, by several people, with and without authority;
+    given kept files (issue 23), some attached on their own and some with comments."""
     alice = {"actor": "alice", "authority": AGENT}
     commands: list = [Claim(**alice), Watch(actor="bob"), Watch(**alice)]
+    if files:
+        commands += [
+            Attach(**alice, files=files[:2]),
+            AddComment(**alice, body="The screenshot", files=files[2:3]),
+            AddComment(actor="bob", body="Log", internal=True, files=files[1:3]),
+        ]
     for i in range(6):
         commands.append(AddComment(**alice, body=f"Looked at it, step {i}", internal=i % 2 == 1))
     commands += [
@@ -87,9 +95,11 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     _persona("alice", "Agent", queues=("technical", "general"))
     _persona("bob", "Agent", queues=("technical",))
     _persona("sam", "Supervisor")
+    from cases.files import store
+    kept = [store.keep(f"file {n}\n".encode(), f"note-{n}.txt") for n in range(4)]
     case_id = new_case_id()
-    run(gateway.start_case(case_id, NewCase(title="Printer on fire", queue="technical"),
-                           "intake"))
+    run(gateway.start_case(case_id, NewCase(title="Printer on fire", queue="technical",
+                                            files=kept[3:]), "intake"))
     seen: dict[int, CaseState] = {}
 
     def observe(state: CaseState) -> None:
@@ -107,7 +117,7 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
         assert live.version >= 2
 
     eventually(took_its_queues_rules, timeout=20, interval=0.05)
-    commands = _scripted_commands()
+    commands = _scripted_commands(kept)
     for command in commands:
         observe(run(gateway.act(case_id, command)))
     time.sleep(1.1)
@@ -145,6 +155,8 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     # due time's at-risk warning (issue 17) before its breach, and the queue's rules the case
     # asked for, started without them (issue 22).
     assert len(versions) == 1 + len(commands) + 8
+    attached = next(e for e in projection.entries if e.kind == "attached")
+    assert attached.text == "alice attached note-0.txt, note-1.txt"
     assert [e.kind for e in changes][1] == "queue rules"
     for entry in projection.entries:
         assert entry.state == seen[entry.state.version], entry.text
@@ -156,7 +168,12 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     assert {"alice (in-app)", "bob (in-app)", "sam (in-app)"} <= {
         part for d in told for part in d.split(", ")}
     kinds = [e.kind for e in changes]
-    assert {"watched", "unwatched"} <= set(kinds)
+    assert {"watched", "unwatched", "attached"} <= set(kinds)
+    # Files at opening, on their own, with a comment and with a note: numbered in order.
+    assert [(a.id, a.file.name, a.comment) for a in final.attachments] == [
+        ("a1", "note-3.txt", None), ("a2", "note-0.txt", None), ("a3", "note-1.txt", None),
+        ("a4", "note-2.txt", 0), ("a5", "note-1.txt", 1), ("a6", "note-2.txt", 1)]
+    assert [c.attachments for c in final.comments[:2]] == [["a4"], ["a5", "a6"]]
     assert kinds.count("sla breached") == 2 and kinds[-1] == "closed"
     assert kinds.count("sla at risk") == 1
     assert kinds[-4:] == ["sla at risk", "sla breached", "resolved", "closed"]

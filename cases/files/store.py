@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 
 from workers.model import FileRef
-from workers.rules import MAX_FILE_NAME, file_key
+from workers.rules import clean_file_name, file_key
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,6 @@ def _storage() -> Storage:
     return storages["attachments"]
 
 
-def clean_name(name: str) -> str:
-    """A name fit for a FileRef (rules.file_problem): the last path part, no control
-    characters, at most MAX_FILE_NAME characters keeping the extension."""
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ord(ch) >= 32 and ch != "\x7f").strip()
-    if name in ("", ".", ".."):
-        name = "file"
-    if len(name) > MAX_FILE_NAME:
-        stem, dot, ext = name.rpartition(".")
-        ext = ext[:20] if dot and stem else ""
-        name = name[:MAX_FILE_NAME - len(ext) - 1].rstrip() + ("." + ext if ext else "")
-    return name
-
-
 def sniff(head: bytes, is_text: bool, name: str) -> str:
     """The type by content: filetype's magic numbers; without one, UTF-8 text without NUL
     is text (a .csv name makes it text/csv: the same bytes, a friendlier application)."""
@@ -75,8 +61,27 @@ def sniff(head: bytes, is_text: bool, name: str) -> str:
     if kind is not None:
         return str(kind.mime)
     if is_text:
+        markup = _markup(head)
+        if markup:
+            return markup
         return "text/csv" if name.lower().endswith(".csv") else TEXT
     return BINARY
+
+
+def _markup(head: bytes) -> str:
+    """SVG or HTML by what a browser would see in the text's start (it would run their
+    script): named so, they are off any allow-list."""
+    text = head[:1024].decode("utf-8", "ignore").lstrip("\ufeff \t\r\n").lower()
+    if not text.startswith("<"):
+        return ""
+    if "<svg" in head.decode("utf-8", "ignore").lower():
+        return "image/svg+xml"
+    if any(tag in text for tag in ("<!doctype html", "<html", "<script", "<body", "<head",
+                                   "<iframe", "<img", "<a ", "<div")):
+        return "text/html"
+    if text.startswith("<?xml"):
+        return "application/xml"  # an XML stylesheet can run script too
+    return ""
 
 
 def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, bytes, bool]:
@@ -138,7 +143,7 @@ def keep(data: bytes | IO[bytes], name: str, *, internal_type: str = "") -> File
     "message/rfc822"). Raises FileRefused, having stored nothing."""
     from cases.models import StoredBlob
 
-    name = clean_name(name)
+    name = clean_file_name(name)
     spool, size, sha, head, is_text = _spool(data, settings.ATTACHMENT_MAX_BYTES)
     with spool:
         content_type = internal_type or sniff(head, is_text, name)

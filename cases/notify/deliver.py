@@ -37,9 +37,10 @@ from django.urls import reverse
 
 from cases.config.access import Access, supervisors_of
 from cases.config.reading import access_of
+from cases.files import store
 from cases.models import EmailDelivery, Notification, NotificationPreference
 from cases.notify import inbox
-from workers.model import Delivered, Notice, NoticeBatch
+from workers.model import Delivered, FileRef, Notice, NoticeBatch
 
 logger = logging.getLogger("tracerail.notifications")
 
@@ -231,12 +232,53 @@ def _permanent(err: Exception) -> str | None:
     return " ".join(f"{code} {said}".split())[:300]
 
 
+def mail_files(notices: list[Notice]) -> tuple[list[FileRef], list[FileRef]]:
+    """The files of the public comments a requester's mail tells of (each once): those
+    that travel with it, in order while the total stays within ATTACHMENT_MAIL_MAX_BYTES,
+    and those only named (docs/decisions.md). Never an internal note's."""
+    sent: list[FileRef] = []
+    named: list[FileRef] = []
+    seen: set[tuple[str, str]] = set()
+    total = 0
+    for notice in notices:
+        if notice.internal:
+            continue
+        for ref in notice.files:
+            if (ref.sha256, ref.name) in seen:
+                continue
+            seen.add((ref.sha256, ref.name))
+            if total + ref.size <= settings.ATTACHMENT_MAIL_MAX_BYTES:
+                sent.append(ref)
+                total += ref.size
+            else:
+                named.append(ref)
+    return sent, named
+
+
+def _read_files(refs: list[FileRef]) -> tuple[list[tuple[str, bytes, str]], list[FileRef]]:
+    """The bytes of each file the store still has; those it could not read are named in
+    the mail instead, like the large ones."""
+    read, missing = [], []
+    for ref in refs:
+        try:
+            with store.open_file(ref) as handle:
+                read.append((ref.name, handle.read(), ref.content_type))
+        except OSError as err:
+            logger.warning("file %s (%s) not attached: %s", ref.name, ref.sha256, err)
+            missing.append(ref)
+    return read, missing
+
+
 def _email(batch: NoticeBatch, mail: _Mail, mid: str) -> EmailMultiAlternatives:
     case_url = settings.SITE_URL + reverse("cases:detail", args=[batch.case_id])
+    # Only the requester's mail carries files: people with an account open the case.
+    sent, named = mail_files(mail.notices) if not mail.username else ([], [])
+    files, missing = _read_files(sent)
     context = {
         "batch": batch, "notices": mail.notices, "name": mail.name, "case_url": case_url,
         "for_requester": not mail.username,
         "settings_url": settings.SITE_URL + reverse("notifications:settings"),
+        "unattached": [*missing, *named],
     }
     # One line whatever the title holds: any Temporal client may have started the case, and a
     # line break in a header is refused (BadHeaderError), which would fail every retry.
@@ -249,4 +291,6 @@ def _email(batch: NoticeBatch, mail: _Mail, mid: str) -> EmailMultiAlternatives:
         to=[mail.address], headers=headers, reply_to=reply_to)
     message.attach_alternative(render_to_string("notifications/email.html", context),
                                "text/html")
+    for name, data, content_type in files:
+        message.attach(name, data, content_type)
     return message

@@ -20,11 +20,16 @@ from cases import temporal
 from cases.config import dbconn, queue_policy
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
+from cases.files import uploads
+from cases.files.store import FileRefused
 from cases.models import ApiToken
+from cases.temporal import ids
 from cases.temporal.ids import case_id_for_key, is_case_id, new_case_id
+from cases.web import attachments
 from cases.web.forms import NewCaseForm
-from cases.web.lookup import case_for, history_for
-from workers.model import CaseState
+from cases.web.lookup import case_for, history_for, visible
+from workers import rules
+from workers.model import Attach, Attachment, CaseState
 
 MAX_BODY = 64 * 1024
 
@@ -59,8 +64,17 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def attachment_json(case_id: str, a: Attachment) -> dict[str, Any]:
+    return {"id": a.id, "name": a.file.name, "size": a.file.size, "type": a.file.content_type,
+            "sha256": a.file.sha256, "by": a.by, "at": a.at.isoformat(), "comment": a.comment,
+            "url": reverse("api:attachment", args=[case_id, a.id])}
+
+
 def case_json(state: CaseState) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(state), default=_json_value))
+    data = json.loads(json.dumps(dataclasses.asdict(state), default=_json_value))
+    # Files by what a client needs (the storage key is the store's business).
+    data["attachments"] = [attachment_json(state.case_id, a) for a in state.attachments]
+    return data
 
 
 def _unauthorized() -> JsonResponse:
@@ -106,10 +120,20 @@ def _case_id_known(view: TokenView) -> TokenView:
 @token_required
 async def create_case(request: HttpRequest, config: RequestConfig) -> JsonResponse:
     user = request.user
-    if len(request.body) > MAX_BODY:
+    files: list[Any] = []
+    if request.content_type == "multipart/form-data":
+        # With files (issue 23): the case's JSON in the field `case`, the files in `files`.
+        body = request.POST.get("case", "").encode()
+        files = request.FILES.getlist("files")
+        if len(files) > rules.MAX_FILES_PER_COMMAND:
+            return _error(400, "Some fields are invalid.", files=[
+                f"At most {rules.MAX_FILES_PER_COMMAND} files at a time."])
+    else:
+        body = request.body
+    if len(body) > MAX_BODY:
         return _error(413, f"The body has at most {MAX_BODY // 1024} KiB.")
     try:
-        payload = json.loads(request.body or b"null")
+        payload = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
         return _error(400, "The body must be JSON.")
     except RecursionError:
@@ -143,13 +167,22 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
         errors = {f.replace(FIELD_PREFIX, "attributes.", 1): [str(e) for e in errs]
                   for f, errs in form.errors.items()}
         return _error(400, "Some fields are invalid.", **errors)
+    try:
+        kept = await uploads.keep_all({"files": files})
+    except FileRefused as err:
+        return _error(err.status, str(err), files=[str(err)])
     created = True
     try:
         new = form.new_case()
+        new.files = kept.get("files", [])
         await temporal.start_case(case_id, new, user.get_username(),
                                   await queue_policy.policy_of(new.queue))
     except temporal.CaseExists:
         created = False  # a retry with the same key: the case it opened the first time
+        await uploads.give_back(kept)  # which holds the files it was opened with
+    except BaseException:
+        await uploads.give_back(kept)
+        raise
     return JsonResponse(
         {"id": case_id, "created": created, "url": reverse("api:case", args=[case_id])},
         status=201 if created else 200,
@@ -237,3 +270,63 @@ async def case_history(request: HttpRequest, config: RequestConfig,
             "version": e.state.version if e.state is not None else None,
         } for e in projection.entries],
     })
+
+
+@csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
+@require_POST
+@token_required
+@_case_id_known
+async def attach(request: HttpRequest, config: RequestConfig, case_id: str) -> JsonResponse:
+    """Files added to a case (multipart, field `files`): the attach command as the token's
+    user. 201 with the attachments it added; 413/415 with nothing kept."""
+    if request.content_type != "multipart/form-data":
+        return _error(400, "Send the files as multipart/form-data, field 'files'.")
+    files = request.FILES.getlist("files")
+    if not files or len(files) > rules.MAX_FILES_PER_COMMAND:
+        return _error(400, "Some fields are invalid.", files=[
+            f"Send 1 to {rules.MAX_FILES_PER_COMMAND} files."])
+    key = request.headers.get("Idempotency-Key") or ""
+    if len(key) > 200:
+        return _error(400, "Some fields are invalid.",
+                      idempotency_key=["Use a string of at most 200 characters."])
+    access = config.access
+    try:
+        kept = await uploads.keep_all({"files": files})
+    except FileRefused as err:
+        return _error(err.status, str(err), files=[str(err)])
+    command = Attach(actor=access.username, files=kept["files"], authority=access.authority)
+    update_id = ids.update_id(access.username, case_id, "attach", key) if key else None
+    try:
+        state = await temporal.act(case_id, command, update_id)
+    except temporal.WorkerUnavailable as err:
+        return _error(503, err.message)  # may yet be applied: its files stay kept
+    except temporal.CaseNotFound:
+        await uploads.give_back(kept)
+        return _error(404, "No such case.")
+    except temporal.CaseBusy as err:
+        await uploads.give_back(kept)
+        return _error(429, err.message)
+    except temporal.ActionRefused as err:
+        await uploads.give_back(kept)
+        return _error(409, err.message, **({err.field: [err.message]} if err.field else {}))
+    try:
+        visible(access, state)
+    except Http404:
+        return _error(404, "No such case.")
+    added = state.attachments[-len(kept["files"]):]
+    return JsonResponse({"id": case_id, "version": state.version,
+                         "attachments": [attachment_json(case_id, a) for a in added]},
+                        status=201)
+
+
+@require_GET
+@token_required
+async def attachment(request: HttpRequest, config: RequestConfig, case_id: str,
+                     attachment_id: str) -> Any:
+    """A case's file for API clients, by the same rule and headers as the page's download."""
+    if not is_case_id(case_id):
+        return _error(404, "No such file.")
+    try:
+        return await attachments.serve(config.access, case_id, attachment_id)
+    except Http404:
+        return _error(404, "No such file.")

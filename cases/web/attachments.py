@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import IO
+
 import filetype
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from cases.config import dbconn
@@ -29,7 +34,7 @@ async def attachment_for(access: Access, case_id: str, attachment_id: str) -> At
     return found
 
 
-def _open(attachment: Attachment, preview: bool):  # type: ignore[no-untyped-def]
+def _open(attachment: Attachment, preview: bool) -> IO[bytes]:
     try:
         handle = store.open_file(attachment.file)
     except (FileNotFoundError, OSError) as err:
@@ -45,16 +50,29 @@ def _open(attachment: Attachment, preview: bool):  # type: ignore[no-untyped-def
     return handle
 
 
-async def _serve(request: HttpRequest, case_id: str, attachment_id: str,
-                 preview: bool) -> FileResponse:
-    access = (await config_for(request)).access
+async def _chunks(handle: IO[bytes]) -> AsyncIterator[bytes]:
+    read = sync_to_async(handle.read, thread_sensitive=False)
+    try:
+        while chunk := await read(store.CHUNK):
+            yield chunk
+    finally:
+        await sync_to_async(handle.close, thread_sensitive=False)()
+
+
+async def serve(access: Access, case_id: str, attachment_id: str,
+                preview: bool = False) -> StreamingHttpResponse:
+    """The file streamed: as an attachment, or (`preview`) inline when its bytes are a
+    raster image; 404 for anything this user may not see or that is not there."""
     attachment = await attachment_for(access, case_id, attachment_id)
     if preview and attachment.file.content_type not in store.PREVIEWABLE:
         raise Http404(NOT_FOUND)
     handle = await dbconn.read(lambda: _open(attachment, preview))
-    response = FileResponse(
-        handle, as_attachment=not preview, filename=attachment.file.name,
-        content_type=attachment.file.content_type)
+    # An async iterator: under ASGI a file object would be read whole into memory first.
+    response = StreamingHttpResponse(_chunks(handle),
+                                     content_type=attachment.file.content_type)
+    response["Content-Length"] = str(attachment.file.size)
+    response["Content-Disposition"] = content_disposition_header(
+        not preview, attachment.file.name) or ""
     response["X-Content-Type-Options"] = "nosniff"
     # Whatever a file holds, it runs nothing and loads nothing when opened in our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
@@ -62,13 +80,19 @@ async def _serve(request: HttpRequest, case_id: str, attachment_id: str,
     return response
 
 
+async def _serve(request: HttpRequest, case_id: str, attachment_id: str,
+                 preview: bool) -> StreamingHttpResponse:
+    access = (await config_for(request)).access
+    return await serve(access, case_id, attachment_id, preview)
+
+
 @require_GET
 @login_required
-async def download(request: HttpRequest, case_id: str, attachment_id: str) -> FileResponse:
+async def download(request: HttpRequest, case_id: str, attachment_id: str) -> StreamingHttpResponse:
     return await _serve(request, case_id, attachment_id, preview=False)
 
 
 @require_GET
 @login_required
-async def preview(request: HttpRequest, case_id: str, attachment_id: str) -> FileResponse:
+async def preview(request: HttpRequest, case_id: str, attachment_id: str) -> StreamingHttpResponse:
     return await _serve(request, case_id, attachment_id, preview=True)
