@@ -45,7 +45,7 @@ class QueueForm(forms.ModelForm):
     class Meta:
         model = Queue
         fields = ("slug", "name", "email", "agents", "calendar", "routing",
-                  "escalate_raise_priority", "escalate_to_queue", "escalate_to")
+                  "escalate_raise_priority", "escalate_to_queue", "escalate_to", "reply_default")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -70,7 +70,7 @@ class QueueForm(forms.ModelForm):
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     form = QueueForm
-    list_display = ("slug", "name", "email", "calendar", "agent_names")
+    list_display = ("slug", "name", "email", "calendar", "reply_default", "agent_names")
     raw_id_fields = ("escalate_to",)
     filter_horizontal = ("agents",)
     search_fields = ("slug", "name", "email")

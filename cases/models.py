@@ -132,6 +132,13 @@ class Queue(models.Model):
     email = models.EmailField(
         blank=True, help_text="Mail to this address opens a case in this queue (e.g. "
         "billing@example.com); empty: none.")
+    # Issue 23: which of the comment box's two modes a case page of this queue starts in.
+    PUBLIC, INTERNAL = "public", "internal"
+    reply_default = models.CharField(
+        max_length=8, choices=[(PUBLIC, "Public reply (mailed to the requester)"),
+                               (INTERNAL, "Internal note (agents only)")], default=PUBLIC,
+        help_text="The mode the comment box on this queue's cases starts in; agents can "
+                  "switch it for each comment.")
 
     class Meta:
         ordering = ["slug"]

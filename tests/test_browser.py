@@ -62,8 +62,8 @@ def test_create_list_open_claim_comment(page: Page, live_server, agent, temporal
     expect(page).to_have_url(re.compile(rf"/cases/{case_id}/$"))
 
     page.fill("#id_comment-body", "Replaced the roller; please try again.")
-    page.check("#id_comment-internal")
-    page.click("button:has-text('Comment')")
+    page.check("input[name=comment-internal][value=true]")
+    page.click("button:has-text('Add internal note')")
     comment = page.locator("li.comment.internal")
     expect(comment).to_contain_text("Replaced the roller; please try again.")
     expect(comment).to_contain_text("Internal")

@@ -82,6 +82,9 @@ class Projection:
     ended: str = ""
     # Earlier runs whose history is gone (past retention, not archived).
     truncated: bool = False
+    # Public comments (by index) the requester was emailed, with the address each went to:
+    # the case page's "Sent to", read from the same deliveries as the "notified" lines.
+    mailed: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def state(self) -> CaseState | None:
@@ -146,6 +149,7 @@ class Projector:
 
         self._asks: set[int] = set()  # scheduled queue_policy, by event id
         self._policies: list[QueuePolicy] = []  # queues' answers not yet seen by a task
+        self._comment_at: dict[str, int] = {}  # a public comment's case version -> its index
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -319,6 +323,9 @@ class Projector:
         detail = effect.detail
         if effect.kind in ("comment", "internal note") and self.state.comments:
             detail = self.state.comments[-1].body[:200]
+            if effect.kind == "comment":
+                # Its notices name the version it made (rules.notices_for).
+                self._comment_at[str(self.state.version)] = len(self.state.comments) - 1
         self._add(event, actor, effect.kind, detail, self.state, diverged=diverged)
 
     def _notified(self, event: HistoryEvent, payloads: Any) -> None:
@@ -329,6 +336,14 @@ class Projector:
         if any(d.channels for d in sent):
             self._add(event, SYSTEM_ACTOR, "notified", told(sent), self.state,
                       at=workflow_time(event))
+        requester = self.state.requester.email.lower() if self.state is not None else ""
+        for d in sent:
+            index = self._comment_at.get(d.event)
+            if index is not None and "email" in d.channels and requester and \
+                    d.recipient.lower() == requester:
+                to = self.result.mailed.setdefault(index, [])
+                if d.recipient not in to:
+                    to.append(d.recipient)
         for who, reply in refused(sent).items():
             self._add(event, SYSTEM_ACTOR, "mail refused", f"{who} was refused: {reply}",
                       self.state, at=workflow_time(event))

@@ -788,7 +788,9 @@ class Input:
     label: str = ""  # "" lets Django word it from the name
     required: bool = True
     max_length: int | None = None
-    choices: tuple[tuple[Any, str], ...] = ()  # "choice": the values' type is the input's
+    # "choice": the values' type is the input's. "bool": (False, label), (True, label) ask
+    # for one of two named modes instead of a tick box that is easy to miss.
+    choices: tuple[tuple[Any, str], ...] = ()
     placeholder: str = ""
     # The case's field (a dotted path) the form starts from, e.g. "requester.name".
     initial: str = ""
@@ -905,7 +907,9 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
         forms=(Form("Comment", (
             Input("body", "textarea", label="Comment", max_length=MAX_COMMENT,
                   placeholder="Write a comment…", hand_back=True),
-            Input("internal", "bool", label="Internal note (agents only)", required=False),
+            # Two explicit modes (issue 23): an unticked box mailed the customer by mistake.
+            Input("internal", "bool", label="Reply as", required=False,
+                  choices=((False, "Public reply"), (True, "Internal note"))),
             Input("files", "files", label="Attach files", required=False),
         )),)),
     CommandRule("receive_mail", ReceiveMail, _receive_mail, {
@@ -921,7 +925,9 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                     in_actions=False),)),
     CommandRule("attach", Attach, _attach, {"attached": "{actor} attached {detail}"},
                 agents=agents_on_any_case, forms=(
-                    Form("Attach", (Input("files", "files", label="Files"),)),)),
+                    # The case page draws it as its Files card (drop, progress bar).
+                    Form("Attach", (Input("files", "files", label="Files"),),
+                         in_actions=False),)),
     CommandRule("add_tag", AddTag, _add_tag, {"tagged": "{actor} tagged the case {detail}"},
                 agents=agents_holding_it, bulk="Add tag", forms=(
                     Form("Add tag", (Input("tag", max_length=MAX_TAG, clean=clean_tag),)),)),

@@ -56,6 +56,8 @@ class RequestConfig:
     views: list[SavedView] = field(default_factory=list)  # saved views this user sees
     usernames: list[str] = field(default_factory=list)  # active users (supervisors only)
     holders: list[str] = field(default_factory=list)  # people who can hold cases
+    # Queues (of `queues`) whose comment box starts as an internal note (Queue.reply_default).
+    internal_first: frozenset[str] = frozenset()
     # Which optional parts were read, so an empty list is not mistaken for "not read yet".
     loaded: frozenset[str] = frozenset()
 
@@ -98,12 +100,13 @@ class Basics:
     access: Access
     queues: tuple[tuple[str, str], ...]
     attributes: tuple[Attribute, ...]
+    internal_first: tuple[str, ...] = ()
 
     def config(self) -> RequestConfig:
         # Only supervisors get the user list: for anyone else it is read, and empty.
         loaded = frozenset() if self.access.is_supervisor else frozenset({"usernames"})
         return RequestConfig(self.access, list(self.queues), list(self.attributes),
-                             loaded=loaded)
+                             internal_first=frozenset(self.internal_first), loaded=loaded)
 
 
 def _basics(user: AbstractBaseUser | AnonymousUser) -> Basics:
@@ -116,7 +119,9 @@ def _basics(user: AbstractBaseUser | AnonymousUser) -> Basics:
     queues = Queue.objects.order_by("slug")
     if access.queues is not None:
         queues = queues.filter(slug__in=access.queues)
-    return Basics(access, tuple((q.slug, q.name) for q in queues), registry)
+    rows = list(queues.values_list("slug", "name", "reply_default"))
+    return Basics(access, tuple((slug, name) for slug, name, _ in rows), registry,
+                  tuple(slug for slug, _, mode in rows if mode == Queue.INTERNAL))
 
 
 def _base(user: AbstractBaseUser | AnonymousUser) -> RequestConfig:
@@ -231,6 +236,7 @@ BASICS = wire.record("basics", lambda: Basics, {
         "name": wire.STR, "type": wire.STR, "label": wire.STR, "help_text": wire.STR,
         "choices": wire.tuple_of(wire.STR), "filterable": wire.BOOL, "agent_editable": wire.BOOL,
     })),
+    "internal_first": wire.tuple_of(wire.STR),
 })
 
 

@@ -11,7 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from cases.models import Notification
 from cases.store import versions
@@ -46,6 +48,21 @@ def seen_by(who: Reader) -> Q:
 
 def notices_of(who: Reader) -> QuerySet[Notification]:
     return Notification.objects.filter(seen_by(who))
+
+
+def mark_read(who: Reader, *, pk: int | None = None, case_id: str | None = None) -> int:
+    """Mark read what `who` may see of their unread notices: one (pk), one case's (opening
+    the case page), or all. The one home of "read": the inbox's buttons and the case page
+    both come here, and the badges of the reader's open pages follow (told)."""
+    unread = notices_of(who).filter(read_at__isnull=True)
+    if pk is not None:
+        unread = unread.filter(pk=pk)
+    if case_id is not None:
+        unread = unread.filter(case_id=case_id)
+    done = unread.update(read_at=timezone.now())
+    if done:
+        transaction.on_commit(lambda: told(who[0]))
+    return done
 
 
 def unread_counts(readers: Sequence[Reader]) -> dict[Reader, int]:

@@ -36,8 +36,8 @@ from django.core.cache.backends.redis import RedisCache
 
 logger = logging.getLogger(__name__)
 
-# 2: rows carry at_risk (issue 17).
-SCHEMA = 2
+# 2: rows carry at_risk (issue 17). 3: basics carry the queues' reply modes (issue 23).
+SCHEMA = 3
 READABLE = frozenset({SCHEMA})
 # One line per kind of refusal a minute: a rolling deploy or a planted key is read several
 # times a second by every process, and the first line says all there is to say.

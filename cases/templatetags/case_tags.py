@@ -181,18 +181,78 @@ def _local(value: datetime, fmt: str) -> str:
     return timezone.localtime(value).strftime(fmt)
 
 
+def attachment_url(case_id: str, attachment_id: str, preview: bool = False) -> str:
+    return f"{case_url(case_id)}attachments/{attachment_id}/{'preview/' if preview else ''}"
+
+
+def _size(n: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def attachment_item(case_id: str, a: Any, *, who: bool = False) -> str:
+    """One file as a list item: its name (the download), size and type (and `who` added it,
+    when), and a thumbnail when the store previews it (raster images only)."""
+    from cases.files.store import PREVIEWABLE
+
+    e = _escape
+    url, f = e(attachment_url(case_id, a.id)), a.file
+    thumb = (f'<img class="thumb" src="{e(attachment_url(case_id, a.id, preview=True))}" '
+             f'alt="" loading="lazy" width="96" height="72">'
+             if f.content_type in PREVIEWABLE else "")
+    by = (f' · {e(a.by)}, <time datetime="{e(a.at.isoformat())}">'
+          f'{e(_local(a.at, "%b %-d, %H:%M"))}</time>'
+          f'{" · with a comment" if a.comment is not None else ""}' if who else "")
+    anchor = f' id="attachment-{e(a.id)}"' if who else ""  # once per page: the Files card
+    return (f'<li class="attachment"{anchor}>{thumb}'
+            f'<a href="{url}" download>{e(f.name)}</a> '
+            f'<span class="muted small">{e(_size(f.size))} · {e(f.content_type)}{by}</span></li>')
+
+
 @register.simple_tag
-def case_comments(comments: list[Any]) -> str:
+def case_attachments(case: Any) -> str:
+    """The case's files: one list, thumbnails for raster images."""
+    if not getattr(case, "attachments", None):
+        return mark_safe('<p class="muted">No files yet.</p>')
+    items = "".join(attachment_item(case.case_id, a, who=True) for a in case.attachments)
+    return mark_safe(f'<ul class="attachments">{items}</ul>')
+
+
+@register.simple_tag
+def case_comments(comments: list[Any], case_id: str = "", attachments: list[Any] | None = None,
+                  mailed: dict[int, list[str]] | None = None) -> str:
     """The conversation, assembled like case_row (every value escaped) for the same reason: a
-    long case would otherwise spend more time in template nodes than in its Query."""
+    long case would otherwise spend more time in template nodes than in its Query. A mail
+    received says so and links the message as it came; a public comment the requester was
+    emailed says to whom (`mailed`, from the history's deliveries)."""
     if not comments:
         return mark_safe('<li class="muted">No comments yet.</li>')
     e = _escape
+    files = {a.id: a for a in attachments or ()}
+    mailed = mailed or {}
     badge = ' · <span class="badge internal">Internal</span>'
-    return mark_safe("".join(
-        f'<li class="comment{" internal" if c.internal else ""}"><div class="meta">'
-        f'<strong>{e(c.author)}</strong> · <time datetime="{e(c.at.isoformat())}">'
-        f'{e(_local(c.at, "%b %-d, %H:%M"))}</time>{badge if c.internal else ""}</div>'
-        f'<div class="body">{linebreaksbr(c.body, autoescape=True)}</div></li>'
-        for c in comments
-    ))
+    out = []
+    for index, c in enumerate(comments):
+        received = sent = attached = ""
+        if c.via == "email":
+            original = (f' · <a href="{e(attachment_url(case_id, c.original))}" download>'
+                        'Full message</a>' if c.original and c.original in files else "")
+            received = (f'<p class="mail-line received">Received by email from '
+                        f'{e(c.sender or c.author)}{original}</p>')
+        if not c.internal and mailed.get(index):
+            sent = f'<p class="mail-line sent">Sent to {e(", ".join(mailed[index]))}</p>'
+        came = [files[i] for i in c.attachments if i in files and i != c.original]
+        if came:
+            attached = ('<ul class="attachments">'
+                        + "".join(attachment_item(case_id, a) for a in came) + "</ul>")
+        classes = "comment" + (" internal" if c.internal else "") + \
+            (" via-email" if c.via == "email" else "")
+        out.append(
+            f'<li class="{classes}"><div class="meta">'
+            f'<strong>{e(c.author)}</strong> · <time datetime="{e(c.at.isoformat())}">'
+            f'{e(_local(c.at, "%b %-d, %H:%M"))}</time>{badge if c.internal else ""}</div>'
+            f'{received}<div class="body">{linebreaksbr(c.body, autoescape=True)}</div>'
+            f'{attached}{sent}</li>')
+    return mark_safe("".join(out))

@@ -154,6 +154,18 @@ class AwareDateTimeField(forms.DateTimeField):
         return timezone.make_aware(moment) if moment and timezone.is_naive(moment) else moment
 
 
+class ModeField(forms.TypedChoiceField):
+    """One of two named modes of a bool input; also takes the tick box's "on" it replaced."""
+
+    def valid_value(self, value: Any) -> bool:
+        return value == "on" or super().valid_value(value)
+
+
+def bool_value(value: bool) -> str:
+    """How a two-mode input's choice is spelled in the page (and in its CSS)."""
+    return "true" if value else "false"
+
+
 def form_field(inp: rules.Input) -> forms.Field:
     """The Django field for one of a command's inputs."""
     kwargs: dict[str, Any] = {"required": inp.required and inp.kind != "bool"}
@@ -173,6 +185,13 @@ def form_field(inp: rules.Input) -> forms.Field:
         kwargs.update(choices=list(inp.choices), coerce=type(inp.choices[0][0]))
     elif inp.kind == "datetime":
         kind = AwareDateTimeField
+    elif inp.kind == "bool" and inp.choices:
+        # Radios named "false"/"true"; nothing chosen (a script's POST) is False, as an
+        # unticked box was; "on" is what that box sent when ticked.
+        kind = ModeField
+        kwargs.update(choices=[(bool_value(v), label) for v, label in inp.choices],
+                      coerce=lambda v: v in ("true", "on"), empty_value=False,
+                      widget=forms.RadioSelect)
     elif inp.kind == "bool":
         kind = forms.BooleanField
     elif inp.kind == "files":

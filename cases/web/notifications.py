@@ -13,13 +13,13 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases import temporal
 from cases.config.reading import access_of, config_for
 from cases.models import Notification, NotificationPreference
-from cases.notify.inbox import notices_of, reader, told
+from cases.notify.inbox import Reader, notices_of, reader
+from cases.notify.inbox import mark_read as mark_notices_read
 from cases.temporal.visibility import cases_query
 from workers.model import CaseState
 from workers.rules import NOTICE_KINDS
@@ -37,8 +37,12 @@ UNAVAILABLE = ("Titles and what was said are unavailable: Temporal is not answer
                "The notices are listed by case, reason, who and when.")
 
 
+def _reader(request: HttpRequest) -> Reader:
+    return reader(request.user.pk, access_of(request.user).visible_queues)
+
+
 def _visible(request: HttpRequest) -> QuerySet[Notification]:
-    return notices_of(reader(request.user.pk, access_of(request.user).visible_queues))
+    return notices_of(_reader(request))
 
 
 @dataclass
@@ -139,20 +143,14 @@ def badge(request: HttpRequest) -> HttpResponse:
 @login_required
 def mark_read(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(_visible(request), pk=pk)
-    if item.read_at is None:
-        item.read_at = timezone.now()
-        item.save(update_fields=["read_at"])
-        told(request.user.pk)
+    mark_notices_read(_reader(request), pk=item.pk)
     return redirect("notifications:inbox")
 
 
 @require_POST
 @login_required
 def mark_all_read(request: HttpRequest) -> HttpResponse:
-    done = _visible(request).filter(read_at__isnull=True).update(
-        read_at=timezone.now())
-    if done:
-        told(request.user.pk)
+    done = mark_notices_read(_reader(request))
     messages.success(request, f"Marked {done} read.")
     return redirect("notifications:inbox")
 

@@ -22,6 +22,7 @@ from cases.config.reading import config_for
 from cases.files import uploads
 from cases.files.store import FileRefused
 from cases.live import feed, listing
+from cases.notify import inbox
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
@@ -31,6 +32,7 @@ from cases.web.forms import (
     ActionForm,
     CaseFilterForm,
     NewCaseForm,
+    bool_value,
     check_usernames,
 )
 from cases.web.htmx import render_for
@@ -159,8 +161,8 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
 # --- detail and actions ------------------------------------------------------------------------
 
 
-def _action_forms(state: CaseState, access: Access,
-                  attributes: list[Attribute]) -> dict[str, ActionForm]:
+def _action_forms(state: CaseState, access: Access, attributes: list[Attribute],
+                  internal_first: frozenset[str] = frozenset()) -> dict[str, ActionForm]:
     """Unbound forms for the actions this user may take on the case as it is now. The
     workflow's rules decide which (rules.offers), so the page offers exactly what the case
     would accept, whatever is added to the registry."""
@@ -172,6 +174,9 @@ def _action_forms(state: CaseState, access: Access,
         if not access.offers(state, form_class.probe(access.username), now, sla):
             continue
         initial = form_class.initial_from(state)
+        if name == "comment":
+            # The mode the comment box starts in: the queue's (Queue.reply_default).
+            initial["internal"] = bool_value(state.queue in internal_first)
         if form_class.takes_attributes:
             editable = access.editable(attributes)
             if editable:
@@ -191,7 +196,8 @@ async def _detail_context(
     access, attributes = config.access, config.attributes
     state = seen.state if seen.state is not None else _stand_in(seen.row)
     read_only = not seen.live
-    forms = {} if read_only else _action_forms(state, access, attributes)
+    forms = {} if read_only else _action_forms(state, access, attributes,
+                                                config.internal_first)
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -201,9 +207,14 @@ async def _detail_context(
         # Mentions autocomplete from the people who can see the case (the access rule).
         queue = state.queue
         extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
+    if seen.state is not None and "mailed" not in extra:
+        extra["mailed"] = await _mailed(access, seen)
     return {
         "case": state,
         "forms": forms,
+        "attachment_max": settings.ATTACHMENT_MAX_BYTES,
+        # The upload form's idempotency key (a page's script sends a new one per upload).
+        "upload_key": uuid.uuid4().hex,
         "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
@@ -221,6 +232,20 @@ async def _detail_context(
         "attribute_rows": custom_fields.attribute_rows(state, attributes),
         **extra,
     }
+
+
+async def _mailed(access: Access, seen: Seen) -> dict[int, list[str]]:
+    """Which public comments were emailed to the requester, and to whom: the deliveries the
+    history records (the timeline's "notified" lines). Read only when there can be one; a
+    history that cannot be read now leaves the lines out, not the page."""
+    state = seen.state
+    if not state.requester.email or all(c.internal for c in state.comments):
+        return {}
+    try:
+        history = await lookup.history_for(access, seen.case_id, seen.run_id or None)
+    except (Http404, temporal.GatewayError):
+        return {}
+    return history.projection.mailed
 
 
 def _stand_in(row: temporal.CaseRow) -> CaseState:
@@ -257,6 +282,10 @@ async def case_detail(request: HtmxHttpRequest, case_id: str) -> HttpResponse:
     if request.htmx and seen.live and since and since == str(seen.state.version):
         # A live refresh with nothing new: htmx leaves the page (and any typing) alone.
         return HttpResponse(status=204)
+    if not request.htmx:
+        # Opening the case is reading what one was told of it (issue 23).
+        who = inbox.reader(request.user.pk, access.visible_queues)
+        await dbconn.read(lambda: inbox.mark_read(who, case_id=seen.case_id))
     return await _render_case(request, seen, feed_position=position)
 
 

@@ -12,6 +12,7 @@
         for (const option of field.options) if (option.selected !== option.defaultSelected) return true;
       } else if (field.value !== field.defaultValue) return true;
     }
+    if (tracerail.uploading && tracerail.uploading()) return true;
     return document.activeElement instanceof HTMLElement && !!document.activeElement.closest("#case form");
   };
 
@@ -120,7 +121,8 @@
   function fieldsIn(root) {
     return Array.from(root.querySelectorAll("textarea, input, select")).filter(function (field) {
       if (field.disabled || field.readOnly || !field.name || !field.closest("form")) return false;
-      return field instanceof HTMLInputElement ? TEXTLIKE.test(field.type) || field.type === "checkbox" || field.type === "radio" : true;
+      // Files chosen for a comment are kept too: a swap would otherwise drop them unseen.
+      return field instanceof HTMLInputElement ? TEXTLIKE.test(field.type) || field.type === "checkbox" || field.type === "radio" || field.type === "file" : true;
     });
   }
   function keyOf(field) {
@@ -134,18 +136,21 @@
       return Array.from(field.options).some(function (o) { return o.selected !== o.defaultSelected; });
     }
     if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.type === "file") return !!field.files && field.files.length > 0;
     return field.value !== field.defaultValue;
   }
   function read(field) {
     if (field instanceof HTMLSelectElement) {
       return Array.from(field.selectedOptions).map(function (o) { return o.value; });
     }
+    if (field.type === "file") return field.files;
     return field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
   }
   function write(field, value) {
     if (field instanceof HTMLSelectElement) {
       for (const option of field.options) option.selected = value.includes(option.value);
     } else if (field.type === "checkbox" || field.type === "radio") field.checked = value;
+    else if (field.type === "file") field.files = value;
     else field.value = value;
   }
 
@@ -273,6 +278,116 @@
       announce(tiles ? "Dashboard: " + Array.from(tiles.children).map(function (t) { return t.textContent; }).join(", ") : root.textContent);
     }
   });
+
+  // --- Files: dropped onto the case page, or chosen, uploaded with a progress bar -----------
+  // The upload form (#case form[data-upload]) posts as a plain multipart form without this
+  // file. Here it goes by XMLHttpRequest, whose upload events drive the bar; the case is then
+  // read again like after a push. #case may be replaced meanwhile (a push), so what the
+  // upload shows is kept here and drawn into whichever form is on the page.
+  let upload = null;  // { percent, text, error } of the upload in flight or just ended
+  function uploadForm() { return document.querySelector("#case form[data-upload]"); }
+  function showUpload() {
+    const form = uploadForm();
+    if (!form || !upload) return;
+    const bar = form.querySelector(".upload-progress");
+    const status = form.querySelector(".upload-status");
+    const error = form.querySelector(".upload-error");
+    bar.hidden = upload.percent === null;
+    if (upload.percent !== null) bar.value = upload.percent;
+    if (status.textContent !== upload.text) status.textContent = upload.text;
+    error.hidden = !upload.error;
+    error.textContent = upload.error || "";
+  }
+  function serverMessage(xhr) {
+    const type = xhr.getResponseHeader("Content-Type") || "";
+    let text = xhr.responseText || "";
+    if (type.indexOf("json") >= 0) {
+      try { const data = JSON.parse(text); text = data.error || data.message || data.detail || text; } catch (e) { /* as text */ }
+    } else if (type.indexOf("html") >= 0) {
+      const doc = new DOMParser().parseFromString(text, "text/html");
+      const said = doc.querySelector("#case .flash.warn:not([hidden]), .errorlist, h1");
+      text = said ? said.textContent : doc.body ? doc.body.textContent : "";
+    }
+    text = text.replace(/\s+/g, " ").trim().slice(0, 300);
+    return text || ("The upload failed (" + xhr.status + ").");
+  }
+  function sendFiles(form, files) {
+    if (!files.length || (upload && upload.busy)) return;
+    const data = new FormData(form);
+    const input = form.querySelector("input[type=file]");
+    data.delete(input.name);
+    for (const file of files) data.append(input.name, file, file.name);
+    // Each upload is its own command: a key of its own, or it would count as a retry.
+    const key = form.querySelector("input[type=hidden][name$='-key']");
+    if (key) data.set(key.name, Date.now().toString(36) + Math.random().toString(36).slice(2));
+    const names = files.length === 1 ? files[0].name : files.length + " files";
+    upload = { busy: true, percent: 0, text: "Uploading " + names + "…", error: "" };
+    showUpload();
+    const xhr = new XMLHttpRequest();
+    let said = 0;  // the quarters already spoken: the bar moves, the live region says less
+    xhr.upload.addEventListener("progress", function (event) {
+      if (!event.lengthComputable) return;
+      upload.percent = Math.round(100 * event.loaded / event.total);
+      const quarter = Math.floor(upload.percent / 25);
+      if (quarter > said) { said = quarter; upload.text = "Uploading " + names + ": " + upload.percent + "%"; }
+      showUpload();
+    });
+    xhr.addEventListener("load", function () {
+      const ok = xhr.status >= 200 && xhr.status < 400;
+      upload = { busy: false, percent: ok ? 100 : null, text: ok ? "Uploaded " + names + "." : "",
+        error: ok ? "" : serverMessage(xhr) };
+      showUpload();
+      if (ok) document.dispatchEvent(new Event("visible-again"));  // the case, with its files
+      else announce(upload.error);
+    });
+    xhr.addEventListener("error", function () {
+      upload = { busy: false, percent: null, text: "", error: "The upload did not reach the server; try again." };
+      showUpload();
+      announce(upload.error);
+    });
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("Accept", "application/json, text/html;q=0.9");
+    const token = form.querySelector("input[name=csrfmiddlewaretoken]");
+    if (token) xhr.setRequestHeader("X-CSRFToken", token.value);
+    xhr.send(data);
+  }
+  tracerail.uploading = function () { return !!(upload && upload.busy); };
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.matches("form[data-upload]")) return;
+    const input = form.querySelector("input[type=file]");
+    if (!input || !input.files.length) return;
+    event.preventDefault();
+    sendFiles(form, Array.from(input.files));
+    input.value = "";
+  });
+  function carriesFiles(event) {
+    return !!event.dataTransfer && Array.from(event.dataTransfer.types || []).indexOf("Files") >= 0 && !!uploadForm();
+  }
+  document.addEventListener("dragover", function (event) {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();  // allows the drop
+    event.dataTransfer.dropEffect = "copy";
+    document.documentElement.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", function (event) {
+    if (!event.relatedTarget) document.documentElement.classList.remove("dragging");
+  });
+  document.addEventListener("drop", function (event) {
+    document.documentElement.classList.remove("dragging");
+    if (!carriesFiles(event)) return;
+    event.preventDefault();  // never navigate away to the dropped file
+    // Dropped on the comment box: the files go with the comment; anywhere else: onto the case.
+    const comment = event.target instanceof Element && event.target.closest("#case form.action-comment");
+    const input = comment && comment.querySelector("input[type=file]");
+    if (input) {
+      input.files = event.dataTransfer.files;
+      announce(input.files.length + (input.files.length === 1 ? " file" : " files") + " will go with the comment.");
+      return;
+    }
+    sendFiles(uploadForm(), Array.from(event.dataTransfer.files));
+  });
+  document.addEventListener("htmx:afterSwap", showUpload);
 
   // The list does not refresh under someone's selection.
   tracerail.selecting = function () {
