@@ -66,8 +66,9 @@ def test_every_api_view_turns_away_a_caller_without_a_valid_token(db, token):
 
     headers = _auth(token) if token else {}
     for pattern in api_urls.urlpatterns:
-        path = "/api/" + str(pattern.pattern).replace("<str:case_id>", "case-AAAAAAAA")
-        method = Client().post if pattern.name == "cases" else Client().get
+        path = "/api/" + str(pattern.pattern).replace("<str:case_id>", "case-AAAAAAAA"
+                                                      ).replace("<str:attachment_id>", "a1")
+        method = Client().post if pattern.name in ("cases", "attach") else Client().get
         response = method(path, **headers)
         assert response.status_code == 401, path
         assert response["WWW-Authenticate"] == "Bearer"

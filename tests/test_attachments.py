@@ -108,7 +108,13 @@ def test_over_the_limit_is_refused_with_413_nothing_stored_nothing_recorded(
     response = alice.post(f"/cases/{case_id}/attach/",
                           {"attach-files": [upload(png(20_000), "big.png")]})
     assert response.status_code == 413
-    assert "over the limit of 10,000 bytes; nothing was kept" in response.content.decode()
+    # Stopped as it arrived (the upload handler), the file named.
+    assert "big.png is over the limit of 10,000 bytes; nothing was kept" in \
+        response.content.decode()
+    # The store's own limit, for callers that hand it bytes (mail, the API): read no further.
+    with pytest.raises(store.FileRefused) as refused:
+        store.keep(io.BytesIO(b"x" * 10_001), "big.txt")
+    assert refused.value.status == 413
     # With HTMX the answer is 200 (htmx swaps it, as every action's) and says the same.
     partial = alice.post(f"/cases/{case_id}/attach/",
                          {"attach-files": [upload(png(20_000), "big.png")]},

@@ -409,6 +409,8 @@ def _ref(name="shot.png", size=10, content_type="image/png", data=b"x"):
     (_ref(), None),
     (_ref(name="../etc/passwd"), "path separators"),
     (_ref(name="a\x00b"), "control characters"),
+    (_ref(name="invoice\u202egpj.exe"), "control characters"),  # shows as "exe.jpg"
+    (_ref(name="résumé 2026.pdf"), None),
     (_ref(name=""), "1 to 255"),
     (_ref(name="x" * 256), "1 to 255"),
     (_ref(size=-1), "whole number"),
@@ -441,3 +443,12 @@ def test_attachment_ids_are_never_reused_and_bounded():
     with pytest.raises(rules.RuleError, match="store's key") as err:
         rules.new_attachments(state, [replace(_ref(), key="x")], "bob", NOW)
     assert err.value.field == "files"
+
+
+def test_a_kept_name_is_always_one_the_rules_take():
+    for given in ("../../etc/passwd", "C:\\Users\\ada\\shot.png", "\u202eevil.exe", "..",
+                  "", "a" * 300 + ".png", "x\r\nBcc: y"):
+        name = rules.clean_file_name(given)
+        assert rules.file_problem(replace(_ref(), name=name)) is None, (given, name)
+    assert rules.clean_file_name("a" * 300 + ".png").endswith(".png")
+    assert rules.clean_file_name("C:\\Users\\ada\\shot.png") == "shot.png"

@@ -394,6 +394,12 @@ _scripted = [t for t in ATTACHMENT_TYPES if "svg" in t or "html" in t]
 if _scripted:
     raise ImproperlyConfigured(f"ATTACHMENT_TYPES cannot allow {', '.join(_scripted)}: "
                                "they can carry script")
+# An upload over the limit is stopped as it arrives, never spooled whole to disk.
+FILE_UPLOAD_HANDLERS = [
+    "cases.files.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Attachments of a public comment travel with its mail up to this many bytes in all; past
 # it the mail links to them instead (docs/decisions.md).
 ATTACHMENT_MAIL_MAX_BYTES = envint("ATTACHMENT_MAIL_MAX_BYTES", 10 * 1024 * 1024)

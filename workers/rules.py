@@ -8,6 +8,7 @@ Nothing here reads a clock: callers pass `now` (workflow.now() inside the workfl
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -232,6 +233,27 @@ def file_key(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
+def _shown(ch: str) -> bool:
+    # Control and format characters (a right-to-left override makes "gpj.exe" read as
+    # "exe.jpg") never belong in a name shown to people or put in a header.
+    return unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
+
+
+def clean_file_name(name: str) -> str:
+    """A name as a FileRef may carry it: the last part of a path, without control or
+    format characters, at most MAX_FILE_NAME characters keeping a short extension; "file"
+    when nothing is left. A name from outside must equal its cleaned self (file_problem)."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if _shown(ch)).strip()
+    if name in ("", ".", ".."):
+        return "file"
+    if len(name) > MAX_FILE_NAME:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext[:20] if dot and stem else ""
+        name = name[:MAX_FILE_NAME - len(ext) - 1].rstrip() + ("." + ext if ext else "")
+    return name
+
+
 def file_problem(ref: FileRef) -> str | None:
     """Why a FileRef from outside (any Temporal client, a mail) cannot be recorded, or None.
     Only its shape: whether the bytes exist is the store's business."""
@@ -240,7 +262,7 @@ def file_problem(ref: FileRef) -> str | None:
     name = ref.name
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_FILE_NAME:
         return f"A file's name has 1 to {MAX_FILE_NAME} characters."
-    if any(ord(ch) < 32 or ch in "/\\\x7f" for ch in name) or name.strip() in (".", ".."):
+    if name != clean_file_name(name):
         return "A file's name has no path separators or control characters."
     if not _whole(ref.size, 0, MAX_FILE_SIZE):
         return "A file's size is a whole number of bytes."

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 
 from workers.model import FileRef
-from workers.rules import MAX_FILE_NAME, file_key
+from workers.rules import clean_file_name, file_key
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,6 @@ class FileRefused(Exception):
 
 def _storage() -> Storage:
     return storages["attachments"]
-
-
-def clean_name(name: str) -> str:
-    """A name fit for a FileRef (rules.file_problem): the last path part, no control
-    characters, at most MAX_FILE_NAME characters keeping the extension."""
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ord(ch) >= 32 and ch != "\x7f").strip()
-    if name in ("", ".", ".."):
-        name = "file"
-    if len(name) > MAX_FILE_NAME:
-        stem, dot, ext = name.rpartition(".")
-        ext = ext[:20] if dot and stem else ""
-        name = name[:MAX_FILE_NAME - len(ext) - 1].rstrip() + ("." + ext if ext else "")
-    return name
 
 
 def sniff(head: bytes, is_text: bool, name: str) -> str:
@@ -123,7 +109,7 @@ def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, by
             size += len(chunk)
             if size > limit:
                 raise FileRefused(
-                    f"That file is over the limit of {_megabytes(limit)}; nothing was kept.",
+                    f"That file is over the limit of {megabytes(limit)}; nothing was kept.",
                     413)
             digest.update(chunk)
             spool.write(chunk)
@@ -147,7 +133,7 @@ def _spool(data: bytes | IO[bytes], limit: int) -> tuple[IO[bytes], int, str, by
     return spool, size, digest.hexdigest(), head, is_text and size > 0
 
 
-def _megabytes(n: int) -> str:
+def megabytes(n: int) -> str:
     return f"{n / 1024 / 1024:g} MB" if n >= 1024 * 1024 else f"{n:,} bytes"
 
 
@@ -157,7 +143,7 @@ def keep(data: bytes | IO[bytes], name: str, *, internal_type: str = "") -> File
     "message/rfc822"). Raises FileRefused, having stored nothing."""
     from cases.models import StoredBlob
 
-    name = clean_name(name)
+    name = clean_file_name(name)
     spool, size, sha, head, is_text = _spool(data, settings.ATTACHMENT_MAX_BYTES)
     with spool:
         content_type = internal_type or sniff(head, is_text, name)

@@ -125,6 +125,8 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
         # With files (issue 23): the case's JSON in the field `case`, the files in `files`.
         body = request.POST.get("case", "").encode()
         files = request.FILES.getlist("files")
+        if uploads.too_large(request):
+            return _error(413, uploads.too_large(request))
         if len(files) > rules.MAX_FILES_PER_COMMAND:
             return _error(400, "Some fields are invalid.", files=[
                 f"At most {rules.MAX_FILES_PER_COMMAND} files at a time."])
@@ -282,6 +284,8 @@ async def attach(request: HttpRequest, config: RequestConfig, case_id: str) -> J
     if request.content_type != "multipart/form-data":
         return _error(400, "Send the files as multipart/form-data, field 'files'.")
     files = request.FILES.getlist("files")
+    if uploads.too_large(request):
+        return _error(413, uploads.too_large(request))
     if not files or len(files) > rules.MAX_FILES_PER_COMMAND:
         return _error(400, "Some fields are invalid.", files=[
             f"Send 1 to {rules.MAX_FILES_PER_COMMAND} files."])

@@ -272,6 +272,13 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     extra = {"attributes": access.editable(config.attributes)} if form_class.takes_attributes \
         else {}
     form = form_class(request.POST, request.FILES, prefix=action, **extra)
+    stopped = uploads.too_large(request)
+    if stopped and form_class.file_inputs():
+        # Stopped as it arrived (the limit): only that is said; nothing was kept.
+        form.is_valid()
+        form.errors.clear()
+        form.add_error(form_class.file_inputs()[0], stopped)
+        return await _rerender(request, access, case_id, action, form, status=413)
     if form.is_valid():
         await check_usernames(form, form_class.username_inputs())
     if not form.is_valid():
