@@ -282,9 +282,9 @@ def read(raw: bytes) -> Mail:
 
 
 def _safe_name(filename: str | None, kind: str) -> str:
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _CONTROL_RE.sub("", name).strip().strip(".")[:200]
-    if name:
-        return name
-    sub = kind.partition("/")[2] or "bin"
-    return f"attachment.{re.sub(r'[^a-z0-9]+', '', sub)[:10] or 'bin'}"
+    """The part's own name (the store cleans it: rules.clean_file_name), or one from its
+    type for a part that gives none."""
+    if filename and filename.strip():
+        return filename
+    sub = re.sub(r"[^a-z0-9]+", "", kind.partition("/")[2])[:10]
+    return f"attachment.{sub or 'bin'}"
