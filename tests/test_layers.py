@@ -3,7 +3,8 @@
     cases/web  →  cases/live  →  cases/temporal, cases/config  →  cases/store
 
 (`cases/models.py` belongs with the configuration; `cases/files` (the file store) beside
-`live` and `notify`; `admin`, `templatetags` and `management` with the pages.) A module imported lazily, inside a function, counts the same."""
+`live` and `notify`; `admin`, `templatetags` and `management` with the pages.) A module
+imported lazily, inside a function, counts the same."""
 
 from __future__ import annotations
 
