@@ -2,15 +2,9 @@
 
     cases/web  →  cases/live, notify, mailin, files  →  cases/temporal, cases/config  →  cases/store
 
-<<<<<<< HEAD
 (`cases/models.py` belongs with the configuration; `files` (the file store) and `mailin`
 beside `live` and `notify`; `admin`, `templatetags` and `management` with the pages.) A
 module imported lazily, inside a function, counts the same."""
-=======
-(`cases/models.py` belongs with the configuration; `cases/files` (the file store) beside
-`live` and `notify`; `admin`, `templatetags` and `management` with the pages.) A module
-imported lazily, inside a function, counts the same."""
->>>>>>> i23-files
 
 from __future__ import annotations
 
