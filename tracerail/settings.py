@@ -609,5 +609,8 @@ LOGGING = {
         # Its start-up banner in every process (and before run_worker's first line) says
         # nothing the settings do not; lockouts and failures are still logged.
         "axes.apps": {"level": "WARNING"},
+        # aiosmtpd logs every SMTP command and connection at INFO (five lines a mail); the
+        # door logs each mail's outcome itself (tracerail.mail.smtp).
+        "mail.log": {"level": "WARNING"},
     },
 }
