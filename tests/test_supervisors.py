@@ -111,7 +111,8 @@ def test_the_dashboard_shows_the_supervisors_a_breach_tells(smtp, temporal,  # n
 def _admin_change(client: Any, queue: Any, **changes: Any) -> Any:
     data = {"slug": queue.slug, "name": queue.name, "routing": queue.routing,
             "calendar": "", "agents": [u.pk for u in queue.agents.all()],
-            "escalate_to_queue": "", "escalate_to": ""}
+            "escalate_to_queue": "", "escalate_to": "", "email": queue.email,
+            "reply_default": queue.reply_default}
     if queue.escalate_raise_priority:
         data["escalate_raise_priority"] = "on"
     data.update(changes)
