@@ -206,6 +206,13 @@ DATABASES = {
         os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads write at once (the SMTP door's hand-overs, the worker's activities): a
+    # deferred transaction that reads and then writes deadlocks with another ("database is
+    # locked" at once, whatever the timeout). IMMEDIATE takes the write lock at BEGIN, so a
+    # writer waits its turn, up to `timeout` seconds.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request has a thread of its own, and a persistent connection per
     # thread grew to 89 connections for two web processes at 500 agents (PostgreSQL allows
