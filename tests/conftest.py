@@ -129,8 +129,10 @@ def temporal(django_db_blocker: Any) -> Iterator[TemporalHarness]:
         _harness_loop = None
 
 
-def visibility_calls(harness: TemporalHarness) -> int:
-    """Visibility calls the dev server has answered so far, as its own metrics count them."""
+def visibility_calls(harness: TemporalHarness,
+                     operations: tuple[str, ...] | None = None) -> int:
+    """Visibility calls (or calls of `operations`) the dev server has answered so far, as its
+    own metrics count them."""
     import re
     import urllib.request
 
@@ -139,20 +141,21 @@ def visibility_calls(harness: TemporalHarness) -> int:
     total = 0.0
     for line in text.splitlines():
         if line.startswith("service_requests{") and any(
-                f'operation="{op}"' in line for op in VISIBILITY_OPERATIONS):
+                f'operation="{op}"' in line for op in operations or VISIBILITY_OPERATIONS):
             total += float(re.split(r"\s+", line.strip())[-1])
     return int(total)
 
 
-def settled_visibility_calls(harness: TemporalHarness, quiet: float = 2.5) -> int:
+def settled_visibility_calls(harness: TemporalHarness, quiet: float = 2.5,
+                             operations: tuple[str, ...] | None = None) -> int:
     """The server's count once it has stopped moving for `quiet` seconds: it publishes its
     counters about once a second, so a reading taken right after other calls (an earlier
     test's, a feed just stopped) would leave them to be counted as this test's."""
-    value, since = visibility_calls(harness), time.monotonic()
+    value, since = visibility_calls(harness, operations), time.monotonic()
     deadline = since + 30
     while time.monotonic() - since < quiet and time.monotonic() < deadline:
         time.sleep(0.25)
-        if (now := visibility_calls(harness)) != value:
+        if (now := visibility_calls(harness, operations)) != value:
             value, since = now, time.monotonic()
     return value
 

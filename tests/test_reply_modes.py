@@ -89,7 +89,7 @@ def test_a_mail_received_says_from_whom_and_links_the_whole_message(db):
     comments = [Comment(author="ada@example.com", body="It still <jams>", internal=False,
                         at=NOW, attachments=["a1", "a2"], via="email",
                         sender="Ada <ada@example.com>", original="a1")]
-    html = case_comments(comments, "case-AAAAAAAA", [eml, shot], {})
+    html = case_comments(comments, "case-AAAAAAAA", [eml, shot])
     assert "Received by email from Ada &lt;ada@example.com&gt;" in html
     assert '<a href="/cases/case-AAAAAAAA/attachments/a1/" download>Full message</a>' in html
     assert 'src="/cases/case-AAAAAAAA/attachments/a2/preview/"' in html  # its screenshot
@@ -97,7 +97,8 @@ def test_a_mail_received_says_from_whom_and_links_the_whole_message(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_public_comment_mailed_to_the_requester_says_sent_to(smtp, people):  # noqa: F811
+def test_a_public_comment_mailed_to_the_requester_says_sent_to(smtp, people,  # noqa: F811
+                                                                temporal):
     bob = Authority(role="agent", queues=["technical"])
     case_id = _open(requester_name="Ada", requester_email="ada@example.net")
     run(gateway.act(case_id, AddComment(actor="bob", body="We are on it.", authority=bob)))
@@ -115,6 +116,15 @@ def test_a_public_comment_mailed_to_the_requester_says_sent_to(smtp, people):  #
     # Under the public comment, not the internal note.
     reply = page[page.index("We are on it."):page.index("Psst")]
     assert "Sent to ada@example.net" in reply
+    # From the live state the delivery marked: a case page reads no history to say it (it
+    # read the whole history on every render, refreshes and pushes included).
+    from .conftest import settled_visibility_calls
+
+    history = ("GetWorkflowExecutionHistory",)
+    before = settled_visibility_calls(temporal, operations=history)
+    for _ in range(3):
+        assert "Sent to ada@example.net" in client.get(f"/cases/{case_id}/").content.decode()
+    assert settled_visibility_calls(temporal, operations=history) == before
 
 
 @pytest.mark.django_db(transaction=True)

@@ -137,6 +137,9 @@ class Comment:
     # of the whole message as received (.eml): the full text, one click away.
     sender: str = ""
     original: str = ""
+    # A public comment the requester was emailed: the address it went to, as the delivery
+    # answered (rules.mark_mailed), so the case page says "Sent to" from the live state.
+    mailed_to: list[str] = field(default_factory=list)
     # A mail received: its Message-ID, so the same mail is never a second comment (an
     # Update id is only unique within one run; a case continues as new).
     message_id: str = ""
@@ -231,6 +234,10 @@ class Notice:
     # The files of a public comment, for the requester's mail (issue 23): references only,
     # the delivery reads the bytes. Never those of an internal note.
     files: list[FileRef] = field(default_factory=list)
+    # The public comment (its index) this notice mails the requester, so the delivery's
+    # answer can mark it mailed; None for every other notice.
+    comment: int | None = None
+
 
 
 @dataclass

@@ -31,6 +31,8 @@ from .model import (
     CaseState,
     Command,
     Delivered,
+    Notice,
+    NoticeBatch,
     QueuePolicy,
     RoutePick,
     SlaPolicy,
@@ -82,9 +84,6 @@ class Projection:
     ended: str = ""
     # Earlier runs whose history is gone (past retention, not archived).
     truncated: bool = False
-    # Public comments (by index) the requester was emailed, with the address each went to:
-    # the case page's "Sent to", read from the same deliveries as the "notified" lines.
-    mailed: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def state(self) -> CaseState | None:
@@ -140,7 +139,8 @@ class Projector:
         self._opening: CaseInput | None = None
         self._pending: dict[str, Command] = {}
         self._admitted: dict[int, Any] = {}
-        self._deliveries: set[int] = set()  # scheduled deliver_notices, by event id
+        # Scheduled deliver_notices, by event id, with the notices each carried.
+        self._deliveries: dict[int, list[Notice]] = {}
         self._routings: set[int] = set()  # scheduled route_case, by event id
         self._picks: list[RoutePick] = []  # routers' answers not yet seen by a task
         self._checks: set[int] = set()  # scheduled check_escalation, by event id
@@ -149,7 +149,6 @@ class Projector:
 
         self._asks: set[int] = set()  # scheduled queue_policy, by event id
         self._policies: list[QueuePolicy] = []  # queues' answers not yet seen by a task
-        self._comment_at: dict[str, int] = {}  # a public comment's case version -> its index
 
     def feed(self, run_id: str, events: Iterable[HistoryEvent]) -> None:
         self.result.run_ids.append(run_id)
@@ -195,7 +194,7 @@ class Projector:
                                                      self._refused or ""), None)
                 self._refused = None
             elif activity == NOTIFY_ACTIVITY:
-                self._deliveries.add(event.event_id)
+                self._deliveries[event.event_id] = self._batch(event)
             elif activity == ROUTE_ACTIVITY:
                 self._routings.add(event.event_id)
             elif activity == CHECK_ACTIVITY:
@@ -217,7 +216,8 @@ class Projector:
         elif kind == "activity_task_completed_event_attributes":
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
-                self._notified(event, attrs.result.payloads)
+                self._notified(event, attrs.result.payloads,
+                               self._deliveries[attrs.scheduled_event_id])
             elif attrs.scheduled_event_id in self._checks:
                 self._refused = self.convert.from_payloads(attrs.result.payloads, [str])[0]
             elif attrs.scheduled_event_id in self._routings:
@@ -323,27 +323,28 @@ class Projector:
         detail = effect.detail
         if effect.kind in ("comment", "internal note") and self.state.comments:
             detail = self.state.comments[-1].body[:200]
-            if effect.kind == "comment":
-                # Its notices name the version it made (rules.notices_for).
-                self._comment_at[str(self.state.version)] = len(self.state.comments) - 1
         self._add(event, actor, effect.kind, detail, self.state, diverged=diverged)
 
-    def _notified(self, event: HistoryEvent, payloads: Any) -> None:
+    def _batch(self, event: HistoryEvent) -> list[Notice]:
+        """The notices a delivery was scheduled with; none when they cannot be read (the
+        marks they would give are then missing, not the rest of the history)."""
+        payloads = event.activity_task_scheduled_event_attributes.input.payloads
+        try:
+            return self.convert.from_payloads(payloads, [NoticeBatch])[0].notices
+        except Exception:  # any shape a client wrote is skipped, never fatal here
+            return []
+
+    def _notified(self, event: HistoryEvent, payloads: Any, notices: list[Notice]) -> None:
         """Who a delivery told, and how: a line of its own; then a line for each email the
-        mail server refused for good. The case is as it was."""
+        mail server refused for good. The case changes only in what is known of its mail:
+        the public comments it emailed are marked, as the workflow marks them."""
         sent: list[Delivered] = (
             self.convert.from_payloads(payloads, [list[Delivered]])[0] if payloads else [])
+        if self.state is not None:
+            self.state = rules.mark_mailed(self.state, notices, sent) or self.state
         if any(d.channels for d in sent):
             self._add(event, SYSTEM_ACTOR, "notified", told(sent), self.state,
                       at=workflow_time(event))
-        requester = self.state.requester.email.lower() if self.state is not None else ""
-        for d in sent:
-            index = self._comment_at.get(d.event)
-            if index is not None and "email" in d.channels and requester and \
-                    d.recipient.lower() == requester:
-                to = self.result.mailed.setdefault(index, [])
-                if d.recipient not in to:
-                    to.append(d.recipient)
         for who, reply in refused(sent).items():
             self._add(event, SYSTEM_ACTOR, "mail refused", f"{who} was refused: {reply}",
                       self.state, at=workflow_time(event))

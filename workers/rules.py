@@ -35,6 +35,7 @@ from .model import (
     Close,
     Command,
     Comment,
+    Delivered,
     FileRef,
     NewCase,
     Notice,
@@ -1232,10 +1233,36 @@ def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
         return []
     supervisors = {"supervisors_of": after.queue, "supervisors_why": tells.supervisors
                    } if tells.supervisors else {}
-    files = _comment_files(after) if tells.says == "comment" and requester else []
+    mails_comment = tells.says == "comment" and requester
+    files = _comment_files(after) if mails_comment else []
     return [Notice(event=str(after.version), kind=kind, actor=actor,
                    text=line_for(kind, effect.detail, actor), body=body, internal=internal,
-                   users=users, requester=requester, files=files, **supervisors)]
+                   users=users, requester=requester, files=files,
+                   comment=len(after.comments) - 1 if mails_comment else None,
+                   **supervisors)]
+
+
+def mark_mailed(state: CaseState, notices: list[Notice], delivered: list[Delivered]
+                ) -> CaseState | None:
+    """The case with each public comment the delivery emailed to its requester marked with
+    the address (Comment.mailed_to), or None when nothing changed. The workflow applies it
+    to the activity's answer and the history projection to the same recorded answer, so the
+    case page reads "Sent to" from the live state instead of reading the history."""
+    comment_of = {n.event: n.comment for n in notices if n.comment is not None}
+    requester = state.requester.email.lower()
+    comments = list(state.comments)
+    changed = False
+    for d in delivered:
+        index = comment_of.get(d.event)
+        if index is None or not 0 <= index < len(comments) or "email" not in d.channels \
+                or d.recipient.lower() != requester:
+            continue
+        comment = comments[index]
+        if comment.internal or d.recipient in comment.mailed_to:
+            continue
+        comments[index] = replace(comment, mailed_to=[*comment.mailed_to, d.recipient])
+        changed = True
+    return replace(state, comments=comments) if changed else None
 
 
 def _comment_files(s: CaseState) -> list[FileRef]:

@@ -545,9 +545,13 @@ class CaseWorkflow:
                 self._flush_next = True
             self._sending = True
             try:
-                await self._deliver(batch)
+                delivered = await self._deliver(batch)
             finally:
                 self._sending = False
+            # No new version: the case did not change, only what is known of its mail.
+            marked = rules.mark_mailed(self._state, batch, delivered)
+            if marked is not None:
+                self._state = marked
 
     async def _deliver(self, notices: list[Notice]) -> list[Delivered]:
         state = self._state

@@ -221,28 +221,27 @@ def case_attachments(case: Any) -> str:
 
 
 @register.simple_tag
-def case_comments(comments: list[Any], case_id: str = "", attachments: list[Any] | None = None,
-                  mailed: dict[int, list[str]] | None = None) -> str:
+def case_comments(comments: list[Any], case_id: str = "",
+                  attachments: list[Any] | None = None) -> str:
     """The conversation, assembled like case_row (every value escaped) for the same reason: a
     long case would otherwise spend more time in template nodes than in its Query. A mail
     received says so and links the message as it came; a public comment the requester was
-    emailed says to whom (`mailed`, from the history's deliveries)."""
+    emailed says to whom (`Comment.mailed_to`, marked from the delivery's answer)."""
     if not comments:
         return mark_safe('<li class="muted">No comments yet.</li>')
     e = _escape
     files = {a.id: a for a in attachments or ()}
-    mailed = mailed or {}
     badge = ' · <span class="badge internal">Internal</span>'
     out = []
-    for index, c in enumerate(comments):
+    for c in comments:
         received = sent = attached = ""
         if c.via == "email":
             original = (f' · <a href="{e(attachment_url(case_id, c.original))}" download>'
                         'Full message</a>' if c.original and c.original in files else "")
             received = (f'<p class="mail-line received">Received by email from '
                         f'{e(c.sender or c.author)}{original}</p>')
-        if not c.internal and mailed.get(index):
-            sent = f'<p class="mail-line sent">Sent to {e(", ".join(mailed[index]))}</p>'
+        if not c.internal and c.mailed_to:
+            sent = f'<p class="mail-line sent">Sent to {e(", ".join(c.mailed_to))}</p>'
         came = [files[i] for i in c.attachments if i in files and i != c.original]
         if came:
             attached = ('<ul class="attachments">'

@@ -62,7 +62,6 @@ async def case_history(request: HttpRequest, case_id: str) -> HttpResponse:
         "entries": entries,
         "chosen": chosen,
         "case": shown,
-        "mailed": projection.mailed,
         "attribute_rows": custom_fields.attribute_rows(shown, config.attributes)
         if shown is not None else [],
         "priority_labels": PRIORITY_LABELS,

@@ -207,8 +207,6 @@ async def _detail_context(
         # Mentions autocomplete from the people who can see the case (the access rule).
         queue = state.queue
         extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
-    if seen.state is not None and "mailed" not in extra:
-        extra["mailed"] = await _mailed(access, seen)
     return {
         "case": state,
         "forms": forms,
@@ -232,20 +230,6 @@ async def _detail_context(
         "attribute_rows": custom_fields.attribute_rows(state, attributes),
         **extra,
     }
-
-
-async def _mailed(access: Access, seen: Seen) -> dict[int, list[str]]:
-    """Which public comments were emailed to the requester, and to whom: the deliveries the
-    history records (the timeline's "notified" lines). Read only when there can be one; a
-    history that cannot be read now leaves the lines out, not the page."""
-    state = seen.state
-    if not state.requester.email or all(c.internal for c in state.comments):
-        return {}
-    try:
-        history = await lookup.history_for(access, seen.case_id, seen.run_id or None)
-    except (Http404, temporal.GatewayError):
-        return {}
-    return history.projection.mailed
 
 
 def _stand_in(row: temporal.CaseRow) -> CaseState:
