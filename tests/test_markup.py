@@ -45,3 +45,14 @@ def test_ended_rows_say_when_and_how(db):
     html = case_row(row)
     assert '<span class="muted">ended <time datetime="2026-11-26T09:00:00+00:00">' in html
     assert '<span class="badge warn">terminated</span>' in html and "breached</span>" not in html
+
+
+def test_a_row_without_a_title_still_names_its_link(db):
+    """A case any Temporal client started with a blank title listed as a link with no text
+    (axe link-name: test_browser_a11y failed whenever it ran after test_trust)."""
+    row = CaseRow(case_id="case-BBBBBBBB", title="  ", status="new", priority=3,
+                  queue="general", assignee=None, tags=[], due_at=None, updated_at=NOW,
+                  sla_breached=False, started_at=NOW, execution_status="running")
+    html = case_row(row, [])
+    assert '<a href="/cases/case-BBBBBBBB/" title="  "><span class="muted">(no title)</span></a>' \
+        in html

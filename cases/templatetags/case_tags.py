@@ -150,6 +150,9 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     extra = "".join(f'<td class="attr">{e(display(a.type, row.attributes.get(a.name)))}</td>'
                     for a in columns or [])
     priority, title = e(row.priority or ""), e(row.title)
+    # Any Temporal client may start a case without a title: a link with no text is one a
+    # screen reader cannot name (axe link-name).
+    label = title if row.title.strip() else '<span class="muted">(no title)</span>'
     breached = " breached" if row.sla_breached else ""
     swap = ' hx-swap-oob="true"' if oob else ""
     # A workflow stopped outside the case's rules (terminated in Temporal, say).
@@ -161,7 +164,7 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
         f'aria-label="Select {case_id}"></td>'
         f'<td class="mono col-case"><a href="{url}">{case_id}</a></td>'
         # One line: the title (full text in the link and in `title`), then the quieter rest.
-        f'<td class="title"><div class="title-line"><a href="{url}" title="{title}">{title}</a>'
+        f'<td class="title"><div class="title-line"><a href="{url}" title="{title}">{label}</a>'
         f'{unreadable}{tags}{requester}</div></td>'
         f'<td class="col-status"><span class="badge status-{e(row.status)}">'
         f'{e(status_label(row.status))}</span>{stopped}</td>'
