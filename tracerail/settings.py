@@ -347,6 +347,16 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# --- The case export (issue 24) -------------------------------------------------------------
+# Parquet files of every case's facts (cases/analytics/): a folder, or any URI pyarrow's file
+# systems open (s3://bucket/prefix?endpoint_override=...; docs/analytics.md).
+ANALYTICS_URI = _raw("ANALYTICS_URI") or str(VAR_DIR / "analytics")
+# Seconds between the exporter's looks at Visibility for changed cases.
+ANALYTICS_EXPORT_SECONDS = envfloat("ANALYTICS_EXPORT_SECONDS", 60.0)
+if ANALYTICS_EXPORT_SECONDS < 1:
+    raise ImproperlyConfigured(
+        f"ANALYTICS_EXPORT_SECONDS must be at least 1, got {ANALYTICS_EXPORT_SECONDS}")
+
 # --- Files on cases (issue 23) --------------------------------------------------------------
 # The bytes live in STORAGES["attachments"] (cases/files/store.py), never in a workflow: the
 # file system under var/attachments/ by default, or any S3-compatible store through

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         retry_transient,
         wait_until_reachable,
     )
-    from cases.temporal.history import case_history
+    from cases.temporal.history import case_history, state_from_json, state_to_json
     from cases.temporal.namespace import (
         ATTRIBUTE_TYPES,
         namespace_attributes,
@@ -88,7 +88,7 @@ _HOMES = {
     "cases.temporal.rows": ("list_cases", "count_cases"),
     "cases.temporal.namespace": ("setup_namespace", "ATTRIBUTE_TYPES", "namespace_attributes",
                                  "register_attributes", "remove_attributes"),
-    "cases.temporal.history": ("case_history",),
+    "cases.temporal.history": ("case_history", "state_to_json", "state_from_json"),
     "cases.temporal.archive": ("archival_status", "list_archived"),
     # A history's timeline, as the pages that show it name it.
     "workers.projection": ("Entry", "Projection"),
@@ -139,6 +139,8 @@ __all__ = [
     "retry_transient",
     "setup_namespace",
     "start_case",
+    "state_from_json",
+    "state_to_json",
     "wait_until_reachable",
 ]
 

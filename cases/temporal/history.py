@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from cases.temporal.cases import describe_execution
 from cases.temporal.client import get_client, rpc_timeout, unavailable
 from cases.temporal.types import CaseHistory, CaseNotFound, CaseUnreadable
+from workers.model import CaseState
 from workers.projection import project
 
 logger = logging.getLogger(__name__)
@@ -66,3 +69,18 @@ async def case_history(case_id: str, run_id: str | None = None, *,
                              "read.") from err
     return CaseHistory(projection, [
         {"runId": rid, **h.to_json_dict()} for rid, h in runs] if raw else [])
+
+
+def state_to_json(state: CaseState) -> str:
+    """A case's state as the payload converter writes it (the export keeps ended cases so)."""
+    payload = DataConverter.default.payload_converter.to_payloads([state])[0]
+    return payload.data.decode()
+
+
+def state_from_json(text: str) -> CaseState:
+    """The inverse of state_to_json; ValueError for text that is not a case's state."""
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+    try:
+        return DataConverter.default.payload_converter.from_payloads([payload], [CaseState])[0]
+    except Exception as err:  # the export is files anyone with the bucket could have written
+        raise ValueError(f"not a case's state: {err}") from err
