@@ -80,6 +80,27 @@ class SlaPolicy:
 
 
 @dataclass
+class TypeField:
+    """One registered attribute a case type shows (issue 25): whether the case must have it
+    and the value a new case starts with (AttributeValue-shaped JSON: None for none)."""
+
+    name: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass
+class CaseTypeSpec:
+    """A queue's case type as one version of it was saved (issue 25). A case keeps the
+    version it was opened (or re-typed) with; a later change applies to new cases only."""
+
+    name: str  # a slug, unique within its queue
+    label: str = ""
+    version: int = 1
+    fields: list[TypeField] = field(default_factory=list)
+
+
+@dataclass
 class QueuePolicy:
     """What a case in a queue gets of its queue's configuration (issue 22): the SLA (seconds,
     business hours, at-risk shares, escalation) and whether its router finds it an agent. The
@@ -89,6 +110,8 @@ class QueuePolicy:
     queue: str = ""
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     route: bool = False
+    # The queue's case types by name, each as its current version (issue 25).
+    case_types: dict[str, CaseTypeSpec] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,6 +210,8 @@ class CaseState:
     attachments: list[Attachment] = field(default_factory=list)
     # A follow-up case (a reply to a closed case, issue 23) names the case it follows.
     follows: str = ""
+    # Its type as it was opened or re-typed with (issue 25); None: an untyped case.
+    case_type: CaseTypeSpec | None = None
 
     @property
     def is_open(self) -> bool:
@@ -210,6 +235,9 @@ class NewCase:
     files: list[FileRef] = field(default_factory=list)
     via: str = ""
     follows: str = ""
+    # Issue 25: the name of one of its queue's case types ("" untyped); the type's required
+    # fields must be among `attributes` (its defaults fill the rest).
+    case_type: str = ""
 
 
 @dataclass
@@ -361,6 +389,38 @@ class ReceiveMail(Command):
     body: str  # quotes and signature stripped
     files: list[FileRef] = field(default_factory=list)
     original: FileRef | None = None  # the message as received
+
+
+@dataclass
+class MacroChanges:
+    """What a macro changes besides its reply (issue 25); None / empty: left as it is."""
+
+    status: str | None = None
+    priority: int | None = None
+    add_tags: list[str] = field(default_factory=list)
+    remove_tags: list[str] = field(default_factory=list)
+    # A username, "" to unassign, None to leave the holder as it is.
+    assignee: str | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class ApplyMacro(Command):
+    """A macro applied to a case (issue 25): its reply and every change as one Update, all
+    or nothing. `body` is the reply as rendered for this case and person (the web renders
+    the macro's template; any Temporal client may send its own text)."""
+
+    macro: str  # the macro's name, for the timeline and its use counts
+    body: str = ""  # "" sends no reply
+    internal: bool = False
+    changes: MacroChanges = field(default_factory=MacroChanges)
+
+
+@dataclass(kw_only=True)
+class SetCaseType(Command):
+    """A supervisor changes a case's type (issue 25): the type as its queue has it now."""
+
+    case_type: CaseTypeSpec
 
 
 @dataclass(kw_only=True)
