@@ -327,3 +327,30 @@ def test_follow_survives_temporal_being_unreachable(tmp_path):
     assert "retrying in 1 s: Cannot reach Temporal at 127.0.0.1:" in text, text
     assert "export_cases: stopped" in text
     assert looping.returncode == 0
+
+
+def test_a_deleted_execution_keeps_its_last_exported_facts(temporal, settings, open_case,
+                                                           tmp_path):
+    from .conftest import TEMPORAL_BIN
+
+    case_id = open_case(title="Soon deleted")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    store = _store(tmp_path)
+    run(exporter.export_cases([case_id], store))
+    exported = _facts(store, [case_id])
+    done = subprocess.run([
+        TEMPORAL_BIN, "workflow", "delete", "--address", temporal.address,
+        "--namespace", settings.TEMPORAL_NAMESPACE, "--workflow-id", case_id, "--yes",
+    ], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+    def gone() -> None:
+        with pytest.raises(gateway.CaseNotFound):
+            run(gateway.case_history(case_id))
+
+    eventually(gone, timeout=20, interval=0.2)
+    report = run(exporter.export_cases([case_id], store))
+    assert (report.cases, report.gone) == (0, 1)
+    run(exporter.rebuild(store))
+    assert _facts(store, [case_id]) == exported
+    assert gateway.state_from_json(_row(store, case_id)["state_json"]).assignee == "alice"
