@@ -92,7 +92,7 @@ def exported_case(case_id: str) -> ExportedCase | None:
                            case_id, state.case_id)
             return None
         events = db.execute(
-            "SELECT seq, run_id, event_id, at, actor, kind, detail, text, state_version "
+            "SELECT seq, run_id, event_id, \"at\", actor, kind, detail, text, state_version "
             "FROM events WHERE case_id = ? ORDER BY seq", [case_id]).fetchall()
     finally:
         db.close()
@@ -145,7 +145,7 @@ def search_ended(queues: list[str] | None, *, case_id: str = "",
         SELECT c.case_id, c.title, c.status, c.queue, c.requester_email, {ended} AS ended_at,
                c.execution
         FROM cases c
-        LEFT JOIN (SELECT case_id, max(at) AS last_at FROM events GROUP BY case_id) e
+        LEFT JOIN (SELECT case_id, max("at") AS last_at FROM events GROUP BY case_id) e
           ON e.case_id = c.case_id
         WHERE {' AND '.join(where)}
         ORDER BY ended_at DESC NULLS LAST, c.case_id
