@@ -6,15 +6,19 @@ execution is truly absent) and a real store in a temporary folder."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cases import temporal as gateway
+from cases.analytics import exporter
 from cases.analytics.schema import CaseFacts, EventFact
 from cases.analytics.store import Store
 from cases.temporal.ids import new_case_id
-from workers.model import CaseState, Comment, Requester
+from workers.model import AddComment, CaseState, Claim, Close, Comment, Requester, Resolve
+
+from .conftest import TEMPORAL_BIN, eventually, logged_in, run
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WHERE_FROM = "Read from the case export, exported"
@@ -108,8 +112,6 @@ def test_the_history_tab_and_csv_come_from_the_export_without_time_travel_or_raw
 
 def test_an_exported_case_keeps_the_access_rule_on_page_history_and_search(
         temporal, store, other_agent):
-    from .conftest import logged_in
-
     bob = logged_in(other_agent)  # technical only; the case is general's
     case_id = new_case_id()
     _export(store, case_id, queue="general")
@@ -162,3 +164,83 @@ def test_a_case_neither_in_temporal_nor_in_the_export_is_404(temporal, store, ag
     _export(store, new_case_id())
     assert agent_client.get(f"/cases/{new_case_id()}/").status_code == 404
     assert agent_client.get(f"/cases/{new_case_id()}/history/").status_code == 404
+
+
+# --- the real thing: a worked case exported by the real exporter, its execution deleted -------
+
+
+def _worked_and_closed(open_case, title: str) -> str:
+    case_id = open_case(queue="general", title=title, requester_name="Ada",
+                        requester_email="ada@gone.example")
+    for command in (Claim(actor="alice"),
+                    AddComment(actor="alice", body="Public words for Ada"),
+                    AddComment(actor="alice", body="Private words", internal=True),
+                    Resolve(actor="alice", resolution="Replaced it"),
+                    Close(actor="sam")):
+        run(gateway.act(case_id, command))
+    eventually(lambda: _assert_completed(case_id))
+    return case_id
+
+
+def _assert_completed(case_id: str) -> None:
+    assert run(gateway.describe_case(case_id)).execution_status == "completed"
+
+
+def _delete_executions(temporal, settings, *case_ids: str) -> None:
+    """With the real CLI, as an operator (or retention) would; then until describe says so.
+    The dev server removes a closed run some 30 s after the request."""
+    for case_id in case_ids:
+        done = subprocess.run([TEMPORAL_BIN, "workflow", "delete", "--yes",
+                               "--workflow-id", case_id, "--namespace", settings.TEMPORAL_NAMESPACE,
+                               "--address", temporal.address],
+                              check=False, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    def gone() -> None:
+        for case_id in case_ids:
+            try:
+                run(gateway.describe_case(case_id))
+            except gateway.CaseNotFound:
+                continue
+            raise AssertionError(f"{case_id} is still described")
+
+    eventually(gone, timeout=120, interval=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deleted_execution_is_still_read_from_the_real_export(
+        temporal, settings, store, open_case, agent, other_agent):
+    alice, bob = logged_in(agent), logged_in(other_agent)  # bob: technical only
+    case_id = _worked_and_closed(open_case, "Gone printer")
+    kept = _worked_and_closed(open_case, "Deleted and never exported")
+    assert run(exporter.export_cases([case_id])).cases == 1
+    live = alice.get(f"/cases/{case_id}/").content.decode()
+    assert "Shown from its event history" in live and WHERE_FROM not in live
+
+    _delete_executions(temporal, settings, case_id, kept)
+
+    page = alice.get(f"/cases/{case_id}/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Gone printer" in html and "Public words for Ada" in html
+    assert "Private words" in html  # an agent's page shows internal notes, as ever
+    assert WHERE_FROM in html and "This case has ended" in html
+    assert "hx-post" not in html
+    history = alice.get(f"/cases/{case_id}/history/").content.decode()
+    for line in ("intake opened the case", "alice claimed the case", "alice commented",
+                 "alice added an internal note"):
+        assert line in history
+    assert WHERE_FROM in history
+    csv_rows = alice.get(f"/cases/{case_id}/history.csv").content.decode().splitlines()
+    assert "intake opened the case" in csv_rows[1]
+    assert alice.get(f"/cases/{case_id}/history.json").status_code == 404
+    found = alice.get("/cases/archived/?requester=ada%40gone.example").content.decode()
+    assert f'id="ended-{case_id}"' in found and f'id="ended-{kept}"' not in found
+
+    # The one access rule: bob cannot see general's cases, exported or not.
+    assert bob.get(f"/cases/{case_id}/").status_code == 404
+    assert bob.get(f"/cases/{case_id}/history/").status_code == 404
+    assert f"ended-{case_id}" not in bob.get("/cases/archived/").content.decode()
+    # Deleted and never exported: gone everywhere, as before.
+    assert alice.get(f"/cases/{kept}/").status_code == 404
+    assert alice.get(f"/cases/{kept}/history/").status_code == 404
