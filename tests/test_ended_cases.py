@@ -244,3 +244,26 @@ def test_a_deleted_execution_is_still_read_from_the_real_export(
     # Deleted and never exported: gone everywhere, as before.
     assert alice.get(f"/cases/{kept}/").status_code == 404
     assert alice.get(f"/cases/{kept}/history/").status_code == 404
+
+
+def test_where_the_cluster_archives_both_the_export_and_the_archive_are_searched(
+        temporal, store, monkeypatch, agent_client):
+    # The dev server cannot archive: the gateway's archive answers are faked as in
+    # test_history (the export half is the real store).
+    from .test_history import _archived_row, _fake_archive
+
+    in_export = new_case_id()
+    _export(store, in_export, closed=datetime(2025, 3, 5, 10, tzinfo=UTC))
+    archived = _archived_row("case-7K2M9QXA", "technical")
+    sent = _fake_archive(monkeypatch, "file:///archive", [archived])
+    html = agent_client.get("/cases/archived/?closed_from=2025-03-05&closed_to=2025-03-05"
+                            ).content.decode()
+    export_half = html[html.index("In the case export"):html.index("In the archive")]
+    archive_half = html[html.index("In the archive"):]
+    assert f'id="ended-{in_export}"' in export_half and "case-7K2M9QXA" not in export_half
+    assert f"?run={archived.run_id}" in archive_half and in_export not in archive_half
+    assert len(sent) == 1
+    # A requester is the export's alone: the archive is not asked without an id or a range.
+    html = agent_client.get("/cases/archived/?requester=ada%40example.com").content.decode()
+    assert f'id="ended-{in_export}"' in html and len(sent) == 1
+    assert "To search the archive: Give a case id or a close-time range." in html
