@@ -53,7 +53,7 @@ _TIMELINE = [("intake", "opened", "intake opened the case"),
 
 def _export(store: Store, case_id: str, queue: str = "general", title: str = "Old printer",
             state_json: str | None = None, closed: datetime = T0 + timedelta(hours=3),
-            email: str = "ada@example.com") -> None:
+            email: str = "ada@example.com", execution: str = "completed") -> None:
     """One exported, ended case, as the exporter writes it (a case Temporal never had)."""
     state = _state(case_id, queue, title)
     facts = CaseFacts(
@@ -64,7 +64,7 @@ def _export(store: Store, case_id: str, queue: str = "general", title: str = "Ol
         first_response_by="alice", resolved_at=T0 + timedelta(hours=2), resolved_by="bob",
         assignee_at_resolution="bob", closed_at=closed, reopen_count=0, due_at=None,
         sla_outcome="met", sla_outcome_at=T0 + timedelta(hours=2), calendar="",
-        first_response_seconds=3600.0, resolution_seconds=7200.0, execution="completed",
+        first_response_seconds=3600.0, resolution_seconds=7200.0, execution=execution,
         follows="", run_ids=["9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"],
         state_json=gateway.state_to_json(state) if state_json is None else state_json)
     events = [EventFact(case_id=case_id, version=5, history_events=40, seq=seq,
@@ -84,7 +84,7 @@ def test_a_case_whose_execution_is_gone_is_read_from_the_export_and_says_so(
     html = page.content.decode()
     assert page.status_code == 200
     assert "Old printer" in html and "Replaced the fuser" in html
-    assert WHERE_FROM in html and "past the namespace's retention" in html
+    assert WHERE_FROM in html and "Temporal no longer has its execution" in html
     # Agents see internal notes as on any case page (the same template).
     assert "Customer was rude" in html
     assert "hx-post" not in html and "takes no more actions" in html
@@ -267,3 +267,12 @@ def test_where_the_cluster_archives_both_the_export_and_the_archive_are_searched
     html = agent_client.get("/cases/archived/?requester=ada%40example.com").content.decode()
     assert f'id="ended-{in_export}"' in html and len(sent) == 1
     assert "To search the archive: Give a case id or a close-time range." in html
+
+
+def test_a_case_deleted_while_open_says_it_is_the_last_export_and_is_not_listed_as_ended(
+        temporal, store, agent_client):
+    case_id = new_case_id()
+    _export(store, case_id, execution="running")
+    html = agent_client.get(f"/cases/{case_id}/").content.decode()
+    assert "Its execution was deleted while the case was open" in html and WHERE_FROM in html
+    assert f'id="ended-{case_id}"' not in agent_client.get("/cases/archived/").content.decode()

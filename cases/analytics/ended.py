@@ -42,6 +42,10 @@ class ExportedCase:
     @property
     def ended(self) -> str:
         """Why the case takes no more changes, in the words the history-read page uses."""
+        if self.execution == "running":
+            # Deleted while open, after its last export: that export is all there is.
+            return "Its execution was deleted while the case was open; this is the case as " \
+                   "last exported"
         return "This case has ended" if self.execution == "completed" else self.execution
 
 

@@ -91,9 +91,9 @@ def _download(content: str | bytes, content_type: str, filename: str) -> HttpRes
     return response
 
 
-RAW_GONE = ("The raw event history of {case_id} is gone: its execution is past the "
-            "namespace's retention. The case export keeps its timeline; download it as CSV "
-            "from the History tab.\n")
+RAW_GONE = ("The raw event history of {case_id} is gone: Temporal no longer has its "
+            "execution (past the namespace's retention, or deleted). The case export keeps "
+            "its timeline; download it as CSV from the History tab.\n")
 
 
 @require_GET
