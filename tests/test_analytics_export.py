@@ -4,7 +4,14 @@ incremental export, duplicates, Visibility calls, histories that are not a case'
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -179,3 +186,171 @@ def test_a_case_exported_twice_or_at_once_is_one_row_and_a_change_updates_it(
     assert store.snapshot().db.cursor().execute(
         "SELECT kind FROM events WHERE case_id = ? ORDER BY seq", [case_id]
     ).fetchall() == [("opened",), ("claimed",)]
+
+
+def _indexed(case_ids: list[str], check) -> None:
+    """Wait until Visibility shows every one of these cases as `check(row)` says."""
+    from cases.temporal.visibility import BASE, _in
+
+    def seen() -> None:
+        rows = run(gateway.list_cases(f"{BASE} AND {_in('WorkflowId', case_ids)}", 100)).rows
+        assert len(rows) == len(case_ids) and all(check(r) for r in rows), rows
+
+    eventually(seen, timeout=20, interval=0.2)
+
+
+def _versions(case_ids: list[str]) -> dict[str, int]:
+    return {c: run(gateway.get_case(c)).version for c in case_ids}
+
+
+def test_a_rebuild_gives_the_same_facts_as_the_incremental_export(temporal, tclient,
+                                                                  open_case, tmp_path,
+                                                                  monkeypatch):
+    # No overlap: each round sees only what changed since the last one asked, so a case
+    # ended from outside must be found by its CloseTime.
+    monkeypatch.setattr(exporter, "OVERLAP", timedelta(0))
+    ids = [open_case(title=f"Rebuild {i}") for i in range(4)]
+    incremental = _store(tmp_path, "incremental")
+
+    def changed(then: Any) -> None:
+        for case_id, commands in then.items():
+            for command in commands:
+                run(gateway.act(case_id, command))
+        now = _versions(ids)
+        _indexed(ids, lambda r: r.version == now[r.case_id])
+        run(exporter.export_changed(incremental))
+
+    changed({})
+    changed({ids[0]: [Claim(actor="alice")],
+             ids[1]: [Claim(actor="bob"), AddComment(actor="bob", body="On it")]})
+    changed({ids[0]: [Resolve(actor="alice", resolution="Done"),
+                      Reopen(actor="sam", reason="No"), Resolve(actor="alice", resolution="Ok")],
+             ids[2]: [AddComment(actor="carol", body="Hello")]})
+    # Ended from outside: CaseUpdatedAt does not move, CloseTime does.
+    time.sleep(1.1)  # Visibility's times are whole seconds
+    run(tclient.get_workflow_handle(ids[3]).terminate(reason="tidying up"))
+    _indexed([ids[3]], lambda r: r.execution_status == "terminated")
+    report = run(exporter.export_changed(incremental))
+    assert report.cases >= 1
+    assert _row(incremental, ids[3])["execution"].startswith(
+        "The case's workflow was terminated")
+
+    rebuilt = _store(tmp_path, "rebuilt")
+    run(exporter.rebuild(rebuilt))
+    cases, events = _facts(incremental, ids)
+    assert len(cases) == 4 and len(events) > 8
+    assert (cases, events) == _facts(rebuilt, ids)
+    # The rebuild compacted its store; the facts are the same after it.
+    assert len(rebuilt.snapshot().segments) == 2
+    # A rebuild over the incremental export: still one row a case, the same facts.
+    run(exporter.rebuild(incremental))
+    assert _facts(incremental, ids) == (cases, events)
+    assert incremental.snapshot().db.cursor().execute(
+        "SELECT count(*) FROM cases WHERE case_id IN (SELECT unnest(?))", [ids]
+    ).fetchall() == [(4,)]
+
+
+def test_visibility_calls_grow_with_cases_changed_and_an_unchanged_run_reads_no_history(
+        temporal, open_case, tmp_path):
+    from .conftest import settled_visibility_calls
+
+    store = _store(tmp_path)
+    run(exporter.export_changed(store))  # everything so far: the watermark is now
+    ids = [open_case(title=f"Changed {i}") for i in range(7)]
+    _indexed(ids, lambda r: r.version is not None)
+    before = settled_visibility_calls(temporal)
+    report = run(exporter.export_changed(store))
+    after = settled_visibility_calls(temporal)
+    # Every case changed within the overlap is listed again, but only the changed ones are
+    # read: ours (and any other test's case that changed meanwhile, in a full run).
+    assert report.cases >= len(ids)
+    assert report.history_calls == report.cases + report.skipped + report.gone
+    assert report.visibility_calls == math.ceil((report.history_calls + report.unchanged)
+                                                / 1000)
+    assert after - before == report.visibility_calls
+    again = run(exporter.export_changed(store))
+    assert again.visibility_calls == 1
+    assert again.unchanged >= len(ids)
+    assert again.history_calls == again.cases + again.skipped + again.gone
+    # None of ours was read again: each is still one export.
+    assert store.snapshot().db.cursor().execute(
+        "SELECT count(*) FROM cases_all WHERE case_id IN (SELECT unnest(?))", [ids]
+    ).fetchall() == [(len(ids),)]
+    assert store.read_state()["exported_at"] >= store.read_state()["watermark"]
+
+
+def test_a_workflow_that_is_not_a_case_is_skipped_with_a_log_line(temporal, settings,
+                                                                   open_case, tmp_path,
+                                                                   caplog):
+    from .conftest import TEMPORAL_BIN
+
+    garbage = new_case_id()
+    done = subprocess.run([
+        TEMPORAL_BIN, "workflow", "start", "--address", temporal.address,
+        "--namespace", settings.TEMPORAL_NAMESPACE, "--type", gateway.WORKFLOW_TYPE,
+        "--task-queue", settings.TEMPORAL_TASK_QUEUE, "--workflow-id", garbage,
+        "--input", json.dumps({"not": "a case"}),
+    ], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    good = open_case(title="Next to garbage")
+    store = _store(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="cases.analytics.exporter"):
+        report = run(exporter.export_cases([garbage, good], store))
+    assert (report.cases, report.skipped) == (1, 1)
+    assert any(garbage in r.getMessage() and "not a case's" in r.getMessage()
+               for r in caplog.records)
+    assert _row(store, good)["title"] == "Next to garbage"
+    assert store.snapshot().db.cursor().execute(
+        "SELECT count(*) FROM cases WHERE case_id = ?", [garbage]).fetchall() == [(0,)]
+
+
+def test_follow_survives_temporal_being_unreachable(tmp_path):
+    from .conftest import free_port, manage_in_background
+
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+           "TRACERAIL_VAR_DIR": str(tmp_path), "ANALYTICS_URI": str(tmp_path / "analytics")}
+    looping = manage_in_background(["export_cases", "--follow", "--interval", "1"], env)
+    lines: list[str] = []
+    try:
+        assert looping.stdout is not None
+        while sum("Temporal is unavailable" in line for line in lines) < 3:
+            line = looping.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        assert looping.poll() is None
+    finally:
+        looping.send_signal(signal.SIGTERM)
+        out, _ = looping.communicate(timeout=30)
+        lines.append(out)
+    text = "".join(lines)
+    assert "Traceback" not in text, text
+    assert "retrying in 1 s: Cannot reach Temporal at 127.0.0.1:" in text, text
+    assert "export_cases: stopped" in text
+    assert looping.returncode == 0
+
+
+def test_a_deleted_execution_keeps_its_last_exported_facts(temporal, settings, open_case,
+                                                           tmp_path):
+    from .conftest import TEMPORAL_BIN
+
+    case_id = open_case(title="Soon deleted")
+    run(gateway.act(case_id, Claim(actor="alice")))
+    store = _store(tmp_path)
+    run(exporter.export_cases([case_id], store))
+    exported = _facts(store, [case_id])
+    done = subprocess.run([
+        TEMPORAL_BIN, "workflow", "delete", "--address", temporal.address,
+        "--namespace", settings.TEMPORAL_NAMESPACE, "--workflow-id", case_id, "--yes",
+    ], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+    def gone() -> None:
+        with pytest.raises(gateway.CaseNotFound):
+            run(gateway.case_history(case_id))
+
+    eventually(gone, timeout=20, interval=0.2)
+    report = run(exporter.export_cases([case_id], store))
+    assert (report.cases, report.gone) == (0, 1)
+    run(exporter.rebuild(store))
+    assert _facts(store, [case_id]) == exported
+    assert gateway.state_from_json(_row(store, case_id)["state_json"]).assignee == "alice"

@@ -63,7 +63,7 @@ async def export_changed(store: Store | None = None) -> ExportReport:
     asked_at = datetime.now(UTC)
     since = datetime.fromisoformat(state["watermark"]) - OVERLAP \
         if state.get("watermark") else None
-    keywords = await _keywords()
+    keywords: set[str] | None = None  # read once there is something to export
     token: str | None = None
     while True:
         page = await temporal.list_cases(changed_for_export_query(since), PAGE, token)
@@ -76,7 +76,9 @@ async def export_changed(store: Store | None = None) -> ExportReport:
                 report.unchanged += 1
             else:
                 todo.append(row.case_id)
-        await _export(todo, store, keywords, report)
+        if todo:
+            keywords = await _keywords() if keywords is None else keywords
+            await _export(todo, store, keywords, report)
         token = page.next_page_token
         if not token:
             break
@@ -171,7 +173,9 @@ async def _export(case_ids: list[str], store: Store, keywords: set[str],
         projection = history.projection
         state = projection.state
         if state is None:
-            logger.warning("export: skipped %s: no case state in its history", case_id)
+            # A run that failed on its input, say: an "ended" entry and no case in it.
+            logger.warning("export: skipped %s: its history is not a case's (no case state "
+                           "in it)", case_id)
             report.skipped += 1
             return None
         execution = projection.ended or ("completed" if state.status == "closed" else "running")
