@@ -72,6 +72,6 @@ def test_history_tab_and_time_travel(page: Page, live_server, supervisor, tempor
         page.reload()
     expect(page.locator(f"#row-{case_id}")).to_contain_text("ended")
     page.screenshot(path=screenshots_dir / "ended-list.png")
-    page.click("text=Find an archived case")
+    page.click("text=Search ended cases, past retention too")
     expect(page.locator(".archival-off")).to_contain_text("Archival is not configured")
     page.screenshot(path=screenshots_dir / "archived.png", full_page=True)

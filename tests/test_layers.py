@@ -1,6 +1,7 @@
 """The folders show the layers, and imports only point down:
 
-    cases/web  →  cases/live, notify, mailin, files  →  cases/temporal, cases/config  →  cases/store
+    cases/web  →  cases/live, notify, mailin, files, analytics  →  cases/temporal, cases/config
+      →  cases/store
 
 (`cases/models.py` belongs with the configuration; `files` (the file store) and `mailin`
 beside `live` and `notify`; `admin`, `templatetags` and `management` with the pages.) A
@@ -14,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "cases"
 
 LAYER = {"store": 0, "config": 1, "models": 1, "temporal": 1, "live": 2, "notify": 2,
-         "mailin": 2, "files": 2,
+         "mailin": 2, "files": 2, "analytics": 2,
          "web": 3, "admin": 3, "templatetags": 3, "management": 3, "apps": 3,
          "migrations": 1}
 # Alike layers that must not know each other either.

@@ -227,6 +227,8 @@ async def _detail_context(
         "from_row": seen.state is None,
         "run_id": seen.run_id,
         "live_elsewhere": seen.live_elsewhere,
+        "source": seen.source,
+        "exported_at": seen.exported_at,
         "attribute_rows": custom_fields.attribute_rows(state, attributes),
         **extra,
     }
