@@ -38,20 +38,21 @@ def facts_of(projection: Projection, *, keywords: set[str], execution: str = "ru
     first = next((c for c in state.comments if not c.internal and c.via != "email"), None)
 
     resolved_at = state.resolved_at if state.status in DONE else None
-    resolved_by = assignee_at_resolution = ""
-    if resolved_at is not None:
-        last = next((e for e in reversed(projection.entries) if e.kind == "resolved"), None)
-        if last is not None:
-            resolved_by = last.actor
-            assignee_at_resolution = (last.state.assignee or "") if last.state else ""
-
+    # By the state, not the entry's kind: a resolve, a macro or a status change may resolve.
+    resolution = None
     reopens, status = 0, ""
     for entry in projection.entries:
         if entry.state is None:
             continue
         if status in DONE and entry.state.status in OPEN_STATUSES:
             reopens += 1
+        if entry.state.status == "resolved" and status != "resolved":
+            resolution = entry
         status = entry.state.status
+    resolved_by = assignee_at_resolution = ""
+    if resolved_at is not None and resolution is not None and resolution.state is not None:
+        resolved_by = resolution.actor
+        assignee_at_resolution = resolution.state.assignee or ""
 
     breach = next((e for e in projection.entries if e.kind == "sla breached"), None)
     if breach is not None:
