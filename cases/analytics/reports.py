@@ -15,11 +15,15 @@ assignee at resolution) or a registered Keyword attribute, as the case's facts n
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import duckdb
 
 from cases.analytics import store
-from cases.analytics.store import Store
+from cases.analytics.store import Snapshot, Store
 from workers.model import OPEN_STATUSES
 
 # What a report can be grouped by besides "attr:<Name>" for a registered Keyword attribute.
@@ -96,30 +100,44 @@ _GROUP_SQL = {
 }
 _AGENT_RES = _GROUP_SQL["agent"][1]
 
+# Per snapshot, computed once and shared by every report on it (they do not depend on the
+# viewer): the cases' columns the figures read, and the spans of time each case was open,
+# in UTC: from a timeline entry that left it open to the case's next entry.
+_SNAPSHOT_CASES = """
+SELECT case_id, queue, priority, assignee, assignee_at_resolution, keywords, opened_at,
+       resolved_at, reopen_count, sla_outcome, sla_outcome_at, first_response_seconds,
+       resolution_seconds
+FROM cases"""
+_SNAPSHOT_SPANS = """
+SELECT case_id, start_at, end_at FROM (
+  SELECT e.case_id, e.status, e.at AS start_at,
+         lead(e.at) OVER (PARTITION BY e.case_id ORDER BY e.seq) AS end_at
+  FROM events e)
+WHERE list_contains($open, status) AND (end_at IS NULL OR end_at > start_at)"""
+
 # The cases the viewer may see, with each figure's day in the viewer's time zone.
 _VISIBLE = """
 rc AS MATERIALIZED (
   SELECT c.case_id, c.opened_at, c.reopen_count, c.sla_outcome,
-         c.first_response_seconds, c.resolution_seconds,
+         c.first_response_seconds AS fr, c.resolution_seconds AS rs,
          {now} AS g_now, {res} AS g_res, {agent_res} AS g_agent,
          timezone($tz, c.opened_at)::DATE AS opened_day,
          timezone($tz, c.resolved_at)::DATE AS resolved_day,
          timezone($tz, c.sla_outcome_at)::DATE AS sla_day
-  FROM cases c
+  FROM report_cases c
   WHERE $all_queues OR list_contains($queues, c.queue))"""
 
-# Spans of time a case was open: from a timeline entry that left it open to the next entry.
 # The status at a day's end is the one right after the case's last entry before the next
-# local midnight, so the span counts on the days from its start's day to the day before
-# its end's day (an entry exactly at midnight belongs to the new day).
+# local midnight, so an open span counts on the days from its start's day to the day before
+# its end's day (an entry exactly at midnight belongs to the new day). $lo/$hi: the range
+# widened by a day each side in UTC, so only spans near the range are converted.
 _OPEN_SPANS = """
-spans AS (
-  SELECT * FROM (
-    SELECT e.case_id, e.status,
-           timezone($tz, e.at)::DATE AS ds,
-           timezone($tz, lead(e.at) OVER (PARTITION BY e.case_id ORDER BY e.seq))::DATE AS de
-    FROM events e WHERE e.case_id IN (SELECT case_id FROM rc))
-  WHERE list_contains($open, status))"""
+spans AS MATERIALIZED (
+  SELECT s.case_id, s.ds, s.de, rc.g_now FROM (
+    SELECT case_id, timezone($tz, start_at)::DATE AS ds, timezone($tz, end_at)::DATE AS de
+    FROM report_spans WHERE start_at < $hi AND (end_at IS NULL OR end_at >= $lo)) s
+  JOIN rc USING (case_id)
+  WHERE s.ds <= $last AND (s.de IS NULL OR s.de > $first) AND (s.de IS NULL OR s.de > s.ds))"""
 
 _SPINE = """
 spine AS (SELECT unnest(generate_series($first, $last, INTERVAL 1 DAY))::DATE AS day)"""
@@ -128,30 +146,46 @@ spine AS (SELECT unnest(generate_series($first, $last, INTERVAL 1 DAY))::DATE AS
 # matching_cases() lists, so a bar's count is its list's length.
 _HITS = """
 hits AS (
-  SELECT 'opened' AS metric, opened_day AS day, g_now AS grp, case_id FROM rc
+  SELECT 'opened' AS metric, opened_day AS day, g_now AS grp, case_id, fr, rs FROM rc
     WHERE opened_day BETWEEN $first AND $last
   UNION ALL
-  SELECT 'resolved', resolved_day, g_res, case_id FROM rc
+  SELECT 'resolved', resolved_day, g_res, case_id, fr, rs FROM rc
     WHERE resolved_day BETWEEN $first AND $last
   UNION ALL
-  SELECT 'reopened', resolved_day, g_res, case_id FROM rc
+  SELECT 'reopened', resolved_day, g_res, case_id, fr, rs FROM rc
     WHERE resolved_day BETWEEN $first AND $last AND reopen_count > 0
   UNION ALL
-  SELECT sla_outcome, sla_day, g_now, case_id FROM rc
+  SELECT sla_outcome, sla_day, g_now, case_id, fr, rs FROM rc
     WHERE sla_day BETWEEN $first AND $last AND sla_outcome IN ('met', 'breached')
   UNION ALL
-  SELECT 'first_response', opened_day, g_now, case_id FROM rc
-    WHERE opened_day BETWEEN $first AND $last AND first_response_seconds IS NOT NULL
+  SELECT 'first_response', opened_day, g_now, case_id, fr, rs FROM rc
+    WHERE opened_day BETWEEN $first AND $last AND fr IS NOT NULL
   UNION ALL
-  SELECT 'resolution', opened_day, g_res, case_id FROM rc
-    WHERE opened_day BETWEEN $first AND $last AND resolution_seconds IS NOT NULL
+  SELECT 'resolution', opened_day, g_res, case_id, fr, rs FROM rc
+    WHERE opened_day BETWEEN $first AND $last AND rs IS NOT NULL
   UNION ALL
-  SELECT 'throughput', resolved_day, g_agent, case_id FROM rc
+  SELECT 'throughput', resolved_day, g_agent, case_id, fr, rs FROM rc
     WHERE resolved_day BETWEEN $first AND $last
   UNION ALL
-  SELECT 'backlog', d.day, rc.g_now, rc.case_id
+  SELECT 'backlog', d.day, s.g_now, s.case_id, NULL, NULL
     FROM spans s JOIN spine d ON d.day >= s.ds AND (s.de IS NULL OR d.day < s.de)
-    JOIN rc USING (case_id))"""
+    WHERE $list_backlog)"""
+
+# The backlog's counts without listing every case on every day it was open: each span adds
+# one on its first day in the range and takes it back on its end's day (the same days as
+# the join above; tests/test_reports.py checks every bar against its list).
+_BACKLOG_COUNTS = """
+backlog_delta AS (
+  SELECT g_now AS grp, day, sum(delta) AS delta FROM (
+    SELECT g_now, greatest(ds, $first) AS day, 1 AS delta FROM spans
+    UNION ALL
+    SELECT g_now, de, -1 FROM spans WHERE de <= $last)
+  GROUP BY ALL),
+backlog_counts AS (
+  SELECT g.grp, d.day,
+         sum(coalesce(b.delta, 0)) OVER (PARTITION BY g.grp ORDER BY d.day) AS n
+  FROM (SELECT DISTINCT grp FROM backlog_delta) g CROSS JOIN spine d
+  LEFT JOIN backlog_delta b ON b.grp = g.grp AND b.day = d.day)"""
 
 # What matching_cases() takes: the hits' metrics. first_response / resolution are the cases
 # behind a median; throughput groups by the assignee at resolution whatever `by` is.
@@ -159,7 +193,7 @@ METRICS = ("opened", "resolved", "backlog", "breached", "met", "reopened",
            "first_response", "resolution", "throughput")
 
 
-def _params(spec: ReportSpec) -> tuple[str, dict]:
+def _params(spec: ReportSpec, *, counts: bool = False) -> tuple[str, dict]:
     """The WITH clause for the spec and its parameters; raises ValueError for a bad spec."""
     if spec.by in DIMENSIONS:
         kind, attr = spec.by, None
@@ -175,11 +209,14 @@ def _params(spec: ReportSpec) -> tuple[str, dict]:
     _check_zone(spec.time_zone)
     now, res = _GROUP_SQL[kind]
     sql = "WITH " + ",".join([
-        _VISIBLE.format(now=now, res=res, agent_res=_AGENT_RES), _OPEN_SPANS, _SPINE, _HITS])
+        _VISIBLE.format(now=now, res=res, agent_res=_AGENT_RES), _OPEN_SPANS, _SPINE, _HITS,
+        *([_BACKLOG_COUNTS] if counts else [])])
     params = {
         "tz": spec.time_zone, "first": spec.first, "last": spec.last,
         "all_queues": spec.queues is None, "queues": list(spec.queues or []),
-        "open": list(OPEN_STATUSES),
+        "list_backlog": not counts,
+        "lo": datetime.combine(spec.first - timedelta(days=1), time(), UTC),
+        "hi": datetime.combine(spec.last + timedelta(days=2), time(), UTC),
     }
     if attr is not None:
         params["attr"] = attr
@@ -193,7 +230,6 @@ def _check_zone(name: str) -> None:
     global _zones
     if _zones is None:
         # DuckDB's own (ICU) list: the zones timezone() converts with.
-        import duckdb
         _zones = frozenset(z for (z,) in duckdb.connect().execute(
             "SELECT name FROM pg_timezone_names()").fetchall())
     if name not in _zones:
@@ -205,6 +241,31 @@ def _groups_filter(spec: ReportSpec, column: str, params: dict) -> str:
         return "TRUE"
     params["groups"] = [str(g) for g in spec.groups]
     return f"list_contains($groups, {column})"
+
+
+_derived: tuple[Snapshot, Any, Any] | None = None
+_derived_lock = threading.Lock()
+
+
+def _cursor(the_store: Store) -> duckdb.DuckDBPyConnection:
+    """A cursor on the store's snapshot with report_cases and report_spans registered (the
+    cursor's own names: the shared connection is not changed)."""
+    global _derived
+    snapshot = the_store.snapshot()
+    with _derived_lock:
+        if _derived is None or _derived[0] is not snapshot:
+            db = snapshot.db.cursor()
+            try:
+                _derived = (snapshot, db.sql(_SNAPSHOT_CASES).to_arrow_table(),
+                            db.sql(_SNAPSHOT_SPANS, params={"open": list(OPEN_STATUSES)}
+                                   ).to_arrow_table())
+            finally:
+                db.close()
+        _, cases, spans = _derived
+    db = snapshot.db.cursor()
+    db.register("report_cases", cases)
+    db.register("report_spans", spans)
+    return db
 
 
 def _fresh_at(store: Store) -> datetime | None:
@@ -219,20 +280,23 @@ def _fresh_at(store: Store) -> datetime | None:
 
 def build(spec: ReportSpec) -> Report:
     """The report over the shared store's current snapshot."""
-    with_sql, params = _params(spec)
+    with_sql, params = _params(spec, counts=True)
     the_store = store.shared()
-    db = the_store.snapshot().db.cursor()
+    db = _cursor(the_store)
     try:
         wanted = _groups_filter(spec, "grp", params)
         # Count every figure once per report; the tables below read this temporary table
         # (the cursor's own, gone when it closes).
         db.execute(f"""CREATE TEMP TABLE report_hits AS {with_sql}
-                       SELECT h.metric, h.day, h.grp, h.case_id,
-                              rc.first_response_seconds, rc.resolution_seconds
-                       FROM hits h JOIN rc USING (case_id) WHERE {wanted}""", params)
+                       SELECT * FROM (
+                         SELECT metric, day, grp, 1 AS n, fr, rs FROM hits
+                         UNION ALL
+                         SELECT 'backlog', day, grp, n, NULL, NULL FROM backlog_counts
+                         WHERE n > 0)
+                       WHERE {wanted}""", params)
         report = Report(spec=spec, fresh_at=_fresh_at(the_store))
         report.cases = db.execute(
-            "SELECT count(*) FROM cases WHERE $all_queues OR list_contains($queues, queue)",
+            "SELECT count(*) FROM report_cases WHERE $all_queues OR list_contains($queues, queue)",
             {"all_queues": params["all_queues"], "queues": params["queues"]}).fetchall()[0][0]
         group_names = sorted(
             {g for (g,) in db.execute(
@@ -240,7 +304,7 @@ def build(spec: ReportSpec) -> Report:
             | set(spec.groups or ()), key=_group_order(spec))
         counts = {}
         for day, grp, metric, n in db.execute("""
-                SELECT day, grp, metric, count(*) FROM report_hits
+                SELECT day, grp, metric, sum(n)::BIGINT FROM report_hits
                 WHERE metric IN ('opened', 'resolved', 'backlog')
                 GROUP BY ALL""").fetchall():
             counts[(day, grp, metric)] = n
@@ -259,13 +323,13 @@ def build(spec: ReportSpec) -> Report:
                        count(*) FILTER (WHERE h.metric = 'met'),
                        count(*) FILTER (WHERE h.metric = 'breached'),
                        count(*) FILTER (WHERE h.metric = 'reopened'),
-                       quantile_cont(h.first_response_seconds, 0.5)
+                       quantile_cont(h.fr, 0.5)
                          FILTER (WHERE h.metric = 'first_response'),
-                       quantile_cont(h.first_response_seconds, 0.9)
+                       quantile_cont(h.fr, 0.9)
                          FILTER (WHERE h.metric = 'first_response'),
-                       quantile_cont(h.resolution_seconds, 0.5)
+                       quantile_cont(h.rs, 0.5)
                          FILTER (WHERE h.metric = 'resolution'),
-                       quantile_cont(h.resolution_seconds, 0.9)
+                       quantile_cont(h.rs, 0.9)
                          FILTER (WHERE h.metric = 'resolution')
                 FROM report_hits h
                 WHERE h.metric NOT IN ('backlog', 'throughput')
@@ -303,7 +367,7 @@ def matching_cases(spec: ReportSpec, metric: str, day: date | None, group: str |
     params |= {"metric": metric, "day": day, "any_day": day is None,
                "group": group, "any_group": group is None, "limit": max(0, int(limit))}
     wanted = _groups_filter(spec, "h.grp", params)
-    db = store.shared().snapshot().db.cursor()
+    db = _cursor(store.shared())
     try:
         result = db.execute(f"""{with_sql}
             SELECT c.* FROM cases c WHERE c.case_id IN (
