@@ -21,7 +21,7 @@ PROD_VAR_DIR ?= var/prod
 # Empty: bin/prod-env's 25 calls/s (see run-prod below).
 PROD_VISIBILITY_RPS ?=
 
-.PHONY: run setup test lint chromium redis-server dovecot run-prod bench bench-agents bench-mail clean-data
+.PHONY: run setup test lint chromium redis-server dovecot run-prod bench bench-agents bench-mail bench-export clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,9 @@ bench-agents: $(VENV)/.installed
 
 bench-mail: $(VENV)/.installed
 	$(BIN)/python -m bench.mail
+
+bench-export: $(VENV)/.installed
+	$(BIN)/python -m bench.export
 
 clean-data:
 	rm -rf var/

@@ -84,6 +84,9 @@ class Projection:
     ended: str = ""
     # Earlier runs whose history is gone (past retention, not archived).
     truncated: bool = False
+    # The SLA policy the case lives by as the history ends (its calendar: the export's
+    # working-time durations); None when no run started as a case.
+    sla: SlaPolicy | None = None
 
     @property
     def state(self) -> CaseState | None:
@@ -210,7 +213,7 @@ class Projector:
                     self._policies:
                 # As the workflow: the case lives by the answer, its times follow it.
                 policy = self._policies.pop(0)
-                self.sla = policy.sla
+                self.sla = self.result.sla = policy.sla
                 if self.state is not None:
                     self._system(event, rules.queue_rules(self.state, policy), None)
         elif kind == "activity_task_completed_event_attributes":
@@ -248,6 +251,7 @@ class Projector:
         except Exception:  # not a case's input: the run was refused; its failure says so
             return
         self.sla, self.quiet = (inp.policy.sla if inp.policy else inp.sla), inp.auto_close_seconds
+        self.result.sla = self.sla
         if inp.state is None or not attrs.continued_execution_run_id:
             # A first run given a state is refused like any input no rule allows (_open).
             self._opening = inp

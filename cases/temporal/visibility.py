@@ -548,6 +548,16 @@ def changed_since_query(moment: datetime) -> str:
     return f"{BASE} AND CaseUpdatedAt >= {quote_time(moment)}"
 
 
+def changed_for_export_query(moment: datetime | None) -> str:
+    """The case export's question (cases/analytics/exporter.py): every case (its latest run)
+    changed or closed at or after `moment`, all of them when None. CloseTime too: a case
+    terminated (or timed out) from outside never updates CaseUpdatedAt."""
+    if moment is None:
+        return BASE
+    at = quote_time(moment)
+    return f"{BASE} AND (CaseUpdatedAt >= {at} OR CloseTime >= {at})"
+
+
 def _day_range(attribute: str, first: date | None, last: date | None) -> list[str]:
     """Clauses for whole UTC days from `first` to `last`, both included."""
     if first is not None and last is not None and first > last:
