@@ -205,13 +205,14 @@ def test_throughput_per_agent_counts_resolutions_by_the_assignee_at_resolution(w
 
 def test_grouping_by_priority_and_by_a_keyword_attribute(write):
     write(facts("p1-eu", at(2), priority=1, keywords={"Region": "EU"}),
-          facts("p1-us", at(2), priority=1, keywords={"Region": "US"}),
+          facts("p1-us", at(2), priority=1, keywords={"Region": "US"},
+                resolved_at=at(3, 23), assignee_at_resolution="amy"),
           facts("p3-eu", at(3), priority=3, keywords={"Region": "EU", "Tier": "gold"}),
           facts("p3-none", at(3), priority=3, keywords={"Tier": "gold"}))
     by_priority = spec(2, 3, by="priority")
     report = build(by_priority)
     assert [(g.group, g.opened) for g in report.groups] == [("1", 2), ("3", 2)]
-    assert days_of(report, "1") == [(2, 2, 0, 2), (3, 0, 0, 2)]
+    assert days_of(report, "1") == [(2, 2, 0, 2), (3, 0, 1, 1)]
     assert days_of(report, "3") == [(2, 0, 0, 0), (3, 2, 0, 2)]
     by_region = spec(2, 3, by="attr:Region")
     assert [(g.group, g.opened) for g in build(by_region).groups] == [
@@ -222,6 +223,10 @@ def test_grouping_by_priority_and_by_a_keyword_attribute(write):
     only_eu = spec(2, 3, by="attr:Region", groups=["EU", "APAC"])
     report = build(only_eu)
     assert [(g.group, g.opened) for g in report.groups] == [("APAC", 0), ("EU", 2)]
+    # The groups are regions: the agents' table is not limited by them.
+    assert [(a.agent, a.resolved) for a in report.agents] == [("amy", 1)]
+    assert ids(only_eu, "throughput", None, "amy") == {"p1-us"}
+    assert [a.agent for a in build(spec(2, 3, by="agent", groups=["bob"])).agents] == []
     assert days_of(report, "APAC") == [(2, 0, 0, 0), (3, 0, 0, 0)]
     assert ids(only_eu, "opened", None, "US") == set()
     assert_lists_match_figures(by_priority)

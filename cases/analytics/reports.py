@@ -236,11 +236,14 @@ def _check_zone(name: str) -> None:
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris")
 
 
-def _groups_filter(spec: ReportSpec, column: str, params: dict) -> str:
+def _groups_filter(spec: ReportSpec, prefix: str, params: dict) -> str:
+    """Only spec.groups; throughput's groups are agents, limited only when grouping by agent."""
     if spec.groups is None:
         return "TRUE"
     params["groups"] = [str(g) for g in spec.groups]
-    return f"list_contains($groups, {column})"
+    params["groups_agents"] = spec.by == "agent"
+    return (f"(list_contains($groups, {prefix}grp) "
+            f"OR ({prefix}metric = 'throughput' AND NOT $groups_agents))")
 
 
 _derived: tuple[Snapshot, Any, Any] | None = None
@@ -284,7 +287,7 @@ def build(spec: ReportSpec) -> Report:
     the_store = store.shared()
     db = _cursor(the_store)
     try:
-        wanted = _groups_filter(spec, "grp", params)
+        wanted = _groups_filter(spec, "", params)
         # Count every figure once per report; the tables below read this temporary table
         # (the cursor's own, gone when it closes).
         db.execute(f"""CREATE TEMP TABLE report_hits AS {with_sql}
@@ -365,8 +368,9 @@ def matching_cases(spec: ReportSpec, metric: str, day: date | None, group: str |
     if day is not None and not spec.first <= day <= spec.last:
         return []
     params |= {"metric": metric, "day": day, "any_day": day is None,
-               "group": group, "any_group": group is None, "limit": max(0, int(limit))}
-    wanted = _groups_filter(spec, "h.grp", params)
+               "group": None if group is None else str(group), "any_group": group is None,
+               "limit": max(0, int(limit))}
+    wanted = _groups_filter(spec, "h.", params)
     db = _cursor(store.shared())
     try:
         result = db.execute(f"""{with_sql}
