@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -100,43 +100,37 @@ _GROUP_SQL = {
 }
 _AGENT_RES = _GROUP_SQL["agent"][1]
 
-# Per snapshot, computed once and shared by every report on it (they do not depend on the
-# viewer): the cases' columns the figures read, and the spans of time each case was open,
-# in UTC: from a timeline entry that left it open to the case's next entry.
+# Per snapshot and time zone, computed once and shared by every report on it (they do not
+# depend on the viewer's queues or grouping): the cases' columns the figures read with each
+# figure's day in the zone, and the spans of time each case was open, from a timeline entry
+# that left it open to the case's next entry. The status at a day's end is the one right after
+# the case's last entry before the next local midnight, so a span counts on the days from its
+# start's day (ds) to the day before its end's day (de); an entry at midnight is the new day's.
 _SNAPSHOT_CASES = """
-SELECT case_id, queue, priority, assignee, assignee_at_resolution, keywords, opened_at,
-       resolved_at, reopen_count, sla_outcome, sla_outcome_at, first_response_seconds,
-       resolution_seconds
+SELECT case_id, queue, priority, assignee, assignee_at_resolution, keywords, reopen_count,
+       sla_outcome, first_response_seconds AS fr, resolution_seconds AS rs,
+       timezone($tz, opened_at)::DATE AS opened_day,
+       timezone($tz, resolved_at)::DATE AS resolved_day,
+       timezone($tz, sla_outcome_at)::DATE AS sla_day
 FROM cases"""
 _SNAPSHOT_SPANS = """
-SELECT case_id, start_at, end_at FROM (
+SELECT case_id, timezone($tz, start_at)::DATE AS ds, timezone($tz, end_at)::DATE AS de FROM (
   SELECT e.case_id, e.status, e.at AS start_at,
          lead(e.at) OVER (PARTITION BY e.case_id ORDER BY e.seq) AS end_at
   FROM events e)
 WHERE list_contains($open, status) AND (end_at IS NULL OR end_at > start_at)"""
 
-# The cases the viewer may see, with each figure's day in the viewer's time zone.
+# The cases the viewer may see, grouped.
 _VISIBLE = """
 rc AS MATERIALIZED (
-  SELECT c.case_id, c.opened_at, c.reopen_count, c.sla_outcome,
-         c.first_response_seconds AS fr, c.resolution_seconds AS rs,
-         {now} AS g_now, {res} AS g_res, {agent_res} AS g_agent,
-         timezone($tz, c.opened_at)::DATE AS opened_day,
-         timezone($tz, c.resolved_at)::DATE AS resolved_day,
-         timezone($tz, c.sla_outcome_at)::DATE AS sla_day
+  SELECT c.case_id, c.reopen_count, c.sla_outcome, c.fr, c.rs, c.opened_day,
+         c.resolved_day, c.sla_day, {now} AS g_now, {res} AS g_res, {agent_res} AS g_agent
   FROM report_cases c
   WHERE $all_queues OR list_contains($queues, c.queue))"""
 
-# The status at a day's end is the one right after the case's last entry before the next
-# local midnight, so an open span counts on the days from its start's day to the day before
-# its end's day (an entry exactly at midnight belongs to the new day). $lo/$hi: the range
-# widened by a day each side in UTC, so only spans near the range are converted.
 _OPEN_SPANS = """
 spans AS MATERIALIZED (
-  SELECT s.case_id, s.ds, s.de, rc.g_now FROM (
-    SELECT case_id, timezone($tz, start_at)::DATE AS ds, timezone($tz, end_at)::DATE AS de
-    FROM report_spans WHERE start_at < $hi AND (end_at IS NULL OR end_at >= $lo)) s
-  JOIN rc USING (case_id)
+  SELECT s.case_id, s.ds, s.de, rc.g_now FROM report_spans s JOIN rc USING (case_id)
   WHERE s.ds <= $last AND (s.de IS NULL OR s.de > $first) AND (s.de IS NULL OR s.de > s.ds))"""
 
 _SPINE = """
@@ -212,11 +206,9 @@ def _params(spec: ReportSpec, *, counts: bool = False) -> tuple[str, dict]:
         _VISIBLE.format(now=now, res=res, agent_res=_AGENT_RES), _OPEN_SPANS, _SPINE, _HITS,
         *([_BACKLOG_COUNTS] if counts else [])])
     params = {
-        "tz": spec.time_zone, "first": spec.first, "last": spec.last,
+        "first": spec.first, "last": spec.last,
         "all_queues": spec.queues is None, "queues": list(spec.queues or []),
         "list_backlog": not counts,
-        "lo": datetime.combine(spec.first - timedelta(days=1), time(), UTC),
-        "hi": datetime.combine(spec.last + timedelta(days=2), time(), UTC),
     }
     if attr is not None:
         params["attr"] = attr
@@ -246,25 +238,34 @@ def _groups_filter(spec: ReportSpec, prefix: str, params: dict) -> str:
             f"OR ({prefix}metric = 'throughput' AND NOT $groups_agents))")
 
 
-_derived: tuple[Snapshot, Any, Any] | None = None
+# The per-snapshot tables: (snapshot, {time zone: (cases, spans)}), a few zones at most.
+_derived: tuple[Snapshot, dict[str, tuple[Any, Any]]] | None = None
 _derived_lock = threading.Lock()
+_ZONES_KEPT = 8
 
 
-def _cursor(the_store: Store) -> duckdb.DuckDBPyConnection:
-    """A cursor on the store's snapshot with report_cases and report_spans registered (the
-    cursor's own names: the shared connection is not changed)."""
+def _cursor(the_store: Store, time_zone: str) -> duckdb.DuckDBPyConnection:
+    """A cursor on the store's snapshot with report_cases and report_spans registered for
+    the zone (the cursor's own names: the shared connection is not changed)."""
     global _derived
     snapshot = the_store.snapshot()
     with _derived_lock:
         if _derived is None or _derived[0] is not snapshot:
+            _derived = (snapshot, {})
+        zones = _derived[1]
+        if time_zone not in zones:
+            if len(zones) >= _ZONES_KEPT:
+                zones.pop(next(iter(zones)))
             db = snapshot.db.cursor()
             try:
-                _derived = (snapshot, db.sql(_SNAPSHOT_CASES).to_arrow_table(),
-                            db.sql(_SNAPSHOT_SPANS, params={"open": list(OPEN_STATUSES)}
-                                   ).to_arrow_table())
+                zones[time_zone] = (
+                    db.sql(_SNAPSHOT_CASES, params={"tz": time_zone}).to_arrow_table(),
+                    db.sql(_SNAPSHOT_SPANS, params={"tz": time_zone,
+                                                    "open": list(OPEN_STATUSES)}
+                           ).to_arrow_table())
             finally:
                 db.close()
-        _, cases, spans = _derived
+        cases, spans = zones[time_zone]
     db = snapshot.db.cursor()
     db.register("report_cases", cases)
     db.register("report_spans", spans)
@@ -285,7 +286,7 @@ def build(spec: ReportSpec) -> Report:
     """The report over the shared store's current snapshot."""
     with_sql, params = _params(spec, counts=True)
     the_store = store.shared()
-    db = _cursor(the_store)
+    db = _cursor(the_store, spec.time_zone)
     try:
         wanted = _groups_filter(spec, "", params)
         # Count every figure once per report; the tables below read this temporary table
@@ -371,7 +372,7 @@ def matching_cases(spec: ReportSpec, metric: str, day: date | None, group: str |
                "group": None if group is None else str(group), "any_group": group is None,
                "limit": max(0, int(limit))}
     wanted = _groups_filter(spec, "h.", params)
-    db = _cursor(store.shared())
+    db = _cursor(store.shared(), spec.time_zone)
     try:
         result = db.execute(f"""{with_sql}
             SELECT c.* FROM cases c WHERE c.case_id IN (
