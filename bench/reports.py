@@ -12,7 +12,8 @@ would leave them), then times `reports.build` over the last D days (default 90) 
 Europe/Paris for each dimension (queue, agent, priority, attr:Region):
 
   cold  the store has just gained a segment, so the report loads a new snapshot (read every
-        Parquet segment, deduplicate) before counting: the first report after an export;
+        Parquet segment: Store.snapshot, timed apart too) and computes its per-snapshot tables
+        before counting: the first report after an export;
   warm  the snapshot is reused: every other report.
 
 Also times one `matching_cases` (the list behind the busiest bar). Needs no Temporal server.
@@ -156,7 +157,11 @@ def main() -> None:
                 # A new segment (the same facts again, as a retried export writes them):
                 # the next report loads a new snapshot.
                 shared.write(*one_case)
-                results.setdefault(("cold", dim), []).append(timed(dim))
+                t0 = time.perf_counter()
+                shared.snapshot()
+                loading = (time.perf_counter() - t0) * 1000
+                results.setdefault(("snapshot", dim), []).append(loading)
+                results.setdefault(("cold", dim), []).append(loading + timed(dim))
                 for _ in range(2):
                     results.setdefault(("warm", dim), []).append(timed(dim))
         spec = ReportSpec(first=today - timedelta(days=args.days - 1), last=today,
@@ -173,16 +178,18 @@ def main() -> None:
         print(f"\nreports over {written:,} cases ({sizes / 1e6:.1f} MB of Parquet, "
               f"{len(shared.snapshot().segments)} segments), {args.days} days, Europe/Paris; "
               f"{os.cpu_count()} CPUs, load {load_average()}\n")
-        print("| dimension | cold p50 ms | cold max ms | warm p50 ms | warm p90 ms |")
-        print("|---|---|---|---|---|")
+        print("| dimension | cold p50 ms | of which snapshot | cold max ms | warm p50 ms "
+              "| warm p90 ms |")
+        print("|---|---|---|---|---|---|")
         for dim in dims:
             cold, warm = results[("cold", dim)], results[("warm", dim)]
-            print(f"| {dim} | {statistics.median(cold):.0f} | {max(cold):.0f} | "
+            print(f"| {dim} | {statistics.median(cold):.0f} | "
+                  f"{statistics.median(results[('snapshot', dim)]):.0f} | {max(cold):.0f} | "
                   f"{statistics.median(warm):.0f} | {percentile(warm, 90):.0f} |")
         print(f"| matching_cases (backlog of {busiest.group} on {busiest.day}, "
-              f"{len(rows)} rows) | | | {statistics.median(lists):.0f} | "
+              f"{len(rows)} rows) | | | | {statistics.median(lists):.0f} | "
               f"{percentile(lists, 90):.0f} |")
-        worst = max(statistics.median(v) for v in results.values())
+        worst = max(statistics.median(v) for k, v in results.items() if k[0] != "snapshot")
         print(f"\ngoal: build() under 1000 ms: {'met' if worst < 1000 else 'NOT met'} "
               f"(worst median {worst:.0f} ms)")
     finally:
