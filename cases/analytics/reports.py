@@ -362,7 +362,9 @@ def _group_order(spec: ReportSpec):
 def matching_cases(spec: ReportSpec, metric: str, day: date | None, group: str | None,
                    limit: int = 500) -> list[dict]:
     """The cases behind one figure (a bar, a cell): `metric` is opened, resolved, backlog,
-    breached, met, reopened; rows of the `cases` view as dicts, newest first."""
+    breached, met, reopened (or first_response, resolution, throughput: see METRICS); rows
+    of the `cases` view as dicts, newest first. `day` None: the whole range; `group` None:
+    every group. Raises ValueError for an unknown metric or a bad spec."""
     if metric not in METRICS:
         raise ValueError(f"unknown figure {metric!r}: one of {', '.join(METRICS)}")
     with_sql, params = _params(spec)
