@@ -21,7 +21,7 @@ PROD_VAR_DIR ?= var/prod
 # Empty: bin/prod-env's 25 calls/s (see run-prod below).
 PROD_VISIBILITY_RPS ?=
 
-.PHONY: run setup test lint chromium redis-server dovecot run-prod bench bench-agents bench-mail bench-export clean-data
+.PHONY: run setup test lint chromium redis-server dovecot run-prod bench bench-agents bench-mail bench-export bench-reports clean-data
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,9 @@ bench-mail: $(VENV)/.installed
 
 bench-export: $(VENV)/.installed
 	$(BIN)/python -m bench.export
+
+bench-reports: $(VENV)/.installed
+	$(BIN)/python -m bench.reports
 
 clean-data:
 	rm -rf var/

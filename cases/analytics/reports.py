@@ -15,8 +15,16 @@ assignee at resolution) or a registered Keyword attribute, as the case's facts n
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from cases.analytics import store
+from cases.analytics.store import Snapshot, Store
+from workers.model import OPEN_STATUSES
 
 # What a report can be grouped by besides "attr:<Name>" for a registered Keyword attribute.
 DIMENSIONS = ("queue", "agent", "priority")
@@ -76,13 +84,305 @@ class Report:
     cases: int = 0  # cases in the export the viewer may see
 
 
+_MAX_DAYS = 3660
+
+# The group key per dimension: a fixed mapping, never built from input. `now` groups a case as
+# its facts now say; `res` is for figures about its resolution (resolved, resolution time,
+# reopen rate, throughput), which belong to the assignee at resolution.
+_NONE = "'(none)'"
+_GROUP_SQL = {
+    "queue": ("c.queue", "c.queue"),
+    "priority": ("CAST(c.priority AS VARCHAR)", "CAST(c.priority AS VARCHAR)"),
+    "agent": (f"coalesce(nullif(c.assignee, ''), {_NONE})",
+              f"coalesce(nullif(c.assignee_at_resolution, ''), {_NONE})"),
+    "attr": (f"coalesce(nullif(c.keywords[$attr], ''), {_NONE})",
+             f"coalesce(nullif(c.keywords[$attr], ''), {_NONE})"),
+}
+_AGENT_RES = _GROUP_SQL["agent"][1]
+
+# Per snapshot and time zone, computed once and shared by every report on it (they do not
+# depend on the viewer's queues or grouping): the cases' columns the figures read with each
+# figure's day in the zone, and the spans of time each case was open, from a timeline entry
+# that left it open to the case's next entry. The status at a day's end is the one right after
+# the case's last entry before the next local midnight, so a span counts on the days from its
+# start's day (ds) to the day before its end's day (de); an entry at midnight is the new day's.
+_SNAPSHOT_CASES = """
+SELECT case_id, queue, priority, assignee, assignee_at_resolution, keywords, reopen_count,
+       sla_outcome, first_response_seconds AS fr, resolution_seconds AS rs,
+       timezone($tz, opened_at)::DATE AS opened_day,
+       timezone($tz, resolved_at)::DATE AS resolved_day,
+       timezone($tz, sla_outcome_at)::DATE AS sla_day
+FROM cases"""
+_SNAPSHOT_SPANS = """
+SELECT case_id, timezone($tz, start_at)::DATE AS ds, timezone($tz, end_at)::DATE AS de FROM (
+  SELECT e.case_id, e.status, e.at AS start_at,
+         lead(e.at) OVER (PARTITION BY e.case_id ORDER BY e.seq) AS end_at
+  FROM events e)
+WHERE list_contains($open, status) AND (end_at IS NULL OR end_at > start_at)"""
+
+# The cases the viewer may see, grouped.
+_VISIBLE = """
+rc AS MATERIALIZED (
+  SELECT c.case_id, c.reopen_count, c.sla_outcome, c.fr, c.rs, c.opened_day,
+         c.resolved_day, c.sla_day, {now} AS g_now, {res} AS g_res, {agent_res} AS g_agent
+  FROM report_cases c
+  WHERE $all_queues OR list_contains($queues, c.queue))"""
+
+_OPEN_SPANS = """
+spans AS MATERIALIZED (
+  SELECT s.case_id, s.ds, s.de, rc.g_now FROM report_spans s JOIN rc USING (case_id)
+  WHERE s.ds <= $last AND (s.de IS NULL OR s.de > $first) AND (s.de IS NULL OR s.de > s.ds))"""
+
+_SPINE = """
+spine AS (SELECT unnest(generate_series($first, $last, INTERVAL 1 DAY))::DATE AS day)"""
+
+# Every counted figure as (metric, day, group, case): the one definition build() counts and
+# matching_cases() lists, so a bar's count is its list's length.
+_HITS = """
+hits AS (
+  SELECT 'opened' AS metric, opened_day AS day, g_now AS grp, case_id, fr, rs FROM rc
+    WHERE opened_day BETWEEN $first AND $last
+  UNION ALL
+  SELECT 'resolved', resolved_day, g_res, case_id, fr, rs FROM rc
+    WHERE resolved_day BETWEEN $first AND $last
+  UNION ALL
+  SELECT 'reopened', resolved_day, g_res, case_id, fr, rs FROM rc
+    WHERE resolved_day BETWEEN $first AND $last AND reopen_count > 0
+  UNION ALL
+  SELECT sla_outcome, sla_day, g_now, case_id, fr, rs FROM rc
+    WHERE sla_day BETWEEN $first AND $last AND sla_outcome IN ('met', 'breached')
+  UNION ALL
+  SELECT 'first_response', opened_day, g_now, case_id, fr, rs FROM rc
+    WHERE opened_day BETWEEN $first AND $last AND fr IS NOT NULL
+  UNION ALL
+  SELECT 'resolution', opened_day, g_res, case_id, fr, rs FROM rc
+    WHERE opened_day BETWEEN $first AND $last AND rs IS NOT NULL
+  UNION ALL
+  SELECT 'throughput', resolved_day, g_agent, case_id, fr, rs FROM rc
+    WHERE resolved_day BETWEEN $first AND $last
+  UNION ALL
+  SELECT 'backlog', d.day, s.g_now, s.case_id, NULL, NULL
+    FROM spans s JOIN spine d ON d.day >= s.ds AND (s.de IS NULL OR d.day < s.de)
+    WHERE $list_backlog)"""
+
+# The backlog's counts without listing every case on every day it was open: each span adds
+# one on its first day in the range and takes it back on its end's day (the same days as
+# the join above; tests/test_reports.py checks every bar against its list).
+_BACKLOG_COUNTS = """
+backlog_delta AS (
+  SELECT g_now AS grp, day, sum(delta) AS delta FROM (
+    SELECT g_now, greatest(ds, $first) AS day, 1 AS delta FROM spans
+    UNION ALL
+    SELECT g_now, de, -1 FROM spans WHERE de <= $last)
+  GROUP BY ALL),
+backlog_counts AS (
+  SELECT g.grp, d.day,
+         sum(coalesce(b.delta, 0)) OVER (PARTITION BY g.grp ORDER BY d.day) AS n
+  FROM (SELECT DISTINCT grp FROM backlog_delta) g CROSS JOIN spine d
+  LEFT JOIN backlog_delta b ON b.grp = g.grp AND b.day = d.day)"""
+
+# What matching_cases() takes: the hits' metrics. first_response / resolution are the cases
+# behind a median; throughput groups by the assignee at resolution whatever `by` is.
+METRICS = ("opened", "resolved", "backlog", "breached", "met", "reopened",
+           "first_response", "resolution", "throughput")
+
+
+def _params(spec: ReportSpec, *, counts: bool = False) -> tuple[str, dict]:
+    """The WITH clause for the spec and its parameters; raises ValueError for a bad spec."""
+    if spec.by in DIMENSIONS:
+        kind, attr = spec.by, None
+    elif spec.by.startswith("attr:") and spec.by[5:].strip():
+        kind, attr = "attr", spec.by[5:].strip()
+    else:
+        raise ValueError(f"cannot group by {spec.by!r}: use one of {', '.join(DIMENSIONS)} "
+                         "or attr:<Name>")
+    if spec.last < spec.first:
+        raise ValueError(f"the range ends ({spec.last}) before it starts ({spec.first})")
+    if (spec.last - spec.first).days >= _MAX_DAYS:
+        raise ValueError(f"a report covers at most {_MAX_DAYS} days")
+    _check_zone(spec.time_zone)
+    now, res = _GROUP_SQL[kind]
+    sql = "WITH " + ",".join([
+        _VISIBLE.format(now=now, res=res, agent_res=_AGENT_RES), _OPEN_SPANS, _SPINE, _HITS,
+        *([_BACKLOG_COUNTS] if counts else [])])
+    params = {
+        "first": spec.first, "last": spec.last,
+        "all_queues": spec.queues is None, "queues": list(spec.queues or []),
+        "list_backlog": not counts,
+    }
+    if attr is not None:
+        params["attr"] = attr
+    return sql, params
+
+
+_zones: frozenset[str] | None = None
+
+
+def _check_zone(name: str) -> None:
+    global _zones
+    if _zones is None:
+        # DuckDB's own (ICU) list: the zones timezone() converts with.
+        _zones = frozenset(z for (z,) in duckdb.connect().execute(
+            "SELECT name FROM pg_timezone_names()").fetchall())
+    if name not in _zones:
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris")
+
+
+def _groups_filter(spec: ReportSpec, prefix: str, params: dict) -> str:
+    """Only spec.groups; throughput's groups are agents, limited only when grouping by agent."""
+    if spec.groups is None:
+        return "TRUE"
+    params["groups"] = [str(g) for g in spec.groups]
+    params["groups_agents"] = spec.by == "agent"
+    return (f"(list_contains($groups, {prefix}grp) "
+            f"OR ({prefix}metric = 'throughput' AND NOT $groups_agents))")
+
+
+# The per-snapshot tables: (snapshot, {time zone: (cases, spans)}), a few zones at most.
+_derived: tuple[Snapshot, dict[str, tuple[Any, Any]]] | None = None
+_derived_lock = threading.Lock()
+_ZONES_KEPT = 8
+
+
+def _cursor(the_store: Store, time_zone: str) -> duckdb.DuckDBPyConnection:
+    """A cursor on the store's snapshot with report_cases and report_spans registered for
+    the zone (the cursor's own names: the shared connection is not changed)."""
+    global _derived
+    snapshot = the_store.snapshot()
+    with _derived_lock:
+        if _derived is None or _derived[0] is not snapshot:
+            _derived = (snapshot, {})
+        zones = _derived[1]
+        if time_zone not in zones:
+            if len(zones) >= _ZONES_KEPT:
+                zones.pop(next(iter(zones)))
+            db = snapshot.db.cursor()
+            try:
+                zones[time_zone] = (
+                    db.sql(_SNAPSHOT_CASES, params={"tz": time_zone}).to_arrow_table(),
+                    db.sql(_SNAPSHOT_SPANS, params={"tz": time_zone,
+                                                    "open": list(OPEN_STATUSES)}
+                           ).to_arrow_table())
+            finally:
+                db.close()
+        cases, spans = zones[time_zone]
+    db = snapshot.db.cursor()
+    db.register("report_cases", cases)
+    db.register("report_spans", spans)
+    return db
+
+
+def _fresh_at(store: Store) -> datetime | None:
+    value = store.read_state().get("exported_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def build(spec: ReportSpec) -> Report:
     """The report over the shared store's current snapshot."""
-    raise NotImplementedError  # lane "reports" (issue 24)
+    with_sql, params = _params(spec, counts=True)
+    the_store = store.shared()
+    db = _cursor(the_store, spec.time_zone)
+    try:
+        wanted = _groups_filter(spec, "", params)
+        # Count every figure once per report; the tables below read this temporary table
+        # (the cursor's own, gone when it closes).
+        db.execute(f"""CREATE TEMP TABLE report_hits AS {with_sql}
+                       SELECT * FROM (
+                         SELECT metric, day, grp, 1 AS n, fr, rs FROM hits
+                         UNION ALL
+                         SELECT 'backlog', day, grp, n, NULL, NULL FROM backlog_counts
+                         WHERE n > 0)
+                       WHERE {wanted}""", params)
+        report = Report(spec=spec, fresh_at=_fresh_at(the_store))
+        report.cases = db.execute(
+            "SELECT count(*) FROM report_cases WHERE $all_queues OR list_contains($queues, queue)",
+            {"all_queues": params["all_queues"], "queues": params["queues"]}).fetchall()[0][0]
+        group_names = sorted(
+            {g for (g,) in db.execute(
+                "SELECT DISTINCT grp FROM report_hits WHERE metric <> 'throughput'").fetchall()}
+            | set(spec.groups or ()), key=_group_order(spec))
+        counts = {}
+        for day, grp, metric, n in db.execute("""
+                SELECT day, grp, metric, sum(n)::BIGINT FROM report_hits
+                WHERE metric IN ('opened', 'resolved', 'backlog')
+                GROUP BY ALL""").fetchall():
+            counts[(day, grp, metric)] = n
+        day = spec.first
+        while day <= spec.last:
+            for grp in group_names:
+                report.days.append(DayRow(
+                    day, grp, counts.get((day, grp, "opened"), 0),
+                    counts.get((day, grp, "resolved"), 0), counts.get((day, grp, "backlog"), 0)))
+            day += timedelta(days=1)
+        per_group = {}
+        for grp, opened, resolved, met, breached, reopened, fr50, fr90, rs50, rs90 in db.execute("""
+                SELECT h.grp,
+                       count(*) FILTER (WHERE h.metric = 'opened'),
+                       count(*) FILTER (WHERE h.metric = 'resolved'),
+                       count(*) FILTER (WHERE h.metric = 'met'),
+                       count(*) FILTER (WHERE h.metric = 'breached'),
+                       count(*) FILTER (WHERE h.metric = 'reopened'),
+                       quantile_cont(h.fr, 0.5)
+                         FILTER (WHERE h.metric = 'first_response'),
+                       quantile_cont(h.fr, 0.9)
+                         FILTER (WHERE h.metric = 'first_response'),
+                       quantile_cont(h.rs, 0.5)
+                         FILTER (WHERE h.metric = 'resolution'),
+                       quantile_cont(h.rs, 0.9)
+                         FILTER (WHERE h.metric = 'resolution')
+                FROM report_hits h
+                WHERE h.metric NOT IN ('backlog', 'throughput')
+                GROUP BY h.grp""").fetchall():
+            per_group[grp] = GroupRow(
+                grp, opened, resolved, fr50, fr90, rs50, rs90, met, breached,
+                met / (met + breached) if met + breached else None,
+                reopened, reopened / resolved if resolved else None)
+        for grp in group_names:
+            report.groups.append(per_group.get(grp) or GroupRow(
+                grp, 0, 0, None, None, None, None, 0, 0, None, 0, None))
+        report.agents = [AgentRow(agent, n) for agent, n in db.execute("""
+                SELECT grp, count(*) FROM report_hits WHERE metric = 'throughput'
+                GROUP BY grp ORDER BY count(*) DESC, grp""").fetchall()]
+        return report
+    finally:
+        db.close()
+
+
+def _group_order(spec: ReportSpec):
+    if spec.by == "priority":
+        return lambda g: (0, int(g)) if g.isdigit() else (1, g)
+    return lambda g: (g == "(none)", g)
 
 
 def matching_cases(spec: ReportSpec, metric: str, day: date | None, group: str | None,
                    limit: int = 500) -> list[dict]:
     """The cases behind one figure (a bar, a cell): `metric` is opened, resolved, backlog,
-    breached, met, reopened; rows of the `cases` view as dicts, newest first."""
-    raise NotImplementedError  # lane "reports" (issue 24)
+    breached, met, reopened (or first_response, resolution, throughput: see METRICS); rows
+    of the `cases` view as dicts, newest first. `day` None: the whole range; `group` None:
+    every group. Raises ValueError for an unknown metric or a bad spec."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown figure {metric!r}: one of {', '.join(METRICS)}")
+    with_sql, params = _params(spec)
+    if day is not None and not spec.first <= day <= spec.last:
+        return []
+    params |= {"metric": metric, "day": day, "any_day": day is None,
+               "group": None if group is None else str(group), "any_group": group is None,
+               "limit": max(0, int(limit))}
+    wanted = _groups_filter(spec, "h.", params)
+    db = _cursor(store.shared(), spec.time_zone)
+    try:
+        result = db.execute(f"""{with_sql}
+            SELECT c.* FROM cases c WHERE c.case_id IN (
+              SELECT h.case_id FROM hits h
+              WHERE h.metric = $metric AND ($any_day OR h.day = $day)
+                AND ($any_group OR h.grp = $group) AND {wanted})
+            ORDER BY c.opened_at DESC, c.case_id LIMIT $limit""", params)
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    finally:
+        db.close()
