@@ -41,6 +41,7 @@ METRICS = ("opened", "resolved", "backlog", "breached", "met", "reopened")
 DRILLDOWN_LIMIT = 500
 TABLES = ("days", "groups", "agents")
 PARQUET = "application/vnd.apache.parquet"
+NONE = "(none)"  # reports.build's group for no assignee / no attribute value
 
 
 # --- the form ---------------------------------------------------------------------------------
@@ -125,8 +126,8 @@ class Labels:
             except (KeyError, ValueError):
                 return group
         if self.by == "agent":
-            return group or "Unassigned"
-        return group or "(none)"
+            return "Unassigned" if group in ("", NONE) else group
+        return group or NONE
 
 
 # The chart's drawing box (viewBox units); the page scales it to its width.
@@ -337,7 +338,8 @@ async def report_page(request: HttpRequest) -> HttpResponse:
         "fresh": _freshness(report, spec.time_zone),
         "charts": charts_of(report, params, label),
         "summary": _summary(report, params, label, calendars),
-        "agents": [(a, drilldown_href(params, "resolved", None, a.agent, by="agent"))
+        "agents": [(Labels("agent", {})(a.agent), a,
+                    drilldown_href(params, "resolved", None, a.agent, by="agent"))
                    for a in report.agents],
         "by_label": dict(form.fields["by"].choices).get(spec.by, spec.by),
         "calendar_queues": sorted(dict(config.queues).get(q, q) for q in calendars),
