@@ -231,7 +231,7 @@ def made_report(monkeypatch, settings, tmp_path):
     def made(spec):
         day = spec.first
         return Report(spec, days=[DayRow(day, "<b>x</b>", 1, 0, 1)],
-                      groups=[GroupRow("<b>x</b>", 1, 0, 59.0, 7 * 86400 + 3 * 3600, None, None,
+                      groups=[GroupRow("<b>x</b>", 1, 0, 20.0, 7 * 86400 + 3 * 3600, None, None,
                                        0, 0, None, 0, None)],
                       agents=[AgentRow("", 2)],
                       fresh_at=datetime.now(UTC) - timedelta(minutes=3), cases=1)
