@@ -8,6 +8,7 @@ import html
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 import pytest
@@ -227,6 +228,7 @@ def made_report(monkeypatch, settings, tmp_path):
     """A hand-built Report (view rendering only: figures, counts and links are tested over
     a real store above)."""
     settings.ANALYTICS_URI = str(tmp_path / "unused")
+    fresh = datetime.now(UTC) - timedelta(minutes=3, seconds=20)
 
     def made(spec):
         day = spec.first
@@ -234,16 +236,20 @@ def made_report(monkeypatch, settings, tmp_path):
                       groups=[GroupRow("<b>x</b>", 1, 0, 20.0, 7 * 86400 + 3 * 3600, None, None,
                                        0, 0, None, 0, None)],
                       agents=[AgentRow("", 2)],
-                      fresh_at=datetime.now(UTC) - timedelta(minutes=3), cases=1)
+                      fresh_at=fresh, cases=1)
 
     monkeypatch.setattr(reports, "build", made)
+    return fresh
 
 
 def test_rendering_of_durations_unassigned_and_missing_figures(supervisor_client, made_report):
     CaseAttribute.objects.create(name="Region", type="Keyword", label="Region",
                                  state=CaseAttribute.REGISTERED)
-    content = supervisor_client.get(f"/reports/?{RANGE}&by=attr:Region").content.decode()
+    query = f"/reports/?{RANGE}&by=attr:Region".replace("UTC", "Asia/Kolkata")
+    content = supervisor_client.get(query).content.decode()
     assert "(3 minutes ago)" in content
+    shown = made_report.astimezone(ZoneInfo("Asia/Kolkata"))
+    assert f'{shown:%Y-%m-%d %H:%M}</time>' in content
     assert "<td>&lt; 1 min</td><td>7 d 3 h</td>" in content
     assert '<th scope="row">Unassigned</th>' in content
     assert "<b>x</b>" not in content and "&lt;b&gt;x&lt;/b&gt;" in content

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from cases.analytics import reports
@@ -288,11 +289,11 @@ async def _supervisor_config(request: HttpRequest) -> RequestConfig:
     return config
 
 
-def _freshness(report: Report, tz: str) -> dict[str, Any]:
+def _freshness(report: Report) -> dict[str, Any]:
     if report.fresh_at is None:
         return {"never": True}
     minutes = max(0, int((datetime.now(UTC) - report.fresh_at).total_seconds() // 60))
-    return {"at": report.fresh_at.astimezone(ZoneInfo(tz)), "minutes": minutes}
+    return {"at": report.fresh_at, "minutes": minutes}
 
 
 def _summary(report: Report, params: dict[str, str], label: Labels,
@@ -335,7 +336,7 @@ async def report_page(request: HttpRequest) -> HttpResponse:
     context.update({
         "report": report,
         "empty": _is_empty(report),
-        "fresh": _freshness(report, spec.time_zone),
+        "fresh": _freshness(report),
         "charts": charts_of(report, params, label),
         "summary": _summary(report, params, label, calendars),
         "agents": [(Labels("agent", {})(a.agent), a,
@@ -347,7 +348,8 @@ async def report_page(request: HttpRequest) -> HttpResponse:
                           for f in ("csv", "parquet")} for t in TABLES},
         "export_seconds": int(settings.ANALYTICS_EXPORT_SECONDS),
     })
-    return render(request, "reports/report.html", context)
+    with timezone.override(ZoneInfo(spec.time_zone)):  # every time shown in the viewer's
+        return render(request, "reports/report.html", context)
 
 
 class DrilldownForm(forms.Form):
@@ -374,10 +376,6 @@ async def drilldown(request: HttpRequest) -> HttpResponse:
     rows = await sync_to_async(reports.matching_cases, thread_sensitive=False)(
         spec, metric, day, group, DRILLDOWN_LIMIT)
     tz = ZoneInfo(spec.time_zone)
-    for row in rows:
-        for key in ("opened_at", "resolved_at"):
-            if isinstance(row.get(key), datetime):
-                row[key] = row[key].astimezone(tz)
     label = Labels(spec.by, dict(config.queues))
     context.update({
         "rows": rows, "metric_words": METRIC_WORDS[metric], "day": day,
@@ -387,4 +385,5 @@ async def drilldown(request: HttpRequest) -> HttpResponse:
         "back": f"{reverse('reports:page')}?{urlencode(form.params())}",
         "queue_names": dict(config.queues),
     })
-    return render(request, "reports/cases.html", context)
+    with timezone.override(tz):
+        return render(request, "reports/cases.html", context)
