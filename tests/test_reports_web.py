@@ -189,7 +189,7 @@ def test_csv_downloads_neutralise_formulas_in_group_names(supervisor_client, wri
     assert all(row[1].startswith("'=") for row in list(csv.reader(io.StringIO(days)))[1:])
 
 
-def test_an_agent_sees_nothing_and_a_supervisor_report_counts_only_visible_queues(
+def test_a_supervisors_report_spans_every_queue(
         supervisor_client, week, monkeypatch):
     asked = []
     real = reports.build
