@@ -17,6 +17,7 @@ urlpatterns = [
     path("cases/", include("cases.web.urls")),
     path("api/", include("cases.web.api_urls")),
     path("dashboard/", dashboard, name="dashboard"),
+    path("reports/", include("cases.web.reports_urls")),
     path("availability/", availability, name="availability"),
     path("events/", events, name="events"),
     path("views/", include("cases.web.saved_views_urls")),
