@@ -310,8 +310,15 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     # Read once, with what re-rendering the case will need too.
     config = await config_for(request, usernames=True)
     access = config.access
-    extra = {"attributes": access.editable(config.attributes)} if form_class.takes_attributes \
-        else {}
+    extra: dict[str, Any] = {"attributes": access.editable(config.attributes)} \
+        if form_class.takes_attributes else {}
+    if form_class.takes_case_type:
+        # The type as the case's queue has it now (SetCaseType); the rules refuse agents.
+        try:
+            queue = (await temporal.describe_case(case_id)).queue
+        except temporal.GatewayError:
+            queue = ""
+        extra["case_types"] = await _types_for(access, queue) if queue else {}
     form = form_class(request.POST, request.FILES, prefix=action, **extra)
     stopped = uploads.too_large(request)
     if stopped and form_class.file_inputs():
