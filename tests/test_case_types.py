@@ -33,7 +33,7 @@ from workers.model import (
     TypeField,
 )
 
-from .conftest import TEMPORAL_BIN, _persona, eventually, logged_in, run
+from .conftest import TEMPORAL_BIN, _persona, current_state, eventually, logged_in, run
 from .test_inputs import _cli_start, _refusal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -310,3 +310,20 @@ def test_time_travel_equals_the_live_case_with_types(refund, temporal):
     typed_entry = next(e for e in changes if e.kind == "typed")
     assert typed_entry.state.case_type.name == "refund"
     assert typed_entry.state.attributes["CxRegion"].value == "EU"
+
+
+def test_mail_opens_the_queue_s_default_type_only_when_its_defaults_suffice(refund, temporal):
+    from .test_mailin import mail, opened
+
+    Queue.objects.filter(slug="billing").update(email="billing@example.com")
+    # refund needs an order number a mail cannot give: the case opens untyped, and says why.
+    state = current_state(opened(mail(subject="Refund?")))
+    assert state.case_type is None
+    assert f"[opened without a type: {REQUIRED}]" in state.description
+    # inquiry, the default now, needs nothing: the mail's case is one, with its defaults.
+    CaseType.objects.filter(queue__slug="billing").update(is_default=False)
+    CaseType.objects.filter(name="inquiry").update(is_default=True)
+    CaseTypeField.objects.filter(case_type__name="inquiry").update(default="APAC")
+    case_types.save_version(refund["inquiry"])
+    state = _typed(opened(mail(subject="Question")), 2)
+    assert state.case_type.name == "inquiry" and state.attributes["CxRegion"].value == "APAC"
