@@ -327,3 +327,37 @@ def test_mail_opens_the_queue_s_default_type_only_when_its_defaults_suffice(refu
     case_types.save_version(refund["inquiry"])
     state = _typed(opened(mail(subject="Question")), 2)
     assert state.case_type.name == "inquiry" and state.attributes["CxRegion"].value == "APAC"
+
+
+def test_the_admin_saves_a_type_as_a_new_version_and_checks_defaults(refund, admin_user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    t = refund["chargeback"]
+    field = CaseTypeField.objects.get(case_type=t)
+    region = CaseAttribute.objects.get(name="CxRegion")
+
+    def post(default: str) -> Any:
+        return client.post(f"/admin/cases/casetype/{t.pk}/change/", {
+            "queue": t.queue_id, "name": "chargeback", "label": "Chargeback",
+            "fields-TOTAL_FORMS": "2", "fields-INITIAL_FORMS": "1",
+            "fields-0-id": field.pk, "fields-0-case_type": t.pk,
+            "fields-0-attribute": field.attribute_id, "fields-0-required": "on",
+            "fields-0-position": "0",
+            "fields-1-case_type": t.pk, "fields-1-attribute": region.pk,
+            "fields-1-default": default, "fields-1-position": "1",
+            "versions-TOTAL_FORMS": "1", "versions-INITIAL_FORMS": "1",
+            "versions-0-id": t.versions.get().pk, "versions-0-case_type": t.pk,
+        })
+
+    # A default the attribute cannot hold is refused in the rules' words; nothing saved.
+    response = post("x" * 300)
+    assert response.status_code == 200
+    assert "CxRegion takes text of at most 256 characters." in response.content.decode()
+    assert t.versions.count() == 1
+    response = post("US")
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert [v.version for v in t.versions.all()] == [2, 1]
+    newest = queue_policy("billing").case_types["chargeback"]
+    assert newest.version == 2 and [f.name for f in newest.fields] == ["OrderNumber", "CxRegion"]
