@@ -16,12 +16,15 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from cases import temporal
-from cases.config import attributes
+from cases.config import attributes, case_types
 from cases.config.access import refusal_to_give
 from cases.models import (
     ApiToken,
     BusinessCalendar,
     CaseAttribute,
+    CaseType,
+    CaseTypeField,
+    CaseTypeVersion,
     ClosedDay,
     EmailDelivery,
     MailIgnored,
@@ -30,6 +33,7 @@ from cases.models import (
     QueueMailbox,
     WorkingHours,
 )
+from workers import rules
 
 
 def _namespace_or_say_why(request: HttpRequest) -> temporal.NamespaceAttributes | None:
@@ -423,3 +427,65 @@ class MailIgnoredAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- case types (issue 25) -------------------------------------------------------------------
+
+
+class CaseTypeFieldForm(forms.ModelForm):
+    class Meta:
+        model = CaseTypeField
+        fields = ("attribute", "required", "default", "position")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        attribute, text = data.get("attribute"), data.get("default") or ""
+        if attribute is not None and text.strip():
+            try:
+                value = case_types.parse_default(attribute.type, text)
+                if value is not None:
+                    rules.clean_attribute(attribute.name, value)
+            except (ValueError, KeyError):
+                self.add_error("default", f"Not a {attribute.type} value.")
+            except rules.RuleError as err:
+                self.add_error("default", err.message)
+        return data
+
+
+class CaseTypeFieldInline(admin.TabularInline):
+    model = CaseTypeField
+    form = CaseTypeFieldForm
+    extra = 1
+
+
+class CaseTypeVersionInline(admin.TabularInline):
+    """The saved versions, read only: a case keeps the one it was opened with."""
+
+    model = CaseTypeVersion
+    extra = 0
+    can_delete = False
+    readonly_fields = ("version", "spec", "saved")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CaseType)
+class CaseTypeAdmin(admin.ModelAdmin):
+    list_display = ("label", "name", "queue", "is_default", "current_version")
+    list_filter = ("queue",)
+    inlines = (CaseTypeFieldInline, CaseTypeVersionInline)
+
+    @admin.display(description="Version")
+    def current_version(self, obj: CaseType) -> int:
+        newest = obj.versions.first()
+        return newest.version if newest else 0
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any,
+                     change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Saved with its fields: a change is a new version for new cases.
+        case_types.save_version(form.instance)

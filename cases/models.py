@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from workers.model import SEARCH_ATTRIBUTE_TYPES
-from workers.rules import QUEUE_RE
+from workers.rules import QUEUE_RE, TYPE_NAME_RE
 
 
 class BusinessCalendar(models.Model):
@@ -427,3 +427,69 @@ class StoredBlob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sha256[:12]}... x{self.claims}"
+
+
+class CaseType(models.Model):
+    """A queue's case type (issue 25): which registered attributes its cases show, which are
+    required, their defaults. Saving a change makes a new CaseTypeVersion; a case keeps the
+    version it was opened with (it is in the case's state), new cases get the newest."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="case_types")
+    name = models.CharField(
+        max_length=40, validators=[RegexValidator(
+            TYPE_NAME_RE, "Lowercase letters, digits, '-' and '_', starting with a letter.")],
+        help_text="Stored on cases: do not rename a type in use.")
+    label = models.CharField(max_length=100)
+    is_default = models.BooleanField(
+        default=False, help_text="Mail in and the intake API open cases of this type when "
+                                 "none is named (one per queue).")
+
+    class Meta:
+        ordering = ["queue__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name"], name="case_type_name_per_queue"),
+            models.UniqueConstraint(fields=["queue"], condition=models.Q(is_default=True),
+                                    name="one_default_case_type_per_queue"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue.slug}: {self.label}"
+
+
+class CaseTypeField(models.Model):
+    """One registered attribute a case type shows; its default as the form would type it."""
+
+    case_type = models.ForeignKey(CaseType, on_delete=models.CASCADE, related_name="fields")
+    attribute = models.ForeignKey("CaseAttribute", on_delete=models.CASCADE, related_name="+")
+    required = models.BooleanField(default=False)
+    default = models.CharField(
+        max_length=2000, blank=True,
+        help_text="Empty: none. Yes/no for a yes-or-no attribute, comma-separated for a list, "
+                  "ISO 8601 with a time zone for a date.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["case_type", "attribute"],
+                                               name="case_type_field_once")]
+
+    def __str__(self) -> str:
+        return f"{self.attribute_id}{' (required)' if self.required else ''}"
+
+
+class CaseTypeVersion(models.Model):
+    """One saved version of a case type, never changed once written (cases carry it)."""
+
+    case_type = models.ForeignKey(CaseType, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    # workers.model.CaseTypeSpec as JSON (cases/config/case_types.py writes and reads it).
+    spec = models.JSONField()
+    saved = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["case_type", "-version"]
+        constraints = [models.UniqueConstraint(fields=["case_type", "version"],
+                                               name="case_type_version_once")]
+
+    def __str__(self) -> str:
+        return f"version {self.version}"

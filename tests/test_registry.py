@@ -17,6 +17,7 @@ from workers.model import (
     Assign,
     Attach,
     AttributeValue,
+    CaseTypeSpec,
     ChangeRequester,
     Claim,
     Close,
@@ -29,10 +30,12 @@ from workers.model import (
     Requester,
     Resolve,
     SetAttributes,
+    SetCaseType,
     SetDue,
     SetPriority,
     SetStatus,
     SlaPolicy,
+    TypeField,
     Unwatch,
     Watch,
 )
@@ -93,6 +96,8 @@ def _command_samples():
         (held, Attach(actor="ann", files=[FILE])),
         (held, AddComment(actor="sam", body="See the screenshot", files=[FILE])),
         (held, AddComment(actor="sam", body="Log inside", internal=True, files=[FILE])),
+        (held, SetCaseType(actor="sam", case_type=CaseTypeSpec("refund", "Refund", 2, [
+            TypeField("Region", default={"type": "Keyword", "value": "EU"})]))),
     ]
 
 
@@ -149,7 +154,7 @@ TIMELINE_KINDS = (
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
     "watched", "unwatched", "mail in", "mail note", "attached", "opened", "sla breached",
     "sla at risk", "escalated", "routed", "notified", "ended", "truncated", "continued",
-    "changed", "mystery",
+    "changed", "retyped", "typed", "mystery",
 )
 
 
@@ -352,6 +357,10 @@ WHO_IS_TOLD = [
         ('2', 'internal note', 'sam', 'sam added an internal note', 'Log inside', True,
          (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
     ]),
+    ('retyped', [
+        ('2', 'retyped', 'sam', "sam changed the case's type to Refund", '', False,
+         (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
+    ]),
     ('sla breached', [
         ('2', 'sla breached', 'system', 'SLA breached', '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, 'general', 'sla_breached'),
@@ -457,6 +466,10 @@ TIMELINE = [
     ('continued', 'system', 'continued by system', False),
     ('changed', 'ann', 'changed by ann', False),
     ('changed', 'system', 'changed by system', False),
+    ('retyped', 'ann', "ann changed the case's type to in_progress → x_y", True),
+    ('retyped', 'system', "system changed the case's type to in_progress → x_y", True),
+    ('typed', 'ann', 'typed as in_progress → x_y', True),
+    ('typed', 'system', 'typed as in_progress → x_y', True),
     ('mystery', 'ann', 'mystery by ann', False),
     ('mystery', 'system', 'mystery by system', False),
     'closed automatically after 0 quiet seconds',

@@ -452,3 +452,82 @@ def test_a_kept_name_is_always_one_the_rules_take():
         assert rules.file_problem(replace(_ref(), name=name)) is None, (given, name)
     assert rules.clean_file_name("a" * 300 + ".png").endswith(".png")
     assert rules.clean_file_name("C:\\Users\\ada\\shot.png") == "shot.png"
+
+
+# --- case types (issue 25) --------------------------------------------------------------------
+
+
+def _refund(version: int = 1):
+    from workers.model import CaseTypeSpec, TypeField
+
+    return CaseTypeSpec("refund", "Refund", version, [
+        TypeField("OrderNumber", required=True),
+        TypeField("Region", default={"type": "Keyword", "value": "EU"})])
+
+
+def test_a_typed_case_needs_its_required_fields_and_gets_its_defaults():
+    from workers.model import AttributeValue, NewCase
+
+    types = {"refund": _refund()}
+    new = NewCase(title="T", queue="billing", case_type="refund")
+    with pytest.raises(rules.RuleError) as refused:
+        rules.open_case("case-AAAAAAAA", new, "ann", SLA, NOW, types)
+    assert (refused.value.message, refused.value.field) == (
+        "Order number is required for a refund.", "OrderNumber")
+    new.attributes = {"OrderNumber": AttributeValue("Keyword", "A-1")}
+    state = rules.open_case("case-AAAAAAAA", new, "ann", SLA, NOW, types)
+    assert state.case_type == types["refund"]
+    assert state.attributes["Region"] == AttributeValue("Keyword", "EU")
+    # Without the queue's types (a client gave no policy) the type waits for its queue.
+    assert rules.open_case("case-AAAAAAAA", new, "ann", SLA, NOW).case_type is None
+    with pytest.raises(rules.RuleError, match="not a case type of this queue"):
+        rules.open_case("case-AAAAAAAA", replace(new, case_type="other"), "ann", SLA, NOW,
+                        types)
+    with pytest.raises(rules.RuleError, match="Choose a case type"):
+        rules.validate_new_case(replace(new, case_type="Not A Slug"))
+
+
+def test_set_case_type_is_for_supervisors_and_refused_whole_without_required_fields():
+    from workers.model import Authority, SetCaseType
+
+    state = new_state()
+    agent = Authority(role="agent", queues=None)
+    with pytest.raises(rules.RuleError, match=r"Only supervisors can change a case's type\."):
+        rules.decide(replace(state, assignee="ann"),
+                     SetCaseType(actor="ann", authority=agent, case_type=_refund()), NOW, SLA)
+    with pytest.raises(rules.RuleError) as refused:
+        rules.decide(state, SetCaseType(actor="sam", case_type=_refund()), NOW, SLA)
+    assert refused.value.message == "Order number is required for a refund."
+    with pytest.raises(rules.RuleError, match="Choose a case type"):
+        rules.decide(state, SetCaseType(actor="sam", case_type=None), NOW, SLA)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"name": "Bad!"}, "A case type's name is a slug"),
+    ({"version": 0}, "A case type's version is a whole number from 1."),
+    ({"version": True}, "A case type's version is a whole number from 1."),
+    ({"label": 5}, "A case type's label is text"),
+    ({"fields": "x"}, "A case type has a list of at most 50 fields."),
+])
+def test_a_malformed_case_type_is_named_for_what_is_wrong(spec, words):
+    assert rules.type_problem(replace(_refund(), **spec)).startswith(words)
+
+
+def test_malformed_type_fields_are_refused_never_a_crash():
+    from workers.model import TypeField
+
+    for field, words in (
+            (TypeField("Bad name"), "A case type's field names a registered attribute."),
+            ("not a field", "A case type's field names a registered attribute."),
+            (TypeField("CaseStatus"), "A case type's field names a registered attribute."),
+            (TypeField("X", required="yes"), "Whether X is required is true or false."),
+            (TypeField("X", default=[1]), "The default of X is a value with its type."),
+            (TypeField("X", default={"type": "Int", "value": "x"}), "X takes a whole number."),
+            (TypeField("X", default={"type": "Nope", "value": 1}), "X has an unknown type")):
+        spec = replace(_refund(), fields=[field])
+        assert rules.type_problem(spec).startswith(words), field
+    twice = replace(_refund(), fields=[TypeField("X"), TypeField("X")])
+    assert rules.type_problem(twice) == "A case type names X once."
+    assert rules.types_problem({"other": _refund()}) == \
+        "policy.case_types names each type by its own name."
+    assert rules.types_problem([]).startswith("policy.case_types maps")

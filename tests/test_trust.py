@@ -170,6 +170,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         Assign,
         Attach,
         AttributeValue,
+        CaseTypeSpec,
         ChangeRequester,
         Close,
         FileRef,
@@ -177,6 +178,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         RemoveTag,
         Reopen,
         SetAttributes,
+        SetCaseType,
         SetDue,
         SetPriority,
         SetStatus,
@@ -215,6 +217,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         "receive_mail": [
             (resolved, ReceiveMail(actor="mail", sender_name="", sender_email="a@b.example",
                                    message_id="<m@b.example>", body="b"))],
+        "set_case_type": [(held, SetCaseType(actor="sam", case_type=CaseTypeSpec("refund")))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():

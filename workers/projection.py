@@ -150,6 +150,9 @@ class Projector:
         # The last check's answer, for the breach that follows it (None: no check ran).
         self._refused: str | None = None
 
+        # The type a case started without its queue's policy named, taken with the queue's
+        # first answer as the workflow takes it (issue 25).
+        self._typing = ""
         self._asks: set[int] = set()  # scheduled queue_policy, by event id
         self._policies: list[QueuePolicy] = []  # queues' answers not yet seen by a task
 
@@ -216,6 +219,12 @@ class Projector:
                 self.sla = self.result.sla = policy.sla
                 if self.state is not None:
                     self._system(event, rules.queue_rules(self.state, policy), None)
+                    name, self._typing = self._typing, ""
+                    if name:
+                        try:
+                            self._system(event, rules.take_type(self.state, name, policy), None)
+                        except rules.RuleError:
+                            pass  # the run failed on it; its failure event says so
         elif kind == "activity_task_completed_event_attributes":
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in self._deliveries:
@@ -273,7 +282,10 @@ class Projector:
             assert inp.new is not None
             # Named by its workflow id, as the workflow names itself (rules.case_id_of).
             case_id = rules.case_id_of(self.result.case_id)
-            self.state = rules.open_case(case_id, inp.new, inp.actor, self.sla, self.now)
+            self.state = rules.open_case(case_id, inp.new, inp.actor, self.sla, self.now,
+                                         inp.policy.case_types if inp.policy else None)
+            if inp.policy is None:
+                self._typing = inp.new.case_type
         except rules.RuleError:
             return  # the run failed on its input; its failure event says so
         self._add(event, inp.actor, "opened", self.state.title, self.state)

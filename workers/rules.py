@@ -30,6 +30,7 @@ from .model import (
     Authority,
     CaseInput,
     CaseState,
+    CaseTypeSpec,
     ChangeRequester,
     Claim,
     Close,
@@ -46,10 +47,12 @@ from .model import (
     Requester,
     Resolve,
     SetAttributes,
+    SetCaseType,
     SetDue,
     SetPriority,
     SetStatus,
     SlaPolicy,
+    TypeField,
     Unwatch,
     Watch,
 )
@@ -171,6 +174,9 @@ def validate_new_case(new: NewCase) -> None:
     for tag in new.tags:
         if clean_tag(tag) != tag:
             raise RuleError("Tags cannot have surrounding spaces.", "tags")
+    if not isinstance(new.case_type, str) or (
+            new.case_type and not TYPE_NAME_RE.match(new.case_type)):
+        raise RuleError("Choose a case type.", "case_type")
     if new.follows and not CASE_ID_RE.match(new.follows):
         raise RuleError("A follow-up names the case it follows by its id.", "follows")
     if not isinstance(new.files, list) or len(new.files) > MAX_FILES_PER_COMMAND:
@@ -306,6 +312,138 @@ def case_id_of(workflow_id: str) -> str:
     return workflow_id
 
 
+# --- case types (issue 25) --------------------------------------------------------------------
+# A queue's types come from its configuration (cases/config/case_types.py) in QueuePolicy, from
+# the web or from the queue_policy activity, or from any Temporal client: their shape is
+# checked (types_problem) before a case lives by them.
+TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
+MAX_TYPE_LABEL = 100
+MAX_TYPE_FIELDS = 50
+MAX_CASE_TYPES = 50
+MAX_TYPE_VERSION = 2**31 - 1
+
+
+def field_words(name: str) -> str:
+    """An attribute's name as people say it: OrderNumber, order_number -> "Order number"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").strip()
+    words = spaced.split()
+    return " ".join([words[0].capitalize(), *(w.lower() for w in words[1:])]) if words \
+        else name
+
+
+def type_words(spec: CaseTypeSpec) -> str:
+    """ "a refund", "an incident": the type as a sentence names it."""
+    label = (spec.label or spec.name.replace("_", " ").replace("-", " ")).strip()
+    if len(label) > 1 and not label[:2].isupper():
+        label = label[0].lower() + label[1:]
+    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
+
+
+def default_of(f: TypeField) -> AttributeValue | None:
+    """A field's default as the value a case gets (None: no default). Given as an
+    AttributeValue, or AttributeValue-shaped JSON ({"type": ..., "value": ...})."""
+    d = f.default
+    if d is None:
+        return None
+    if isinstance(d, dict) and set(d) == {"type", "value"}:
+        d = AttributeValue(d["type"], d["value"])
+    if not isinstance(d, AttributeValue) or not isinstance(d.type, str):
+        raise RuleError(f"The default of {f.name} is a value with its type.", f.name)
+    clean = clean_attribute(f.name, d)
+    return None if clean.value is None else clean
+
+
+def type_problem(spec: Any) -> str | None:
+    """Why a case type from outside cannot be lived by, or None: only its shape."""
+    if not isinstance(spec, CaseTypeSpec):
+        return "A case type is a name, a label, a version and its fields."
+    if not isinstance(spec.name, str) or not TYPE_NAME_RE.match(spec.name):
+        return "A case type's name is a slug: lowercase letters, digits, '-' and '_'."
+    if not isinstance(spec.label, str) or len(spec.label) > MAX_TYPE_LABEL:
+        return f"A case type's label is text of at most {MAX_TYPE_LABEL} characters."
+    if not _whole(spec.version, 1, MAX_TYPE_VERSION):
+        return "A case type's version is a whole number from 1."
+    if not isinstance(spec.fields, list) or len(spec.fields) > MAX_TYPE_FIELDS:
+        return f"A case type has a list of at most {MAX_TYPE_FIELDS} fields."
+    seen: set[str] = set()
+    for f in spec.fields:
+        if not isinstance(f, TypeField) or not isinstance(f.name, str) \
+                or not ATTRIBUTE_NAME_RE.match(f.name) or f.name in CORE_ATTRIBUTE_NAMES:
+            return "A case type's field names a registered attribute."
+        if f.name in seen:
+            return f"A case type names {f.name} once."
+        seen.add(f.name)
+        if not isinstance(f.required, bool):
+            return f"Whether {f.name} is required is true or false."
+        try:
+            default_of(f)
+        except RuleError as err:
+            return err.message
+    return None
+
+
+def types_problem(types: Any) -> str | None:
+    """Why a queue's case types (QueuePolicy.case_types) from outside cannot be lived by."""
+    if not isinstance(types, dict) or len(types) > MAX_CASE_TYPES:
+        return f"policy.case_types maps at most {MAX_CASE_TYPES} type names to their types."
+    for name, spec in types.items():
+        problem = type_problem(spec)
+        if problem is not None:
+            return problem
+        if name != spec.name:
+            return "policy.case_types names each type by its own name."
+    return None
+
+
+def type_named(types: dict[str, CaseTypeSpec], name: str) -> CaseTypeSpec:
+    spec = types.get(name)
+    if spec is None:
+        raise RuleError(f"{name!r} is not a case type of this queue.", "case_type")
+    return spec
+
+
+def typed_attributes(spec: CaseTypeSpec, attributes: dict[str, AttributeValue]
+                     ) -> dict[str, AttributeValue]:
+    """A case's attributes under `spec`: its defaults fill what is not set, and every
+    required field must then have a value (the same words for the form, the intake API, a
+    Temporal client's case and a change of type)."""
+    merged = dict(attributes)
+    for f in spec.fields:
+        default = default_of(f)
+        if f.name not in merged and default is not None:
+            merged[f.name] = default
+    for f in spec.fields:
+        if f.required and merged.get(f.name, AttributeValue("Keyword", None)).value is None:
+            raise RuleError(f"{field_words(f.name)} is required for {type_words(spec)}.",
+                            f.name)
+    return merged
+
+
+def take_type(state: CaseState, name: str, policy: QueuePolicy) -> Effect:
+    """The type a case started without its queue's policy named, checked once its queue
+    answered (any Temporal client): a RuleError ends the run as a refused input does."""
+    spec = type_named(policy.case_types, name)
+    return Effect("typed", spec.name, {"case_type": spec,
+                                       "attributes": typed_attributes(spec, state.attributes)})
+
+
+def _set_case_type(s: CaseState, c: SetCaseType, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    problem = type_problem(c.case_type)
+    if problem is not None:
+        raise RuleError(problem if c.case_type is not None else "Choose a case type.",
+                        "case_type")
+    if c.case_type == s.case_type:
+        raise RuleError(f"The case is already {type_words(c.case_type)}.", "case_type")
+    merged = typed_attributes(c.case_type, s.attributes)
+    return Effect("retyped", c.case_type.label or c.case_type.name,
+                  {"case_type": c.case_type, "attributes": merged})
+
+
+def _agents_setting_type(state: CaseState, command: SetCaseType) -> str | None:
+    return "Only supervisors can change a case's type."
+
+
 # --- a case's input, from any Temporal client (issue 22) -------------------------------------
 # Bounds far past any real configuration and well inside what datetime can count, so a
 # refused input fails the run with its reason instead of a workflow task that retries forever.
@@ -368,6 +506,9 @@ def policy_problem(policy: QueuePolicy) -> tuple[str, str] | None:
         return ("queue", "policy.queue is a queue's slug.")
     if not isinstance(policy.route, bool):
         return ("route", "policy.route is true or false.")
+    problem = types_problem(policy.case_types)
+    if problem is not None:
+        return ("case_types", problem)
     return sla_problem(policy.sla)
 
 
@@ -442,8 +583,12 @@ def risk_point(sla: SlaPolicy, start: datetime, priority: int) -> datetime | Non
 
 
 def open_case(
-    case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime
+    case_id: str, new: NewCase, actor: str, sla: SlaPolicy, now: datetime,
+    case_types: dict[str, CaseTypeSpec] | None = None,
 ) -> CaseState:
+    """The case `new` opens. `case_types`: its queue's types, when known at opening (the
+    starter gave the policy); a named type is then checked here, else once the queue answers
+    (`take_type`)."""
     validate_new_case(new)
     state = CaseState(
         case_id=case_id,
@@ -466,6 +611,10 @@ def open_case(
     )
     if new.files:
         state.attachments = new_attachments(state, new.files, actor, now)
+    if new.case_type and case_types is not None:
+        spec = type_named(case_types, new.case_type)
+        state.attributes = typed_attributes(spec, state.attributes)
+        state.case_type = spec
     return state
 
 
@@ -777,7 +926,7 @@ def _agents_setting_attributes(state: CaseState, command: SetAttributes) -> str 
 # Django form in cases/web/forms.py.
 
 INPUT_KINDS = frozenset({"text", "textarea", "email", "choice", "username", "datetime", "bool",
-                         "attributes", "files"})
+                         "attributes", "files", "case_type"})
 
 
 @dataclass(frozen=True)
@@ -826,6 +975,8 @@ def _blank(inp: Input) -> Any:
         return {}
     if inp.kind == "files":
         return []
+    if inp.kind == "case_type":
+        return None
     return ""
 
 
@@ -967,6 +1118,11 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                 {"unwatched": "{actor} stopped watching the case"},
                 agents=agents_on_any_case, tells={"unwatched": NOBODY},
                 forms=(Form("Unwatch"),)),
+    # Issue 25: the page offers the case's queue's types by name (cases/web/forms.py).
+    CommandRule("set_case_type", SetCaseType, _set_case_type,
+                {"retyped": "{actor} changed the case's type to {detail}"},
+                agents=_agents_setting_type, forms=(
+                    Form("Change type", (Input("case_type", "case_type", label="Type"),)),)),
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
 
@@ -989,6 +1145,7 @@ SYSTEM_STEPS: dict[str, SystemStep] = {
                             Tells(assignee="assigned", new_assignee=True)),
     "routed": SystemStep("routed to {detail}", Tells(assignee="assigned", new_assignee=True)),
     "queue rules": SystemStep("the queue's rules: {detail}"),
+    "typed": SystemStep("typed as {detail}"),
     "notified": SystemStep("notified {detail}"),
     "mail refused": SystemStep("mail to {detail}"),
     "ended": SystemStep("{detail}"),

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         RouteHold,
         RoutePick,
         SetAttributes,
+        SetCaseType,
         SlaBreachNotice,
     )
     from .router import router_id
@@ -110,6 +111,9 @@ class CaseWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Bad input fails the run (below) rather than __init__, which would only retry the task.
         self._invalid: rules.RuleError | None = None
+        # The case type a case started without its queue's policy named (issue 25), to check
+        # against the queue's answer; "" none.
+        self._typing = ""
         # Decoded here, not by the SDK: input of the wrong shape from any client would fail
         # every workflow task ("Failed decoding arguments") and retry forever.
         try:
@@ -135,10 +139,13 @@ class CaseWorkflow:
             else:
                 assert inp.new is not None
                 self._state = rules.open_case(
-                    case_id, inp.new, inp.actor, self._policy.sla, workflow.now()
+                    case_id, inp.new, inp.actor, self._policy.sla, workflow.now(),
+                    inp.policy.case_types if inp.policy is not None else None,
                 )
                 if inp.policy is None:
                     self._ask_queue = self._state.queue
+                    # Its type is checked once its queue answers (issue 25).
+                    self._typing = inp.new.case_type
         except rules.RuleError as err:
             self._invalid = self._invalid or err
         # Notices waiting for the quiet period (issue 16), handed over on continue-as-new.
@@ -185,6 +192,9 @@ class CaseWorkflow:
             self._router_told = (self._holding()[0], None)
         router_notes = asyncio.create_task(self._tell_routers())
         while self._state.status != "closed":
+            if self._invalid is not None:
+                # Its queue refused the type it named: ended as a refused input is.
+                raise _refusal(self._invalid)
             if self._ask_queue and (self._asking is None or self._asking.done()):
                 self._asking = asyncio.create_task(self._ask_policy("escalated"))
             if self._route_why:
@@ -268,8 +278,17 @@ class CaseWorkflow:
                 name: self._state.attributes.get(name, AttributeValue(attr.type, None))
                 for name, attr in cmd.values.items()
             }))
+        elif isinstance(cmd, SetCaseType):
+            self._upsert_changed(before)
         self._publish()
         return self._state
+
+    def _upsert_changed(self, before: CaseState) -> None:
+        """A type's defaults fill values the case list filters by (issue 25): only those."""
+        changed = {name: value for name, value in self._state.attributes.items()
+                   if before.attributes.get(name) != value}
+        if changed:
+            workflow.upsert_search_attributes(custom_updates(changed))
 
     async def _on_deadline(self) -> None:
         now = workflow.now()
@@ -369,7 +388,7 @@ class CaseWorkflow:
         try:
             await workflow.wait_condition(
                 lambda: self._state.version != seen or self._should_continue_as_new()
-                or bool(self._route_why),
+                or bool(self._route_why) or self._invalid is not None,
                 timeout=None if seconds is None else timedelta(seconds=seconds),
             )
         except TimeoutError:
@@ -390,6 +409,11 @@ class CaseWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5))
         except ActivityError:
             workflow.logger.warning("no policy for %s of %s", queue, self._state.case_id)
+            if self._typing:
+                # A type nobody could check is not taken on trust (issue 25).
+                self._invalid = rules.RuleError(
+                    f"The case type {self._typing!r} could not be checked with its queue.",
+                    "case_type")
             return
         # CaseDueAt upserted alone marks the moment the case took the answer, where the
         # history projection takes it too: an Update in the same task may come before it.
@@ -401,6 +425,17 @@ class CaseWorkflow:
         if effect is not None:
             # Nobody is told: the case's times follow its queue's rules, nothing happened.
             self._state = rules.apply(self._state, effect, SYSTEM_ACTOR, workflow.now())
+            self._publish()
+        if self._typing:
+            name, self._typing = self._typing, ""
+            try:
+                typed = rules.take_type(self._state, name, policy)
+            except rules.RuleError as err:
+                self._invalid = err
+                return
+            before = self._state
+            self._state = rules.apply(self._state, typed, SYSTEM_ACTOR, workflow.now())
+            self._upsert_changed(before)
             self._publish()
         if policy.route and self._state.is_open and not self._state.assignee:
             self._route_why = why

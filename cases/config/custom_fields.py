@@ -158,10 +158,20 @@ def _text(value: Any) -> str:
 
 
 def attribute_rows(state: CaseState, attributes: list[Attribute]) -> list[tuple[str, str, bool]]:
-    """(label, shown value, still registered) for every custom value on the case."""
+    """(label, shown value, still registered) for every custom value on the case; a typed
+    case shows its own type's fields first, set or not, in the order the type it was opened
+    (or re-typed) with lists them, whatever the admin changed since (issue 25)."""
     known = {a.name: a for a in attributes}
-    rows = [(a.label, display(a.type, state.attributes[a.name].value), True)
-            for a in attributes if a.name in state.attributes]
+    rows: list[tuple[str, str, bool]] = []
+    listed = [f.name for f in state.case_type.fields] if state.case_type else []
+    for name in listed:
+        value = state.attributes.get(name)
+        attr = known.get(name)
+        rows.append((attr.label if attr else rules.field_words(name),
+                     display(value.type, value.value) if value else "", attr is not None))
+    rows += [(a.label, display(a.type, state.attributes[a.name].value), True)
+             for a in attributes if a.name in state.attributes and a.name not in listed]
     rows += [(name, display(v.type, v.value), False)
-             for name, v in sorted(state.attributes.items()) if name not in known]
+             for name, v in sorted(state.attributes.items())
+             if name not in known and name not in listed]
     return rows

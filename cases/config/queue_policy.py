@@ -1,5 +1,6 @@
 """What a case in a queue gets (issue 22): its SLA (the settings' seconds and at-risk shares,
-the queue's business hours and escalation) and whether the queue's router finds it an agent.
+the queue's business hours and escalation), whether the queue's router finds it an agent, and
+its case types, each as its newest version (issue 25).
 
 The one answer, as plain data (workers.model.QueuePolicy): the web and the intake API pass it
 when they open a case, and the workflow's `queue_policy` activity gives it to a case started
@@ -15,6 +16,7 @@ from django.conf import settings
 
 from cases.config import dbconn
 from cases.config.calendars import escalation_for, working_time_for
+from cases.config.case_types import current_types
 from cases.models import Queue
 from workers.business_hours import WorkingTime
 from workers.model import Escalation, QueuePolicy, SlaPolicy
@@ -32,7 +34,7 @@ def queue_policy(queue: str, today: date | None = None) -> QueuePolicy:
     routes = Queue.objects.filter(slug=queue).exclude(routing="manual").exists()
     return QueuePolicy(queue=queue,
                        sla=sla_policy(working_time_for(queue, today), escalation_for(queue)),
-                       route=routes)
+                       route=routes, case_types=current_types(queue))
 
 
 async def policy_of(queue: str) -> QueuePolicy:

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from cases import temporal
 from cases.config import dbconn
+from cases.config.case_types import default_type
 from cases.config.queue_policy import queue_policy
 from cases.files import store
 from cases.mailin import tokens
@@ -33,7 +34,7 @@ from cases.models import EmailDelivery, MailIgnored, MailOpened, Queue
 from cases.notify.deliver import site_domain
 from cases.temporal.ids import case_id_for_key
 from workers import rules
-from workers.model import FileRef, NewCase, ReceiveMail
+from workers.model import FileRef, NewCase, QueuePolicy, ReceiveMail
 
 logger = logging.getLogger("tracerail.mailin")
 
@@ -292,6 +293,23 @@ def _with_notes(text: str, notes: list[str], limit: int) -> str:
     return "\n\n".join(p for p in (text[:max(room, 0)].strip(), said) if p)[:limit]
 
 
+def _mail_type(queue: str, policy: QueuePolicy, notes: list[str]) -> str:
+    """The queue's default type for a mail's case (issue 25), when its defaults give every
+    required field (a mail carries none); else "" (untyped), said in the case's description
+    so a supervisor can type it once the fields are known (docs/decisions.md)."""
+    name = default_type(queue)
+    spec = policy.case_types.get(name) if name else None
+    if spec is None:
+        return ""
+    try:
+        rules.typed_attributes(spec, {})
+    except rules.RuleError as err:
+        logger.info("mail to %s opens untyped: %s", queue, err.message)
+        notes.append(f"opened without a type: {err.message}")
+        return ""
+    return name
+
+
 def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
     case_id = case_id_for_key("mail", mail.key)
     sender = mail.sender_email.lower()
@@ -303,6 +321,8 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
             return _ignored(mail, door, f"held: more than {settings.MAIL_SENDER_CASES_PER_MINUTE}"
                             " new cases a minute from this sender", held=True)
     files, original, notes = _keep_files(mail)
+    policy = queue_policy(queue)
+    case_type = _mail_type(queue, policy, notes)
     text = mail.text
     if follows:
         text = f"Follow-up to {follows}, which is closed.\n\n{text}"
@@ -310,13 +330,13 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
                   description=_with_notes(text, notes, rules.MAX_DESCRIPTION),
                   requester_name=mail.sender_name, requester_email=mail.sender_email,
                   files=[*files, *([original] if original else [])], via="email",
-                  follows=follows)
+                  follows=follows, case_type=case_type)
     row, _ = MailOpened.objects.get_or_create(case_id=case_id, defaults={"sender": sender})
     outcome = Outcome("degraded" if mail.notes else "opened", case_id,
                       "; ".join(mail.notes)[:200])
     try:
         try:
-            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
+            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, policy)
         except rules.RuleError as err:
             if err.field != "files" or not new.files:
                 raise
@@ -324,7 +344,7 @@ def _open(mail: Mail, queue: str, door: str, follows: str = "") -> Outcome:
                                                  f"{err.message}"], rules.MAX_DESCRIPTION)
             store.discard(new.files)
             new.files = []
-            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, queue_policy(queue))
+            _call(temporal.start_case, case_id, new, rules.MAIL_ACTOR, policy)
     except temporal.CaseExists:
         # The same mail again: the case it opened the first time holds its own keeps.
         store.discard(new.files)

@@ -52,7 +52,7 @@ async def start_case(case_id: str, new: NewCase, actor: str,
     client = await get_client()
     # The workflow computes the authoritative state; this preview only seeds Visibility.
     preview = rules.open_case(case_id, new, actor, (policy or QueuePolicy()).sla,
-                              datetime.now(UTC))
+                              datetime.now(UTC), policy.case_types if policy else None)
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import temporal
-from cases.config import dbconn, queue_policy
+from cases.config import case_types, dbconn, queue_policy
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
 from cases.files import uploads
@@ -152,8 +152,12 @@ async def create_case(request: HttpRequest, config: RequestConfig) -> JsonRespon
                       idempotency_key=["Use a string of at most 200 characters."])
     case_id = case_id_for_key(str(user.pk), key) if key else new_case_id()
     editable = config.access.editable(config.attributes)
+    types, defaults = await dbconn.read(
+        lambda: (case_types.types_by_queue(), case_types.defaults_by_queue()))
+    # No type named: the queue's default type (issue 25); "" names none.
+    data.setdefault("case_type", defaults.get(data["queue"], ""))
     form = NewCaseForm(data={**data, "case_id": case_id}, queues=config.queues,
-                       attributes=editable)
+                       attributes=editable, case_types=types)
     known = {a.name for a in config.attributes}
     given = [k.removeprefix(FIELD_PREFIX) for k in data if k.startswith(FIELD_PREFIX)]
     unknown = sorted(n for n in given if n not in known)
@@ -220,6 +224,11 @@ def _form_data(payload: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[
     if any("," in t for t in tags):
         problems["tags"] = ["A tag cannot contain a comma."]
     data["tags"] = ",".join(tags)
+    if "case_type" in payload:
+        case_type = payload["case_type"]
+        if not isinstance(case_type, str):
+            problems["case_type"] = ["Must be the name of one of the queue's case types."]
+        data["case_type"] = case_type if isinstance(case_type, str) else ""
     attributes = payload.get("attributes", {})
     if not isinstance(attributes, dict):
         problems["attributes"] = ["Must be an object of attribute name to value."]

@@ -30,9 +30,17 @@ from cases.temporal.visibility import (
     InvalidFilter,
 )
 from workers import rules
-from workers.model import STATUS_LABELS, CaseState, Command, FileRef, NewCase
+from workers.model import STATUS_LABELS, CaseState, CaseTypeSpec, Command, FileRef, NewCase
 
 PRIORITY_CHOICES = list(rules.PRIORITY_CHOICES)
+
+
+class AnyChoiceField(forms.ChoiceField):
+    """A picker whose value the rules judge, in their own words (a case type: of which
+    queue is known only with the rest of the form)."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
 
 
 class NewCaseForm(forms.Form):
@@ -49,13 +57,49 @@ class NewCaseForm(forms.Form):
     tags = forms.CharField(
         required=False, help_text="Comma-separated, e.g. vip, refund", max_length=1000
     )
+    case_type = AnyChoiceField(required=False, label="Type")
 
     def __init__(self, *args: Any, queues: list[tuple[str, str]],
-                 attributes: list[Attribute] | None = None, **kwargs: Any) -> None:
+                 attributes: list[Attribute] | None = None,
+                 case_types: dict[str, dict[str, CaseTypeSpec]] | None = None,
+                 only_type_fields: bool = False, **kwargs: Any) -> None:
+        """`case_types`: each queue's types (issue 25). `only_type_fields`: the page shows
+        a chosen type's fields alone (required marked, defaults filled); the API keeps every
+        attribute the user may set, and the rules say what the type lacks."""
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = [("", "Choose a queue…"), *queues]
+        self.case_types = case_types or {}
+        self.chosen_type = self._chosen_type()
+        names = sorted({(n, t.label or n) for types in self.case_types.values()
+                        for n, t in types.items()})
+        self.fields["case_type"].choices = [("", "No type"), *names]
+        if not self.case_types:
+            self.fields["case_type"].widget = forms.HiddenInput()
         self.attributes = attributes or []
+        spec = self.chosen_type
+        if spec is not None and only_type_fields:
+            order = {f.name: i for i, f in enumerate(spec.fields)}
+            self.attributes = sorted((a for a in self.attributes if a.name in order),
+                                     key=lambda a: order[a.name])
         add_fields(self, self.attributes)
+        if spec is not None:
+            for f in spec.fields:
+                field = self.fields.get(FIELD_PREFIX + f.name)
+                if field is None:
+                    continue
+                if f.required:
+                    field.label = f"{field.label} (required)"
+                    field.widget.attrs["aria-required"] = "true"
+                default = rules.default_of(f)
+                if default is not None and not self.is_bound and \
+                        not self.initial.get(FIELD_PREFIX + f.name):
+                    attr = next(a for a in self.attributes if a.name == f.name)
+                    self.initial[FIELD_PREFIX + f.name] = to_initial(attr, default.value)
+
+    def _chosen_type(self) -> CaseTypeSpec | None:
+        source = self.data if self.is_bound else self.initial
+        types = self.case_types.get(str(source.get("queue") or ""), {})
+        return types.get(str(source.get("case_type") or ""))
 
     def clean_case_id(self) -> str:
         value: str = self.cleaned_data["case_id"]
@@ -82,14 +126,22 @@ class NewCaseForm(forms.Form):
         data = super().clean() or {}
         if not self.errors:
             try:
-                rules.validate_new_case(self.new_case())
+                new = self.new_case()
+                rules.validate_new_case(new)
                 for name, value in values_from(self, self.attributes).items():
                     try:
                         rules.clean_attribute(name, value)
                     except rules.RuleError as err:
                         self.add_error(FIELD_PREFIX + name, err.message)
+                if new.case_type and not self.errors:
+                    # The workflow's own check, in its words (issue 25).
+                    spec = rules.type_named(self.case_types.get(new.queue, {}), new.case_type)
+                    rules.typed_attributes(spec, new.attributes)
             except rules.RuleError as err:
-                self.add_error(err.field if err.field in self.fields else None, err.message)
+                where = FIELD_PREFIX + (err.field or "")
+                if err.field in self.fields:
+                    where = err.field
+                self.add_error(where if where in self.fields else None, err.message)
         return data
 
     def new_case(self) -> NewCase:
@@ -104,6 +156,7 @@ class NewCaseForm(forms.Form):
             tags=d.get("tags", []),
             attributes={n: v for n, v in values_from(self, self.attributes).items()
                         if v.value is not None},
+            case_type=d.get("case_type") or "",
         )
 
 
@@ -196,6 +249,9 @@ def form_field(inp: rules.Input) -> forms.Field:
         kind = forms.BooleanField
     elif inp.kind == "files":
         kind = MultipleFileField
+    elif inp.kind == "case_type":
+        # Its choices are the case's queue's types, given to the form (ActionForm).
+        kind = forms.ChoiceField
     else:
         raise ValueError(f"{inp.name}: no form field for input kind {inp.kind!r}")
     if inp.clean is not None:
@@ -214,14 +270,26 @@ class ActionForm(forms.Form):
     command_class: type[Command]
     # The "attributes" input: fields for the admin-registered attributes this user may set.
     takes_attributes = False
+    # The "case_type" input: a choice of the case's queue's types (issue 25).
+    takes_case_type = False
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     key = forms.CharField(widget=forms.HiddenInput, max_length=64, required=False)
 
     def __init__(self, *args: Any, attributes: list[Attribute] | None = None,
-                 values: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 values: dict[str, Any] | None = None,
+                 case_types: dict[str, CaseTypeSpec] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {}).setdefault("key", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
         self.attributes = attributes or []
+        # The "case_type" input: a choice of the case's queue's types, sent as the type's
+        # newest version (issue 25).
+        self.case_types = case_types or {}
+        for inp in self.spec.inputs:
+            if inp.kind == "case_type":
+                field = self.fields[inp.name]
+                assert isinstance(field, forms.ChoiceField)
+                field.choices = [("", "Choose a type…"), *(
+                    (n, t.label or n) for n, t in sorted(self.case_types.items()))]
         for attr in self.attributes:
             field = custom_form_field(attr)
             field.label = attr.label
@@ -261,6 +329,8 @@ class ActionForm(forms.Form):
                 values[inp.name] = values_from(self, self.attributes)
             elif inp.kind == "files":
                 values[inp.name] = list((kept or {}).get(inp.name, []))
+            elif inp.kind == "case_type":
+                values[inp.name] = self.case_types.get(self.cleaned_data[inp.name])
             else:
                 values[inp.name] = self.cleaned_data[inp.name]
         return {**values, **self.spec.fixed}
@@ -292,7 +362,8 @@ def _action_form(rule: rules.CommandRule, spec: rules.Form) -> type[ActionForm]:
     name = "".join(part.title() for part in (spec.name or rule.update).split("_")) + "Form"
     return type(name, (ActionForm,), {
         "rule": rule, "spec": spec, "label": spec.label, "command_class": rule.command,
-        "takes_attributes": any(i.kind == "attributes" for i in spec.inputs), **fields})
+        "takes_attributes": any(i.kind == "attributes" for i in spec.inputs),
+        "takes_case_type": any(i.kind == "case_type" for i in spec.inputs), **fields})
 
 
 # URL action name -> form: a command's first form by its Update name, a second by its own.

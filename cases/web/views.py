@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
-from cases.config import custom_fields, dbconn, queue_policy
+from cases.config import case_types, custom_fields, dbconn, queue_policy
 from cases.config.access import Access, who_can_see
 from cases.config.custom_fields import Attribute
 from cases.config.reading import config_for
@@ -38,7 +38,14 @@ from cases.web.forms import (
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
 from workers import rules
-from workers.model import PRIORITY_LABELS, AddComment, CaseState, Command, Requester
+from workers.model import (
+    PRIORITY_LABELS,
+    AddComment,
+    CaseState,
+    CaseTypeSpec,
+    Command,
+    Requester,
+)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -140,9 +147,18 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
 async def case_new(request: HtmxHttpRequest) -> HttpResponse:
     config = await config_for(request)
     access = config.access
+    types, defaults = await dbconn.read(
+        lambda: (case_types.types_by_queue(), case_types.defaults_by_queue()))
+    # The type picker (issue 25) asks for the form again with the queue and type chosen
+    # (HTMX): a queue's default type until another is picked.
+    initial: dict[str, Any] = {k: v for k, v in request.GET.items()
+                               if k != "csrfmiddlewaretoken"}
+    if initial.get("queue") and initial.get("case_type") not in types.get(initial["queue"], {}):
+        initial["case_type"] = defaults.get(initial["queue"], "")
     # Only the attributes this user may set on a case are fields here (as on the case page).
-    form = NewCaseForm(request.POST or None, queues=config.queues,
-                       attributes=access.editable(config.attributes))
+    form = NewCaseForm(request.POST or None, queues=config.queues, initial=initial,
+                       attributes=access.editable(config.attributes), case_types=types,
+                       only_type_fields=True)
     if request.method == "POST" and form.is_valid():
         case_id = form.cleaned_data["case_id"]
         try:
@@ -162,7 +178,8 @@ async def case_new(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _action_forms(state: CaseState, access: Access, attributes: list[Attribute],
-                  internal_first: frozenset[str] = frozenset()) -> dict[str, ActionForm]:
+                  internal_first: frozenset[str] = frozenset(),
+                  types: dict[str, CaseTypeSpec] | None = None) -> dict[str, ActionForm]:
     """Unbound forms for the actions this user may take on the case as it is now. The
     workflow's rules decide which (rules.offers), so the page offers exactly what the case
     would accept, whatever is added to the registry."""
@@ -183,9 +200,19 @@ def _action_forms(state: CaseState, access: Access, attributes: list[Attribute],
                 forms[name] = form_class(
                     initial=initial, prefix=name, attributes=editable,
                     values={k: v.value for k, v in state.attributes.items()})
+        elif form_class.takes_case_type:
+            if types:  # the queue's types to choose from (issue 25)
+                forms[name] = form_class(initial=initial, prefix=name, case_types=types)
         else:
             forms[name] = form_class(initial=initial, prefix=name)
     return forms
+
+
+async def _types_for(access: Access, queue: str) -> dict[str, CaseTypeSpec]:
+    """The queue's case types, for those who may change a case's type (supervisors)."""
+    if not access.is_supervisor:
+        return {}
+    return await dbconn.read(lambda: case_types.current_types(queue))
 
 
 async def _detail_context(
@@ -197,7 +224,8 @@ async def _detail_context(
     state = seen.state if seen.state is not None else _stand_in(seen.row)
     read_only = not seen.live
     forms = {} if read_only else _action_forms(state, access, attributes,
-                                                config.internal_first)
+                                                config.internal_first,
+                                                await _types_for(access, state.queue))
     if bound is not None and action in forms:
         forms[action] = bound
     elif bound is not None and bound.errors:
@@ -284,8 +312,15 @@ async def case_action(request: HtmxHttpRequest, case_id: str, action: str) -> Ht
     # Read once, with what re-rendering the case will need too.
     config = await config_for(request, usernames=True)
     access = config.access
-    extra = {"attributes": access.editable(config.attributes)} if form_class.takes_attributes \
-        else {}
+    extra: dict[str, Any] = {"attributes": access.editable(config.attributes)} \
+        if form_class.takes_attributes else {}
+    if form_class.takes_case_type:
+        # The type as the case's queue has it now (SetCaseType); the rules refuse agents.
+        try:
+            queue = (await temporal.describe_case(case_id)).queue
+        except temporal.GatewayError:
+            queue = ""
+        extra["case_types"] = await _types_for(access, queue) if queue else {}
     form = form_class(request.POST, request.FILES, prefix=action, **extra)
     stopped = uploads.too_large(request)
     if stopped and form_class.file_inputs():
