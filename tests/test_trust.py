@@ -167,12 +167,14 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
 
     from workers.model import (
         AddTag,
+        ApplyMacro,
         Assign,
         Attach,
         AttributeValue,
         ChangeRequester,
         Close,
         FileRef,
+        MacroChanges,
         ReceiveMail,
         RemoveTag,
         Reopen,
@@ -215,6 +217,8 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         "receive_mail": [
             (resolved, ReceiveMail(actor="mail", sender_name="", sender_email="a@b.example",
                                    message_id="<m@b.example>", body="b"))],
+        "apply_macro": [(held, ApplyMacro(actor="ann", macro="m", body="b", changes=MacroChanges(
+            status="waiting", priority=1, add_tags=["x"])))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():
