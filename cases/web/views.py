@@ -27,6 +27,7 @@ from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
 from cases.web.bulk import BulkForm
+from cases.web.macros import offered_list
 from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
@@ -207,12 +208,15 @@ async def _detail_context(
         # Mentions autocomplete from the people who can see the case (the access rule).
         queue = state.queue
         extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
+        # The macros for this case's queue, every queue's and the person's own (issue 25).
+        extra.setdefault("macros", await offered_list(access.username, queue))
     return {
         "case": state,
         "forms": forms,
         "attachment_max": settings.ATTACHMENT_MAX_BYTES,
         # The upload form's idempotency key (a page's script sends a new one per upload).
         "upload_key": uuid.uuid4().hex,
+        "macro_key": uuid.uuid4().hex,
         "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,
