@@ -27,7 +27,6 @@ from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
 from cases.web.bulk import BulkForm
-from cases.web.macros import offered_list
 from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
@@ -38,6 +37,7 @@ from cases.web.forms import (
 )
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
+from cases.web.macros import offered_list
 from workers import rules
 from workers.model import PRIORITY_LABELS, AddComment, CaseState, Command, Requester
 
