@@ -919,7 +919,10 @@ def clean_macro_changes(changes: MacroChanges) -> MacroChanges:
                 not all(isinstance(t, str) for t in tags):
             raise RuleError(f"At most {MAX_TAGS} tags.", name)
         for tag in tags:
-            clean_tag(tag)
+            try:
+                clean_tag(tag)
+            except RuleError as err:
+                raise RuleError(err.message, name) from err
     if changes.assignee is not None and (not isinstance(changes.assignee, str) or (
             changes.assignee and not USERNAME_RE.match(changes.assignee))):
         raise RuleError("That is not a valid username.", "assignee")
