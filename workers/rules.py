@@ -983,6 +983,7 @@ def _already(s: CaseState, part: Command) -> bool:
 
 
 def _apply_macro(s: CaseState, c: ApplyMacro, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
     name = clean_macro_name(c.macro)
     if not isinstance(c.body, str) or not isinstance(c.internal, bool):
         raise RuleError("A macro's reply is text, public or internal.", "body")
