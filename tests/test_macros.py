@@ -221,3 +221,25 @@ def test_the_temporal_cli_applies_a_macro_as_one_update(temporal, settings, open
     assert refused.returncode != 0 and "'nowhere' is not a status." in refused.stderr + \
         refused.stdout
     assert run(gateway.get_case(case_id)).version == after.version
+
+
+def test_bulk_applies_a_macro_per_case_rendered_for_each(supervisor_client, open_case):
+    technical = Queue.objects.get(slug="technical")
+    macro = _macro(name="Thanks", queue=technical, body="Thanks, {{ requester.name }}.",
+                   add_tags="thanked")
+    grace = open_case(requester_name="Grace")
+    ada = open_case(requester_name="Ada")
+    billing = open_case(queue="billing", requester_name="Bea")
+    response = supervisor_client.post("/cases/bulk/", {
+        "case": [grace, ada, billing], "action": "apply_macro", "macro": macro.pk,
+        "key": "bulk1"})
+    content = response.content.decode()
+    assert "2 done" in content and "1 refused" in content
+    assert run(gateway.get_case(grace)).comments[-1].body == "Thanks, Grace."
+    assert run(gateway.get_case(ada)).comments[-1].body == "Thanks, Ada."
+    other = content.split(f'id="outcome-{billing}"')[1].split("</tr>")[0]
+    assert "The macro Thanks is not for the billing queue." in other
+    assert run(gateway.get_case(billing)).version == 1
+    page = supervisor_client.get("/cases/").content.decode()
+    assert '<option value="apply_macro">Apply macro…</option>' in page
+    assert f'<option value="{macro.pk}">Thanks</option>' in page

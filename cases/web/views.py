@@ -26,7 +26,7 @@ from cases.notify import inbox
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
-from cases.web.bulk import BulkForm
+from cases.web.bulk import BulkForm, macro_choices
 from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
@@ -127,7 +127,8 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         my_groups=config.groups,
         is_supervisor=access.is_supervisor,
         bulk_key=uuid.uuid4().hex,
-        bulk_form=BulkForm(auto_id="bulk_%s"),  # ids apart from the filters' own
+        # ids apart from the filters' own
+        bulk_form=BulkForm(auto_id="bulk_%s", macros=await macro_choices(access)),
         assignee_options=config.usernames if access.is_supervisor else [access.username],
     )
     return render(request, "cases/list.html", context)
