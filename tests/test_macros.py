@@ -243,3 +243,21 @@ def test_bulk_applies_a_macro_per_case_rendered_for_each(supervisor_client, open
     page = supervisor_client.get("/cases/").content.decode()
     assert '<option value="apply_macro">Apply macro…</option>' in page
     assert f'<option value="{macro.pk}">Thanks</option>' in page
+
+
+def test_my_macros_keeps_a_persons_own_and_refuses_a_bad_template(db, agent):
+    client = logged_in(agent)
+    page = client.get("/macros/").content.decode()
+    assert "{{ requester.name }}" in page  # the variables, from their one list
+    bad = client.post("/macros/", {"name": "Sneaky", "body": "{{ requester.password }}",
+                                   "attributes": "{}"})
+    assert bad.status_code == 400
+    assert "Unknown variable {{ requester.password }}" in bad.content.decode()
+    good = client.post("/macros/", {"name": "Sign-off", "body": "— {{ agent.username }}",
+                                    "attributes": "{}"})
+    assert good.status_code == 302
+    mine = Macro.objects.get(name="Sign-off")
+    assert mine.owner == agent and mine.queue is None
+    # Someone else's is not theirs to open.
+    other = _macro(name="Bobs", owner=_persona("bob", "Agent"), body="b")
+    assert client.get(f"/macros/{other.pk}/").status_code == 404
