@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -27,6 +28,7 @@ from cases.models import (
     CaseTypeVersion,
     ClosedDay,
     EmailDelivery,
+    Macro,
     MailIgnored,
     NotificationPreference,
     Queue,
@@ -489,3 +491,45 @@ class CaseTypeAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # Saved with its fields: a change is a new version for new cases.
         case_types.save_version(form.instance)
+
+_MACRO_USES = threading.local()
+
+
+@admin.register(Macro)
+class MacroAdmin(admin.ModelAdmin):
+    """Shared macros (issue 25); personal ones are their owners' ("My macros")."""
+
+    list_display = ("name", "queue_name", "status", "priority", "internal", "uses", "updated")
+    list_filter = ("queue",)
+    search_fields = ("name", "body")
+    exclude = ("owner",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Macro]:
+        return super().get_queryset(request).filter(owner=None).select_related("queue")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        from cases import macros
+
+        form = super().get_form(request, obj, change=change, **kwargs)
+        registered = CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED)
+        form.base_fields["body"].help_text = macros.variables_help(
+            registered.order_by("name").values_list("name", flat=True))
+        return form
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from cases.analytics.macro_uses import macro_uses
+
+        # Counted once per page from the case export (not a counter table of case data);
+        # per thread, as the admin instance serves every request.
+        _MACRO_USES.counts = macro_uses()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Queue")
+    def queue_name(self, obj: Macro) -> str:
+        return obj.queue.slug if obj.queue else "every queue"
+
+    @admin.display(description="Uses (from the case export)")
+    def uses(self, obj: Macro) -> str:
+        uses = getattr(_MACRO_USES, "counts", None)
+        return "—" if uses is None else str(uses.get(obj.name, 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -493,3 +494,57 @@ class CaseTypeVersion(models.Model):
 
     def __str__(self) -> str:
         return f"version {self.version}"
+
+class Macro(models.Model):
+    """A canned reply and changes to a case (issue 25), applied as one Update. Shared (no
+    owner: admins keep them) for one queue or every queue, or personal (an owner's)."""
+
+    STATUSES = [("", "—"), ("new", "New"), ("in_progress", "In progress"),
+                ("waiting", "Waiting"), ("resolved", "Resolved"), ("closed", "Closed")]
+    PRIORITIES = [(1, "1 · Urgent"), (2, "2 · High"), (3, "3 · Normal"), (4, "4 · Low")]
+
+    name = models.CharField(max_length=100)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="macros", help_text="Empty: offered in every queue.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.CASCADE, related_name="macros",
+                              help_text="Empty: a shared macro. Set: that person's own.")
+    body = models.TextField(blank=True, max_length=10_000, verbose_name="reply",
+                            help_text="Filled in for each case; empty sends no reply.")
+    internal = models.BooleanField(default=False, verbose_name="reply as an internal note")
+    status = models.CharField(max_length=12, blank=True, choices=STATUSES)
+    priority = models.PositiveSmallIntegerField(null=True, blank=True, choices=PRIORITIES)
+    add_tags = models.CharField(max_length=500, blank=True, help_text="Space-separated.")
+    remove_tags = models.CharField(max_length=500, blank=True, help_text="Space-separated.")
+    assignee = models.CharField(max_length=150, blank=True,
+                                help_text="A username to give the case to; empty: as it is.")
+    unassign = models.BooleanField(default=False, help_text="Leave the case with nobody.")
+    attributes = models.JSONField(default=dict, blank=True,
+                                  help_text='Registered attributes to set: {"Name": value}.')
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from cases import macros
+
+        types = dict(CaseAttribute.objects.filter(state=CaseAttribute.REGISTERED)
+                     .values_list("name", "type"))
+        errors: dict[str, Any] = {}
+        try:
+            macros.check_template(self.body, types)
+        except ValidationError as err:
+            errors["body"] = err.messages
+        try:
+            macros.check_changes(self, types)
+        except ValidationError as err:
+            errors.update(err.message_dict)
+        if self.assignee and self.unassign:
+            errors["unassign"] = "Either give the case to someone or to nobody."
+        if errors:
+            raise ValidationError(errors)

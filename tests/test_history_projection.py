@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from django.conf import settings
 
 from cases import temporal as gateway
@@ -13,6 +14,7 @@ from cases.temporal.ids import new_case_id
 from workers.model import (
     AddComment,
     AddTag,
+    ApplyMacro,
     Assign,
     Attach,
     Authority,
@@ -22,6 +24,7 @@ from workers.model import (
     Claim,
     Close,
     FileRef,
+    MacroChanges,
     NewCase,
     QueuePolicy,
     ReceiveMail,
@@ -92,6 +95,12 @@ def _scripted_commands(files: list | None = None) -> list:
         Resolve(**alice, resolution="Replaced the fuser, again."),
         ReceiveMail(actor=MAIL_ACTOR, sender_name="Grace", sender_email="gbh@example.com",
                     message_id="<r3@example.com>", body="Still smoking"),
+        # Issue 25: macros, a reply and several changes in one Update each.
+        ApplyMacro(**alice, macro="Waiting on the customer", body="Could you send a photo?",
+                   changes=MacroChanges(status="waiting", priority=3, add_tags=["photo"])),
+        ApplyMacro(**alice, macro="Got it", body="Photo came, @bob", internal=True,
+                   changes=MacroChanges(status="in_progress", remove_tags=["photo"],
+                                        assignee="alice")),
     ]
     return commands
 
@@ -135,6 +144,11 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
     commands = _scripted_commands(kept)
     for command in commands:
         observe(run(gateway.act(case_id, command)))
+    # A macro refused whole (bob may not close alice's case) records nothing: no version.
+    with pytest.raises(gateway.ActionRefused, match=r"^Close: This case is held by alice"):
+        run(gateway.act(case_id, ApplyMacro(actor="bob", authority=AGENT, macro="Close",
+                                            body="Closing.", changes=MacroChanges(
+                                                status="closed"))))
     time.sleep(1.1)
     observe(run(gateway.act(case_id, SetPriority(actor="sam", priority=1))))
     assert seen[max(seen)].sla_breached, "raising the priority past its due time breaches"
@@ -213,6 +227,10 @@ def test_time_travel_equals_the_live_case_after_every_event(temporal, settings,
         "sam changed the requester to Grace B. Hopper <gbh@example.com>"]
     assert [e.note for e in changed] == ["", ""]
     assert final.requester.email == "gbh@example.com"
+    macros = [e for e in changes if e.kind == "macro"]
+    assert [e.text for e in macros] == ["alice applied the macro Waiting on the customer",
+                                        "alice applied the macro Got it"]
+    assert "Closing." not in [c.body for c in final.comments]
 
 
 def _unmarked(state: CaseState) -> CaseState:

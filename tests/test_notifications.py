@@ -718,3 +718,27 @@ def test_a_notice_leaves_the_inbox_with_access_to_its_case(people):
     page = client.get("/notifications/").content.decode()
     assert "Secret rollout" not in page and case_id not in page
     assert client.post(f"/notifications/{note.pk}/read/").status_code == 404
+
+
+def test_a_macro_tells_the_union_of_its_parts_once(smtp, people):
+    """Issue 25: the requester hears the reply, bob his assignment, sam his mention, each
+    once, from one notice; the macro's internal note never reaches the requester."""
+    from workers.model import ApplyMacro, MacroChanges
+
+    case_id = _open(requester_name="Grace", requester_email="grace@example.net")
+    run(gateway.act(case_id, ApplyMacro(
+        actor="sam", macro="Hand to bob", body="Bob will call you. @sam", changes=MacroChanges(
+            assignee="bob", status="waiting", add_tags=["callback"]))))
+    to_grace = smtp.one_to("grace@example.net")
+    assert "Bob will call you." in _text(to_grace)
+    to_bob = smtp.one_to("bob@example.com")
+    assert "sam applied the macro Hand to bob" in _text(to_bob)
+    eventually(lambda: _assert(len(_notified(case_id)) == 1), timeout=10)
+    assert smtp.to("sam@example.com") == []  # nobody is told of their own doing
+    run(gateway.act(case_id, ApplyMacro(
+        actor="sam", macro="Note", body="Secret plan, @bob", internal=True,
+        changes=MacroChanges(status="in_progress"))))
+    eventually(lambda: _assert(len(smtp.to("bob@example.com")) == 2), timeout=20)
+    time.sleep(1.0)
+    assert len(smtp.to("grace@example.net")) == 1
+    assert all("Secret" not in _text(m) for m in smtp.to("grace@example.net"))

@@ -14,6 +14,7 @@ from workers import projection, rules
 from workers.model import (
     AddComment,
     AddTag,
+    ApplyMacro,
     Assign,
     Attach,
     AttributeValue,
@@ -23,6 +24,7 @@ from workers.model import (
     Close,
     Escalation,
     FileRef,
+    MacroChanges,
     NewCase,
     ReceiveMail,
     RemoveTag,
@@ -98,6 +100,14 @@ def _command_samples():
         (held, AddComment(actor="sam", body="Log inside", internal=True, files=[FILE])),
         (held, SetCaseType(actor="sam", case_type=CaseTypeSpec("refund", "Refund", 2, [
             TypeField("Region", default={"type": "Keyword", "value": "EU"})]))),
+
+        # Issue 25: one notice telling the union of its parts' (reply, assignment, resolution).
+        (held, ApplyMacro(actor="ann", macro="Done", body="Fixed, @dee", changes=MacroChanges(
+            status="resolved", priority=1, add_tags=["done"]))),
+        (held, ApplyMacro(actor="sam", macro="Hand over", body="For @wat", internal=True,
+                          changes=MacroChanges(status="waiting", assignee="bob"))),
+        (held, ApplyMacro(actor="ann", macro="Internal resolve", body="inside", internal=True,
+                          changes=MacroChanges(status="resolved"))),
     ]
 
 
@@ -154,7 +164,7 @@ TIMELINE_KINDS = (
     "tagged", "untagged", "due", "resolved", "reopened", "closed", "attributes", "requester",
     "watched", "unwatched", "mail in", "mail note", "attached", "opened", "sla breached",
     "sla at risk", "escalated", "routed", "notified", "ended", "truncated", "continued",
-    "changed", "retyped", "typed", "mystery",
+    "changed", "retyped", "typed", "macro", "mystery",
 )
 
 
@@ -361,6 +371,22 @@ WHO_IS_TOLD = [
         ('2', 'retyped', 'sam', "sam changed the case's type to Refund", '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, '', 'sla_breached'),
     ]),
+    # Issue 25's macros: the union of their parts, one notice each.
+    ('macro', [
+        ('2', 'macro', 'ann', 'ann applied the macro Done', 'Fixed, @dee', False,
+         (('wat', 'watching'), ('dee', 'mentioned')), True, '', 'sla_breached'),
+    ]),
+    ('macro', [
+        ('2', 'macro', 'sam', 'sam applied the macro Hand over', 'For @wat', True,
+         (('wat', 'mentioned'), ('ann', 'watching'), ('bob', 'assigned')), False, '',
+         'sla_breached'),
+    ]),
+    ('macro', [
+        # An internal note is never the resolution the requester is mailed.
+        ('2', 'macro', 'ann', 'ann applied the macro Internal resolve',
+         'Resolved with the macro Internal resolve.', False, (('wat', 'watching'),), True, '',
+         'sla_breached'),
+    ]),
     ('sla breached', [
         ('2', 'sla breached', 'system', 'SLA breached', '', False,
          (('wat', 'watching'), ('ann', 'watching')), False, 'general', 'sla_breached'),
@@ -470,6 +496,9 @@ TIMELINE = [
     ('retyped', 'system', "system changed the case's type to in_progress → x_y", True),
     ('typed', 'ann', 'typed as in_progress → x_y', True),
     ('typed', 'system', 'typed as in_progress → x_y', True),
+
+    ('macro', 'ann', 'ann applied the macro in_progress → x_y', True),
+    ('macro', 'system', 'system applied the macro in_progress → x_y', True),
     ('mystery', 'ann', 'mystery by ann', False),
     ('mystery', 'system', 'mystery by system', False),
     'closed automatically after 0 quiet seconds',

@@ -167,6 +167,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
 
     from workers.model import (
         AddTag,
+        ApplyMacro,
         Assign,
         Attach,
         AttributeValue,
@@ -174,6 +175,7 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
         ChangeRequester,
         Close,
         FileRef,
+        MacroChanges,
         ReceiveMail,
         RemoveTag,
         Reopen,
@@ -218,6 +220,9 @@ def test_every_command_yields_only_effect_kinds_it_has_words_for():
             (resolved, ReceiveMail(actor="mail", sender_name="", sender_email="a@b.example",
                                    message_id="<m@b.example>", body="b"))],
         "set_case_type": [(held, SetCaseType(actor="sam", case_type=CaseTypeSpec("refund")))],
+
+        "apply_macro": [(held, ApplyMacro(actor="ann", macro="m", body="b", changes=MacroChanges(
+            status="waiting", priority=1, add_tags=["x"])))],
     }
     assert set(samples) == set(rules.COMMANDS)
     for name, cases in samples.items():
@@ -263,7 +268,9 @@ def test_every_registry_entry_has_its_form_policy_bulk_and_hand_back():
         assert verdict is None or isinstance(verdict, str)
     assert len(named) == len(set(named)) == len(ACTION_FORMS)
     # Bulk work offers exactly the entries with a bulk label, and has a field for each input.
-    assert BULK_ACTIONS == [(n, r.bulk) for n, r in rules.COMMANDS.items() if r.bulk]
+    # (And a macro, issue 25: the one command made per case, its reply rendered for each.)
+    assert BULK_ACTIONS == [*((n, r.bulk) for n, r in rules.COMMANDS.items() if r.bulk),
+                            ("apply_macro", "Apply macro")]
     for name, rule in rules.COMMANDS.items():
         for inp in rule.forms[0].inputs if rule.bulk else ():
             assert BulkForm.INPUTS[inp.name] == inp, (name, inp.name)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("availability/", availability, name="availability"),
     path("events/", events, name="events"),
     path("views/", include("cases.web.saved_views_urls")),
+    path("macros/", include("cases.web.macros_urls")),
     path("notifications/", include("cases.web.notifications_urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

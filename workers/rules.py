@@ -23,6 +23,7 @@ from .model import (
     SYSTEM_ACTOR,
     AddComment,
     AddTag,
+    ApplyMacro,
     Assign,
     Attach,
     Attachment,
@@ -38,6 +39,7 @@ from .model import (
     Comment,
     Delivered,
     FileRef,
+    MacroChanges,
     NewCase,
     Notice,
     QueuePolicy,
@@ -129,6 +131,8 @@ class Effect:
     kind: str
     detail: str = ""
     changes: dict[str, Any] = field(default_factory=dict)
+    # A macro's parts (issue 25), in the order applied: what each would tell is told.
+    parts: list[Effect] = field(default_factory=list)
 
 
 # --- field validation shared by the workflow, the forms and the intake API ------------------
@@ -1032,6 +1036,169 @@ class CommandRule:
         return self.command(actor=actor, **{**blanks, **form.fixed})
 
 
+# --- macros (issue 25) -----------------------------------------------------------------------
+# A macro is the existing commands applied in one Update: each part decided by its own rule
+# and its own agents' policy against the case as the parts before it left it, all or none.
+
+MAX_MACRO_NAME = 100
+# A part asking for what the case already is (status waiting on a waiting case) is left out
+# rather than refusing the whole macro: a macro says where the case should end up.
+
+
+def clean_macro_name(name: str) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise RuleError("A macro needs its name.", "macro")
+    if len(name) > MAX_MACRO_NAME or not all(_shown(ch) for ch in name):
+        raise RuleError(f"A macro's name is at most {MAX_MACRO_NAME} characters, without "
+                        "control characters.", "macro")
+    return name
+
+
+def clean_macro_changes(changes: MacroChanges) -> MacroChanges:
+    """The shape of a macro's changes (from a form, the admin or any Temporal client); what
+    each is worth on a case is its own rule's business. Raises RuleError naming the field."""
+    if not isinstance(changes, MacroChanges):
+        raise RuleError("A macro's changes come as its fields.", "changes")
+    if changes.status is not None and changes.status not in STATUS_TRANSITIONS:
+        raise RuleError(f"{changes.status!r} is not a status.", "status")
+    if changes.priority is not None and changes.priority not in PRIORITY_LABELS:
+        raise RuleError("Priority is 1 (urgent) to 4 (low).", "priority")
+    for name in ("add_tags", "remove_tags"):
+        tags = getattr(changes, name)
+        if not isinstance(tags, list) or len(tags) > MAX_TAGS or \
+                not all(isinstance(t, str) for t in tags):
+            raise RuleError(f"At most {MAX_TAGS} tags.", name)
+        for tag in tags:
+            try:
+                clean_tag(tag)
+            except RuleError as err:
+                raise RuleError(err.message, name) from err
+    if changes.assignee is not None and (not isinstance(changes.assignee, str) or (
+            changes.assignee and not USERNAME_RE.match(changes.assignee))):
+        raise RuleError("That is not a valid username.", "assignee")
+    if not isinstance(changes.attributes, dict) or not all(
+            isinstance(k, str) and isinstance(v, AttributeValue)
+            for k, v in changes.attributes.items()):
+        raise RuleError("Attributes come by name, each with its type and value.", "attributes")
+    for name, attr in changes.attributes.items():
+        clean_attribute(name, attr)
+    return changes
+
+
+def macro_parts(state: CaseState, c: ApplyMacro, name: str) -> list[Command]:
+    """The commands `c` is made of, in the order they are applied: the reply first (a
+    closed case takes none), the status last (a resolved case takes no new priority)."""
+    ch = c.changes
+    who: dict[str, Any] = {"actor": c.actor, "authority": c.authority}
+    parts: list[Command] = []
+    if c.body.strip():
+        parts.append(AddComment(body=c.body, internal=bool(c.internal), **who))
+    if ch.attributes:
+        parts.append(SetAttributes(values=dict(ch.attributes), **who))
+    parts += [AddTag(tag=t, **who) for t in ch.add_tags]
+    parts += [RemoveTag(tag=t.strip(), **who) for t in ch.remove_tags]
+    if ch.priority is not None:
+        parts.append(SetPriority(priority=ch.priority, **who))
+    if ch.assignee is not None:
+        parts.append(Assign(assignee=ch.assignee or None, **who))
+    if ch.status == "resolved":
+        # The reply is the resolution, unless it is an internal note: a resolution is mailed.
+        said = c.body.strip() if not c.internal else ""
+        parts.append(Resolve(resolution=said or f"Resolved with the macro {name}.", **who))
+    elif ch.status == "closed":
+        parts.append(Close(**who))
+    elif ch.status is not None:
+        parts.append(SetStatus(status=ch.status, **who))
+    return parts
+
+
+def _already(s: CaseState, part: Command) -> bool:
+    """Is the case already what this part asks for (see above)?"""
+    if isinstance(part, AddTag):
+        return part.tag.strip() in s.tags
+    if isinstance(part, RemoveTag):
+        return part.tag not in s.tags
+    if isinstance(part, SetPriority):
+        return part.priority == s.priority
+    if isinstance(part, Assign):
+        return part.assignee == s.assignee
+    if isinstance(part, SetStatus):
+        return part.status == s.status
+    if isinstance(part, Close):
+        return s.status == "closed"
+    if isinstance(part, SetAttributes):
+        return all((s.attributes[n].value if n in s.attributes else None)
+                   == clean_attribute(n, a).value for n, a in part.values.items())
+    return False
+
+
+def _apply_macro(s: CaseState, c: ApplyMacro, now: datetime, sla: SlaPolicy) -> Effect:
+    _require_not_closed(s)
+    name = clean_macro_name(c.macro)
+    if not isinstance(c.body, str) or not isinstance(c.internal, bool):
+        raise RuleError("A macro's reply is text, public or internal.", "body")
+    try:
+        clean_macro_changes(c.changes)
+        working, effects = s, []
+        for part in macro_parts(s, c, name):
+            if _already(working, part):
+                continue
+            reason = refusal_for(working, part)
+            if reason:
+                raise RuleError(reason)
+            effect = _BY_COMMAND[type(part)].decide(working, part, now, sla)
+            working = apply(working, effect, c.actor, now)
+            effects.append(effect)
+    except RuleError as err:
+        # The part's own words, and which macro said them.
+        raise RuleError(f"{name}: {err.message}") from err
+    if not effects:
+        raise RuleError(f"{name}: the case is already as this macro leaves it.")
+    keys = dict.fromkeys(k for effect in effects for k in effect.changes)
+    return Effect("macro", name, {k: getattr(working, k) for k in keys}, parts=effects)
+
+
+def _macro_notices(before: CaseState, after: CaseState, effect: Effect, actor: str
+                   ) -> list[Notice]:
+    """One notice (one event) telling the union of what each part would tell: a person
+    told for several reasons is told once, under the most particular; the text carried is
+    the first that goes to the requester (a public reply, a resolution), else the first."""
+    told: list[Notice] = []
+    state = before
+    for part in effect.parts:
+        then = apply(state, part, actor, after.updated_at)
+        told += notices_for(state, then, part, actor)
+        state = then
+    if not told:
+        return []
+    users: dict[str, str] = {}
+    for notice in told:
+        for user, why in notice.users.items():
+            if users.get(user, "watching") == "watching":
+                users[user] = why
+    carrier = next((n for n in told if n.requester), None) or \
+        next((n for n in told if n.body), told[0])
+    supervisors = next((n for n in told if n.supervisors_of), None)
+    return [Notice(event=str(after.version), kind=effect.kind, actor=actor,
+                   text=line_for(effect.kind, effect.detail, actor), body=carrier.body,
+                   internal=carrier.internal, users=users, requester=carrier.requester,
+                   files=carrier.files, comment=carrier.comment,
+                   **({"supervisors_of": supervisors.supervisors_of,
+                       "supervisors_why": supervisors.supervisors_why} if supervisors else {}))]
+
+
+MACRO_COMMANDS = (
+    CommandRule("apply_macro", ApplyMacro, _apply_macro,
+                {"macro": "{actor} applied the macro {detail}"},
+                # Each part asks its own command's policy (refusal_for) as it is applied.
+                agents=agents_on_any_case,
+                # The page draws it as the comment box's macro picker (cases/web/macros.py).
+                forms=(Form("Apply macro", (Input("macro", max_length=MAX_MACRO_NAME),),
+                            in_actions=False),)),
+)
+
+
 COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
     CommandRule("claim", Claim, _claim, {"claimed": "{actor} claimed the case"},
                 agents=agents_on_any_case, forms=(Form("Claim"),)),
@@ -1123,6 +1290,8 @@ COMMANDS: dict[str, CommandRule] = {rule.update: rule for rule in (
                 {"retyped": "{actor} changed the case's type to {detail}"},
                 agents=_agents_setting_type, forms=(
                     Form("Change type", (Input("case_type", "case_type", label="Type"),)),)),
+
+    *MACRO_COMMANDS,
 )}
 _BY_COMMAND: dict[type[Command], CommandRule] = {r.command: r for r in COMMANDS.values()}
 
@@ -1372,6 +1541,8 @@ def tells_for(kind: str) -> Tells:
 def notices_for(before: CaseState, after: CaseState, effect: Effect, actor: str
                 ) -> list[Notice]:
     """Whom an applied change tells, and why, as its kind's entry says (tells_for)."""
+    if effect.parts:
+        return _macro_notices(before, after, effect, actor)
     kind, tells = effect.kind, tells_for(effect.kind)
     users: dict[str, str] = {}
     if tells.watchers:

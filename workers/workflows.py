@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from .model import (
         SYSTEM_ACTOR,
+        ApplyMacro,
         AttributeValue,
         CaseInput,
         CaseState,
@@ -273,10 +274,12 @@ class CaseWorkflow:
         self._notice(before, effect, cmd.actor)
         if self._policy.route and before.assignee and before.assignee != self._state.assignee:
             self._released(before)
-        if isinstance(cmd, SetAttributes):
+        values = cmd.values if isinstance(cmd, SetAttributes) else \
+            cmd.changes.attributes if isinstance(cmd, ApplyMacro) else {}
+        if values:
             workflow.upsert_search_attributes(custom_updates({
                 name: self._state.attributes.get(name, AttributeValue(attr.type, None))
-                for name, attr in cmd.values.items()
+                for name, attr in values.items()
             }))
         elif isinstance(cmd, SetCaseType):
             self._upsert_changed(before)

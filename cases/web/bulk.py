@@ -5,24 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from cases import temporal
+from cases import macros, temporal
+from cases.config import dbconn
 from cases.config.access import Access
 from cases.config.reading import access_for
+from cases.models import Macro
 from cases.temporal import ids
 from cases.temporal.ids import CASE_ID_RE
 from cases.web import lookup
 from cases.web.forms import check_usernames, form_field
+from cases.web.macros import attribute_types
 from workers import rules
 from workers.model import Command
+
+PerCase = Callable[[str], Awaitable[Command]]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +38,10 @@ DONE, REFUSED, FAILED = "done", "refused", "failed"
 # The registry's bulk-able commands, by Update name, each sent with its first form's inputs.
 BULK_COMMANDS: dict[str, rules.CommandRule] = {
     name: rule for name, rule in rules.COMMANDS.items() if rule.bulk}
-BULK_ACTIONS = [(name, rule.bulk) for name, rule in BULK_COMMANDS.items()]
+# A macro (issue 25) is applied per case, its reply rendered for each (bulk_macro below).
+MACRO_ACTION = "apply_macro"
+BULK_ACTIONS = [*((name, rule.bulk) for name, rule in BULK_COMMANDS.items()),
+                (MACRO_ACTION, "Apply macro")]
 
 
 def _bulk_field(inp: rules.Input) -> forms.Field:
@@ -57,8 +68,16 @@ class BulkForm(forms.Form):
     # Every bulk command's inputs (added below); commands sharing an input name share it.
     INPUTS = {i.name: i for rule in BULK_COMMANDS.values() for i in rule.forms[0].inputs}
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    # The macros this person may use somewhere (each case then checks its own queue's),
+    # loaded beforehand: an async view must not query while validating.
+    macro = forms.TypedChoiceField(coerce=int, required=False, empty_value=None,
+                                   widget=forms.Select(attrs={"aria-label": "Macro",
+                                                              "class": "bulk-macro"}))
+
+    def __init__(self, *args: object, macros: list[tuple[int, str]] = (),  # type: ignore[assignment]
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["macro"].choices = [("", "macro"), *macros]
         # Any well-formed ids; whether each may be touched is decided per case.
         ids = self.data.getlist("case") if hasattr(self.data, "getlist") else []
         self.fields["case"].choices = [(i, i) for i in ids if CASE_ID_RE.match(i)]
@@ -66,16 +85,17 @@ class BulkForm(forms.Form):
     @property
     def options(self) -> list[tuple[str, str]]:
         """The bar's choices; "…" where the action asks for something more."""
-        return [(name, rule.bulk + ("…" if rule.forms[0].inputs else ""))
-                for name, rule in BULK_COMMANDS.items()]
+        return [*((name, rule.bulk + ("…" if rule.forms[0].inputs else ""))
+                  for name, rule in BULK_COMMANDS.items()), (MACRO_ACTION, "Apply macro…")]
 
     @property
     def inputs(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.INPUTS]
+        return [*(self[name] for name in self.INPUTS), self["macro"]]
 
     @property
     def chosen(self) -> rules.Form:
-        return BULK_COMMANDS[self.cleaned_data["action"]].forms[0]
+        action = self.cleaned_data["action"]
+        return BULK_COMMANDS[action].forms[0] if action in BULK_COMMANDS else rules.Form("")
 
     def clean_case(self) -> list[str]:
         ids = list(dict.fromkeys(self.cleaned_data["case"]))
@@ -90,6 +110,9 @@ class BulkForm(forms.Form):
                 if inp.required and data.get(inp.name) in (None, "") \
                         and inp.name not in self.errors:
                     self.add_error(inp.name, f"Choose the {inp.label or inp.name} to set.")
+        if data.get("action") == MACRO_ACTION and not data.get("macro") \
+                and "macro" not in self.errors:
+            self.add_error("macro", "Choose the macro to apply.")
         return data
 
     def command(self, access: Access) -> Command:
@@ -111,19 +134,27 @@ class Outcome:
     title: str = ""
 
 
-async def run_bulk(case_ids: list[str], command: Command, key: str,
-                   access: Access) -> list[Outcome]:
-    """Send `command` to each case, at most BULK_CONCURRENCY at a time; never stop early."""
+class NotForThisCase(Exception):
+    """A per-case command that cannot be made for this case (a macro of another queue)."""
+
+
+async def run_bulk(case_ids: list[str], command: Command | PerCase, key: str,
+                   access: Access, action: str = "") -> list[Outcome]:
+    """Send `command` to each case, at most BULK_CONCURRENCY at a time; never stop early.
+    A per-case command is made for each case first (a macro's reply rendered for it)."""
     gate = asyncio.Semaphore(settings.BULK_CONCURRENCY)
-    action = f"bulk-{type(command).__name__.lower()}"
+    action = action or f"bulk-{type(command).__name__.lower()}"
 
     async def one(case_id: str) -> Outcome:
         async with gate:
             try:
+                made = command if isinstance(command, Command) else await command(case_id)
                 # Same user + key + case → same Update id: a retried bulk POST applies
                 # nothing twice, and nobody else's key can replay this user's outcome.
                 state = lookup.visible(access, await temporal.act(
-                    case_id, command, ids.update_id(access.username, case_id, action, key)))
+                    case_id, made, ids.update_id(access.username, case_id, action, key)))
+            except NotForThisCase as err:
+                return Outcome(case_id, REFUSED, str(err))
             except Http404:
                 return Outcome(case_id, REFUSED, "No such case, or not one you can see.")
             except temporal.CaseNotFound:
@@ -140,16 +171,52 @@ async def run_bulk(case_ids: list[str], command: Command, key: str,
     return list(await asyncio.gather(*(one(c) for c in case_ids)))
 
 
+def bulk_macro(macro: Macro, access: Access, user: Any,
+               types: dict[str, str]) -> PerCase:
+    """The macro made for each case as it is now: offered in its queue, its reply rendered
+    for that case and this person."""
+
+    async def made(case_id: str) -> Command:
+        state = lookup.visible(access, await temporal.get_case(case_id))
+        if macro.queue is not None and macro.queue.slug != state.queue:
+            raise NotForThisCase(f"The macro {macro.name} is not for the {state.queue} queue.")
+        return macros.command_for(macro, state, user, types, actor=access.username,
+                                  authority=access.authority)
+
+    return made
+
+
+async def macro_choices(access: Access) -> list[tuple[int, str]]:
+    def read() -> list[tuple[int, str]]:
+        mine = Macro.objects.filter(Q(owner__isnull=True) | Q(owner__username=access.username))
+        if access.queues is not None:
+            mine = mine.filter(Q(queue__isnull=True) | Q(queue__slug__in=access.queues))
+        return list(mine.order_by("name").values_list("pk", "name"))
+
+    return await dbconn.read(read)
+
+
 @require_POST
 @login_required
 async def bulk(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
-    form = BulkForm(request.POST)
+    form = BulkForm(request.POST, macros=await macro_choices(access))
     outcomes: list[Outcome] = []
     if form.is_valid():
         await check_usernames(form, [i.name for i in form.chosen.inputs
                                      if i.kind == "username"])
-    if form.is_valid():
+    if form.is_valid() and form.cleaned_data["action"] == MACRO_ACTION:
+        pk = form.cleaned_data["macro"]
+        macro, types = await dbconn.read(lambda: (
+            Macro.objects.select_related("queue").filter(pk=pk).first(), attribute_types()))
+        if macro is None:
+            form.add_error("macro", "That macro is gone.")
+        else:
+            outcomes = await run_bulk(
+                form.cleaned_data["case"], bulk_macro(macro, access, await request.auser(),
+                                                      types),
+                form.cleaned_data["key"] or uuid.uuid4().hex, access, "bulk-applymacro")
+    elif form.is_valid():
         outcomes = await run_bulk(form.cleaned_data["case"], form.command(access),
                                   form.cleaned_data["key"] or uuid.uuid4().hex, access)
     summary = {r: sum(1 for o in outcomes if o.result == r) for r in (DONE, REFUSED, FAILED)}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from cases.web import attachments, bulk, export, history, views
+from cases.web import attachments, bulk, export, history, macros, views
 
 app_name = "cases"
 
@@ -20,5 +20,7 @@ urlpatterns = [
          name="attachment"),
     path("<str:case_id>/attachments/<str:attachment_id>/preview/", attachments.preview,
          name="attachment_preview"),
+    path("<str:case_id>/macros/<int:pk>/preview/", macros.preview, name="macro_preview"),
+    path("<str:case_id>/macros/apply/", macros.apply, name="macro_apply"),
     path("<str:case_id>/<str:action>/", views.case_action, name="action"),
 ]

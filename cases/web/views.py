@@ -26,7 +26,7 @@ from cases.notify import inbox
 from cases.temporal.ids import is_case_id
 from cases.temporal.visibility import InvalidFilter
 from cases.web import lookup, saved_views
-from cases.web.bulk import BulkForm
+from cases.web.bulk import BulkForm, macro_choices
 from cases.web.forms import (
     ACTION_FORMS,
     ActionForm,
@@ -37,6 +37,7 @@ from cases.web.forms import (
 )
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
+from cases.web.macros import offered_list
 from workers import rules
 from workers.model import (
     PRIORITY_LABELS,
@@ -133,7 +134,8 @@ async def case_list(request: HtmxHttpRequest) -> HttpResponse:
         my_groups=config.groups,
         is_supervisor=access.is_supervisor,
         bulk_key=uuid.uuid4().hex,
-        bulk_form=BulkForm(auto_id="bulk_%s"),  # ids apart from the filters' own
+        # ids apart from the filters' own
+        bulk_form=BulkForm(auto_id="bulk_%s", macros=await macro_choices(access)),
         assignee_options=config.usernames if access.is_supervisor else [access.username],
     )
     return render(request, "cases/list.html", context)
@@ -235,12 +237,15 @@ async def _detail_context(
         # Mentions autocomplete from the people who can see the case (the access rule).
         queue = state.queue
         extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
+        # The macros for this case's queue, every queue's and the person's own (issue 25).
+        extra.setdefault("macros", await offered_list(access.username, queue))
     return {
         "case": state,
         "forms": forms,
         "attachment_max": settings.ATTACHMENT_MAX_BYTES,
         # The upload form's idempotency key (a page's script sends a new one per upload).
         "upload_key": uuid.uuid4().hex,
+        "macro_key": uuid.uuid4().hex,
         "row": seen.row,
         "priority_labels": PRIORITY_LABELS,
         "refresh_seconds": settings.CASE_REFRESH_SECONDS,

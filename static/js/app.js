@@ -680,3 +680,124 @@
     }
   });
 })();
+
+// --- Macro picker (issue 25) ---------------------------------------------------------------
+// In the comment box, "/" or "#" at the start of a word opens a listbox of the case's macros
+// (the no-JS <select>'s options), filtered by what follows; ↑/↓ move, Enter picks (preview
+// fetched from the server for this case and person), Escape closes. The comment box is the
+// combobox (ARIA 1.2): focus stays in it, aria-activedescendant names the option.
+(function () {
+  let state = null;  // {box, list, start, options, index}
+
+  function parts() {
+    const box = document.getElementById("id_comment-body");
+    const form = document.querySelector("#case form.macro-apply");
+    const list = document.getElementById("macro-listbox");
+    return box && form && list ? {box: box, form: form, list: list} : null;
+  }
+  function prepare() {
+    const p = parts();
+    if (!p || p.box.getAttribute("role") === "combobox") return;
+    p.box.setAttribute("role", "combobox");
+    p.box.setAttribute("aria-autocomplete", "list");
+    p.box.setAttribute("aria-controls", "macro-listbox");
+    p.box.setAttribute("aria-expanded", "false");
+  }
+  function close() {
+    const p = parts();
+    if (p) {
+      p.list.hidden = true;
+      p.list.replaceChildren();
+      p.box.setAttribute("aria-expanded", "false");
+      p.box.removeAttribute("aria-activedescendant");
+    }
+    state = null;
+  }
+  function token(box) {
+    // The word being typed, when it starts with "/" or "#" at the start of a word.
+    const upto = box.value.slice(0, box.selectionStart);
+    const match = /(^|\s)([\/#])([^\s\/#]*)$/.exec(upto);
+    return match ? {start: upto.length - match[2].length - match[3].length, query: match[3]} : null;
+  }
+  function show(p, found) {
+    const select = p.form.querySelector("select[name=macro]");
+    const q = found.query.toLowerCase();
+    const options = Array.from(select.options).filter(function (o) {
+      return o.textContent.toLowerCase().indexOf(q) !== -1;
+    });
+    p.list.replaceChildren();
+    options.forEach(function (o, i) {
+      const li = document.createElement("li");
+      li.id = "macro-option-" + o.value;
+      li.setAttribute("role", "option");
+      li.dataset.value = o.value;
+      li.textContent = o.textContent;
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); state.index = i; pick(); });
+      p.list.appendChild(li);
+    });
+    state = {start: found.start, options: options, index: options.length ? 0 : -1};
+    p.list.hidden = !options.length;
+    p.box.setAttribute("aria-expanded", options.length ? "true" : "false");
+    mark(p);
+  }
+  function mark(p) {
+    Array.from(p.list.children).forEach(function (li, i) {
+      li.setAttribute("aria-selected", i === state.index ? "true" : "false");
+    });
+    const active = p.list.children[state.index];
+    if (active) p.box.setAttribute("aria-activedescendant", active.id);
+    else p.box.removeAttribute("aria-activedescendant");
+  }
+  function pick() {
+    const p = parts();
+    if (!p || !state || state.index < 0) return;
+    const option = state.options[state.index];
+    const end = p.box.selectionStart;
+    // The "/word" typed to find it is not part of the reply.
+    p.box.value = p.box.value.slice(0, state.start) + p.box.value.slice(end);
+    p.box.selectionStart = p.box.selectionEnd = state.start;
+    p.form.querySelector("select[name=macro]").value = option.value;
+    close();
+    preview(p, option.value);
+  }
+  function preview(p, value) {
+    const url = p.form.dataset.preview.replace(/\/0\/preview\/$/, "/" + value + "/preview/");
+    const region = document.getElementById("macro-preview");
+    fetch(url, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        region.innerHTML = html;
+        p.form.querySelector("button[type=submit]").focus();
+      })
+      .catch(function () { region.textContent = "The preview could not be loaded."; });
+  }
+  document.addEventListener("input", function (event) {
+    const p = parts();
+    if (!p || event.target !== p.box) return;
+    prepare();
+    const found = token(p.box);
+    if (found) show(p, found); else close();
+  });
+  document.addEventListener("keydown", function (event) {
+    const p = parts();
+    if (!p || event.target !== p.box || !state) return;
+    const n = state.options.length;
+    if (event.key === "ArrowDown" && n) { state.index = (state.index + 1) % n; mark(p); event.preventDefault(); }
+    else if (event.key === "ArrowUp" && n) { state.index = (state.index - 1 + n) % n; mark(p); event.preventDefault(); }
+    else if (event.key === "Enter" && n) { pick(); event.preventDefault(); }
+    else if (event.key === "Escape") { close(); event.preventDefault(); event.stopPropagation(); }
+  }, true);
+  document.addEventListener("focusout", function (event) {
+    const p = parts();
+    if (p && event.target === p.box) window.setTimeout(close, 150);
+  });
+  // Applying hands the comment box's text to the server, which gives it back on a refusal.
+  document.addEventListener("submit", function (event) {
+    const p = parts();
+    if (p && event.target === p.form) p.form.querySelector("input[name=typed]").value = p.box.value;
+  }, true);
+  document.addEventListener("htmx:configRequest", function (event) {
+    const p = parts();
+    if (p && event.detail.elt === p.form) event.detail.parameters.typed = p.box.value;
+  });
+})();
