@@ -20,7 +20,10 @@ from .test_browser import login
 
 pytestmark = pytest.mark.browser
 
-PUSH_WITHIN_MS = 3000
+# How long a pushed change may take to show: a wait, not a speed goal (bench/agents.py
+# measures freshness). Under the whole suite on 2 cores a push took over 3 s (CI, 2026-12-06);
+# that it came by push is asserted below from the page's requests (none was a poll).
+PUSH_WITHIN_MS = 15000
 
 
 @pytest.fixture
@@ -117,10 +120,8 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         a.goto(f"{base}/cases/{case_id}/")
         a.click("#case button:has-text('Claim')")
         expect(a.locator("#case .flash.ok")).to_have_text("Claim: done.")
-        claimed = time.monotonic()
         expect(assignee).to_have_text("alice", timeout=PUSH_WITHIN_MS)
         expect(b_case.locator("dd.assignee")).to_have_text("alice", timeout=PUSH_WITHIN_MS)
-        assert time.monotonic() - claimed < PUSH_WITHIN_MS / 1000
 
         # A comments while B is typing a reply: B's page shows the comment, and B's draft,
         # focus and caret survive the pushed swap (the swap does not wait for B to stop).
@@ -131,10 +132,8 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         a.fill("#id_comment-body", "Pushed to you, bob.")
         a.click("#case button:has-text('Comment')")
         expect(a.locator("#case .flash.ok")).to_have_text("Comment: done.")
-        commented = time.monotonic()
         expect(b_case.locator("li.comment")).to_contain_text("Pushed to you, bob.",
                                                              timeout=PUSH_WITHIN_MS)
-        assert time.monotonic() - commented < PUSH_WITHIN_MS / 1000
         expect(draft).to_have_value("Half a reply")
         expect(draft).to_be_focused()
         assert draft.evaluate("el => el.selectionStart") == 4
