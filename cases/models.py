@@ -495,6 +495,7 @@ class CaseTypeVersion(models.Model):
     def __str__(self) -> str:
         return f"version {self.version}"
 
+
 class Macro(models.Model):
     """A canned reply and changes to a case (issue 25), applied as one Update. Shared (no
     owner: admins keep them) for one queue or every queue, or personal (an owner's)."""

@@ -119,6 +119,23 @@ def test_a_refused_macro_changes_nothing(temporal, agent, open_case):
     assert "Closing now." not in [c.body for c in after.comments]
 
 
+def test_what_was_typed_beside_an_applied_macro_stays_in_the_comment_box(temporal, agent,
+                                                                         open_case):
+    # The picker takes the "/word" out of the box; the rest of what was typed is the
+    # person's and is not sent with the macro: it must not be lost when the macro applies.
+    macro = _macro(name="Tag it", body="", add_tags="seen")
+    case_id = open_case()
+    run(gateway.act(case_id, Claim(actor="alice")))
+    before = run(gateway.get_case(case_id))
+    response = logged_in(agent).post(f"/cases/{case_id}/macros/apply/", {
+        "macro": macro.pk, "version": before.version, "key": "k3",
+        "typed": "Still typing this"}, HTTP_HX_REQUEST="true")
+    page = response.content.decode()
+    assert "Applied the macro Tag it." in page
+    assert "Still typing this</textarea>" in page
+    assert "seen" in run(gateway.get_case(case_id)).tags
+
+
 def test_a_queues_macros_are_not_offered_in_another_queues_case(temporal, agent, open_case):
     billing = Queue.objects.get(slug="billing")
     general = Queue.objects.get(slug="general")

@@ -133,8 +133,10 @@ async def apply(request: HttpRequest, case_id: str) -> HttpResponse:
     if not getattr(request, "htmx", False):
         messages.success(request, done)
         return redirect("cases:detail", case_id=case_id)
-    return await _render_case(request, Seen(case_id, state, temporal.CaseRow.from_state(state)),
-                              flash=done, oob_row=True)
+    applied = Seen(case_id, state, temporal.CaseRow.from_state(state))
+    # What was typed beside the "/word" was not sent: it stays in the box, nothing is lost.
+    return await _render_case(request, applied, flash=done, oob_row=True,
+                              **(_typed_back(applied, typed) if typed.strip() else {}))
 
 
 def _typed_back(seen: Seen, typed: str) -> dict[str, Any]:
