@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from cases.live import feed, log
+from cases.live import case_pages, feed, log
 from cases.live.sse import REREAD, message
 from cases.live.watch import Watch
 
@@ -25,13 +25,16 @@ class Audience:
     change waiting for it), from the shared, feed-checked answers. Each stream only sends
     what it is handed, with the position its page has now been told up to (`told`). That
     position never passes a change the page has not had: a list change waiting for the
-    tick holds it just before that change until the list is sent."""
+    tick holds it just before that change until the list is sent. A change of a case page's
+    case is pushed the same way, at once rather than at the tick: read once and rendered once
+    per kind of page among the members (cases/live/case_pages.py)."""
 
     def __init__(self, key: tuple[Any, ...], watch: Watch, owner: Audiences) -> None:
         self.key, self.watch, self.owner = key, watch, owner
         self.loop = asyncio.get_running_loop()
         self.members: set[Member] = set()
-        self.pending: dict[str, str] = {}  # "list" / "counts" waiting for the tick -> case id
+        # "list" / "counts" waiting for the tick -> case id; "case" -> its newest version
+        self.pending: dict[str, str] = {}
         self.resync = False
         self.latest: tuple[int, float] = (0, 0.0)  # newest change: (seq, when the feed saw it)
         self.at: log.Position | None = None  # handed out up to here
@@ -67,6 +70,12 @@ class Audience:
                     if self.held is None:
                         self.held = (epoch, event.seq - 1)
                     self.pending.setdefault(name, data)
+                elif name == "case":
+                    if self.tick is None:
+                        self._schedule(0.0)
+                    if self.held is None:
+                        self.held = (epoch, event.seq - 1)
+                    self.pending["case"] = data
                 else:
                     chunks.append(message(name, data))
             self.latest, last = (event.seq, event.seen_at), event.seq
@@ -92,15 +101,24 @@ class Audience:
         pending, resync, self.pending, self.resync = self.pending, self.resync, {}, False
         if not pending:
             return
+        members = list(self.members)
+        cases: list[bytes] = [b""] * len(members)
+        chunks: list[bytes] = []
         if resync:
-            chunk = REREAD
+            chunks.append(REREAD)
         else:
-            what = "results" if "list" in pending else "counts"
-            chunk = await self.watch.render(what, pending.get("list", ""))
-            self.owner.rendered += 1
+            if "case" in pending:
+                cases = await case_pages.messages(self.watch.case_id, pending["case"],
+                                                  [m.watch for m in members])
+            if "list" in pending or "counts" in pending:
+                what = "results" if "list" in pending else "counts"
+                chunks.append(await self.watch.render(what, pending.get("list", "")))
+                self.owner.rendered += 1
         if not self.pending:
             self.held = None
-        self._send([chunk], 0)
+        told = self.told
+        for member, case in zip(members, cases, strict=True):
+            member.put([case, *chunks], told, 0)
 
     def _send(self, chunks: list[bytes], upto: int) -> None:
         told = self.told
@@ -121,8 +139,8 @@ class Member:
     position its page is told with the next write (a change that concerns nobody here
     moves it without waking the stream: the next keepalive carries it)."""
 
-    def __init__(self, audience: Audience, replayed: int = 0) -> None:
-        self.audience = audience
+    def __init__(self, audience: Audience, watch: Watch, replayed: int = 0) -> None:
+        self.audience, self.watch = audience, watch  # its own watch: whose page it is
         self.replayed = replayed  # the last change sent from this stream's own replay
         self.told = audience.told
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
@@ -163,7 +181,7 @@ class Audiences:
             audience = audiences[key] = Audience(key, watch, self)
             audience.unsubscribe = feed.follow(audience.take)
             audience.at = feed.position()
-        member = Member(audience, replayed)
+        member = Member(audience, watch, replayed)
         audience.members.add(member)
         try:
             yield member
