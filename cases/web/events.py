@@ -4,8 +4,11 @@ The request is read into a `Watch` (cases/live/watch.py), and its stream (cases/
 is the response. The push layer is cases/live/; docs/push.md maps its concepts onto its
 modules. What a page is told:
 
-- `event: case`, data the new version: the case page's case changed (the page re-asks with
-  its `?since=<version>` request, which is how typing stays safe);
+- `event: case-html`, data the case's `#case` partial: the case page's case changed; read once
+  and rendered once for every page of its kind, without the person's own parts, and swapped
+  in by the browser as a `?since=` answer is, typing kept (cases/live/case_pages.py);
+- `event: case`, data the new version: the case changed but could not be pushed (or the page
+  resumed past it): the page re-asks with its `?since=<version>` request;
 - `event: row`, data the list row's HTML as an out-of-band swap (`<tr id="row-…"
   hx-swap-oob="true">`): a case the list shows, or might show, changed;
 - `event: results`, data the list's results section (rows, pager and the status counts, out
