@@ -156,6 +156,15 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         # did the case, rendered once for every page of its kind (issue 26; before it, each
         # case page re-asked on every push, a render per tab).
         assert requests.since(start) == []
+        # The pushed case carries nobody's CSRF token: the page gave its forms its own, and
+        # B's half reply, finished, is sent from it.
+        assert b_case.evaluate("""() => Array.from(
+            document.querySelectorAll('#case form[method=post]')).every(
+            f => f.querySelector('input[name=csrfmiddlewaretoken]').value)""")
+        b_case.keyboard.type(" and the rest")
+        b_case.click("#case button:has-text('Comment')")
+        expect(b_case.locator("#case .flash.ok")).to_have_text("Comment: done.")
+        expect(b_case.locator("li.comment").last).to_contain_text("Half and the rest a reply")
     finally:
         a_context.close()
         b_context.close()

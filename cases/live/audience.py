@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -93,7 +94,10 @@ class Audience:
     def _start_flush(self) -> None:
         self.tick = None
         if self.flushing is None or self.flushing.done():
-            self.flushing = self.loop.create_task(self._flush())
+            # In a context of its own: the one it would inherit may be a request's that has
+            # ended (the feed's), whose thread hand-back refuses new work; a case push reads
+            # the database (dbconn.read) as it renders.
+            self.flushing = self.loop.create_task(self._flush(), context=contextvars.Context())
         else:  # one render at a time: the next tick follows this one
             self._schedule(settings.EVENTS_LIST_DEBOUNCE_SECONDS)
 
