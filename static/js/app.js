@@ -557,15 +557,22 @@
     }
     const token = document.querySelector("input[name=csrfmiddlewaretoken]");
     const kept = new Map();
-    current.querySelectorAll("form.macro-apply").forEach(function (form) { kept.set("form.macro-apply", form); });
+    for (const selector of KEPT) {
+      const own = current.querySelector(selector);
+      if (own) kept.set(selector, own);
+    }
     rememberSwap(current, null);
     swapping.pushed = { token: token ? token.value : "", kept: kept };
   });
+  const KEPT = ["form.macro-apply", "#macro-listbox"];  // the person's own macros
   function fillPushed(root, pushed) {
     root.querySelectorAll("[data-kept]").forEach(function (place) {
       const own = pushed.kept.get(place.getAttribute("data-kept"));
       if (!own) { place.remove(); return; }
       place.replaceWith(own);
+      // It acts on the case as pushed now, not as the page first showed it.
+      const version = own.querySelector("input[type=hidden][name=version]");
+      if (version && place.hasAttribute("data-version")) version.value = place.getAttribute("data-version");
       if (window.htmx) htmx.process(own);  // htmx let go of it with the #case it left
     });
     if (!pushed.token) return;
