@@ -97,8 +97,10 @@ class Watch:
     @cached_property
     def audience(self) -> tuple[Any, ...]:
         """Streams alike in this get the same messages: the interest, and the same list page
-        (a later page is not pushed, its page re-fetches itself)."""
-        return (*self.interest, self.list_query, self.asked is None)
+        (a later page is not pushed, its page re-fetches itself). A case page's pushed HTML
+        also differs by the attributes the user may set (its forms offer those)."""
+        return (*self.interest, self.list_query, self.asked is None,
+                self.access.attributes if self.case_id else None)
 
     async def results_html(self) -> str:
         assert self.asked is not None
