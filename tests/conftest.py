@@ -531,8 +531,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def fake_feed(monkeypatch: Any, settings: Any) -> Any:
-    from cases.live import feed
-    from cases.web import events
+    from cases.live import audience, feed
 
     from .test_events import FakeFeed
 
@@ -540,7 +539,7 @@ def fake_feed(monkeypatch: Any, settings: Any) -> Any:
     monkeypatch.setattr(feed, "follow", fake.follow)
     monkeypatch.setattr(feed, "ensure_running", fake.ensure_running)
     monkeypatch.setattr(feed, "position", fake.position)
-    monkeypatch.setattr(events, "AUDIENCES", events.Audiences())
+    monkeypatch.setattr(audience, "AUDIENCES", audience.Audiences())
     settings.EVENTS_LIST_DEBOUNCE_SECONDS = 0.0
     return fake
 

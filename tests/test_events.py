@@ -1,4 +1,4 @@
-"""The server-push stream (`GET /events/`, cases/web/events.py) against a fake feed: what each
+"""The server-push stream (`GET /events/`, cases/live/) against a fake feed: what each
 page is told, under the one access rule, with rows rendered once for every stream."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 from cases import temporal as gateway
-from cases.live import feed, listing
+from cases.live import audience, feed, listing, sse
+from cases.live import watch as watches
 from cases.temporal.ids import new_case_id
-from cases.web import events
 from workers.model import STATUSES
 
 READ_TIMEOUT = 5.0
@@ -282,7 +282,7 @@ def test_a_changed_list_is_rendered_once_for_every_stream_of_it(agent, other_age
             await s.close()
 
     _sync(scenario)
-    assert events.AUDIENCES.rendered == 2  # one per audience, not one per tab
+    assert audience.AUDIENCES.rendered == 2  # one per audience, not one per tab
     assert len(fake_listing.asked) == 2 and len(set(fake_listing.asked)) == 2
 
     _sync(scenario)
@@ -304,13 +304,13 @@ def test_a_case_stream_hears_its_case_only(agent, fake_feed):
 def test_rows_are_rendered_once_per_audience_not_per_stream(agent, other_agent, fake_feed,
                                                             monkeypatch):
     renders: list[str] = []
-    real = events.case_row
+    real = watches.case_row
 
     def counting(row: Any, *args: Any, **kwargs: Any) -> Any:
         renders.append(row.case_id)
         return real(row, *args, **kwargs)
 
-    monkeypatch.setattr(events, "case_row", counting)
+    monkeypatch.setattr(watches, "case_row", counting)
     case = new_case_id()
 
     async def scenario() -> None:
@@ -326,7 +326,7 @@ def test_rows_are_rendered_once_per_audience_not_per_stream(agent, other_agent, 
     _sync(scenario)
     # alice and bob see different queues: two audiences of three tabs, each works the change
     # out and renders its row once.
-    assert events.AUDIENCES.answered == 2
+    assert audience.AUDIENCES.answered == 2
     assert renders == [case, case]
 
 
@@ -341,17 +341,17 @@ def test_alike_streams_share_one_answer_but_my_cases_stay_each_users_own(agent, 
     async def scenario() -> None:
         queue = [await _open(user, "queue=technical") for user in (agent, carol, agent)]
         fake_feed.publish(_change(_row(mine, version=3), _row(mine)))
-        assert events.AUDIENCES.answered == 1
+        assert audience.AUDIENCES.answered == 1
         for s in queue:
             assert (await s.message())[0] == "row"
             await s.close()
-        events.AUDIENCES.answered = 0
+        audience.AUDIENCES.answered = 0
         alice_mine, carol_mine = [await _open(user, "assignee=me") for user in (agent, carol)]
         fake_feed.publish(_change(_row(mine, assignee="alice", version=4),
                                   _row(mine, version=3)))
         fake_feed.publish(_change(_row(others, assignee="carol", version=2),
                                   _row(others, version=1)))
-        assert events.AUDIENCES.answered == 4  # two people, two changes
+        assert audience.AUDIENCES.answered == 4  # two people, two changes
         assert f'id="row-{mine}"' in (await alice_mine.message())[1]
         assert f'id="row-{others}"' in (await carol_mine.message())[1]
         for s in (alice_mine, carol_mine):
@@ -380,7 +380,7 @@ def test_list_changes_are_debounced_and_idle_streams_kept_alive(agent, fake_feed
         await stream.close()
 
     _sync(scenario)
-    assert events.AUDIENCES.rendered == 1
+    assert audience.AUDIENCES.rendered == 1
 
 
 def test_a_list_that_cannot_be_rendered_is_re_read_by_its_page(agent, fake_feed,
@@ -404,9 +404,9 @@ def test_a_list_that_cannot_be_rendered_is_re_read_by_its_page(agent, fake_feed,
 
 
 def test_multi_line_data_becomes_several_data_lines():
-    assert events.message("row", "<tr>\n<td>a</td>\r\n</tr>") == (
+    assert sse.message("row", "<tr>\n<td>a</td>\r\n</tr>") == (
         b"event: row\ndata: <tr>\ndata: <td>a</td>\ndata: </tr>\n\n")
-    assert events.message("list", "") == b"event: list\ndata: \n\n"
+    assert sse.message("list", "") == b"event: list\ndata: \n\n"
 
 
 def test_a_bad_case_id_is_refused_and_wsgi_gets_no_stream(agent_client, fake_feed):

@@ -19,9 +19,9 @@ from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 
 from cases.config import access_version
+from cases.live import guards
 from cases.models import Queue
 from cases.temporal.ids import new_case_id
-from cases.web import events
 
 from .test_events import Stream, _change, _row, _sync
 
@@ -214,17 +214,17 @@ def test_the_oldest_stream_of_a_session_or_user_makes_way(agent, fake_feed, sett
         first = await _open(client, f"case={new_case_id()}")
         second = await _open(client, f"case={new_case_id()}")
         third = await _open(client, f"case={new_case_id()}")
-        assert await _until_end(first) == [("ended", events.DISPLACED)]
+        assert await _until_end(first) == [("ended", guards.DISPLACED)]
         # Another browser of the same user: the user's limit is 3 in this process.
         laptop = await _client(agent)
         fourth = await _open(laptop, f"case={new_case_id()}")
         fifth = await _open(laptop, f"case={new_case_id()}")
-        assert await _until_end(second) == [("ended", events.DISPLACED)]
-        assert events.OPEN.count("user", agent.pk) == 3
+        assert await _until_end(second) == [("ended", guards.DISPLACED)]
+        assert guards.OPEN.count("user", agent.pk) == 3
         for stream in (third, fourth, fifth):
             await stream.close()
         await asyncio.sleep(0.1)
-        assert events.OPEN.count("user", agent.pk) == 0
+        assert guards.OPEN.count("user", agent.pk) == 0
 
     _sync(scenario)
 
@@ -236,10 +236,10 @@ def test_two_hundred_streams_of_one_session_hold_no_more_than_its_share(agent, f
     async def scenario() -> None:
         client = await _client(agent)
         streams = [await _open(client, f"case={new_case_id()}") for _ in range(200)]
-        assert events.OPEN.count("session", client.cookies[
+        assert guards.OPEN.count("session", client.cookies[
             settings.SESSION_COOKIE_NAME].value) == 8
         for stream in streams[:192]:
-            assert await _until_end(stream) == [("ended", events.DISPLACED)]
+            assert await _until_end(stream) == [("ended", guards.DISPLACED)]
         for stream in streams[192:]:
             await stream.close()
 

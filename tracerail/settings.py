@@ -526,7 +526,7 @@ DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 4)
 DASHBOARD_AGING_DAYS = envints("DASHBOARD_AGING_DAYS", "1,3,7")
 DASHBOARD_TOP_ASSIGNEES = envint("DASHBOARD_TOP_ASSIGNEES", 8)
 CASE_REFRESH_SECONDS = envint("CASE_REFRESH_SECONDS", 5)
-# Server push (cases/web/events.py): a comment line this often keeps idle streams open through
+# Server push (cases/live/): a comment line this often keeps idle streams open through
 # proxies; a list is told to re-fetch at most once per debounce period.
 EVENTS_KEEPALIVE_SECONDS = envfloat("EVENTS_KEEPALIVE_SECONDS", 15.0)
 EVENTS_LIST_DEBOUNCE_SECONDS = envfloat("EVENTS_LIST_DEBOUNCE_SECONDS", 0.5)

@@ -7,7 +7,7 @@ Two things hang on them, so one bump serves both:
   (cases/config/reading.py), so a request reads the store, not five tables, and a change is
   never served stale;
 - every open push stream watches its user's version (cases/live/wakeups.py) and re-checks its
-  access as soon as it moves (cases/web/events.py): a stream is a request that never ends.
+  access as soon as it moves (cases/live/guards.py): a stream is a request that never ends.
 
 The tokens themselves are cases/store/versions.py's.
 """

@@ -6,7 +6,7 @@ late still comes back) and appends each row to the change log (cases/live/log.py
 one entry per case version however often the overlap brings a row back. Every web process
 follows the log (blocked in a read, so a change arrives as soon as it is written), keeps its
 recent part in memory (cached List and Count answers are checked against it,
-cases/live/answers.py; streams resume from it, cases/web/events.py) and hands each change to its
+cases/live/answers.py; streams resume from it, cases/live/stream.py) and hands each change to its
 subscribers. The cost in Visibility calls follows how often cases change, not how many people
 watch.
 
@@ -343,7 +343,7 @@ def stop() -> None:
 
 def follow(take: Take) -> Callable[[], None]:
     """Hand every read's events to `take` on the caller's loop, from now on; returns what
-    stops it. (The push streams' audiences, cases/web/events.py, follow the feed.)"""
+    stops it. (The push streams' audiences, cases/live/audience.py, follow the feed.)"""
     listener = ensure_running().listener
     sub = _Subscriber(asyncio.get_running_loop(), take)
     listener.subscribers.add(sub)

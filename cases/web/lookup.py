@@ -184,6 +184,10 @@ class SharedStates:
             return None, (0, 0)
         return listener, (id(listener), listener.resyncs)
 
+    def sharing(self) -> bool:
+        """Can states be shared now (a healthy feed to judge them by)?"""
+        return self._feed()[0] is not None
+
     def remember(self, state: CaseState) -> None:
         listener, era = self._feed()
         if listener is None:

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
@@ -238,7 +239,8 @@ async def _detail_context(
         queue = state.queue
         extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
         # The macros for this case's queue, every queue's and the person's own (issue 25).
-        extra.setdefault("macros", await offered_list(access.username, queue))
+        if "macros" not in extra:
+            extra["macros"] = await offered_list(access.username, queue)
     return {
         "case": state,
         "forms": forms,
@@ -287,6 +289,16 @@ async def _render_case(request: HtmxHttpRequest, seen: Seen, *, status: int = 20
     responses are 200 so htmx swaps them; the outcome is in the markup."""
     context = await _detail_context(request, seen, **extra)
     return render_for(request, "cases/detail.html", "case", context, status=status)
+
+
+async def shared_case_html(request: HttpRequest, seen: Seen) -> str:
+    """The #case partial as every page of one kind sees it, pushed to all of them
+    (cases/live/case_pages.py): the same render as `_render_case`'s, less what is the
+    person's own. No CSRF token (app.js gives the swapped forms the page's own) and no
+    personal macros (the page keeps its own macro form: `shared` leaves its place)."""
+    context = await _detail_context(request, seen, macros=None, shared=True)
+    context["csrf_token"] = "NOTPROVIDED"  # {% csrf_token %} then writes nothing
+    return render_to_string("cases/detail.html#case", context, request=request).strip()
 
 
 @require_GET

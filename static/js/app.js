@@ -160,8 +160,13 @@
     const detail = event.detail;
     const target = detail.target;
     if (!(target instanceof Element) || !detail.shouldSwap) return;
-    const elt = detail.requestConfig && detail.requestConfig.elt;
-    const submitted = detail.requestConfig && detail.requestConfig.verb === "post" && elt instanceof Element
+    rememberSwap(target, detail.requestConfig);
+  });
+  // What is typed, and where the focus and caret are, in `target` before it is replaced (by a
+  // request's answer, or by a pushed case): restored into the new content after the swap.
+  function rememberSwap(target, requestConfig) {
+    const elt = requestConfig && requestConfig.elt;
+    const submitted = requestConfig && requestConfig.verb === "post" && elt instanceof Element
       ? elt.closest("form") : null;
     const active = document.activeElement;
     let focus = null;
@@ -177,7 +182,7 @@
       focus: focus, version: target.getAttribute("data-version"), fromFilters: elt instanceof Element && elt.id === "filters",
       rows: rowSignatures(target), degraded: target.classList.contains("degraded"),
     };
-  });
+  }
 
   function restoreTyping(root, state) {
     const fields = fieldsIn(root);
@@ -264,6 +269,7 @@
       : (state.id && document.getElementById(state.id)) || (event.target instanceof Element ? event.target : null);
     if (!root || !root.isConnected) return;
     swapping = null;  // once per swap, though htmx fires this for out-of-band parts too
+    if (state.pushed) fillPushed(root, state.pushed);
     const typing = restoreTyping(root, state);
     if (state.submitted) showResult(root, state, typing);
     else if (root.id === "results" || root.id === "live") announce(describeList(root, state));
@@ -530,6 +536,55 @@
     swapping = { id: "results", target: results, submitted: null, focus: null, version: null,
       fromFilters: false, rows: rowSignatures(results), degraded: false };
   });
+
+  // A pushed case (rendered once on the server for every page of its kind) replaces #case
+  // like a ?since= refresh would, typing, focus and caret kept. It is shared, so it carries
+  // nothing of the person's own: its forms get this page's CSRF token, and the page keeps
+  // its own macro form where the pushed case leaves its place (data-kept). A hidden tab
+  // re-reads once it is visible; an older version than the page shows is dropped.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (!(event.target instanceof Element) || event.target.id !== "pushed-case") return;
+    const current = document.getElementById("case");
+    if (!current || document.visibilityState !== "visible") {
+      event.preventDefault();
+      missedPush = true;
+      return;
+    }
+    const pushed = /data-version="(\d+)"/.exec(event.detail.data || "");
+    if (!pushed || parseInt(pushed[1], 10) <= parseInt(current.getAttribute("data-version") || "0", 10)) {
+      event.preventDefault();
+      return;
+    }
+    const token = document.querySelector("input[name=csrfmiddlewaretoken]");
+    const kept = new Map();
+    for (const selector of KEPT) {
+      const own = current.querySelector(selector);
+      if (own) kept.set(selector, own);
+    }
+    rememberSwap(current, null);
+    swapping.pushed = { token: token ? token.value : "", kept: kept };
+  });
+  const KEPT = ["form.macro-apply", "#macro-listbox"];  // the person's own macros
+  function fillPushed(root, pushed) {
+    root.querySelectorAll("[data-kept]").forEach(function (place) {
+      const own = pushed.kept.get(place.getAttribute("data-kept"));
+      if (!own) { place.remove(); return; }
+      place.replaceWith(own);
+      // It acts on the case as pushed now, not as the page first showed it.
+      const version = own.querySelector("input[type=hidden][name=version]");
+      if (version && place.hasAttribute("data-version")) version.value = place.getAttribute("data-version");
+      if (window.htmx) htmx.process(own);  // htmx let go of it with the #case it left
+    });
+    if (!pushed.token) return;
+    root.querySelectorAll("form[method=post]").forEach(function (form) {
+      if (form.querySelector("input[name=csrfmiddlewaretoken]")) return;
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "csrfmiddlewaretoken";
+      input.value = pushed.token;
+      form.prepend(input);
+    });
+  }
 
   // A pushed row replaces the row of the same case if this page shows it (nothing else: a
   // case that came into the list arrives with the pushed results). Its tick box and the

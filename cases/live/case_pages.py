@@ -1,0 +1,77 @@
+"""Case pages pushed (issue 26): when a case changes, its open pages are sent the case's new
+partial (`event: case-html`) instead of each asking for it (`?since=`, a Query and a render
+per tab). The case is read once through lookup's door (`case_for(refresh=True)`: the Update's
+result when an action of this process made the change, else one Query shared by the
+process), under the one access rule, and rendered once per kind of page: pages whose HTML
+would differ (role, queues and editable attributes: the audience's key; holding the case and
+watching it: `page_kind`) never share it. What is the person's own is not in it: no CSRF
+token (app.js gives the forms the page's own) and no personal macros (the page keeps its
+macro form). When the case cannot be pushed (no healthy feed to trust a shared state by, the
+case ended or is degraded, the read or the render failed) its pages are told `event: case`
+and re-ask it themselves, as before."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from cases.config.access import Access
+from cases.live.sse import message
+from cases.live.watch import Watch
+from workers.model import CaseState
+
+logger = logging.getLogger(__name__)
+
+
+class Counts:
+    """What case pushes cost this process: reads (one per change and audience, most shared:
+    `lookup.STATES.queries` counts the Queries) and renders (one per kind of page)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.renders = 0
+        self.fallbacks = 0
+
+
+COUNTS = Counts()
+
+
+def page_kind(access: Access, state: CaseState) -> Hashable:
+    """What, beside the audience's key, makes one person's case page differ from another's:
+    the actions the rules offer them (holding the case; watching it)."""
+    return (state.assignee == access.username, access.username in state.watchers)
+
+
+async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list[bytes]:
+    """One message per watch (in order), for a change of `case_id` to `version`: the case's
+    partial for its kind of page, or `event: case` where it cannot be pushed."""
+    from cases.web import lookup, views  # the web's door and its one case render
+
+    fallback = [message("case", version)] * len(watches)
+    if not watches or not lookup.STATES.sharing():
+        return fallback
+    COUNTS.reads += 1
+    try:
+        seen = await lookup.case_for(watches[0].access, case_id, refresh=True)
+    except Exception:  # a 404 (moved out of these queues) or Temporal away: pages re-ask
+        COUNTS.fallbacks += 1
+        return fallback
+    if not seen.live or seen.state is None:
+        return fallback  # ended or degraded: the page's own request shows it its way
+    rendered: dict[Any, bytes] = {}
+    out: list[bytes] = []
+    for watch in watches:
+        kind = page_kind(watch.access, seen.state)
+        if kind not in rendered:
+            try:
+                html = await views.shared_case_html(watch.request, seen)
+            except Exception:
+                logger.exception("case push: %s could not be rendered; its pages re-ask",
+                                 case_id)
+                html = None
+            COUNTS.renders += 1
+            rendered[kind] = message("case-html", html) if html is not None \
+                else message("case", version)
+        out.append(rendered[kind])
+    return out
