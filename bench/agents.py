@@ -89,8 +89,9 @@ KINDS = ("list load", "list refresh", "queue look", "case load", "case refresh",
 BUSY_PHRASE = "Many people are changing this case right now"
 
 ROW_RE = re.compile(r'<tr id="row-([^"]+)"[^>]*>(.*?)</tr>', re.S)
-# The "Updated" cell is the only cell that starts with a <time> (case_tags.case_row).
-UPDATED_RE = re.compile(r'<td class="nowrap"><time datetime="([^"]+)">')
+# The "Updated" cell (case_tags.case_row). Written for its old class ("nowrap"), this matched
+# nothing since issue 18's layout, so any row pushed for a case counted as showing a change.
+UPDATED_RE = re.compile(r'<td class="col-updated"><time datetime="([^"]+)"')
 VERSION_RE = re.compile(r'<article id="case"[^>]*?data-version="(\d+)"')
 FORM_RE = re.compile(r'class="action action-(\w+)')
 ASSIGNEE_RE = re.compile(r'<dd class="assignee">(.*?)</dd>', re.S)
