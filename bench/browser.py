@@ -101,9 +101,20 @@ PHASES = (
 )
 
 
+# The same load as milestones, ms after page.goto() was called (medians of phases need not
+# add up to the median total; milestones show when each step ended).
+MILESTONES = ("navigation starts", "request sent", "first byte", "last byte", "DOM interactive",
+              "DOMContentLoaded done", "first paint", "first contentful paint", "row seen")
+
+
 def phases(goto_wall_ms: float, visible_ms: float, t: dict[str, Any]) -> dict[str, float]:
     first_paint = t["firstPaint"] if t["firstPaint"] is not None else visible_ms
-    return dict(zip((name for name, _ in PHASES), (
+    fcp = t["firstContentfulPaint"] if t["firstContentfulPaint"] is not None else visible_ms
+    at = t["origin"] - goto_wall_ms
+    return {f"at {name}": at + value for name, value in zip(MILESTONES, (
+        0.0, t["requestStart"], t["responseStart"], t["responseEnd"], t["domInteractive"],
+        t["dclEnd"], first_paint, fcp, visible_ms), strict=True)} | dict(zip(
+        (name for name, _ in PHASES), (
         t["origin"] - goto_wall_ms,
         t["requestStart"] - t["fetchStart"],
         t["responseStart"] - t["requestStart"],
@@ -282,6 +293,11 @@ def breakdown_table() -> list[str]:
     for name, what in (*PHASES, ("total", "page.goto() → row visible, as timed above")):
         lines.append(f"| {name} | " + " | ".join(
             f"{median([r[name] for r in v]):.0f}" for v in runs.values()) + f" | {what} |")
+    lines += ["", "| ms after page.goto() | " + " | ".join(kinds[k] for k in runs) + " |",
+              "|---|" + "---|" * len(runs)]
+    for name in MILESTONES:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{median([r[f'at {name}'] for r in v]):.0f}" for v in runs.values()) + " |")
     return lines
 
 
