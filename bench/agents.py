@@ -55,6 +55,7 @@ import importlib
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import sys
@@ -88,8 +89,9 @@ KINDS = ("list load", "list refresh", "queue look", "case load", "case refresh",
 BUSY_PHRASE = "Many people are changing this case right now"
 
 ROW_RE = re.compile(r'<tr id="row-([^"]+)"[^>]*>(.*?)</tr>', re.S)
-# The "Updated" cell is the only cell that starts with a <time> (case_tags.case_row).
-UPDATED_RE = re.compile(r'<td class="nowrap"><time datetime="([^"]+)">')
+# The "Updated" cell (case_tags.case_row). Written for its old class ("nowrap"), this matched
+# nothing since issue 18's layout, so any row pushed for a case counted as showing a change.
+UPDATED_RE = re.compile(r'<td class="col-updated"><time datetime="([^"]+)"')
 VERSION_RE = re.compile(r'<article id="case"[^>]*?data-version="(\d+)"')
 FORM_RE = re.compile(r'class="action action-(\w+)')
 ASSIGNEE_RE = re.compile(r'<dd class="assignee">(.*?)</dd>', re.S)
@@ -406,6 +408,9 @@ class Level:
     visibility: float = 0.0
     refused: float = 0.0
     load: str = ""
+    # CPU seconds over the steady window: per group of the stack's processes, and the
+    # bench's own (the load generator shares the 2 cores with what it measures).
+    cpu: dict[str, float] = field(default_factory=dict)
     tabs: list[Tab] = field(default_factory=list)  # every event stream opened
     made: list[Made] = field(default_factory=list)  # every change applied (actions, probes)
     restart: Restart | None = None
@@ -1014,6 +1019,62 @@ async def probe_push(port: int, person: Person) -> str:
         conn.close()
 
 
+# --- CPU ----------------------------------------------------------------------------------------
+
+# Which of the stack's children make up each group whose CPU is reported.
+CPU_GROUPS = {"web": ("web",), "worker": ("worker",), "temporal": ("temporal",),
+              "stores": ("postgres", "redis")}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (gunicorn's master and its workers; PostgreSQL's
+    postmaster and its backends)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """utime + stime of one process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name may hold spaces and parentheses
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, dict[int, int]]:
+    """Per group, per live pid, CPU ticks so far; 'bench' is this process's getrusage."""
+    snap: dict[str, dict[int, int]] = {}
+    for group, names in CPU_GROUPS.items():
+        ticks: dict[int, int] = {}
+        for child in stack.children.children:
+            if child.name in names and child.proc.poll() is None:
+                for pid in _tree(child.proc.pid):
+                    t = _cpu_ticks(pid)
+                    if t is not None:
+                        ticks[pid] = t
+        snap[group] = ticks
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    snap["bench"] = {0: round((own.ru_utime + own.ru_stime) * _TICK)}
+    return snap
+
+
+def cpu_seconds(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
+                ) -> dict[str, float]:
+    """CPU seconds spent between two snapshots per group. A process started in between counts
+    from zero; one that ended in between (a killed web worker) loses its last stretch."""
+    return {group: sum(t - before.get(group, {}).get(pid, 0) for pid, t in ticks.items())
+            / _TICK for group, ticks in after.items()}
+
+
 # --- one level -------------------------------------------------------------------------------
 
 
@@ -1040,11 +1101,13 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                         VISIBILITY_OPERATIONS)
     load_before = load_average()
+    cpu_before = cpu_snapshot(stack)
     if args.restart_after:
         await restart_one(stack, args, level, before)
     await asyncio.sleep(level.window[1] - time.monotonic())
     after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                        VISIBILITY_OPERATIONS)
+    level.cpu = cpu_seconds(cpu_before, cpu_snapshot(stack))
     level.load = f"{load_before} → {load_average()}"
     seconds = level.window[1] - level.window[0]
     level.visibility = (after[REQUESTS] - before[REQUESTS]) / seconds
@@ -1282,6 +1345,12 @@ def summarize(level: Level) -> dict[str, str]:
         errors[f"stream {kind}"] += n
     minutes = (level.window[1] - level.window[0]) / 60
     fresh = level.fresh_ms
+
+    stack_cpu = sum(v for g, v in level.cpu.items() if g != "bench")
+
+    def per_agent_minute(group: str) -> str:
+        return f"{level.cpu.get(group, 0.0) * 1000 / (level.agents * minutes):.0f}"
+
     return {
         "mode": level.mode,
         "agents": str(level.agents),
@@ -1297,6 +1366,9 @@ def summarize(level: Level) -> dict[str, str]:
         "actions": ", ".join(f"{k} {n}" for k, n in sorted(level.outcomes.items())) or "-",
         "actions/min": f"{sum(level.outcomes.values()) / minutes:.0f}",
         "load": level.load,
+        **{f"cpu {g}": per_agent_minute(g) for g in (*CPU_GROUPS, "bench")},
+        "cpu bench %": f"{level.cpu.get('bench', 0.0) * 100 / (minutes * 60):.0f}",
+        "cpu stack %": f"{stack_cpu * 100 / (minutes * 60):.0f}",
     }
 
 
@@ -1320,6 +1392,13 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "|" + "|".join("---" for _ in main_cols) + "|",
     ]
     lines += ["| " + " | ".join(r[c] for c in main_cols) + " |" for r in rows]
+    lines += ["", "| mode | agents | server CPU ms per agent-minute: web (gunicorn master + "
+              "workers) | worker | Temporal | PostgreSQL + Redis | load generator (this "
+              "process) ms per agent-minute | load generator % of a core | stack % of a core |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['agents']} | {r['cpu web']} | {r['cpu worker']} | "
+              f"{r['cpu temporal']} | {r['cpu stores']} | {r['cpu bench']} | "
+              f"{r['cpu bench %']} | {r['cpu stack %']} |" for r in rows]
     for level in levels:
         lines += restart_report(level, args)
     lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
@@ -1341,6 +1420,9 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "connections per request kind, and event streams that broke (reopened after the "
         f"server's retry or {args.reconnect_range[0]:g}-{args.reconnect_range[1]:g} s, "
         "with Last-Event-ID).",
+        "CPU = utime + stime from /proc/<pid>/stat of each process tree over the steady "
+        "window (the load generator: getrusage of this process), divided by agents x window "
+        "minutes; % of a core = CPU seconds / window seconds (the machine has 2).",
         "Sessions are written through Django's session engine, not by logging in: a login "
         "costs a password hash (PBKDF2, hundreds of ms of CPU), which is not what this "
         "measures.",

@@ -66,18 +66,80 @@ VISIBLE = """selector => {
   const el = document.querySelector(selector);
   if (!el) return false;
   const box = el.getBoundingClientRect();
-  return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== "hidden";
+  return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== "hidden"
+    && performance.now();
 }"""
 
+# Where a load's time went, read from the page once its row showed (so the reading costs the
+# timed load nothing): Navigation Timing and Paint Timing, in ms from the navigation's start
+# (performance.timeOrigin, in the renderer's clock) and that start on the wall clock.
+PHASES_JS = """() => {
+  const n = performance.getEntriesByType("navigation")[0];
+  const paint = Object.fromEntries(performance.getEntriesByType("paint")
+    .map(p => [p.name, p.startTime]));
+  return {origin: performance.timeOrigin, fetchStart: n.fetchStart,
+          requestStart: n.requestStart, responseStart: n.responseStart,
+          responseEnd: n.responseEnd, domInteractive: n.domInteractive,
+          dclStart: n.domContentLoadedEventStart, dclEnd: n.domContentLoadedEventEnd,
+          firstPaint: paint["first-paint"] ?? null,
+          firstContentfulPaint: paint["first-contentful-paint"] ?? null,
+          bytes: n.transferSize};
+}"""
 
-def first_row(page: Any, url: str, selector: str, timeout_ms: float) -> float:
-    """Milliseconds from the start of navigating to `url` until `selector` is visible."""
+# Phases of one load, in ms: (name, what it is).
+PHASES = (
+    ("before navigation", "page.goto() called → the navigation starts in the renderer "
+     "(Playwright's message, Chromium's new-tab work)"),
+    ("navigation → request", "redirects, cache lookup, connection (fetchStart → requestStart)"),
+    ("server (TTFB)", "request sent → first byte of the page (requestStart → responseStart)"),
+    ("download", "first → last byte of the page (responseStart → responseEnd)"),
+    ("parse to interactive", "last byte → DOM interactive: HTML parsed, blocking CSS and "
+     "scripts in (responseEnd → domInteractive)"),
+    ("DOMContentLoaded handlers", "htmx's start, app.js (domContentLoadedEventStart → End)"),
+    ("→ first paint", "DOMContentLoaded done → first paint (style, layout, paint)"),
+    ("first paint → row seen", "first paint → the row visible to the rAF check"),
+)
+
+
+# The same load as milestones, ms after page.goto() was called (medians of phases need not
+# add up to the median total; milestones show when each step ended).
+MILESTONES = ("navigation starts", "request sent", "first byte", "last byte", "DOM interactive",
+              "DOMContentLoaded done", "first paint", "first contentful paint", "row seen")
+
+
+def phases(goto_wall_ms: float, visible_ms: float, t: dict[str, Any]) -> dict[str, float]:
+    first_paint = t["firstPaint"] if t["firstPaint"] is not None else visible_ms
+    fcp = t["firstContentfulPaint"] if t["firstContentfulPaint"] is not None else visible_ms
+    at = t["origin"] - goto_wall_ms
+    return {f"at {name}": at + value for name, value in zip(MILESTONES, (
+        0.0, t["requestStart"], t["responseStart"], t["responseEnd"], t["domInteractive"],
+        t["dclEnd"], first_paint, fcp, visible_ms), strict=True)} | dict(zip(
+        (name for name, _ in PHASES), (
+        t["origin"] - goto_wall_ms,
+        t["requestStart"] - t["fetchStart"],
+        t["responseStart"] - t["requestStart"],
+        t["responseEnd"] - t["responseStart"],
+        t["domInteractive"] - t["responseEnd"],
+        t["dclEnd"] - t["dclStart"],
+        first_paint - t["dclEnd"],
+        visible_ms - first_paint,
+    ), strict=True))
+
+
+def first_row(page: Any, url: str, selector: str, timeout_ms: float,
+              breakdown: list[dict[str, float]] | None = None) -> float:
+    """Milliseconds from the start of navigating to `url` until `selector` is visible; with
+    `breakdown`, where that time went is appended to it."""
     start = time.perf_counter()
+    goto_wall = time.time() * 1000
     page.goto(url, wait_until="commit", timeout=timeout_ms)
-    page.wait_for_function(VISIBLE, arg=selector, polling="raf", timeout=timeout_ms)
+    seen = page.wait_for_function(VISIBLE, arg=selector, polling="raf", timeout=timeout_ms)
     elapsed = (time.perf_counter() - start) * 1000
     if not page.locator(selector).first.is_visible():  # the same check, Playwright's way
         raise RuntimeError(f"{selector} reported visible but is not on {url}")
+    if breakdown is not None:
+        breakdown.append(phases(goto_wall, float(seen.json_value()), page.evaluate(PHASES_JS))
+                         | {"total": elapsed})
     return elapsed
 
 
@@ -100,6 +162,10 @@ def login(page: Any, base: str, timeout_ms: float) -> None:
     page.wait_for_url(f"{base}/cases/**", timeout=timeout_ms)
 
 
+BREAKDOWNS: dict[str, list[dict[str, float]]] = {"ours": [], "ours_new_tab": [],
+                                                 "web_ui_warm": []}
+
+
 def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
@@ -112,7 +178,7 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
         try:
             page = context.new_page()
             login(page, stack.web_url, timeout_ms)
-            return first_row(page, ours_url, OUR_ROW, timeout_ms)
+            return first_row(page, ours_url, OUR_ROW, timeout_ms, BREAKDOWNS["ours"])
         finally:
             context.close()
 
@@ -122,7 +188,8 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
             page = context.new_page()
             login(page, stack.web_url, timeout_ms)
             page.close()
-            return first_row(opened(context, settle), ours_url, OUR_ROW, timeout_ms)
+            return first_row(opened(context, settle), ours_url, OUR_ROW, timeout_ms,
+                             None if settle else BREAKDOWNS["ours_new_tab"])
         finally:
             context.close()
 
@@ -139,7 +206,8 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
             page = context.new_page()
             first_row(page, ui_url, UI_ROW, timeout_ms)
             page.close()
-            return first_row(opened(context, settle), ui_url, UI_ROW, timeout_ms)
+            return first_row(opened(context, settle), ui_url, UI_ROW, timeout_ms,
+                             None if settle else BREAKDOWNS["web_ui_warm"])
         finally:
             context.close()
 
@@ -205,8 +273,32 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace, load: str)
         "timed: page.goto(url) start → first row visible (checked every animation frame); "
         "rows: ours tr.case-row,",
         f"       Web UI {UI_ROW}",
+        "",
+        *breakdown_table(),
     ]
     return "\n".join(lines)
+
+
+def breakdown_table() -> list[str]:
+    """Median ms per phase of the timed loads (the untimed first round left out), per kind."""
+    kinds = {"ours": "ours, same tab", "ours_new_tab": "ours, new tab",
+             "web_ui_warm": "Web UI, new tab"}
+    runs = {k: v[1:] for k, v in BREAKDOWNS.items() if len(v) > 1}
+    if not runs:
+        return []
+    lines = ["Where a load's time went (median ms; Navigation and Paint Timing read in the "
+             "page after the row showed):", "",
+             "| phase | " + " | ".join(kinds[k] for k in runs) + " | what |",
+             "|---|" + "---|" * len(runs) + "---|"]
+    for name, what in (*PHASES, ("total", "page.goto() → row visible, as timed above")):
+        lines.append(f"| {name} | " + " | ".join(
+            f"{median([r[name] for r in v]):.0f}" for v in runs.values()) + f" | {what} |")
+    lines += ["", "| ms after page.goto() | " + " | ".join(kinds[k] for k in runs) + " |",
+              "|---|" + "---|" * len(runs)]
+    for name in MILESTONES:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{median([r[f'at {name}'] for r in v]):.0f}" for v in runs.values()) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,9 @@ built on, made from this process with the same client settings the web tier uses
 
 - GET /cases/ (50 rows)       vs ListWorkflowExecutions (page_size 50, the page's query),
                                  and the SDK's list_workflows first page for comparison;
+- a list load as a tab makes it: GET /cases/ and the request for its status chips
+  (`#status-counts`, sent on load), with the page's event stream held open as the tab holds
+  it (issue 26: the chips' Counts, asked again per load, made the list grow with the cases);
 - GET /cases/<id>/            vs the `get_case` Query;
 - POST /cases/<id>/comment/   vs the `comment` Update (HTMX request: the case partial back).
 
@@ -22,7 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import html
 import re
+import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,6 +121,36 @@ def check(resp: Response, what: str, expected: int = 200) -> Response:
     return resp
 
 
+class HeldStream:
+    """The list page's event stream (`sse-connect`), held open and drained in a thread as a
+    tab's EventSource holds it: it is what keeps the web process's change feed running."""
+
+    def __init__(self, port: int, cookies: dict[str, str], path: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError(f"GET {path}: the stream closed before its headers")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"GET {path}: {head.splitlines()[0].decode(errors='replace')}")
+        self.sock.settimeout(None)
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.sock.recv(65536):
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
 def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Namespace
             ) -> tuple[Timings, list[Row]]:
     """Floor timings (a page without Temporal) and one Row per page."""
@@ -170,13 +207,31 @@ def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Na
             for q in count_queries
         ))
 
+    # A tab's list load: the page, then its chips' request (what htmx sends on load), with
+    # the page's stream open as the tab holds it.
+    found = re.search(r'sse-connect="([^"]+)"', first.text())
+    stream = HeldStream(stack.web_port, web.cookies, html.unescape(found[1])) if found else None
+    chips = {"HX-Request": "true", "HX-Target": "status-counts",
+             "HX-Current-URL": f"{stack.web_url}/cases/"}
+
+    def list_load() -> None:
+        check(web.get("/cases/"), "GET /cases/")
+        resp = check(web.get("/cases/", headers=chips), "GET /cases/ (chips)")
+        if 'id="count-new"' not in resp.text():
+            raise RuntimeError(f"The chips' request brought no counts: {resp.text()[:300]}")
+
     say(f"timing the list page: {args.warmup} warm-up + {args.samples} samples")
-    lists = interleaved({
-        "page": list_page,
-        "rpc": lambda: stack.run(list_rpc()),
-        "sdk": lambda: stack.run(list_sdk()),
-        "counts": lambda: stack.run(list_and_counts()),
-    }, args.warmup, args.samples, on_error=stack.check_alive)
+    try:
+        lists = interleaved({
+            "page": list_page,
+            "load": list_load,
+            "rpc": lambda: stack.run(list_rpc()),
+            "sdk": lambda: stack.run(list_sdk()),
+            "counts": lambda: stack.run(list_and_counts()),
+        }, args.warmup, args.samples, on_error=stack.check_alive)
+    finally:
+        if stream is not None:
+            stream.close()
 
     # -- (b) the case page
     def case_page() -> None:
@@ -222,6 +277,7 @@ def measure(stack: Stack, web: WebClient, case_ids: list[str], args: argparse.Na
         Row("  same page vs SDK list_workflows", lists["page"], lists["sdk"], goal=False),
         Row(f"  same page vs List + {len(STATUSES)} Counts", lists["page"], lists["counts"],
             goal=False),
+        Row("list load (page+chips, stream)", lists["load"], lists["counts"], goal=False),
         Row("GET /cases/<id>/ (case page)", details["page"], details["raw"]),
         Row("POST /cases/<id>/comment/ (HTMX)", updates["page"], updates["raw"]),
     ]
@@ -262,6 +318,8 @@ def report(floor: Timings, rows: list[Row], args: argparse.Namespace, cases: int
         "handle.execute_update('comment', AddComment(...));",
         "floor = a logged-in GET of the login form: uvicorn, Django, session and user, "
         "no Temporal call.",
+        "list load = GET /cases/ and its chips' request (HX-Target: status-counts) one after "
+        "the other, the page's event stream held open (raw: List + Counts);",
         "errors = failed page/raw calls (HTTP status other than 200, or an RPC error); they "
         "count with the time they took.",
     ]

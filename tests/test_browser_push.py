@@ -107,7 +107,7 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         b_list.goto(f"{base}/cases/?tag=pushparrot")
         row = b_list.locator(f"#row-{case_id}")
         expect(row).to_be_visible()
-        assignee = row.locator("td").nth(6)
+        assignee = row.locator("td.col-assignee")
         expect(assignee).to_have_text("—")
         b_case.goto(f"{base}/cases/{case_id}/")
         _streaming(b_list)
@@ -221,7 +221,7 @@ def test_a_hidden_tab_closes_its_stream_and_reopens_it(browser: Browser, asgi_se
         requests = Requests(("list", page))
         start = time.monotonic()
         run(gateway.act(case_id, Claim(actor="bob")))
-        expect(page.locator(f"#row-{case_id} td").nth(6)).to_have_text(
+        expect(page.locator(f"#row-{case_id} td.col-assignee")).to_have_text(
             "bob", timeout=PUSH_WITHIN_MS)
         fresh = open_case(title="Second sleepy parrot", queue="technical",
                           tags=["sleepyparrot"])

@@ -25,9 +25,11 @@ def test_case_row_escapes_everything_and_keeps_structure(db):
     assert html.count("&lt;script&gt;") == 7
     assert html.startswith('<tr id="row-case-AAAAAAAA" class="case-row breached" '
                            'hx-swap-oob="true">')
-    assert '<a href="/cases/case-AAAAAAAA/">' in html
+    # One link per row, the title's; the id folded into the title's cell (issue 26).
+    assert html.count("<a ") == 1 and '<a href="/cases/case-AAAAAAAA/" title=' in html
+    assert '<span class="case-id"><span class="id-prefix">case-</span>AAAAAAAA</span>' in html
     assert '<span class="breach">breached</span>' in html
-    assert html.endswith("</tr>") and html.count("<td") == 10
+    assert html.endswith("</tr>") and html.count("<td") == 9
 
 
 def test_comments_escape(db):

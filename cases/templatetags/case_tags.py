@@ -31,29 +31,33 @@ _UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"),
           (86400, "day"), (3600, "hour"), (60, "minute"))
 
 
-def _span(seconds: float) -> str:
+# A list row's units: its "due" and "updated" columns give their width to the title (issue 26).
+_SHORT = {"year": "y", "month": "mo", "week": "wk", "day": "d", "hour": "h", "minute": "min"}
+
+
+def _span(seconds: float, short: bool = False) -> str:
     """The largest whole unit, like timesince(depth=1) but cheap enough for every list row."""
     for size, name in _UNITS:
         if seconds >= size:
             n = int(seconds // size)
-            return f"{n} {name}{'s' if n != 1 else ''}"
-    return "0 minutes"
+            return f"{n} {_SHORT[name]}" if short else f"{n} {name}{'s' if n != 1 else ''}"
+    return "0 min" if short else "0 minutes"
 
 
 @register.filter
-def due_in(value: datetime | None) -> str:
+def due_in(value: datetime | None, short: bool = False) -> str:
     """Time left until due, or how long ago it fell due."""
     if value is None:
         return ""
     left = (value - timezone.now()).total_seconds()
-    return f"in {_span(left)}" if left > 0 else f"overdue {_span(-left)}"
+    return f"in {_span(left, short)}" if left > 0 else f"overdue {_span(-left, short)}"
 
 
 @register.filter
-def ago(value: datetime | None) -> str:
+def ago(value: datetime | None, short: bool = False) -> str:
     if value is None:
         return ""
-    return f"{_span((timezone.now() - value).total_seconds())} ago"
+    return f"{_span((timezone.now() - value).total_seconds(), short)} ago"
 
 
 @register.filter
@@ -130,15 +134,15 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     case_id, url = e(row.case_id), e(case_url(row.case_id))
     if row.closed_at is not None:
         due = (f'<span class="muted">ended <time datetime="{e(iso(row.closed_at))}">'
-               f'{e(ago(row.closed_at))}</time></span>')
+               f'{e(ago(row.closed_at, True))}</time></span>')
     elif row.sla_breached:
         due = '<span class="breach">breached</span>'
     elif row.due_at is not None and row.status not in ("resolved", "closed"):
-        due = e(due_in(row.due_at))
+        due = f'<span title="{e(due_in(row.due_at))}">{e(due_in(row.due_at, True))}</span>'
     else:
         due = ""
-    updated = (f'<time datetime="{e(iso(row.updated_at))}">{e(ago(row.updated_at))}</time>'
-               if row.updated_at else "")
+    updated = (f'<time datetime="{e(iso(row.updated_at))}" title="{e(ago(row.updated_at))}">'
+               f'{e(ago(row.updated_at, True))}</time>' if row.updated_at else "")
     tags = "".join(f'<span class="tag">{e(t)}</span>' for t in row.tags)
     tags = f'<span class="tags">{tags}</span>' if tags else ""
     requester = f'<span class="requester">{e(row.requester)}</span>' if row.requester else ""
@@ -158,14 +162,19 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     # A workflow stopped outside the case's rules (terminated in Temporal, say).
     stopped = (f' <span class="badge warn">{e(row.execution_status.replace("_", " "))}</span>'
                if row.execution_status not in ("running", "completed") else "")
+    # The id is no column of its own (issue 26: the title gets the width): it follows the
+    # title in the same cell, its "case-" prefix kept in the text (find in page, copy) but
+    # shown only where there is room, and the row has one link, the title's.
+    prefix, _, code = row.case_id.partition("-")
+    shown_id = (f'<span class="id-prefix">{e(prefix)}-</span>{e(code)}' if code else case_id)
     return mark_safe(
         f'<tr id="row-{case_id}" class="case-row{breached}"{swap}>'
         f'<td class="select"><input type="checkbox" name="case" value="{case_id}" form="bulk" '
         f'aria-label="Select {case_id}"></td>'
-        f'<td class="mono col-case"><a href="{url}">{case_id}</a></td>'
         # One line: the title (full text in the link and in `title`), then the quieter rest.
-        f'<td class="title"><div class="title-line"><a href="{url}" title="{title}">{label}</a>'
-        f'{unreadable}{tags}{requester}</div></td>'
+        f'<td class="title"><div class="title-cell"><div class="title-line">'
+        f'<a href="{url}" title="{title}">{label}</a>'
+        f'{unreadable}{tags}{requester}</div><span class="case-id">{shown_id}</span></div></td>'
         f'<td class="col-status"><span class="badge status-{e(row.status)}">'
         f'{e(status_label(row.status))}</span>{stopped}</td>'
         f'<td class="col-prio"><span class="prio p{priority}" '

@@ -715,7 +715,7 @@
       if (box) { box.checked = !box.checked; updateSelectedCount(); event.preventDefault(); }
     }
     else if (event.key === "Enter" && selected()) {
-      const link = selected().querySelector("td.mono a"); if (link) { link.click(); event.preventDefault(); }
+      const link = selected().querySelector("td.title a"); if (link) { link.click(); event.preventDefault(); }
     } else if (event.key === "c" && document.querySelector("#case .action-claim button")) {
       // Case page: c claims, m writes a comment, g goes back to the list.
       document.querySelector("#case .action-claim button").click(); event.preventDefault();
