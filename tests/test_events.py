@@ -14,8 +14,8 @@ from django.test import AsyncClient
 
 from cases import temporal as gateway
 from cases.live import audience, feed, listing, sse
-from cases.live import watch as watches
 from cases.temporal.ids import new_case_id
+from cases.web import events as web_events
 from workers.model import STATUSES
 
 READ_TIMEOUT = 5.0
@@ -304,13 +304,13 @@ def test_a_case_stream_hears_its_case_only(agent, fake_feed):
 def test_rows_are_rendered_once_per_audience_not_per_stream(agent, other_agent, fake_feed,
                                                             monkeypatch):
     renders: list[str] = []
-    real = watches.case_row
+    real = web_events.case_row  # the pages' row, which the push layer draws with
 
     def counting(row: Any, *args: Any, **kwargs: Any) -> Any:
         renders.append(row.case_id)
         return real(row, *args, **kwargs)
 
-    monkeypatch.setattr(watches, "case_row", counting)
+    monkeypatch.setattr(web_events, "case_row", counting)
     case = new_case_id()
 
     async def scenario() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from cases.config.access import Access
+from cases.live import feed
 from cases.live.sse import message
 from cases.live.watch import Watch
 from workers.model import CaseState
@@ -46,14 +47,14 @@ def page_kind(access: Access, state: CaseState) -> Hashable:
 async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list[bytes]:
     """One message per watch (in order), for a change of `case_id` to `version`: the case's
     partial for its kind of page, or `event: case` where it cannot be pushed."""
-    from cases.web import lookup, views  # the web's door and its one case render
-
     fallback = [message("case", version)] * len(watches)
-    if not watches or not lookup.STATES.sharing():
+    drawing = watches[0].drawing if watches else None
+    # Shared states are judged by a healthy feed (lookup.SharedStates): without one, pages re-ask.
+    if drawing is None or feed.healthy_listener() is None:
         return fallback
     COUNTS.reads += 1
     try:
-        seen = await lookup.case_for(watches[0].access, case_id, refresh=True)
+        seen = await drawing.read_case(watches[0].access, case_id)
     except Exception:  # a 404 (moved out of these queues) or Temporal away: pages re-ask
         COUNTS.fallbacks += 1
         return fallback
@@ -65,7 +66,7 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
         kind = page_kind(watch.access, seen.state)
         if kind not in rendered:
             try:
-                html = await views.shared_case_html(watch.request, seen)
+                html = await drawing.case_html(watch.request, seen)
             except Exception:
                 logger.exception("case push: %s could not be rendered; its pages re-ask",
                                  case_id)

@@ -328,6 +328,13 @@ def since(position: Position | None) -> list[Change] | None:
     return running.listener.since(position) if running is not None else None
 
 
+def healthy_listener() -> Listener | None:
+    """This process's listener, when it is healthy enough to judge shared states by."""
+    found = current()
+    listener = found.listener if found is not None else None
+    return listener if listener is not None and listener.healthy() else None
+
+
 def current() -> Feed | None:
     return _feed if _feed_pid == os.getpid() else None
 

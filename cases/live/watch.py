@@ -1,8 +1,11 @@
-"""What one stream watches (`Watch`): read from the stream's request, and the one home of
-"what does this change tell this page" (`Watch.answer`, under the one access rule)."""
+"""What one stream watches (`Watch`), and the one home of "what does this change tell this
+page" (`Watch.answer`, under the one access rule). The web reads a stream's request into a
+Watch (cases/web/events.py) and hands it what pages are drawn with (`Drawing`): the push
+layer sits below the pages and never imports them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
@@ -14,13 +17,21 @@ from django.urls import reverse
 
 from cases.config.access import Access
 from cases.config.custom_fields import Attribute
-from cases.config.reading import config_for
 from cases.live import feed, listing
 from cases.live.sse import message
-from cases.templatetags.case_tags import case_row
-from cases.temporal.ids import is_case_id
-from cases.temporal.visibility import ME, CaseFilter, InvalidFilter
-from cases.web.forms import CaseFilterForm
+from cases.temporal.types import CaseRow
+from cases.temporal.visibility import ME, CaseFilter
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What the pages give the push layer to draw with: a list row's out-of-band HTML, the
+    case as one user may see it (the web's one door: a 404 or Temporal away raises), and
+    the case page's shared partial for what that door returned."""
+
+    row: Callable[[CaseRow, list[Attribute]], str]
+    read_case: Callable[[Access, str], Awaitable[Any]]
+    case_html: Callable[[HttpRequest | None, Any], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Watch:
     list_query: str = ""  # the list page's own query string
     request: HttpRequest | None = field(default=None, compare=False)  # for rendering
     page_path: str = ""  # the page the stream serves (where to come back after signing in)
+    drawing: Drawing | None = field(default=None, compare=False)
 
     @cached_property
     def interest(self) -> tuple[Any, ...]:
@@ -62,8 +74,8 @@ class Watch:
             if self._counts_changed(event):
                 out.append(("counts", ""))
             return out
-        if visible_now:
-            out.append(("row", str(case_row(row, list(self.columns), oob=True))))
+        if visible_now and self.drawing is not None:
+            out.append(("row", self.drawing.row(row, list(self.columns))))
         if listed_now is None or listed_before is None or listed_now != listed_before:
             # It left the user's queues: the list re-reads (and drops it), told nothing new.
             out.append(("list", event.case_id if visible_now else ""))
@@ -128,35 +140,3 @@ class Watch:
         except Exception:  # the page's own re-fetch shows the outage the page's way
             return message("list", fallback)
         return message(what, html)
-
-
-def _list_params(request: HttpRequest) -> bool:
-    """Does this stream watch a list? Yes without `case=`, or with list parameters too."""
-    return "case" not in request.GET or any(k not in ("case", "last") for k in request.GET)
-
-
-async def from_request(request: HttpRequest) -> Watch | None:
-    config = await config_for(request)
-    access = config.access
-    case_id = request.GET.get("case", "")
-    if case_id and not is_case_id(case_id):
-        return None
-    case_filter, columns, asked = None, (), None
-    if _list_params(request):
-        form = CaseFilterForm(request.GET, queues=config.queues, attributes=config.attributes)
-        if form.is_valid():
-            case_filter = form.case_filter()
-            try:
-                asked = listing.questions(case_filter, access)
-            except InvalidFilter:
-                case_filter = None  # the page says "Fix the filter"; nothing to push
-            columns = tuple(form.columns)
-            if request.GET.get("page"):
-                asked = None  # a later page re-fetches itself: its cursor is not kept fresh
-    list_query = request.GET.copy()
-    list_query.pop("case", None)
-    list_query.pop("last", None)
-    query = list_query.urlencode()
-    page_path = reverse("cases:detail", args=[case_id]) if case_id else \
-        reverse("cases:list") + (f"?{query}" if query else "")
-    return Watch(access, case_id, case_filter, columns, asked, query, request, page_path)

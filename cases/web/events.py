@@ -52,18 +52,74 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from cases.config import dbconn
-from cases.live import log, watch
+from cases.config.reading import config_for
+from cases.live import listing, log
 from cases.live.guards import Guard
 from cases.live.stream import stream
+from cases.live.watch import Drawing, Watch
+from cases.templatetags.case_tags import case_row
+from cases.temporal.ids import is_case_id
+from cases.temporal.visibility import InvalidFilter
+from cases.web import lookup
+from cases.web.forms import CaseFilterForm
+
+
+async def _shared_case_html(request: HttpRequest | None, seen: lookup.Seen) -> str:
+    from cases.web.views import shared_case_html  # the case page's own render
+
+    return await shared_case_html(request, seen)
+
+
+# What the push layer draws pages with: the pages' own row, door and case render.
+DRAWING = Drawing(
+    row=lambda row, columns: str(case_row(row, columns, oob=True)),
+    read_case=lambda access, case_id: lookup.case_for(access, case_id, refresh=True),
+    case_html=_shared_case_html,
+)
+
+
+def _list_params(request: HttpRequest) -> bool:
+    """Does this stream watch a list? Yes without `case=`, or with list parameters too."""
+    return "case" not in request.GET or any(k not in ("case", "last") for k in request.GET)
+
+
+async def watch_for(request: HttpRequest) -> Watch | None:
+    """What the stream of this request watches; None for a malformed case id."""
+    config = await config_for(request)
+    access = config.access
+    case_id = request.GET.get("case", "")
+    if case_id and not is_case_id(case_id):
+        return None
+    case_filter, columns, asked = None, (), None
+    if _list_params(request):
+        form = CaseFilterForm(request.GET, queues=config.queues, attributes=config.attributes)
+        if form.is_valid():
+            case_filter = form.case_filter()
+            try:
+                asked = listing.questions(case_filter, access)
+            except InvalidFilter:
+                case_filter = None  # the page says "Fix the filter"; nothing to push
+            columns = tuple(form.columns)
+            if request.GET.get("page"):
+                asked = None  # a later page re-fetches itself: its cursor is not kept fresh
+    list_query = request.GET.copy()
+    list_query.pop("case", None)
+    list_query.pop("last", None)
+    query = list_query.urlencode()
+    page_path = reverse("cases:detail", args=[case_id]) if case_id else \
+        reverse("cases:list") + (f"?{query}" if query else "")
+    return Watch(access, case_id, case_filter, columns, asked, query, request, page_path,
+                 drawing=DRAWING)
 
 
 @require_GET
 @login_required
 async def events(request: HttpRequest) -> HttpResponse:
-    found = await watch.from_request(request)
+    found = await watch_for(request)
     if found is None:
         return HttpResponseBadRequest("A case id looks like case-7K2M9QXA.\n",
                                       content_type="text/plain")

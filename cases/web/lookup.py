@@ -178,9 +178,8 @@ class SharedStates:
 
     @staticmethod
     def _feed() -> tuple[feed.Listener | None, tuple[int, int]]:
-        current = feed.current()
-        listener = current.listener if current is not None else None
-        if listener is None or not listener.healthy():
+        listener = feed.healthy_listener()
+        if listener is None:
             return None, (0, 0)
         return listener, (id(listener), listener.resyncs)
 
