@@ -85,6 +85,7 @@ from bench.harness import (
 VISIBILITY_OPERATIONS = ("ListWorkflowExecutions", "CountWorkflowExecutions",
                          "ScanWorkflowExecutions")
 REQUESTS, REFUSED = "service_requests", "service_errors_resource_exhausted"
+QUERY_OPERATIONS = ("QueryWorkflow",)
 KINDS = ("list load", "list refresh", "queue look", "case load", "case refresh", "action")
 BUSY_PHRASE = "Many people are changing this case right now"
 
@@ -407,6 +408,9 @@ class Level:
     actions: int = 0  # applied actions answered inside the window (freshness candidates)
     visibility: float = 0.0
     refused: float = 0.0
+    # Workflow Queries in the steady window, as the server counts them (issue 26: a change
+    # is read once whatever the number of tabs open on it).
+    queries: int = 0
     load: str = ""
     # CPU seconds over the steady window: per group of the stack's processes, and the
     # bench's own (the load generator shares the 2 cores with what it measures).
@@ -1100,6 +1104,8 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     await asyncio.sleep(level.window[0] - time.monotonic())
     before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                         VISIBILITY_OPERATIONS)
+    queries_before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
+                                                QUERY_OPERATIONS)
     load_before = load_average()
     cpu_before = cpu_snapshot(stack)
     if args.restart_after:
@@ -1107,6 +1113,9 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     await asyncio.sleep(level.window[1] - time.monotonic())
     after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                        VISIBILITY_OPERATIONS)
+    queries_after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
+                                               QUERY_OPERATIONS)
+    level.queries = round(queries_after[REQUESTS] - queries_before[REQUESTS])
     level.cpu = cpu_seconds(cpu_before, cpu_snapshot(stack))
     level.load = f"{load_before} → {load_average()}"
     seconds = level.window[1] - level.window[0]
@@ -1347,6 +1356,11 @@ def summarize(level: Level) -> dict[str, str]:
     fresh = level.fresh_ms
 
     stack_cpu = sum(v for g, v in level.cpu.items() if g != "bench")
+    # Every case page load and refresh asks its case (a Query); what the server counted
+    # beyond those is what changes cost: the pushes' reads.
+    page_reads = sum(1 for s in level.samples
+                     if s.kind in ("case load", "case refresh") and level.in_window(s.start))
+    changes = sum(1 for m in level.made if level.in_window(m.at))
 
     def per_agent_minute(group: str) -> str:
         return f"{level.cpu.get(group, 0.0) * 1000 / (level.agents * minutes):.0f}"
@@ -1369,6 +1383,11 @@ def summarize(level: Level) -> dict[str, str]:
         **{f"cpu {g}": per_agent_minute(g) for g in (*CPU_GROUPS, "bench")},
         "cpu bench %": f"{level.cpu.get('bench', 0.0) * 100 / (minutes * 60):.0f}",
         "cpu stack %": f"{stack_cpu * 100 / (minutes * 60):.0f}",
+        "queries": str(level.queries),
+        "page reads": str(page_reads),
+        "changes": str(changes),
+        "queries per change": (f"{(level.queries - page_reads) / changes:.2f}" if changes
+                               else "-"),
     }
 
 
@@ -1399,6 +1418,11 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
     lines += [f"| {r['mode']} | {r['agents']} | {r['cpu web']} | {r['cpu worker']} | "
               f"{r['cpu temporal']} | {r['cpu stores']} | {r['cpu bench']} | "
               f"{r['cpu bench %']} | {r['cpu stack %']} |" for r in rows]
+    lines += ["", "| mode | agents | Queries in the window | case page loads and refreshes | "
+              "changes applied | Queries per change beyond page reads |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['agents']} | {r['queries']} | {r['page reads']} | "
+              f"{r['changes']} | {r['queries per change']} |" for r in rows]
     for level in levels:
         lines += restart_report(level, args)
     lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
@@ -1410,6 +1434,9 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "vis/s = Visibility calls per second in the steady window, as the dev server's "
         "/metrics counts them (service_requests of List/Count/ScanWorkflowExecutions); "
         "refused/s = service_errors_resource_exhausted of the same operations;",
+        "Queries = QueryWorkflow calls the dev server counted in the window; each case page "
+        "load or refresh asks one, the rest are what changes cost the open tabs (pushed pages "
+        "read a changed case once per process);",
         "per agent-min = vis/s x 60 / agents; latencies = client-observed round trips of the "
         "requests that succeeded (list load: every arrival, the rest: steady window only);",
         "freshness = an applied action's response at one agent → the first other agent's open "
