@@ -12,6 +12,7 @@ and re-ask it themselves, as before."""
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -32,7 +33,13 @@ class Counts:
     def __init__(self) -> None:
         self.reads = 0
         self.renders = 0
-        self.fallbacks = 0
+        # Changes whose pages were told to re-ask, by why: each is a Query and a render per
+        # page again, so each is logged.
+        self.fallbacks: collections.Counter[str] = collections.Counter()
+
+    def fell_back(self, case_id: str, why: str) -> None:
+        self.fallbacks[why] += 1
+        logger.info("case push: %s not pushed (%s); its pages re-ask", case_id, why)
 
 
 COUNTS = Counts()
@@ -50,16 +57,21 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
     fallback = [message("case", version)] * len(watches)
     drawing = watches[0].drawing if watches else None
     # Shared states are judged by a healthy feed (lookup.SharedStates): without one, pages re-ask.
-    if drawing is None or feed.healthy_listener() is None:
+    if drawing is None:
+        return fallback
+    if feed.healthy_listener() is None:
+        COUNTS.fell_back(case_id, "no healthy feed")
         return fallback
     COUNTS.reads += 1
     try:
         seen = await drawing.read_case(watches[0].access, case_id)
-    except Exception:  # a 404 (moved out of these queues) or Temporal away: pages re-ask
-        COUNTS.fallbacks += 1
+    except Exception as err:  # a 404 (moved out of these queues) or Temporal away
+        COUNTS.fell_back(case_id, f"read: {type(err).__name__}")
         return fallback
     if not seen.live or seen.state is None:
-        return fallback  # ended or degraded: the page's own request shows it its way
+        # Ended or degraded: the page's own request shows it its way.
+        COUNTS.fell_back(case_id, "ended or degraded")
+        return fallback
     rendered: dict[Any, bytes] = {}
     out: list[bytes] = []
     for watch in watches:
@@ -70,6 +82,7 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
             except Exception:
                 logger.exception("case push: %s could not be rendered; its pages re-ask",
                                  case_id)
+                COUNTS.fallbacks["render"] += 1
                 html = None
             COUNTS.renders += 1
             rendered[kind] = message("case-html", html) if html is not None \

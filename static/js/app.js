@@ -432,6 +432,15 @@
     for (const source of streams) if (source.readyState === 1 /* OPEN */) return true;
     return false;
   };
+  // `event: case` says the version the case is at ("" when the page must re-read whatever
+  // it shows). A version the page shows already costs no request: a resuming stream
+  // replays every change since the page's position, the one the page was rendered after too.
+  tracerail.behind = function (message) {
+    const version = message && message.data;
+    const current = document.getElementById("case");
+    if (!version || !current) return true;
+    return parseInt(version, 10) > parseInt(current.getAttribute("data-version") || "0", 10);
+  };
   function catchUp() {
     missedPush = false;
     document.dispatchEvent(new Event("visible-again"));
