@@ -505,6 +505,24 @@ class PostgresServer(_ServerProcess):
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + "/" + name
 
+    def migrated(self, var_dir: Any, *target: str) -> tuple[str, dict[str, str]]:
+        """A new database migrated by `manage.py migrate` (to `target`, such as
+        ("cases", "0010"); fully without), its URL and the environment that migrated it."""
+        url = self.new_database()
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
+               "TRACERAIL_VAR_DIR": str(var_dir), "DATABASE_URL": url, "REDIS_URL": ""}
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        done = manage(["migrate", "--noinput", *target], env)
+        assert done.returncode == 0, done.stderr
+        return url, env
+
+    @staticmethod
+    def connect(url: str) -> Any:
+        """psycopg's connection (autocommit) to a DATABASE_URL as Django reads it."""
+        import psycopg
+
+        return psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True)
+
 
 
 def _debian_postgres_bins() -> list[str]:

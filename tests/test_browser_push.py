@@ -38,7 +38,8 @@ def asgi_server(transactional_db: Any, temporal: Any, settings: Any) -> Iterator
     # Polls every 2 s: if the fallback misbehaved while a stream is open, it would show.
     settings.LIST_REFRESH_SECONDS = 2
     settings.CASE_REFRESH_SECONDS = 2
-    feed.stop()
+    # Let go of the poll lease: the fresh feed polls at once instead of after it lapses.
+    feed.stop(release=True)
     caches[settings.FEED_CACHE].clear()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -57,7 +58,7 @@ def asgi_server(transactional_db: Any, temporal: Any, settings: Any) -> Iterator
         server.should_exit = True
         thread.join(15)
         sock.close()
-        feed.stop()
+        feed.stop(release=True)
 
 
 class Requests:
@@ -81,14 +82,17 @@ def _streaming(page: Page) -> None:
 
 
 def _settled(page: Page, case_id: str) -> None:
-    """The feed has read every change the case has had, and the page shows them: what the
-    stream replays on opening (the page may have been rendered before the feed read its
-    case's creation) is behind it. Under a busy CI the replay came after a fixed 300 ms wait."""
+    """The feed has read every change the case has had, is healthy, and the page shows the
+    case as it is: what the stream replays on opening (the page may have been rendered before
+    the feed read its case's creation) is behind it. (CI: with a fixed 300 ms wait, a change
+    came while the fresh feed was not yet judged healthy, and the pages re-asked.)"""
     from .conftest import current_state, eventually
 
     version = current_state(case_id).version
     eventually(lambda: feed.current() is not None
                and feed.current().listener.known_version(case_id) == version, timeout=15)
+    # And healthy: until then changes are not pushed as HTML, and pages re-ask (by design).
+    eventually(lambda: feed.healthy_listener() is not None, timeout=15)
     expect(page.locator("#case")).to_have_attribute("data-version", str(version))
     page.wait_for_timeout(300)  # a request the replay set off has left by now
 

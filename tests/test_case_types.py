@@ -368,28 +368,19 @@ def test_one_default_type_per_queue_and_each_version_once_hold_on_postgresql(
     """The constraints are the database's, not only the admin's: on PostgreSQL (a partial
     unique index for the default) a second default type of a queue, or a version written
     twice, is refused whoever writes the rows."""
-    import os
+    from psycopg.errors import UniqueViolation
 
-    import psycopg
-
-    from .conftest import manage
-
-    url = postgres_server.new_database()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": url, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    migrated = manage(["migrate", "--noinput"], env)
-    assert migrated.returncode == 0, migrated.stderr
-    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+    url, _ = postgres_server.migrated(tmp_path)
+    with postgres_server.connect(url) as db:
         queue = db.execute("SELECT id FROM cases_queue WHERE slug = 'billing'").fetchone()[0]
         insert = ("INSERT INTO cases_casetype (queue_id, name, label, is_default) "
                   "VALUES (%s, %s, %s, %s) RETURNING id")
         refund = db.execute(insert, (queue, "refund", "Refund", True)).fetchone()[0]
         db.execute(insert, (queue, "invoice", "Invoice", False))  # not a default: fine
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(UniqueViolation):
             db.execute(insert, (queue, "dispute", "Dispute", True))
         version = ("INSERT INTO cases_casetypeversion (case_type_id, version, spec, saved) "
                    "VALUES (%s, 1, '{}', now())")
         db.execute(version, (refund,))
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(UniqueViolation):
             db.execute(version, (refund,))

@@ -239,15 +239,8 @@ def _cluster_bytes(directory: str) -> bytes:
 def test_migration_0012_drops_the_copied_text_on_postgresql(postgres_server, tmp_path):
     """PostgreSQL's DROP COLUMN leaves the values in the rows; the migration's blanking and
     rewrite take them out of the table files too."""
-    import psycopg
-
-    url = postgres_server.new_database()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": url, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    old = manage(["migrate", "--noinput", "cases", "0010"], env)
-    assert old.returncode == 0, old.stderr
-    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+    url, env = postgres_server.migrated(tmp_path, "cases", "0010")
+    with postgres_server.connect(url) as db:
         db.execute("INSERT INTO auth_user (password, is_superuser, username, first_name, "
                    "last_name, email, is_staff, is_active, date_joined) VALUES "
                    "('', false, 'bob', '', '', '', false, true, now())")
@@ -259,7 +252,7 @@ def test_migration_0012_drops_the_copied_text_on_postgresql(postgres_server, tmp
     assert b"Narwhal" in _cluster_bytes(postgres_server.directory)
     new = manage(["migrate", "--noinput"], env)
     assert new.returncode == 0, new.stderr
-    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+    with postgres_server.connect(url) as db:
         rows = db.execute("SELECT case_id, event, kind FROM cases_notification").fetchall()
         columns = {r[0] for r in db.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = 'cases_notification'::regclass "

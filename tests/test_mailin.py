@@ -454,25 +454,16 @@ def test_a_refused_attachment_is_skipped_with_a_note_not_the_mail(temporal, addr
 
 def test_migration_gives_the_demo_addresses_and_postgresql_holds_one_queue_per_address(
         postgres_server, tmp_path):
-    import os
+    from psycopg.errors import UniqueViolation
 
-    import psycopg
-
-    from .conftest import manage
-
-    url = postgres_server.new_database()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tracerail.settings",
-           "TRACERAIL_VAR_DIR": str(tmp_path), "DATABASE_URL": url, "REDIS_URL": ""}
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    done = manage(["migrate", "--noinput"], env)
-    assert done.returncode == 0, done.stderr
-    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+    url, _ = postgres_server.migrated(tmp_path)
+    with postgres_server.connect(url) as db:
         found = dict(db.execute("SELECT slug, email FROM cases_queue").fetchall())
         assert found == {"billing": "billing@example.com",
                          "technical": "technical@example.com",
                          "general": "general@example.com"}
         update = "UPDATE cases_queue SET email = %s WHERE slug = %s"
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(UniqueViolation):
             db.execute(update, ("BILLING@Example.com", "general"))
         db.execute(update, ("", "general"))
         db.execute(update, ("", "technical"))  # any number without an address

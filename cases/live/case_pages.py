@@ -60,7 +60,7 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
     if drawing is None:
         return fallback
     if feed.healthy_listener() is None:
-        COUNTS.fell_back(case_id, "no healthy feed")
+        COUNTS.fell_back(case_id, f"no healthy feed: {feed.unhealthy()}")
         return fallback
     COUNTS.reads += 1
     try:

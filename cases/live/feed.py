@@ -91,6 +91,9 @@ class Poller:
         # Every row returned was indexed before now: a Count asked after this already holds it.
         seen_at = time.time()
         self.polls += 1
+        # Temporal answered: stamped before the rows are published, so the listeners that
+        # read them find the poll that brought them (Listener.healthy).
+        shared.set(KEY_POLLED, seen_at, timeout=None)
         published = 0
         newest = watermark
         # Rows come from any Temporal client: one that cannot be ordered or published is
@@ -107,7 +110,6 @@ class Poller:
                 logger.exception("feed: skipped the change of case %s", row.case_id)
         # Not past "now": a clock running ahead on a row must not hide the rows after it.
         shared.set(KEY_WATERMARK, wire.dump(wire.TIME, min(newest, now)), timeout=None)
-        shared.set(KEY_POLLED, time.time(), timeout=None)
         return published
 
 
@@ -171,6 +173,13 @@ class Listener:
             self._remember(changes)
             self.cursor = head
         found = self.log.read(self.cursor, block)
+        # Before what was read is handed out: a subscriber judges shared states by `healthy`
+        # as it takes them, and the read that brought them is the freshest proof there is.
+        # (Stamped after, the first change following a quiet spell was judged by the read
+        # before it, one blocked read older.)
+        polled = _store().get(KEY_POLLED)
+        self.polled_at = float(polled) if isinstance(polled, int | float) else 0.0
+        self.last_read = time.monotonic()
         logger.debug("feed: read after %s: %s", self.cursor,
                      found if isinstance(found, Gap) else (found[0], len(found[1])))
         if isinstance(found, Gap):
@@ -181,9 +190,6 @@ class Listener:
             self._remember(changes)
             self.cursor = position
             self._emit(changes, position)
-        polled = _store().get(KEY_POLLED)
-        self.polled_at = float(polled) if isinstance(polled, int | float) else 0.0
-        self.last_read = time.monotonic()
 
     def _remember(self, changes: list[Change]) -> None:
         with self.lock:
@@ -222,10 +228,21 @@ class Listener:
         lease lapses (FEED_LEASE_SECONDS). Quiet for FEED_STALE_SECONDS beyond that, the
         feed cannot poll. The stamp is another host's wall clock: answers.py already
         counts on the hosts' clocks agreeing to within a fraction of a second."""
+        return not self.unhealthy()
+
+    def unhealthy(self) -> str:
+        """Why `healthy` is false ("" when it is true), for the log line of who gave up on it."""
         polled_within = settings.FEED_STALE_SECONDS + settings.FEED_LEASE_SECONDS
-        return self.cursor is not None and \
-            time.monotonic() - self.last_read < settings.FEED_STALE_SECONDS and \
-            time.time() - self.polled_at < polled_within
+        if self.cursor is None:
+            return "the change log not read yet"
+        read_ago = time.monotonic() - self.last_read
+        if read_ago >= settings.FEED_STALE_SECONDS:
+            return f"the change log last read {read_ago:.1f} s ago"
+        polled_ago = time.time() - self.polled_at
+        if polled_ago >= polled_within:
+            return f"Temporal last polled {polled_ago:.1f} s ago" if self.polled_at \
+                else "Temporal not polled yet"
+        return ""
 
     def known_version(self, case_id: str) -> int | None:
         """The newest version of the case this process has seen in the log, if any."""
@@ -269,7 +286,7 @@ class Feed:
         for job in (self._poll_forever(), self._listen_forever()):
             self.tasks.append(asyncio.run_coroutine_threadsafe(job, self.loop))
 
-    def stop(self) -> None:
+    def stop(self, release: bool = False) -> None:
         async def shutdown() -> None:
             tasks = asyncio.all_tasks() - {asyncio.current_task()}
             for task in tasks:
@@ -280,6 +297,9 @@ class Feed:
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if release:
+            with contextlib.suppress(Exception):
+                self.poller.lease.release()
 
     async def _poll_forever(self) -> None:
         while True:
@@ -335,16 +355,23 @@ def healthy_listener() -> Listener | None:
     return listener if listener is not None and listener.healthy() else None
 
 
+def unhealthy() -> str:
+    """Why this process has no healthy listener ("" when it has one)."""
+    found = current()
+    return found.listener.unhealthy() if found is not None else "no feed in this process"
+
+
 def current() -> Feed | None:
     return _feed if _feed_pid == os.getpid() else None
 
 
-def stop() -> None:
-    """For tests: stop this process's feed (as if the process died)."""
+def stop(release: bool = False) -> None:
+    """For tests: stop this process's feed, as if the process died (its poll lease lapses
+    before another feed polls) or, with `release`, as a clean shutdown that lets go of it."""
     global _feed, _feed_pid
     with _start_lock:
         if _feed is not None:
-            _feed.stop()
+            _feed.stop(release)
         _feed, _feed_pid = None, None
 
 
