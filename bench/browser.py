@@ -249,9 +249,13 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
         finally:
             context.close()
         seen = breakdown[0]["at row seen"] - breakdown[0]["before navigation"]
-        summary = trace.summarize(json.loads(path.read_text()), ours_url, seen,
-                                  origin=stack.web_url)
         say(f"trace saved to {path}")
+        try:
+            summary = trace.summarize(json.loads(path.read_text()), ours_url, seen,
+                                      origin=stack.web_url)
+        except ValueError as exc:  # the timed runs' report still prints
+            TRACED.append(f"The traced load's trace could not be read ({exc}): {path}")
+            return
         TRACED.extend([
             f"One traced load of ours in a new tab: {total:.0f} ms from page.goto() to the row "
             f"({breakdown[0]['before navigation']:.0f} ms before the navigation started); "
