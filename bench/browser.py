@@ -20,17 +20,24 @@ context that has loaded the page once before (not timed): "ours, new tab" and "W
 The same pair is timed once more in a tab opened a second before the navigation (see
 `opened`), as someone opening a tab and then pasting an address would. Issue 18's goals: the
 new tab <= 0.075x and the same tab <= 0.05x of the Web UI's like-for-like figures.
+
+With --trace, one more "ours, new tab" load after the timed ones runs under a Chromium trace
+(saved as JSON in the run's directory, which is then kept), and a table says where its time
+went: our server, our renderer's main thread by kind of work, and the browser's own processes
+(bench/trace.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from bench import trace
 from bench.harness import (
     CHROMIUM_ARGS,
     Stack,
@@ -57,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=10, help="timed loads of each (default 10)")
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for a row")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--trace", action="store_true",
+                        help="trace one more new-tab load of ours; keeps the directory")
     return parser.parse_args(argv)
 
 
@@ -164,6 +173,16 @@ def login(page: Any, base: str, timeout_ms: float) -> None:
 
 BREAKDOWNS: dict[str, list[dict[str, float]]] = {"ours": [], "ours_new_tab": [],
                                                  "web_ui_warm": []}
+# --trace's table, printed after the report.
+TRACED: list[str] = []
+
+# Chromium's DevTools Performance panel's own categories, less screenshots; "toplevel" gives
+# every thread's tasks, so the browser process's busy time can be read as well as ours.
+TRACE_CATEGORIES = [
+    "devtools.timeline", "disabled-by-default-devtools.timeline",
+    "disabled-by-default-devtools.timeline.frame", "toplevel", "blink.user_timing",
+    "loading", "v8.execute", "v8", "netlog",
+]
 
 
 def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -211,6 +230,41 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
         finally:
             context.close()
 
+    def traced_new_tab(browser: Any) -> None:
+        """ours_new_tab's load once more, traced. The trace is browser-wide and starts before
+        the tab opens: traced from the page's own session Chromium records only that page's
+        processes, so the new tab's own browser UI (another renderer) would not show."""
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            login(page, stack.web_url, timeout_ms)
+            page.close()
+            path = stack.workdir / "trace-ours-new-tab.json"
+            browser.start_tracing(categories=TRACE_CATEGORIES)
+            breakdown: list[dict[str, float]] = []
+            try:
+                total = first_row(opened(context, 0), ours_url, OUR_ROW, timeout_ms, breakdown)
+            finally:
+                path.write_bytes(browser.stop_tracing())
+        finally:
+            context.close()
+        seen = breakdown[0]["at row seen"] - breakdown[0]["before navigation"]
+        say(f"trace saved to {path}")
+        try:
+            summary = trace.summarize(json.loads(path.read_text()), ours_url, seen,
+                                      origin=stack.web_url)
+        except ValueError as exc:  # the timed runs' report still prints
+            TRACED.append(f"The traced load's trace could not be read ({exc}): {path}")
+            return
+        TRACED.extend([
+            f"One traced load of ours in a new tab: {total:.0f} ms from page.goto() to the row "
+            f"({breakdown[0]['before navigation']:.0f} ms before the navigation started); "
+            f"trace: {path}",
+            "Window: the renderer's navigationStart → the row seen (its performance.now()); "
+            "document times from the trace's Resource* events.", "",
+            *trace.table(summary),
+        ])
+
     runs: dict[str, Callable[[Any], float]] = {
         "ours": ours, "web_ui": web_ui, "ours_new_tab": ours_new_tab, "web_ui_warm": web_ui_warm,
         "ours_new_tab_settled": lambda b: ours_new_tab(b, SETTLE_S),
@@ -230,6 +284,8 @@ def measure(stack: Stack, args: argparse.Namespace) -> dict[str, list[float]]:
                     timings[name].append(runs[name](browser))
                 say(f"run {i + 1}/{args.runs}: " + ", ".join(
                     f"{name} {timings[name][-1]:.0f} ms" for name in names))
+            if args.trace:
+                traced_new_tab(browser)
         finally:
             browser.close()
     return timings
@@ -275,6 +331,7 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace, load: str)
         f"       Web UI {UI_ROW}",
         "",
         *breakdown_table(),
+        *(["", *TRACED] if TRACED else []),
     ]
     return "\n".join(lines)
 
@@ -303,7 +360,7 @@ def breakdown_table() -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    with Stack(ui=True, keep_dir=args.keep) as stack:
+    with Stack(ui=True, keep_dir=args.keep or args.trace) as stack:
         stack.start_backend()
         case_ids = stack.seed(args.cases)
         stack.wait_until_ready(case_ids)
