@@ -311,7 +311,14 @@ def test_a_worker_killed_between_sending_and_completing_does_not_send_twice(
     healthy = None
     try:
         case_id = _open(requester_name="Grace", requester_email="grace@example.net")
-        eventually(lambda: run(gateway.get_case(case_id)), timeout=30, interval=0.5)
+        try:
+            # A wait, not a speed goal: at the end of CI's whole suite a fresh worker once
+            # took over 30 s to answer its first Query.
+            eventually(lambda: run(gateway.get_case(case_id)), timeout=90, interval=0.5)
+        except Exception:
+            faulty.kill()
+            said, _ = faulty.communicate(timeout=10)
+            raise AssertionError(f"the worker never answered; it said:\n{said}") from None
         run(gateway.act(case_id, AddComment(actor="intake", body="Once, please.")))
         out, _ = faulty.communicate(timeout=60)
         assert faulty.returncode == 3, out  # os._exit right after recording the send
