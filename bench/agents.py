@@ -1116,7 +1116,7 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                         VISIBILITY_OPERATIONS)
     queries_before = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
-                                                QUERY_OPERATIONS)
+                                                QUERY_OPERATIONS, "frontend")
     load_before = load_average()
     cpu_before = cpu_snapshot(stack)
     if args.restart_after:
@@ -1125,7 +1125,7 @@ async def run_level(stack: Stack, args: argparse.Namespace, people: list[Person]
     after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS, REFUSED),
                                        VISIBILITY_OPERATIONS)
     queries_after = await loop.run_in_executor(None, stack.server_metrics, (REQUESTS,),
-                                               QUERY_OPERATIONS)
+                                               QUERY_OPERATIONS, "frontend")
     level.queries = round(queries_after[REQUESTS] - queries_before[REQUESTS])
     level.cpu = cpu_seconds(cpu_before, cpu_snapshot(stack))
     level.load = f"{load_before} → {load_average()}"
@@ -1448,7 +1448,9 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "vis/s = Visibility calls per second in the steady window, as the dev server's "
         "/metrics counts them (service_requests of List/Count/ScanWorkflowExecutions); "
         "refused/s = service_errors_resource_exhausted of the same operations;",
-        "Queries = QueryWorkflow calls the dev server counted in the window; each case page "
+        "Queries = QueryWorkflow calls the dev server's frontend counted in the window (the "
+        "clients' calls; its history and matching services count each once more); each case "
+        "page "
         "load asks one and each refresh at most one, the rest are what changes cost the open "
         "tabs (pushed pages read a changed case once per process; the process whose action "
         "made it has the Update's result) and refused actions' re-reads; low counts every "

@@ -426,10 +426,14 @@ class Stack:
         if self.ui:
             wait_for_port(self.ui_port, child.proc, "temporal UI", 60)
 
-    def server_metrics(self, names: Iterable[str], operations: Iterable[str]) -> dict[str, float]:
+    def server_metrics(self, names: Iterable[str], operations: Iterable[str],
+                       service: str = "") -> dict[str, float]:
         """The dev server's own Prometheus counters (`--metrics-port`): per metric name, the
-        sum over every series whose `operation` label is one of `operations`."""
+        sum over every series whose `operation` label is one of `operations` (and, given
+        `service`, whose `service_name` is it). One client Query is three series, each
+        counted once: the frontend's, the history service's and matching's."""
         wanted, ops = set(names), {f'operation="{op}"' for op in operations}
+        only = f'service_name="{service}"' if service else ""
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
         try:
             conn.request("GET", "/metrics")
@@ -439,7 +443,7 @@ class Stack:
         totals = dict.fromkeys(wanted, 0.0)
         for line in text.splitlines():
             name, _, rest = line.partition("{")
-            if name in wanted and any(op in rest for op in ops):
+            if name in wanted and any(op in rest for op in ops) and only in rest:
                 totals[name] += float(rest.rsplit(" ", 1)[1])
         return totals
 
