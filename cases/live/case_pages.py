@@ -6,7 +6,9 @@ process), under the one access rule, and rendered once per kind of page: pages w
 would differ (role, queues and editable attributes: the audience's key; holding the case and
 watching it: `page_kind`) never share it. What is the person's own is not in it: no CSRF
 token (app.js gives the forms the page's own) and no personal macros (the page keeps its
-macro form). When the case cannot be pushed (no healthy feed to trust a shared state by, the
+macro form). The pages of the person who made the change get `event: case` with its version
+instead: the tab that made it shows it already (dropped by app.js as not newer), another tab of
+theirs re-asks. When the case cannot be pushed (no healthy feed to trust a shared state by, the
 case ended or is degraded, the read or the render failed) its pages are told `event: case`
 and re-ask it themselves, as before."""
 
@@ -74,7 +76,14 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
         return fallback
     rendered: dict[Any, bytes] = {}
     out: list[bytes] = []
+    own = message("case", str(seen.state.version))
     for watch in watches:
+        if watch.access.username == seen.state.updated_by:
+            # Their own change: the tab that made it shows it already (the action's answer,
+            # so app.js drops this), and any other tab of theirs re-asks. Most changes are
+            # seen by nobody else, so most renders were for pages that would drop them.
+            out.append(own)
+            continue
         kind = page_kind(watch.access, seen.state)
         if kind not in rendered:
             try:
