@@ -116,6 +116,8 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
     a_context, b_context = browser.new_context(), browser.new_context()
     try:
         a = a_context.new_page()
+        a_errors: list[str] = []
+        a.on("console", lambda m: a_errors.append(m.text) if m.type == "error" else None)
         login(a, base, "alice")
         b_list, b_case = b_context.new_page(), b_context.new_page()
         login(b_list, base, "bob")  # bob: technical only
@@ -149,6 +151,9 @@ def test_what_one_person_does_shows_on_the_others_open_pages(
         a.fill("#id_comment-body", "Pushed to you, bob.")
         a.click("#case button:has-text('Comment')")
         expect(a.locator("#case .flash.ok")).to_have_text("Comment: done.")
+        # The answers' out-of-band list row has no place on a case page: dropped, no error;
+        # and no page asks for a /favicon.ico that is not there.
+        assert a_errors == [], a_errors
         expect(b_case.locator("li.comment")).to_contain_text("Pushed to you, bob.",
                                                              timeout=PUSH_WITHIN_MS)
         expect(draft).to_have_value("Half a reply")

@@ -45,7 +45,7 @@ def test_ended_rows_say_when_and_how(db):
                   sla_breached=True, started_at=NOW, execution_status="terminated",
                   closed_at=NOW)
     html = case_row(row)
-    assert '<span class="muted">ended <time datetime="2026-11-26T09:00:00+00:00">' in html
+    assert '<span class="muted">ended <time datetime="2026-11-26T09:00:00+00:00" title="' in html
     assert '<span class="badge warn">terminated</span>' in html and "breached</span>" not in html
 
 

@@ -133,8 +133,8 @@ def case_row(row: Any, columns: list[Any] | None = None, oob: bool = False) -> s
     e = _escape
     case_id, url = e(row.case_id), e(case_url(row.case_id))
     if row.closed_at is not None:
-        due = (f'<span class="muted">ended <time datetime="{e(iso(row.closed_at))}">'
-               f'{e(ago(row.closed_at, True))}</time></span>')
+        due = (f'<span class="muted">ended <time datetime="{e(iso(row.closed_at))}" '
+               f'title="{e(ago(row.closed_at))}">{e(ago(row.closed_at, True))}</time></span>')
     elif row.sla_breached:
         due = '<span class="breach">breached</span>'
     elif row.due_at is not None and row.status not in ("resolved", "closed"):

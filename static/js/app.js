@@ -620,6 +620,17 @@
     if (rowSignatures(row.parentNode).get(row.id) !== state.signature) announce("Case list updated: 1 changed.");
   });
 
+  // An action's answer carries the case's list row out of band, for a page that shows the
+  // list too; a page without that row drops it rather than have htmx report a missing target
+  // (a console error after every action on the case page).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    if (!(target instanceof Element) || target.id !== "case" || typeof event.detail.serverResponse !== "string") return;
+    event.detail.serverResponse = event.detail.serverResponse.replace(
+      /<template>\s*<tr id="(row-[^"]+)"[\s\S]*?<\/tr>\s*<\/template>/,
+      function (all, id) { return document.getElementById(id) ? all : ""; });
+  });
+
   // Say in each refresh request why it was sent (for logs and tests): a push, a catch-up, a poll.
   document.addEventListener("htmx:configRequest", function (event) {
     const elt = event.detail.elt;
