@@ -201,6 +201,19 @@ class Reply:
 _told: set[str] = set()
 
 
+def _server_timing(value: str) -> tuple[float | None, float | None]:
+    """`app` and `temporal` of a Server-Timing header (cases/web/middleware.server_timing)."""
+    found: dict[str, float] = {}
+    for part in value.split(","):
+        name, *params = [p.strip() for p in part.split(";")]
+        for param in params:
+            key, _, dur = param.partition("=")
+            if key == "dur":
+                with contextlib.suppress(ValueError):
+                    found[name] = float(dur)
+    return found.get("app"), found.get("temporal")
+
+
 def _say_why(kind: str, err: HttpError) -> None:
     """A connection error's cause, once per kind of cause, on stderr: the table only counts."""
     why = f"{kind}: {err.kind}: {err.__cause__!r}"
@@ -380,6 +393,10 @@ class Sample:
     start: float
     ms: float
     outcome: str  # "ok", "HTTP <status>", "timeout", "connection", ...
+    # The server's own account (its Server-Timing header): Django's time and, of it, the
+    # time waited on Temporal; None when the answer had none.
+    app_ms: float | None = None
+    temporal_ms: float | None = None
 
 
 @dataclass
@@ -648,8 +665,9 @@ class Agent:
         else:
             if reply.status not in (200, 204):
                 outcome = f"HTTP {reply.status}"
+        app, spent = _server_timing(reply.header("server-timing")) if reply else (None, None)
         self.level.samples.append(Sample(kind, start, (time.monotonic() - start) * 1000,
-                                         outcome))
+                                         outcome, app, spent))
         return reply if outcome == "ok" else None
 
     # -- the list tab
@@ -1349,6 +1367,7 @@ def restart_report(level: Level, args: argparse.Namespace) -> list[str]:
 
 def summarize(level: Level) -> dict[str, str]:
     lat: dict[str, str] = {}
+    where: dict[str, str] = {}
     errors: Counter[str] = Counter()
     counted = 0
     for kind in KINDS:
@@ -1361,6 +1380,7 @@ def summarize(level: Level) -> dict[str, str]:
             if s.outcome != "ok":
                 errors[f"{kind} {s.outcome}"] += 1
         lat[kind] = (f"{percentile(ok, 50):.0f} / {percentile(ok, 95):.0f}" if ok else "-")
+        where[kind] = _tail(mine)
     for kind, n in level.stream_errors.items():
         errors[f"stream {kind}"] += n
     minutes = (level.window[1] - level.window[0]) / 60
@@ -1387,6 +1407,7 @@ def summarize(level: Level) -> dict[str, str]:
         "requests": str(counted),
         "errors": ", ".join(f"{k}: {n}" for k, n in sorted(errors.items())) or "0",
         **{f"{k} p50/p95 ms": v for k, v in lat.items()},
+        **{f"{k} tail": v for k, v in where.items()},
         "freshness p50/p95 ms": (f"{percentile(fresh, 50):.0f} / {percentile(fresh, 95):.0f}"
                                  if fresh else "-"),
         "seen/acted": f"{len(fresh)}/{level.actions}",
@@ -1403,6 +1424,22 @@ def summarize(level: Level) -> dict[str, str]:
         "queries per change": (f"{(level.queries - loads - refreshes) / changes:.2f} to "
                                f"{(level.queries - loads) / changes:.2f}" if changes else "-"),
     }
+
+
+def _tail(samples: list[Sample]) -> str:
+    """Where the slowest twentieth of a kind's answers spent their time, on average, by the
+    server's Server-Timing: in front of Django (the round trip less `app`: the event loop,
+    the connection, the load generator's own loop), in Django less Temporal, and waiting on
+    Temporal. "-" when there are too few answers to say."""
+    ok = [s for s in samples if s.outcome == "ok" and s.app_ms is not None]
+    if len(ok) < 20:
+        return "-"
+    edge = percentile([s.ms for s in ok], 95)
+    slow = [s for s in ok if s.ms >= edge]
+    front = sum(s.ms - (s.app_ms or 0.0) for s in slow) / len(slow)
+    spent = sum(s.temporal_ms or 0.0 for s in slow) / len(slow)
+    app = sum(s.app_ms or 0.0 for s in slow) / len(slow)
+    return f"{len(slow)}: {front:.0f} / {app - spent:.0f} / {spent:.0f}"
 
 
 def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> str:
@@ -1437,6 +1474,12 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['agents']} | {r['queries']} | {r['page reads']} | "
               f"{r['changes']} | {r['queries per change']} |" for r in rows]
+    tail_kinds = [k for k in KINDS if any(r[f"{k} tail"] != "-" for r in rows)]
+    lines += ["", "| mode | agents | " + " | ".join(
+        f"{k}: slowest 5 %, ms in front of Django / in Django / on Temporal" for k in tail_kinds)
+        + " |", "|---|---|" + "---|" * len(tail_kinds)]
+    lines += [f"| {r['mode']} | {r['agents']} | "
+              + " | ".join(r[f"{k} tail"] for k in tail_kinds) + " |" for r in rows]
     for level in levels:
         lines += restart_report(level, args)
     lines += ["", "| mode | agents | actions/min | action outcomes | errors | "
@@ -1465,6 +1508,10 @@ def report(levels: list[Level], args: argparse.Namespace, notes: list[str]) -> s
         "connections per request kind, and event streams that broke (reopened after the "
         f"server's retry or {args.reconnect_range[0]:g}-{args.reconnect_range[1]:g} s, "
         "with Last-Event-ID).",
+        "slowest 5 % = the answers at or above a kind's p95: their count, then the mean of "
+        "the round trip less the server's Server-Timing `app` (queued before Django: the "
+        "event loop, the connection, this process's own loop), `app` less `temporal`, and "
+        "`temporal` (the time its calls to Temporal took, summed);",
         "CPU = utime + stime from /proc/<pid>/stat of each process tree over the steady "
         "window (the load generator: getrusage of this process), divided by agents x window "
         "minutes; % of a core = CPU seconds / window seconds (the machine has 2).",

@@ -371,3 +371,33 @@ def test_with_a_local_store_a_change_made_in_another_process_is_read_within_seco
     assert client.get("/cases/").wsgi_request.user.is_authenticated  # still cached
     time.sleep(0.6)
     assert not client.get("/cases/").wsgi_request.user.is_authenticated
+
+
+def test_who_can_see_a_queue_is_read_once_and_again_after_any_access_change(
+        agent, other_agent, supervisor):
+    """The mention list (every case page, pushed ones included) is kept under the PEOPLE
+    version: read from the database once, and read again after each kind of change that
+    decides who sees a queue."""
+    from cases.config.reading import seeing_queue
+
+    first = seeing_queue("billing")
+    assert "sam" in first and "alice" not in first and "bob" not in first
+    with CaptureQueriesContext(connection) as again:
+        assert seeing_queue("billing") == first
+    assert again.captured_queries == []
+    billing = Queue.objects.get(slug="billing")
+    agents = Group.objects.get(name="Agent")
+    for change, holds in (
+            (lambda: billing.agents.add(agent), lambda names: "alice" in names),
+            (lambda: agent.groups.remove(agents), lambda names: "alice" not in names),
+            (lambda: agents.user_set.add(agent), lambda names: "alice" in names),
+            (lambda: other_agent.case_queues.add(billing), lambda names: "bob" in names),
+            (lambda: _deactivate(supervisor), lambda names: "sam" not in names),
+            (lambda: billing.agents.clear(), lambda names: not {"alice", "bob"} & set(names))):
+        change()
+        assert holds(seeing_queue("billing")), seeing_queue("billing")
+
+
+def _deactivate(user: Any) -> None:
+    user.is_active = False
+    user.save()

@@ -122,3 +122,22 @@ def test_live_refresh_without_worker_swaps_a_degraded_partial(agent_client, sett
     assert "<html" not in content and "Live details are unavailable" in content
     # It keeps polling, so the page recovers by itself when the worker is back.
     assert f'hx-get="/cases/{case_id}/"' in content and "every 5s" in content
+
+
+def test_server_timing_tells_the_time_waited_on_temporal_apart(agent_client, open_case):
+    """Every answer says how long Django took and how much of it was Temporal's (the bench
+    and the browser's devtools read it): a case page asks one Query, a health check none."""
+    case_id = open_case()
+
+    def timing(response) -> dict[str, tuple[float, str]]:
+        parts = {}
+        for part in response["Server-Timing"].split(","):
+            name, *params = [p.strip() for p in part.split(";")]
+            fields = dict(p.split("=", 1) for p in params)
+            parts[name] = (float(fields["dur"]), fields.get("desc", ""))
+        return parts
+
+    page = timing(agent_client.get(f"/cases/{case_id}/"))
+    assert page["temporal"][1] == '"1 calls"' and 0 < page["temporal"][0] <= page["app"][0]
+    quiet = timing(agent_client.get("/healthz"))
+    assert quiet["temporal"] == (0.0, '"0 calls"') and quiet["app"][0] >= 0

@@ -154,6 +154,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cases.web.middleware.server_timing",  # first: its `app` is the whole of Django's part
     # cases.web.middleware.{Session,Common,Authentication,Message}Middleware are Django's own,
     # run on the event loop instead of a thread hop per hook. The security three keep
     # Django's names: `check --deploy` looks for exactly those.

@@ -18,13 +18,17 @@ from cases.store import versions
 
 ACCESS = "access"  # the fact's name in the store: access:v:<user id>
 CONFIG = "config"  # the version of the shared configuration (not a user's)
+# Moves with every bump: anything read across people (who can see a queue: the mention
+# list, rendered with every case page) is cached under it (cases/config/reading.py).
+PEOPLE = "people"
 
 
 def bump(*who: int | str) -> None:
     """A new version for each user id (or CONFIG): their cached configuration is dropped and
     their open streams re-check. Never raises: a store that is away loses the bump, and the
     streams' periodic re-check (EVENTS_RECHECK_SECONDS) still catches the change."""
-    versions.bump(ACCESS, *who)
+    if who:
+        versions.bump(ACCESS, *who, PEOPLE)
 
 
 def current(*who: int | str) -> dict[int | str, str]:

@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cases.temporal.client import get_client, rpc_timeout, unavailable
 from cases.temporal.rows import decode_row
+from cases.temporal.timing import timed
 from cases.temporal.turns import update_in_turn
 from cases.temporal.types import (
     ActionRefused,
@@ -44,6 +45,7 @@ WORKFLOW_TYPE = "Case"
 UPDATE_NAMES: dict[type[Command], str] = {r.command: n for n, r in rules.COMMANDS.items()}
 
 
+@timed
 async def start_case(case_id: str, new: NewCase, actor: str,
                      policy: QueuePolicy | None = None) -> str:
     """Start the case's workflow. The id doubles as an idempotency key: starting the same id
@@ -80,6 +82,7 @@ async def start_case(case_id: str, new: NewCase, actor: str,
     return case_id
 
 
+@timed
 async def act(case_id: str, command: Command, update_id: str | None = None) -> CaseState:
     """Send one command as a workflow Update and return the state it produced.
 
@@ -113,6 +116,7 @@ async def act(case_id: str, command: Command, update_id: str | None = None) -> C
     return result
 
 
+@timed
 async def get_case(case_id: str) -> CaseState:
     """The live case, answered by its workflow (a Query). Raises WorkerUnavailable when
     Temporal knows the case but no worker answers within the query timeout, and
@@ -145,6 +149,7 @@ async def get_case(case_id: str) -> CaseState:
         raise unavailable(err) from err
 
 
+@timed
 async def describe_case(case_id: str) -> CaseRow:
     """What Temporal itself knows about a case; needs no worker."""
     client = await get_client()

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cases.store import budget
 from cases.temporal.client import get_client, rpc_timeout, unavailable
+from cases.temporal.timing import timed
 from cases.temporal.types import (
     CasePage,
     CaseRow,
@@ -47,6 +48,7 @@ async def _slot(priority: bool = False) -> None:
             f"{err.waited:.0f} s; try again in a moment.") from err
 
 
+@timed
 async def list_cases(query: str, page_size: int, page_token: str | None = None, *,
                      priority: bool = False) -> CasePage:
     """A page of cases, within the Visibility budget, asked now (shared, feed-checked
@@ -55,6 +57,7 @@ async def list_cases(query: str, page_size: int, page_token: str | None = None, 
     return await _list_cases(query, page_size, page_token)
 
 
+@timed
 async def count_cases(query: str) -> int:
     await _slot()
     return await _count_cases(query)

@@ -39,10 +39,6 @@ def attribute_types() -> dict[str, str]:
                 .values_list("name", "type"))
 
 
-async def offered_list(username: str, queue: str) -> list[Macro]:
-    return await dbconn.read(lambda: list(offered(username, queue)))
-
-
 async def _macro_for(username: str, queue: str, pk: Any) -> tuple[Macro, dict[str, str]]:
     try:
         pk = int(pk)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
@@ -20,6 +21,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 from cases import temporal
 from cases.config import reading as config
+from cases.temporal import timing
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,36 @@ def _api_error_json(request: HttpRequest, response: HttpResponse) -> HttpRespons
         if header in response:
             converted[header] = response[header]
     return converted
+
+
+@sync_and_async_middleware
+def server_timing(get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]):
+    """Where an answer's time went (the browser's devtools show it; bench/agents.py reports
+    it beside the round trip): `app`, the request in Django; `temporal`, its calls to
+    Temporal (cases/temporal/timing.py). What the client waited beyond `app` is the queue
+    in front of Django: the event loop, the connection. Not on event streams: their
+    headers leave before any of it."""
+
+    def header(response: HttpResponse, start: float, spent: timing.Spent) -> HttpResponse:
+        if not getattr(response, "streaming", False):
+            app = (time.perf_counter() - start) * 1000
+            response["Server-Timing"] = (f"app;dur={app:.1f}, temporal;dur={spent.ms:.1f};"
+                                         f'desc="{spent.calls} calls"')
+        return response
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            start, spent = time.perf_counter(), timing.measure()
+            return header(await get_response(request), start, spent)  # type: ignore[misc]
+
+        return middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponse:
+        start, spent = time.perf_counter(), timing.measure()
+        return header(get_response(request), start, spent)  # type: ignore[arg-type]
+
+    return sync_middleware
 
 
 @sync_and_async_middleware

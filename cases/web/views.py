@@ -17,9 +17,9 @@ from django_htmx.middleware import HtmxDetails
 
 from cases import temporal
 from cases.config import case_types, custom_fields, dbconn, queue_policy
-from cases.config.access import Access, who_can_see
+from cases.config.access import Access
 from cases.config.custom_fields import Attribute
-from cases.config.reading import config_for
+from cases.config.reading import config_for, seeing_queue
 from cases.files import uploads
 from cases.files.store import FileRefused
 from cases.live import feed, listing
@@ -38,7 +38,7 @@ from cases.web.forms import (
 )
 from cases.web.htmx import render_for
 from cases.web.lookup import Seen, case_for
-from cases.web.macros import offered_list
+from cases.web.macros import offered
 from workers import rules
 from workers.model import (
     PRIORITY_LABELS,
@@ -235,12 +235,19 @@ async def _detail_context(
         # The action no longer applies to the case as it is now: say why at the top.
         extra["refusal"] = " ".join(str(e) for errs in bound.errors.values() for e in errs)
     if "comment" in forms:
-        # Mentions autocomplete from the people who can see the case (the access rule).
-        queue = state.queue
-        extra.setdefault("mentionable", await dbconn.read(lambda: who_can_see(queue)))
-        # The macros for this case's queue, every queue's and the person's own (issue 25).
-        if "macros" not in extra:
-            extra["macros"] = await offered_list(access.username, queue)
+        queue, want_macros = state.queue, "macros" not in extra
+
+        def read() -> tuple[list[str], list[Any] | None]:
+            # Mentions autocomplete from the people who can see the case (the access rule);
+            # the macros are this case's queue's, every queue's and the person's own
+            # (issue 25). One trip to the request's thread for both.
+            return (seeing_queue(queue),
+                    list(offered(access.username, queue)) if want_macros else None)
+
+        mentionable, macros = await dbconn.read(read)
+        extra.setdefault("mentionable", mentionable)
+        if want_macros:
+            extra["macros"] = macros
     return {
         "case": state,
         "forms": forms,
@@ -412,7 +419,7 @@ async def _unreached_mentions(command: Command, state: CaseState) -> list[str]:
     if not named:
         return []
     queue = state.queue
-    seeing = set(await dbconn.read(lambda: who_can_see(queue)))
+    seeing = set(await dbconn.read(lambda: seeing_queue(queue)))
     return [n for n in named if n not in seeing]
 
 
