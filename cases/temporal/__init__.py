@@ -14,6 +14,7 @@ The package's modules, by concern:
   namespace  setup and the search-attribute registry
   history    a case rebuilt from its event history
   archive    completed cases in the visibility archive
+  timing     how long a request waited on Temporal (its Server-Timing header)
 
 Only the errors and dataclasses load with the package; everything else loads on first use
 (module __getattr__), so importing `cases.temporal.types`, or naming a CaseRow, costs no SDK.
