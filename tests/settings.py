@@ -29,9 +29,17 @@ CACHES = cache_settings(None, 0)
 # threads can read.
 NOTIFY_QUIET_SECONDS = -1.0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-# Files kept by tests go to a directory of the run's own, never the developer's var/.
+# Files kept by tests go to a directory of the run's own, never the developer's var/: one per
+# run, shared with the processes it starts (they inherit the variable and so read the same
+# files), and removed when the run ends (before, every process that loaded these settings
+# made one and left it: 490 in /tmp after a day's runs).
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
+_FILES = os.environ.get("TRACERAIL_TEST_ATTACHMENTS", "")
+if not _FILES:
+    _FILES = os.environ["TRACERAIL_TEST_ATTACHMENTS"] = tempfile.mkdtemp(prefix="attachments-")
+    atexit.register(shutil.rmtree, _FILES, True)
 STORAGES["attachments"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                           "OPTIONS": {"location": tempfile.mkdtemp(prefix="attachments-"),
-                                       "base_url": None}}
+                           "OPTIONS": {"location": _FILES, "base_url": None}}

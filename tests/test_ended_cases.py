@@ -276,3 +276,30 @@ def test_a_case_deleted_while_open_says_it_is_the_last_export_and_is_not_listed_
     html = agent_client.get(f"/cases/{case_id}/").content.decode()
     assert "Its execution was deleted while the case was open" in html and WHERE_FROM in html
     assert f'id="ended-{case_id}"' not in agent_client.get("/cases/archived/").content.decode()
+
+
+def test_the_api_reads_a_case_and_its_timeline_from_the_export_once_its_execution_is_gone(
+        temporal, store, api_token, other_agent):
+    """GET /api/cases/<id>/ and its history/ for a case only the export holds: the case and
+    its timeline (with the version after each entry), said to come from the export, under
+    the token's access."""
+    from django.test import Client
+
+    from cases.models import ApiToken
+
+    case_id = new_case_id()
+    _export(store, case_id, queue="general")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    case = client.get(f"/api/cases/{case_id}/")
+    assert case.status_code == 200 and case["X-Case-Read-From"] == "export"
+    assert case.json()["title"] == "Old printer"
+    timeline = client.get(f"/api/cases/{case_id}/history/")
+    assert timeline.status_code == 200 and timeline["X-Case-Read-From"] == "export"
+    body = timeline.json()
+    assert body["runs"] == ["9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"] and body["ended"] == ""
+    assert [(e["actor"], e["text"], e["version"]) for e in body["events"]] == [
+        (actor, text, seq) for seq, (actor, _, text) in enumerate(_TIMELINE, start=1)]
+    # bob works technical only: the export keeps the access rule.
+    bob = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(other_agent, 'tests')[1]}")
+    assert bob.get(f"/api/cases/{case_id}/history/").status_code == 404
+    assert bob.get(f"/api/cases/{case_id}/").status_code == 404

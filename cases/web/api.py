@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import temporal
+from cases.analytics.ended import ExportedCase
 from cases.config import case_types, dbconn, queue_policy
 from cases.config.custom_fields import FIELD_PREFIX
 from cases.config.reading import RequestConfig, load
@@ -27,7 +28,7 @@ from cases.temporal import ids
 from cases.temporal.ids import case_id_for_key, is_case_id, new_case_id
 from cases.web import attachments
 from cases.web.forms import NewCaseForm
-from cases.web.lookup import case_for, history_for, visible
+from cases.web.lookup import EXPORT, HISTORY, case_for, history_or_export, visible
 from workers import rules
 from workers.model import Attach, Attachment, CaseState
 
@@ -257,7 +258,7 @@ async def get_case(request: HttpRequest, config: RequestConfig, case_id: str) ->
     response = JsonResponse(case_json(seen.state))
     # Ended or no worker answering: the state its history ends with, said in a header so
     # the body stays the case itself.
-    response["X-Case-Read-From"] = "workflow" if seen.live else "history"
+    response["X-Case-Read-From"] = "workflow" if seen.live else seen.source
     return response
 
 
@@ -266,21 +267,34 @@ async def get_case(request: HttpRequest, config: RequestConfig, case_id: str) ->
 @_case_id_known
 async def case_history(request: HttpRequest, config: RequestConfig,
                        case_id: str) -> JsonResponse:
-    """The case's timeline from its event history: audit for other systems."""
+    """The case's timeline from its event history: audit for other systems. Once Temporal
+    no longer has the execution, from the case export (issue 24), which keeps the timeline
+    and the version after each entry but no state per entry; `X-Case-Read-From` says which."""
     try:
-        projection = (await history_for(config.access, case_id)).projection
+        found = await history_or_export(config.access, case_id)
     except Http404:
         return _error(404, "No such case.")
-    return JsonResponse({
+    if isinstance(found, ExportedCase):
+        runs, entries = found.run_ids, found.entries
+        # As the history read says it: "" for a case that ended by its rules.
+        ended = "" if found.execution == "completed" else found.ended
+        versions = [found.versions.get(e.seq) for e in entries]
+    else:
+        projection = found.projection
+        runs, ended, entries = projection.run_ids, projection.ended, projection.entries
+        versions = [e.state.version if e.state is not None else None for e in entries]
+    response = JsonResponse({
         "id": case_id,
-        "runs": projection.run_ids,
-        "ended": projection.ended,
+        "runs": runs,
+        "ended": ended,
         "events": [{
             "seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "kind": e.kind,
             "text": e.text, "detail": e.detail, "run_id": e.run_id, "event_id": e.event_id,
-            "version": e.state.version if e.state is not None else None,
-        } for e in projection.entries],
+            "version": version,
+        } for e, version in zip(entries, versions, strict=True)],
     })
+    response["X-Case-Read-From"] = EXPORT if isinstance(found, ExportedCase) else HISTORY
+    return response
 
 
 @csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
