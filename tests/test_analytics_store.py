@@ -83,3 +83,24 @@ def test_a_snapshot_is_reused_until_a_segment_is_added(tmp_path):
 def test_the_exporters_state_survives_a_new_store_object(tmp_path):
     Store(str(tmp_path)).write_state({"watermark": "2026-03-02T09:00:00+00:00"})
     assert Store(str(tmp_path)).read_state() == {"watermark": "2026-03-02T09:00:00+00:00"}
+
+
+def test_follow_compacts_once_the_segments_reach_the_limit(tmp_path):
+    """`export_cases --follow` adds two segments per round that exported something; once
+    there are ANALYTICS_COMPACT_SEGMENTS it folds them (before, they grew without end)."""
+    import asyncio
+
+    from cases.analytics import exporter
+
+    store = Store(str(tmp_path))
+    for version in (1, 2):
+        store.write([case("case-A", version, version * 4)],
+                    [event("case-A", version, version * 4, 1, "opened")])
+    assert store.segment_count() == 4
+    assert asyncio.run(exporter.compact_if_due(store, limit=5)) == 0
+    store.write([case("case-B", 1, 4)], [event("case-B", 1, 4, 1, "opened")])
+    assert asyncio.run(exporter.compact_if_due(store, limit=5)) == 6
+    assert store.segment_count() == 2
+    rows = store.snapshot().db.cursor().execute(
+        "SELECT case_id, version FROM cases ORDER BY case_id").fetchall()
+    assert rows == [("case-A", 2), ("case-B", 1)]

@@ -357,6 +357,12 @@ ANALYTICS_EXPORT_SECONDS = envfloat("ANALYTICS_EXPORT_SECONDS", 60.0)
 if ANALYTICS_EXPORT_SECONDS < 1:
     raise ImproperlyConfigured(
         f"ANALYTICS_EXPORT_SECONDS must be at least 1, got {ANALYTICS_EXPORT_SECONDS}")
+# `export_cases --follow` folds the store's segments into one per table once there are this
+# many (each round that exported something adds two; every read opens them all).
+ANALYTICS_COMPACT_SEGMENTS = envint("ANALYTICS_COMPACT_SEGMENTS", 200)
+if ANALYTICS_COMPACT_SEGMENTS < 3:
+    raise ImproperlyConfigured(
+        f"ANALYTICS_COMPACT_SEGMENTS must be at least 3, got {ANALYTICS_COMPACT_SEGMENTS}")
 
 # --- Files on cases (issue 23) --------------------------------------------------------------
 # The bytes live in STORAGES["attachments"] (cases/files/store.py), never in a workflow: the

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from cases import temporal
 from cases.analytics import store as stores
@@ -87,6 +88,17 @@ async def export_changed(store: Store | None = None) -> ExportReport:
                        "exported_at": datetime.now(UTC).isoformat()})
     report.seconds = time.monotonic() - started
     return report
+
+
+async def compact_if_due(store: Store | None = None, limit: int | None = None) -> int:
+    """Fold the store's segments once there are `limit` (ANALYTICS_COMPACT_SEGMENTS) or more:
+    `--follow` adds two per round that exported something, and every read opens them all.
+    Returns the segments removed (0 when not due)."""
+    store = store or stores.shared()
+    limit = limit or settings.ANALYTICS_COMPACT_SEGMENTS
+    if await asyncio.to_thread(store.segment_count) < limit:
+        return 0
+    return await asyncio.to_thread(store.compact)
 
 
 async def rebuild(store: Store | None = None, *, progress: bool = False) -> ExportReport:

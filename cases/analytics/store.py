@@ -99,6 +99,10 @@ class Store:
                       if info.type == pafs.FileType.File and info.path.endswith(".parquet")
                       and not info.base_name.startswith("."))
 
+    def segment_count(self) -> int:
+        """How many files both tables are in now (what a compaction would fold)."""
+        return len(self._segments("cases")) + len(self._segments("events"))
+
     def compact(self) -> int:
         """Fold each table's segments into one (deduplicated); returns segments removed.
         Safe beside writers: only the segments it read are removed."""

@@ -74,6 +74,15 @@ class Command(TemporalCommand):
             else:
                 if report.cases or report.skipped or report.gone:
                     self._said(report)
+                try:
+                    folded = await exporter.compact_if_due()
+                except Exception as err:  # the store's disk, say: the next round tries again
+                    self.stderr.write(f"export_cases: compacting failed: "
+                                      f"{type(err).__name__}: {err}")
+                    self.stderr.flush()
+                else:
+                    if folded:
+                        self.say(f"export_cases: compacted {folded} segments")
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:
