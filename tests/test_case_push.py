@@ -113,3 +113,35 @@ def test_one_change_seen_by_twenty_tabs_costs_one_query_and_one_render_per_audie
         assert "For all twenty" in html
         assert "csrfmiddlewaretoken" not in html  # the person's own parts are not shared
         assert 'class="action macro-apply"' not in html
+
+
+def test_a_render_that_fails_tells_its_pages_to_re_ask_counted_and_logged_with_its_cause(
+        quick_feed, open_case, agent, monkeypatch, caplog):  # noqa: F811
+    import logging
+
+    from cases.web import views
+
+    case_id = open_case(title="Cannot be drawn", queue="technical")
+    _known(case_id, 1)
+
+    async def broken(request: Any, seen: Any) -> str:
+        raise RuntimeError("the template exploded")
+
+    monkeypatch.setattr(views, "shared_case_html", broken)
+    monkeypatch.setattr(case_pages, "COUNTS", case_pages.Counts())
+
+    async def scenario() -> tuple[Any, tuple[str, str]]:
+        stream = await _open(agent, f"case={case_id}")
+        changed = await asyncio.to_thread(
+            run, gateway.act(case_id, AddComment(actor="sam", body="Drawn or not")))
+        got = await asyncio.wait_for(_case_message(stream), 20)
+        await stream.close()
+        return changed, got
+
+    with caplog.at_level(logging.INFO, logger="cases.live.case_pages"):
+        changed, got = _sync(scenario)
+    assert got == ("case", str(changed.version))  # the page asks for it itself
+    assert case_pages.COUNTS.fallbacks == {"render": 1}
+    said = [r for r in caplog.records if f"{case_id} not pushed (render)" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None
+    assert "the template exploded" in str(said[0].exc_info[1])

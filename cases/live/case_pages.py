@@ -39,9 +39,12 @@ class Counts:
         # page again, so each is logged.
         self.fallbacks: collections.Counter[str] = collections.Counter()
 
-    def fell_back(self, case_id: str, why: str) -> None:
+    def fell_back(self, case_id: str, why: str, *, failed: bool = False) -> None:
+        """Counted and logged; `failed` (inside an `except`): with the traceback, as an
+        error of ours rather than a state of the world."""
         self.fallbacks[why] += 1
-        logger.info("case push: %s not pushed (%s); its pages re-ask", case_id, why)
+        say = logger.exception if failed else logger.info
+        say("case push: %s not pushed (%s); its pages re-ask", case_id, why)
 
 
 COUNTS = Counts()
@@ -89,9 +92,7 @@ async def messages(case_id: str, version: str, watches: Sequence[Watch]) -> list
             try:
                 html = await drawing.case_html(watch.request, seen)
             except Exception:
-                logger.exception("case push: %s could not be rendered; its pages re-ask",
-                                 case_id)
-                COUNTS.fallbacks["render"] += 1
+                COUNTS.fell_back(case_id, "render", failed=True)
                 html = None
             COUNTS.renders += 1
             rendered[kind] = message("case-html", html) if html is not None \
