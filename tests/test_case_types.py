@@ -384,3 +384,14 @@ def test_one_default_type_per_queue_and_each_version_once_hold_on_postgresql(
         db.execute(version, (refund,))
         with pytest.raises(UniqueViolation):
             db.execute(version, (refund,))
+
+
+def test_a_saved_version_keeps_each_fields_registry_label_for_its_refusals(refund):
+    spec = case_types.current_types("billing")["refund"]
+    assert [(f.name, f.label) for f in spec.fields] == [("OrderNumber", "Order number"),
+                                                        ("CxRegion", "Region")]
+    # A version saved before labels were kept reads as one without them.
+    old = case_types.spec_json(spec)
+    for f in old["fields"]:
+        del f["label"]
+    assert [f.label for f in case_types.spec_from_json(old).fields] == ["", ""]

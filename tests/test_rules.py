@@ -531,3 +531,21 @@ def test_malformed_type_fields_are_refused_never_a_crash():
     assert rules.types_problem({"other": _refund()}) == \
         "policy.case_types names each type by its own name."
     assert rules.types_problem([]).startswith("policy.case_types maps")
+
+
+def test_a_required_field_is_refused_in_its_registry_label_saved_with_the_type():
+    """The words are the label the attribute had when the type's version was saved; a
+    version saved before labels were kept says words made from the name."""
+    from workers.model import NewCase, TypeField
+
+    labelled = replace(_refund(), fields=[TypeField("OrderNumber", required=True,
+                                                    label="Order no. (from the shop)")])
+    new = NewCase(title="T", queue="billing", case_type="refund")
+    with pytest.raises(rules.RuleError) as refused:
+        rules.open_case("case-AAAAAAAA", new, "ann", SLA, NOW, {"refund": labelled})
+    assert refused.value.message == "Order no. (from the shop) is required for a refund."
+    assert rules.type_problem(labelled) is None
+    assert rules.type_problem(replace(labelled, fields=[TypeField("OrderNumber", label=7)])) \
+        == "A field's label is text of at most 100 characters."
+    assert rules.type_problem(replace(labelled, fields=[
+        TypeField("OrderNumber", label="x" * 101)])) is not None

@@ -87,6 +87,9 @@ class TypeField:
     name: str
     required: bool = False
     default: Any = None
+    # The attribute's label in the registry when this version was saved: a refusal's words
+    # ("Order no. is required…"). "" (versions saved before it): words made from the name.
+    label: str = ""
 
 
 @dataclass

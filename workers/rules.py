@@ -379,6 +379,8 @@ def type_problem(spec: Any) -> str | None:
         seen.add(f.name)
         if not isinstance(f.required, bool):
             return f"Whether {f.name} is required is true or false."
+        if not isinstance(f.label, str) or len(f.label) > MAX_TYPE_LABEL:
+            return f"A field's label is text of at most {MAX_TYPE_LABEL} characters."
         try:
             default_of(f)
         except RuleError as err:
@@ -418,8 +420,8 @@ def typed_attributes(spec: CaseTypeSpec, attributes: dict[str, AttributeValue]
             merged[f.name] = default
     for f in spec.fields:
         if f.required and merged.get(f.name, AttributeValue("Keyword", None)).value is None:
-            raise RuleError(f"{field_words(f.name)} is required for {type_words(spec)}.",
-                            f.name)
+            raise RuleError(f"{f.label or field_words(f.name)} is required for "
+                            f"{type_words(spec)}.", f.name)
     return merged
 
 

@@ -44,7 +44,8 @@ def spec_of(case_type: CaseType, version: int) -> CaseTypeSpec:
     for f in case_type.fields.select_related("attribute"):
         default = parse_default(f.attribute.type, f.default)
         fields.append(TypeField(name=f.attribute.name, required=f.required,
-                                default=None if default is None else asdict(default)))
+                                default=None if default is None else asdict(default),
+                                label=f.attribute.label))
     return CaseTypeSpec(name=case_type.name, label=case_type.label, version=version,
                         fields=fields)
 
