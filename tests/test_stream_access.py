@@ -401,3 +401,22 @@ def test_who_can_see_a_queue_is_read_once_and_again_after_any_access_change(
 def _deactivate(user: Any) -> None:
     user.is_active = False
     user.save()
+
+
+def test_a_mention_list_entry_ends_with_its_lifetime_when_no_signal_came(
+        agent, supervisor, monkeypatch):
+    """A change that sends no signal (an update() in a shell) moves no version: the entry
+    is read again when its lifetime ends (the cached configuration's, here the local
+    store's)."""
+    from django.contrib.auth import get_user_model
+
+    from cases import store
+    from cases.config import reading as config
+
+    monkeypatch.setattr(config, "LOCAL_CACHE_SECONDS", 0.3)
+    monkeypatch.setattr(config, "_CACHE_SECONDS", 0.3)
+    assert "sam" in config.seeing_queue("billing")
+    get_user_model().objects.filter(pk=supervisor.pk).update(is_active=False)
+    assert "sam" in config.seeing_queue("billing")  # still the entry
+    time.sleep(0.4)
+    assert "sam" not in config.seeing_queue("billing"), store.spans_processes()

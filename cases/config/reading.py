@@ -306,8 +306,8 @@ class _Seeing:
     users, groups and queues (py-spy at 500 agents: 6 % of the web's samples, more than
     every other query together). One store read instead; an access change anywhere moves
     the version (at once and at commit, cases/config/signals.py), so a list made before it
-    is never read after. A process-local store hears only this process's changes: there an
-    entry lives LOCAL_CACHE_SECONDS."""
+    is never read after. An entry lives as long as a cached configuration; with a
+    process-local store, which hears only this process's changes, LOCAL_CACHE_SECONDS."""
 
     KEEP = 512  # (queue, version) entries; past that they are all dropped and read again
 
@@ -329,7 +329,9 @@ class _Seeing:
             return list(hit[1])
         self.reads += 1
         names = who_can_see(queue)
-        lives = float("inf") if store.spans_processes() else LOCAL_CACHE_SECONDS
+        # As long as a cached configuration lives: a change that sends no signal (an
+        # `update()` in a shell) is read within the hour even if nothing else moves it.
+        lives = _CACHE_SECONDS if store.spans_processes() else LOCAL_CACHE_SECONDS
         with self.lock:
             if len(self.found) >= self.KEEP:
                 self.found.clear()
