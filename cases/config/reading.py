@@ -314,7 +314,6 @@ class _Seeing:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.found: dict[tuple[str, str], tuple[float, list[str]]] = {}
-        self.reads = 0  # database reads, for the tests
 
     def __call__(self, queue: str) -> list[str]:
         try:
@@ -327,7 +326,6 @@ class _Seeing:
             hit = self.found.get((queue, version))
         if hit is not None and hit[0] > now:
             return list(hit[1])
-        self.reads += 1
         names = who_can_see(queue)
         # As long as a cached configuration lives: a change that sends no signal (an
         # `update()` in a shell) is read within the hour even if nothing else moves it.
