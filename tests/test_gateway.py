@@ -64,8 +64,29 @@ def temporal_down(settings, temporal):
 
 
 def test_unreachable_temporal_raises_temporal_unavailable(temporal_down):
-    with pytest.raises(gateway.TemporalUnavailable, match="Cannot reach Temporal"):
+    with pytest.raises(gateway.TemporalUnavailable, match="Cannot reach Temporal") as err:
         run(gateway.count_cases("WorkflowType = 'Case'"))
+    # Said in words (pages and 503s show it), not the transport's debug text.
+    assert err.value.message == ("Cannot reach Temporal at 127.0.0.1:1: nothing is listening "
+                                 "there (connection refused).")
+
+
+@pytest.mark.parametrize("raw, words", [
+    ('Failed client connect: Server connection error: tonic::transport::Error(Transport, '
+     'ConnectError(ConnectError("tcp connect error", 127.0.0.1:7391, Os { code: 111, kind: '
+     'ConnectionRefused, message: "Connection refused" })))',
+     "nothing is listening there (connection refused)"),
+    ("Failed client connect: Server connection error: tonic::transport::Error(Transport, "
+     "ConnectError(ConnectError(\"dns error\", Custom { kind: Uncategorized, error: "
+     "\"failed to lookup address information\" })))", "the host name does not resolve"),
+    ("Failed client connect: deadline has elapsed", "it did not answer in time"),
+    ("Failed client connect: Server connection error: tonic::transport::Error(Transport, "
+     "hyper::Error(Io))", "Failed client connect: Server connection error"),
+])
+def test_a_failed_connection_is_said_in_words(raw, words):
+    from cases.temporal.client import connect_words
+
+    assert connect_words(RuntimeError(raw)) == words
 
 
 def test_healthz(client, settings, temporal):

@@ -7,6 +7,7 @@ The other modules of this package take their client, timeouts and error mapping 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,8 @@ _client: Client | None = None
 _client_pid: int | None = None
 
 
+logger = logging.getLogger(__name__)
+
 def rpc_timeout(seconds: float | None = None) -> timedelta:
     return timedelta(seconds=seconds if seconds is not None else settings.TEMPORAL_RPC_TIMEOUT)
 
@@ -60,11 +63,38 @@ async def get_client() -> Client:
             ),
         )
     except Exception as err:  # the SDK raises RuntimeError for connect failures
+        logger.info("temporal: connecting to %s failed: %s", settings.TEMPORAL_ADDRESS, err)
         raise TemporalUnavailable(
-            f"Cannot reach Temporal at {settings.TEMPORAL_ADDRESS}: {err}"
+            f"Cannot reach Temporal at {settings.TEMPORAL_ADDRESS}: {connect_words(err)}."
         ) from err
     _client, _client_pid = client, os.getpid()
     return client
+
+
+# The connect error is the Rust transport's debug text (tonic::transport::Error(Transport,
+# ConnectError(... Os { code: 111, ... }))): pages, 503s and waiting commands say its cause
+# in words instead, and the log keeps the text.
+_CONNECT_CAUSES = (
+    ("connection refused", "nothing is listening there (connection refused)"),
+    ("timed out", "it did not answer in time"),
+    ("deadline", "it did not answer in time"),
+    ("dns error", "the host name does not resolve"),
+    ("failed to lookup", "the host name does not resolve"),
+    ("certificate", "its TLS certificate was not accepted"),
+    ("tls", "the TLS handshake failed"),
+    ("connection reset", "the connection was reset"),
+)
+
+
+def connect_words(err: BaseException) -> str:
+    """Why a connection to Temporal failed, as a person would say it."""
+    text = str(err)
+    lowered = text.lower()
+    for needle, words in _CONNECT_CAUSES:
+        if needle in lowered:
+            return words
+    first = text.split("tonic::", 1)[0].strip().rstrip(":").strip()
+    return (first or "the connection failed")[:200]
 
 
 def reset_client() -> None:
