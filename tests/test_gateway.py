@@ -80,6 +80,9 @@ def test_unreachable_temporal_raises_temporal_unavailable(temporal_down):
      "ConnectError(ConnectError(\"dns error\", Custom { kind: Uncategorized, error: "
      "\"failed to lookup address information\" })))", "the host name does not resolve"),
     ("Failed client connect: deadline has elapsed", "it did not answer in time"),
+    ("Failed client connect: invalid TLS configuration: no root certificates",
+     "its TLS certificate was not accepted"),
+    ("Failed client connect: invalid TLS handshake", "the TLS handshake failed"),
     ("Failed client connect: Server connection error: tonic::transport::Error(Transport, "
      "hyper::Error(Io))", "Failed client connect: Server connection error"),
 ])

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from cachetools import TLRUCache
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -309,11 +310,16 @@ class _Seeing:
     is never read after. An entry lives as long as a cached configuration; with a
     process-local store, which hears only this process's changes, LOCAL_CACHE_SECONDS."""
 
-    KEEP = 512  # (queue, version) entries; past that they are all dropped and read again
-
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.found: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self.lock = threading.Lock()  # cachetools' caches are not thread-safe
+        self.found: TLRUCache[tuple[str, str], list[str]] = TLRUCache(
+            maxsize=512, ttu=self._until, timer=time.monotonic)
+
+    @staticmethod
+    def _until(key: Any, names: Any, now: float) -> float:
+        # As long as a cached configuration lives: a change that sends no signal (an
+        # `update()` in a shell) is read within the hour even if nothing else moves it.
+        return now + (_CACHE_SECONDS if store.spans_processes() else LOCAL_CACHE_SECONDS)
 
     def __call__(self, queue: str) -> list[str]:
         try:
@@ -321,19 +327,12 @@ class _Seeing:
         except Exception as err:  # the store away: the database alone answers, uncached
             logger.warning("config: the shared store is not answering: %s", err)
             return who_can_see(queue)
-        now = time.monotonic()
         with self.lock:
-            hit = self.found.get((queue, version))
-        if hit is not None and hit[0] > now:
-            return list(hit[1])
-        names = who_can_see(queue)
-        # As long as a cached configuration lives: a change that sends no signal (an
-        # `update()` in a shell) is read within the hour even if nothing else moves it.
-        lives = _CACHE_SECONDS if store.spans_processes() else LOCAL_CACHE_SECONDS
-        with self.lock:
-            if len(self.found) >= self.KEEP:
-                self.found.clear()
-            self.found[(queue, version)] = (now + lives, names)
+            names = self.found.get((queue, version))
+        if names is None:
+            names = who_can_see(queue)
+            with self.lock:
+                self.found[(queue, version)] = names
         return list(names)
 
 

@@ -81,7 +81,7 @@ _CONNECT_CAUSES = (
     ("dns error", "the host name does not resolve"),
     ("failed to lookup", "the host name does not resolve"),
     ("certificate", "its TLS certificate was not accepted"),
-    ("tls", "the TLS handshake failed"),
+    (" tls", "the TLS handshake failed"),  # a word ("invalid TLS ..."), not inside one
     ("connection reset", "the connection was reset"),
 )
 
