@@ -6,11 +6,13 @@ source, so a new activity cannot forget it."""
 import ast
 from pathlib import Path
 
+from .conftest import parse
+
 ACTIVITIES = Path(__file__).resolve().parent.parent / "workers" / "activities.py"
 
 
 def test_every_activity_that_reaches_django_goes_through_outside_request():
-    tree = ast.parse(ACTIVITIES.read_text())
+    tree = parse(ACTIVITIES.read_text())
     forgot, checked = [], 0
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

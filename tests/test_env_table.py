@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+from .conftest import parse
+
 ROOT = Path(__file__).resolve().parent.parent
 # settings.py's typed helpers and the plain reads; each takes the variable's name first.
 READERS = {"envbool", "envint", "envfloat", "envlist", "envints", "envurl", "_raw", "getenv"}
@@ -15,7 +17,7 @@ READERS = {"envbool", "envint", "envfloat", "envlist", "envints", "envurl", "_ra
 def settings_reads(source: str) -> dict[str, ast.expr | None]:
     """Variable name → the default expression it is read with (None: no default)."""
     found: dict[str, ast.expr | None] = {}
-    tree = ast.parse(source)
+    tree = parse(source)
     # The helpers' own bodies pass their `name` parameter on; they read nothing themselves.
     helpers = {id(n) for d in tree.body if isinstance(d, ast.FunctionDef) and d.name in READERS
                for n in ast.walk(d)}

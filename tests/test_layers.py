@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from .conftest import parse
+
 ROOT = Path(__file__).resolve().parent.parent / "cases"
 
 LAYER = {"store": 0, "config": 1, "models": 1, "temporal": 1, "live": 2, "notify": 2,
@@ -46,7 +48,7 @@ def test_imports_point_down_the_layers():
         if path.parent == ROOT and path.name == "__init__.py":
             continue
         mine = _layer_of(path)
-        for name in _imported(ast.parse(path.read_text())):
+        for name in _imported(parse(path.read_text())):
             theirs = name.split(".")[1]
             if theirs not in LAYER or theirs == mine:
                 continue
@@ -56,6 +58,6 @@ def test_imports_point_down_the_layers():
 
 
 def test_the_check_sees_an_upward_import(tmp_path):
-    tree = ast.parse("def f():\n    from cases.web import views\n")
+    tree = parse("def f():\n    from cases.web import views\n")
     assert _imported(tree) == ["cases.web"]
     assert LAYER["web"] > LAYER["store"]

@@ -42,6 +42,8 @@ from workers.model import (
     Watch,
 )
 
+from .conftest import parse
+
 NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 SLA = SlaPolicy(seconds_by_priority=[400, 800, 1600, 3200],
                 at_risk_by_priority=[0.5, 0.75, 0.75, 1.0],
@@ -190,7 +192,7 @@ def test_every_timeline_line_is_worded_as_it_was():
 
 def _projection_kinds() -> set[str]:
     """The kinds the projection writes of its own accord: `self._add(event, actor, "kind", ...)`."""
-    tree = ast.parse(inspect.getsource(projection))
+    tree = parse(inspect.getsource(projection))
     return {call.args[2].value for call in ast.walk(tree)
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
             and call.func.attr == "_add" and len(call.args) > 2
@@ -239,7 +241,7 @@ def test_the_registries_agree():
     system = {e.kind for _, e in _system_samples()} - {"closed"}
     assert system | _projection_kinds() <= set(rules.SYSTEM_STEPS)
     # One home for the words: the projection repeats none of them, it asks the rules.
-    strings = {n.value for n in ast.walk(ast.parse(inspect.getsource(projection)))
+    strings = {n.value for n in ast.walk(parse(inspect.getsource(projection)))
                if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     # ("{detail}", the end's whole line, is also the placeholder says_detail looks for.)
     assert not strings & {*rules.WORDING.values(), rules.AUTO_CLOSED} - {"{detail}"}

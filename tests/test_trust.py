@@ -23,7 +23,7 @@ from workers.model import (
 )
 from workers.workflows import CaseWorkflow
 
-from .conftest import current_state, run
+from .conftest import current_state, parse, run
 from .test_custom_attributes import registered  # noqa: F401  (a fixture used by name)
 from .test_history import _worked_then_orphaned
 
@@ -395,7 +395,7 @@ def test_the_access_rule_does_not_import_the_request_configuration():
 
     import cases.config.access
 
-    tree = ast.parse(Path(cases.config.access.__file__).read_text())
+    tree = parse(Path(cases.config.access.__file__).read_text())
     imported = {node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.split(".")[-1] == "config"}, imported
